@@ -1,0 +1,105 @@
+"""The ``Layer`` base class: a ``forward(x, training)`` / ``backward(dy)`` pair.
+
+A layer caches in ``forward`` what ``backward`` needs. ``backward`` *accumulates* parameter
+gradients into ``self.grads`` (so gradients of several backward passes add up, as in PyTorch;
+call ``zero_grad()`` between steps) and returns the gradient with respect to the layer's input.
+``params``, ``grads`` and ``state`` are same-keyed dicts of arrays so that optimizers, persistence
+and the gradient checker stay generic.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .registry import Registry
+
+LAYERS = Registry("layer")
+
+
+class Layer:
+    """Base class of every layer.
+
+    Attributes:
+        params: trainable arrays by name.
+        grads: gradient arrays, same keys and shapes as ``params``.
+        state: non-trainable arrays (e.g. running statistics).
+        name: unique name inside a model (assigned by ``Sequential`` if not given).
+        built: whether ``build`` has created the parameters.
+        input_shape: per-sample input shape (without the batch axis) once built.
+    """
+
+    #: whether the layer takes integer inputs (token ids) instead of floats.
+    integer_input: ClassVar[bool] = False
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {type(name).__name__}")
+        self.name = name
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.state: dict[str, np.ndarray] = {}
+        self.built = False
+        self.input_shape: tuple[int, ...] | None = None
+        self.dtype = np.dtype(np.float32)
+
+    # -- construction ---------------------------------------------------------------------------
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+        """Create parameters for inputs of per-sample shape ``input_shape``."""
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.dtype = np.dtype(dtype)
+        self.built = True
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-sample output shape for a per-sample input shape (identity by default)."""
+        return tuple(input_shape)
+
+    def _add_param(self, key: str, value: np.ndarray) -> None:
+        self.params[key] = value
+        self.grads[key] = np.zeros_like(value)
+
+    # -- computation ----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Compute the layer's output; cache what ``backward`` needs when ``training``."""
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Given dL/d(output), accumulate dL/d(params) into ``grads`` and return dL/d(input)."""
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero (in place, so views stay valid)."""
+        for g in self.grads.values():
+            g.fill(0)
+
+    def penalty(self) -> float:
+        """Regularisation term this layer adds to the loss (0 by default)."""
+        return 0.0
+
+    @property
+    def n_params(self) -> int:
+        """Number of trainable scalars."""
+        return int(sum(p.size for p in self.params.values()))
+
+    # -- persistence ----------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Rebuild an (unbuilt) layer from ``get_config()`` output."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+    def _check_input(self, x: np.ndarray) -> None:
+        """Raise a clear error if ``x`` does not match the built input shape."""
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"layer {self.name or type(self).__name__} expects inputs of shape "
+                f"(batch, {', '.join(map(str, self.input_shape))}), got {x.shape}"
+            )

@@ -1,0 +1,380 @@
+"""Trainable and structural layers: ``Dense``, ``Dropout``, ``BatchNorm``, ``Flatten``, ``Embedding``.
+
+Activation layers live in :mod:`lucidnet.activations` and are re-exported here, so
+``ln.layers`` holds every layer class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import activations as _act
+from . import initializers
+from ._validation import check_float, check_positive_int
+from .activations import ELU, GELU, Activation, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .base import LAYERS, Layer
+
+__all__ = [
+    "Layer",
+    "Dense",
+    "Dropout",
+    "BatchNorm",
+    "Flatten",
+    "Embedding",
+    "Activation",
+    "Linear",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "GELU",
+    "Softmax",
+    "get",
+]
+
+_RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu"}
+
+
+@LAYERS.register("Dense")
+class Dense(Layer):
+    """Fully connected layer: ``z = x W + b``, ``a = f(z)``.
+
+    Args:
+        units: number of neurons (output features).
+        activation: activation name or layer applied to ``z`` (``None``: linear).
+        use_bias: whether to learn the bias ``b``.
+        kernel_initializer: ``"auto"`` (He normal for ReLU-family activations, Glorot uniform
+            otherwise) or an initialiser name (``"he_normal"``, ``"glorot_uniform"``, ...).
+        l1, l2: penalties ``l1 * sum|W| + l2 * sum W^2`` added to the loss (Keras convention: no
+            1/2 factor); their gradients ``l1 sign(W) + 2 l2 W`` are added by ``backward``.
+        input_dim: optional number of input features (otherwise inferred on first use).
+
+    Shapes: x (n, in) -> a (n, units); W (in, units); b (units,).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | Activation | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str = "auto",
+        l1: float = 0.0,
+        l2: float = 0.0,
+        input_dim: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.units = check_positive_int(units, "units")
+        self.activation = _act.get(activation)
+        self.use_bias = bool(use_bias)
+        if kernel_initializer != "auto":
+            initializers.get(kernel_initializer)  # fail early on unknown names
+        self.kernel_initializer = kernel_initializer
+        self.l1 = check_float(l1, "l1", low=0.0)
+        self.l2 = check_float(l2, "l2", low=0.0)
+        self.input_dim = check_positive_int(input_dim, "input_dim", allow_none=True)
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"Dense expects 2-D inputs (batch, features), got per-sample shape {input_shape}; "
+                "add a Flatten() layer first"
+            )
+        if self.input_dim is not None and input_shape[0] != self.input_dim:
+            raise ValueError(
+                f"Dense was declared with input_dim={self.input_dim}, got inputs with "
+                f"{input_shape[0]} features"
+            )
+        super().build(input_shape, rng, dtype)
+        init = self.kernel_initializer
+        if init == "auto":
+            key = self.activation.key if self.activation is not None else "linear"
+            init = "he_normal" if key in _RELU_FAMILY else "glorot_uniform"
+        fan_in = input_shape[0]
+        self._add_param("W", initializers.get(init)((fan_in, self.units), rng, self.dtype))
+        if self.use_bias:
+            self._add_param("b", np.zeros(self.units, dtype=self.dtype))
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.units,)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._check_input(x)
+        self._x = x
+        z = x @ self.params["W"]
+        if self.use_bias:
+            z += self.params["b"]
+        self._z = z
+        if self.activation is None:
+            return z
+        return self.activation.forward(z, training)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dz = dy if self.activation is None else self.activation.backward(dy)
+        W = self.params["W"]
+        gW = self.grads["W"]
+        gW += self._x.T @ dz
+        if self.l2:
+            gW += (2.0 * self.l2) * W
+        if self.l1:
+            gW += self.l1 * np.sign(W)
+        if self.use_bias:
+            self.grads["b"] += dz.sum(axis=0)
+        return dz @ W.T
+
+    def penalty(self) -> float:
+        W = self.params["W"]
+        total = 0.0
+        if self.l2:
+            total += self.l2 * float(np.sum(W * W))
+        if self.l1:
+            total += self.l1 * float(np.sum(np.abs(W)))
+        return total
+
+    def get_config(self) -> dict[str, Any]:
+        act = self.activation
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": None if act is None else {"class": type(act).__name__, **act.get_config()},
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            "l1": self.l1,
+            "l2": self.l2,
+            "input_dim": self.input_dim,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Dense:
+        config = dict(config)
+        act = config.get("activation")
+        if isinstance(act, dict):
+            act = dict(act)
+            config["activation"] = LAYERS.lookup(act.pop("class")).from_config(act)
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        act = "None" if self.activation is None else repr(self.activation.key)
+        return f"Dense({self.units}, activation={act})"
+
+
+@LAYERS.register("Dropout")
+class Dropout(Layer):
+    """Inverted dropout: in training each unit is zeroed with probability ``rate`` and the
+    survivors are scaled by ``1 / (1 - rate)``, so inference needs no rescaling.
+
+    The mask is drawn from the layer's own ``np.random.Generator`` (seeded by the model). For
+    gradient checks, set ``fixed_mask`` to a 0/1 array to use the same mask on every call.
+    """
+
+    def __init__(self, rate: float, name: str | None = None) -> None:
+        super().__init__(name)
+        self.rate = check_float(rate, "rate", low=0.0, high=1.0, high_inclusive=False)
+        self.fixed_mask: np.ndarray | None = None
+        self.rng = np.random.default_rng()
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+        super().build(input_shape, rng, dtype)
+        self.rng = np.random.default_rng(rng.integers(2**63))
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if not training or self.rate == 0.0:
+            self._scale = None
+            return x
+        if self.fixed_mask is not None:
+            keep = self.fixed_mask.astype(x.dtype)
+        else:
+            keep = (self.rng.random(x.shape, dtype=np.float32) >= self.rate).astype(x.dtype)
+        self._scale = keep * x.dtype.type(1.0 / (1.0 - self.rate))
+        return x * self._scale
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy if self._scale is None else dy * self._scale
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate}
+
+
+@LAYERS.register("BatchNorm", "BatchNormalization")
+class BatchNorm(Layer):
+    """Batch normalisation over the batch axis (Ioffe & Szegedy, 2015).
+
+    Training: ``x_hat = (x - mean_B) / sqrt(var_B + eps)`` with the batch's (biased) statistics,
+    ``y = gamma * x_hat + beta``; running statistics updated as
+    ``running = momentum * running + (1 - momentum) * batch`` (the running variance uses the
+    unbiased batch variance, as PyTorch does). Inference uses the running statistics.
+
+    Args:
+        momentum: weight of the old running statistics (Keras convention; PyTorch's
+            ``momentum=0.1`` equals ``momentum=0.9`` here).
+        eps: added to the variance for numerical stability.
+
+    Shapes: x (n, d) -> y (n, d); gamma, beta, running_mean, running_var (d,).
+    """
+
+    def __init__(self, momentum: float = 0.9, eps: float = 1e-5, name: str | None = None) -> None:
+        super().__init__(name)
+        self.momentum = check_float(momentum, "momentum", low=0.0, high=1.0)
+        self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"BatchNorm expects 2-D inputs (batch, features), got per-sample shape "
+                f"{input_shape}; add a Flatten() layer first"
+            )
+        super().build(input_shape, rng, dtype)
+        d = input_shape[0]
+        self._add_param("gamma", np.ones(d, dtype=self.dtype))
+        self._add_param("beta", np.zeros(d, dtype=self.dtype))
+        self.state["running_mean"] = np.zeros(d, dtype=self.dtype)
+        self.state["running_var"] = np.ones(d, dtype=self.dtype)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._check_input(x)
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not training:
+            inv_std = 1.0 / np.sqrt(self.state["running_var"] + self.eps)
+            return ((x - self.state["running_mean"]) * (gamma * inv_std) + beta).astype(
+                x.dtype, copy=False
+            )
+        n = x.shape[0]
+        if n < 2:
+            raise ValueError(
+                "BatchNorm needs at least 2 samples per batch in training to estimate a variance, "
+                f"got a batch of {n}; use batch_size >= 2"
+            )
+        mean = x.mean(axis=0)
+        xc = x - mean
+        var = (xc * xc).mean(axis=0)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        x_hat = xc * inv_std
+        self._x_hat, self._inv_std = x_hat, inv_std
+        m = self.momentum
+        rm, rv = self.state["running_mean"], self.state["running_var"]
+        rm *= m
+        rm += (1.0 - m) * mean
+        rv *= m
+        rv += (1.0 - m) * var * (n / (n - 1))
+        return x_hat * gamma + beta
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        x_hat, inv_std = self._x_hat, self._inv_std
+        n = dy.shape[0]
+        self.grads["gamma"] += (dy * x_hat).sum(axis=0)
+        self.grads["beta"] += dy.sum(axis=0)
+        dx_hat = dy * self.params["gamma"]
+        # dL/dx = (1/n) inv_std (n dx_hat - sum dx_hat - x_hat sum(dx_hat x_hat))
+        return (inv_std / n) * (
+            n * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0)
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "momentum": self.momentum, "eps": self.eps}
+
+
+@LAYERS.register("Flatten")
+class Flatten(Layer):
+    """Reshape (n, d1, d2, ...) to (n, d1 * d2 * ...), e.g. 28x28 images to 784 features."""
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy.reshape(self._shape)
+
+
+@LAYERS.register("Embedding")
+class Embedding(Layer):
+    """Token embeddings with optional mean pooling.
+
+    Input: integer ids of shape (n, seq_len); id 0 is padding (ignored), ids must be in
+    ``[0, input_dim)``. Output: (n, output_dim) with ``pooling="mean"`` (the mean of the
+    embeddings of the non-padding tokens; an all-padding row gives zeros), or
+    (n, seq_len, output_dim) with ``pooling=None``.
+
+    Backward scatters dL/d(output) into the rows of ``E`` that were used (``np.add.at``).
+    """
+
+    integer_input = True
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        pooling: str | None = "mean",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.input_dim = check_positive_int(input_dim, "input_dim", minimum=2)
+        self.output_dim = check_positive_int(output_dim, "output_dim")
+        if pooling not in ("mean", None):
+            raise ValueError(f"pooling must be 'mean' or None, got {pooling!r}")
+        self.pooling = pooling
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"Embedding expects inputs of shape (batch, seq_len), got per-sample shape "
+                f"{input_shape}"
+            )
+        super().build(input_shape, rng, dtype)
+        E = initializers.get("normal")((self.input_dim, self.output_dim), rng, self.dtype)
+        E[0] = 0  # the padding row stays zero: it never receives gradient
+        self._add_param("E", E)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if self.pooling == "mean":
+            return (self.output_dim,)
+        return (*input_shape, self.output_dim)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.dtype.kind not in "iu":
+            if not np.all(x == np.round(x)):
+                raise ValueError("Embedding expects integer token ids, got non-integer values")
+            x = x.astype(np.int64)
+        if x.ndim != 2:
+            raise ValueError(f"Embedding expects ids of shape (batch, seq_len), got {x.shape}")
+        if x.size and (x.min() < 0 or x.max() >= self.input_dim):
+            raise ValueError(
+                f"Embedding ids must be in [0, {self.input_dim}), got values in "
+                f"[{x.min()}, {x.max()}]"
+            )
+        self._ids = x
+        emb = self.params["E"][x]  # (n, L, d)
+        if self.pooling is None:
+            return emb
+        mask = (x != 0).astype(self.dtype)
+        counts = np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+        self._weights = mask / counts  # (n, L): each real token's share of the mean
+        return np.einsum("nl,nld->nd", self._weights, emb)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        ids = self._ids
+        if self.pooling is None:
+            contrib = dy * (ids != 0)[..., None]
+        else:
+            contrib = self._weights[..., None] * dy[:, None, :]
+        np.add.at(self.grads["E"], ids.ravel(), contrib.reshape(-1, self.output_dim))
+        # ids are discrete: there is no gradient with respect to the input
+        return np.zeros(ids.shape, dtype=self.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+            "pooling": self.pooling,
+        }
+
+
+def get(name: str) -> type[Layer]:
+    """The layer class registered as ``name`` (e.g. ``"Dense"``)."""
+    return LAYERS.lookup(name)

@@ -1,0 +1,293 @@
+"""Loss functions. A loss is called as ``value, grad = loss(y_pred, y_true, sample_weight)``.
+
+Conventions (written down because they change the numbers):
+
+* ``y_pred`` is the network's raw output. The classification losses take **logits** and fuse the
+  output non-linearity into the loss: softmax with cross-entropy (via log-sum-exp) and sigmoid with
+  binary cross-entropy (via ``max(z, 0) - z t + log(1 + e^-|z|)``). This never takes the log of 0
+  and gives the simple gradients ``softmax(z) - t`` and ``sigmoid(z) - t``.
+* ``value`` is the mean over the batch of the per-sample loss, where the per-sample loss is the
+  mean over output units (MSE, MAE, Huber, BCE) or the sum over classes (cross-entropy).
+* ``sample_weight`` (n,) multiplies each sample's loss; the weighted sum is divided by ``n``, not by
+  the sum of the weights (Keras' convention), so a mini-batch gradient is an unbiased estimate of
+  the full weighted loss's gradient.
+* ``grad`` is dL/d(y_pred) of that mean, with the same shape as ``y_pred``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._validation import check_float, describe
+from .activations import sigmoid, softmax
+from .registry import Registry
+
+LOSSES = Registry("loss")
+
+
+class Loss:
+    """Base class. Subclasses implement ``_per_sample`` returning per-sample losses and the
+    gradient of their (unweighted) sum with respect to ``y_pred``."""
+
+    #: name used by ``loss=`` strings.
+    key = ""
+    #: "classification" or "regression", used to choose metrics.
+    task = "regression"
+    #: non-linearity ``predict`` applies to the logits ("softmax", "sigmoid" or None).
+    output_activation: str | None = None
+
+    def __call__(
+        self, y_pred: np.ndarray, y_true: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray]:
+        y_pred = np.asarray(y_pred)
+        y_true = self._check_target(y_pred, np.asarray(y_true))
+        losses, grad = self._per_sample(y_pred, y_true)
+        n = y_pred.shape[0]
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=y_pred.dtype)
+            if w.shape != (n,):
+                raise ValueError(
+                    f"sample_weight must have shape ({n},) to match y_pred, got {w.shape}"
+                )
+            value = float(np.dot(losses, w)) / n
+            grad *= w.reshape((n,) + (1,) * (grad.ndim - 1))
+        else:
+            value = float(losses.sum()) / n
+        grad /= n
+        return value, grad
+
+    def _check_target(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        if y_true.shape != y_pred.shape:
+            raise ValueError(
+                f"{self.key}: y_true must have the same shape as y_pred {y_pred.shape}, got "
+                f"{y_true.shape} (no silent broadcasting)"
+            )
+        return y_true.astype(y_pred.dtype, copy=False)
+
+    def _per_sample(self, y_pred: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _mean_units(x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], -1).mean(axis=1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@LOSSES.register("mse", "mean_squared_error")
+class MSE(Loss):
+    """L = mean over units of (p - t)^2;  dL/dp = 2 (p - t) / units."""
+
+    key = "mse"
+
+    def _per_sample(self, y_pred, y_true):
+        r = y_pred - y_true
+        units = r[0].size
+        return self._mean_units(r * r), r * (2.0 / units)
+
+
+@LOSSES.register("mae", "mean_absolute_error")
+class MAE(Loss):
+    """L = mean over units of |p - t|;  dL/dp = sign(p - t) / units (0 at p = t)."""
+
+    key = "mae"
+
+    def _per_sample(self, y_pred, y_true):
+        r = y_pred - y_true
+        units = r[0].size
+        return self._mean_units(np.abs(r)), np.sign(r) / units
+
+
+@LOSSES.register("huber")
+class Huber(Loss):
+    """L = 0.5 r^2 if |r| <= delta else delta (|r| - 0.5 delta), r = p - t, mean over units;
+    dL/dp = clip(r, -delta, delta) / units."""
+
+    key = "huber"
+
+    def __init__(self, delta: float = 1.0) -> None:
+        self.delta = check_float(delta, "delta", low=0.0, low_inclusive=False)
+
+    def _per_sample(self, y_pred, y_true):
+        r = y_pred - y_true
+        a = np.abs(r)
+        d = self.delta
+        per = np.where(a <= d, 0.5 * r * r, d * (a - 0.5 * d))
+        units = r[0].size
+        return self._mean_units(per), np.clip(r, -d, d) / units
+
+    def get_config(self):
+        return {"delta": self.delta}
+
+
+def _class_weight_array(class_weight: Any, name: str = "class_weight") -> np.ndarray | None:
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, dict):
+        if not class_weight:
+            raise ValueError(f"{name} must not be empty")
+        k = max(int(c) for c in class_weight) + 1
+        arr = np.ones(k)
+        for c, w in class_weight.items():
+            arr[int(c)] = float(w)
+    else:
+        arr = np.asarray(class_weight, dtype=float)
+    if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative finite weights per class, got {arr}")
+    return arr
+
+
+@LOSSES.register("cross_entropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
+class CrossEntropy(Loss):
+    """Softmax cross-entropy from logits.
+
+    ``y_true`` is either integer class labels (n,) or target distributions (n, k) (one-hot or
+    soft). With log p = z - logsumexp(z) and target t (smoothed: ``t = (1 - s) t + s / k``) and
+    optional per-class weights w: ``L_i = -sum_c w_c t_ic log p_ic`` and
+    ``dL_i/dz_ij = p_ij sum_c w_c t_ic - w_j t_ij`` (= ``p - t`` without class weights).
+
+    Args:
+        label_smoothing: s in [0, 1).
+        class_weight: per-class weights (list / array of length k or ``{class: weight}``).
+    """
+
+    key = "cross_entropy"
+    task = "classification"
+    output_activation = "softmax"
+
+    def __init__(self, label_smoothing: float = 0.0, class_weight: Any = None) -> None:
+        self.label_smoothing = check_float(
+            label_smoothing, "label_smoothing", low=0.0, high=1.0, high_inclusive=False
+        )
+        self.class_weight = _class_weight_array(class_weight)
+
+    def _check_target(self, y_pred, y_true):
+        if y_pred.ndim != 2:
+            raise ValueError(
+                f"cross_entropy: y_pred must be logits of shape (n, classes), got {y_pred.shape}"
+            )
+        n, k = y_pred.shape
+        if y_true.ndim == 1:
+            if y_true.shape[0] != n:
+                raise ValueError(
+                    f"cross_entropy: y_true must have {n} labels to match y_pred {y_pred.shape}, "
+                    f"got shape {y_true.shape}"
+                )
+            if y_true.dtype.kind == "f" and not np.all(y_true == np.round(y_true)):
+                raise ValueError("cross_entropy: integer class labels expected, got fractions")
+            if y_true.dtype.kind not in "biuf":
+                raise TypeError(f"cross_entropy: numeric labels expected, got {describe(y_true)}")
+            labels = y_true.astype(np.int64, copy=False)
+            if labels.min() < 0 or labels.max() >= k:
+                bad = labels[(labels < 0) | (labels >= k)][0]
+                raise ValueError(
+                    f"cross_entropy: labels must be in [0, {k}) for {k} output units, got "
+                    f"label {bad} (labels outside the known classes)"
+                )
+            return labels
+        return super()._check_target(y_pred, y_true)
+
+    def _per_sample(self, y_pred, y_true):
+        n, k = y_pred.shape
+        shifted = y_pred - y_pred.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_p = shifted - lse
+        p = np.exp(log_p)
+        s, w = self.label_smoothing, self.class_weight
+        if w is not None and w.shape[0] != k:
+            raise ValueError(f"class_weight has {w.shape[0]} entries for {k} classes")
+        if y_true.ndim == 1 and s == 0.0 and w is None:
+            # the common case, without building a one-hot matrix
+            rows = np.arange(n)
+            losses = -log_p[rows, y_true]
+            grad = p
+            grad[rows, y_true] -= 1.0
+            return losses, grad
+        if y_true.ndim == 1:
+            t = np.zeros_like(y_pred)
+            t[np.arange(n), y_true] = 1.0
+        else:
+            t = y_true
+        if s:
+            t = (1.0 - s) * t + s / k
+        wt = t if w is None else t * w.astype(y_pred.dtype)
+        losses = -(wt * log_p).sum(axis=1)
+        grad = p * wt.sum(axis=1, keepdims=True) - wt
+        return losses, grad
+
+    def get_config(self):
+        cw = None if self.class_weight is None else self.class_weight.tolist()
+        return {"label_smoothing": self.label_smoothing, "class_weight": cw}
+
+
+@LOSSES.register("binary_cross_entropy", "binary_crossentropy", "bce")
+class BinaryCrossEntropy(Loss):
+    """Sigmoid binary cross-entropy from logits, for binary and multi-label targets in [0, 1].
+
+    ``l = max(z, 0) - z t + log(1 + e^-|z|)`` (= -t log s - (1 - t) log(1 - s), s = sigmoid(z),
+    without overflow); ``dl/dz = s - t``. Mean over output units. Optional class weights
+    ``(w0, w1)`` weight each unit's term by ``t w1 + (1 - t) w0``.
+    """
+
+    key = "binary_cross_entropy"
+    task = "classification"
+    output_activation = "sigmoid"
+
+    def __init__(self, class_weight: Any = None) -> None:
+        self.class_weight = _class_weight_array(class_weight)
+        if self.class_weight is not None and self.class_weight.shape[0] != 2:
+            raise ValueError(
+                f"binary_cross_entropy: class_weight needs 2 entries, got {self.class_weight}"
+            )
+
+    def _check_target(self, y_pred, y_true):
+        y = super()._check_target(y_pred, y_true)
+        if np.any((y < 0) | (y > 1)) or not np.all(np.isfinite(y)):
+            raise ValueError("binary_cross_entropy: y_true must be in [0, 1] (labels 0/1)")
+        return y
+
+    def _per_sample(self, y_pred, y_true):
+        z, t = y_pred, y_true
+        per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        grad = sigmoid(z) - t
+        if self.class_weight is not None:
+            w0, w1 = self.class_weight.astype(z.dtype)
+            wu = t * w1 + (1 - t) * w0
+            per = per * wu
+            grad = grad * wu
+        units = z[0].size
+        return self._mean_units(per), grad / units
+
+    def get_config(self):
+        cw = None if self.class_weight is None else self.class_weight.tolist()
+        return {"class_weight": cw}
+
+
+def get(loss: str | Loss, **kwargs: Any) -> Loss:
+    """Resolve ``loss`` (a name or a ``Loss`` instance); extra kwargs go to the constructor."""
+    if isinstance(loss, Loss):
+        return loss
+    if callable(loss) and not isinstance(loss, str):
+        raise TypeError(f"loss must be a name or a lucidnet Loss instance, got {describe(loss)}")
+    return LOSSES.lookup(loss)(**kwargs)
+
+
+def output_transform(loss: Loss | None, logits: np.ndarray) -> np.ndarray:
+    """Apply the loss's output non-linearity (softmax / sigmoid) to logits for ``predict``."""
+    act = None if loss is None else loss.output_activation
+    if act == "softmax":
+        return softmax(logits)
+    if act == "sigmoid":
+        return sigmoid(logits)
+    return logits

@@ -1,0 +1,402 @@
+"""Gradient-descent optimizers: ``opt.step(model)`` updates every trainable parameter in place.
+
+Conventions match PyTorch (``torch.optim``), so numbers can be compared one to one:
+
+* The step counter ``t`` starts at 1 for the first update; the learning rate of update ``t`` is
+  ``lr`` or ``schedule(t - 1)``.
+* Adam's epsilon is added **outside** the square root, after bias correction:
+  ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+* ``weight_decay`` in SGD / AdaGrad / RMSprop / Adam is the coupled L2 form (``g += wd * p``);
+  AdamW decays decoupled from the gradient (``p *= 1 - lr * wd`` before the Adam step).
+* Gradient clipping happens before the update: ``clip_norm`` rescales all gradients together
+  when their global L2 norm exceeds it; ``clip_value`` clips each component to [-c, c].
+  Both modify the model's gradients in place, so what you inspect is what was applied.
+
+Implementation: a ``Sequential`` keeps all parameters (and gradients) in one flat buffer with each
+layer's arrays as views into it, so an update is a handful of vectorised NumPy operations on one
+vector whatever the number of layers. Optimizer slots (momentum, moments) are flat too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import schedules as _schedules
+from ._validation import check_float, describe
+from .registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+
+
+class Optimizer:
+    """Base class.
+
+    Args:
+        lr: learning rate (a positive float) or a :class:`~lucidnet.schedules.Schedule`.
+        weight_decay: coupled L2 weight decay (added to the gradient).
+        clip_norm: maximum global L2 norm of the gradients (``None``: no clipping).
+        clip_value: maximum absolute value of each gradient component (``None``: no clipping).
+    """
+
+    #: names of the per-parameter slots (e.g. Adam's ``("m", "v")``).
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        lr: float | _schedules.Schedule = 0.01,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        if isinstance(lr, _schedules.Schedule):
+            self.lr: float | _schedules.Schedule = lr
+        else:
+            self.lr = check_float(lr, "lr", low=0.0, low_inclusive=False)
+        self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
+        self.clip_norm = (
+            None if clip_norm is None else check_float(clip_norm, "clip_norm", low=0.0, low_inclusive=False)
+        )
+        self.clip_value = (
+            None
+            if clip_value is None
+            else check_float(clip_value, "clip_value", low=0.0, low_inclusive=False)
+        )
+        self.iterations = 0
+        self.steps_per_epoch = 1
+        self.slots: dict[str, np.ndarray] = {}
+        self._layout: list[tuple[str, int, int, tuple[int, ...]]] | None = None
+        self._buf: np.ndarray | None = None
+        #: what the last step did: lr, gradient norm before / after clipping (for diagnostics).
+        self.last_step: dict[str, float] = {}
+
+    # -- learning rate --------------------------------------------------------------------------
+    @property
+    def current_lr(self) -> float:
+        """The learning rate the next update will use."""
+        if isinstance(self.lr, _schedules.Schedule):
+            return self.lr(self.iterations, self.steps_per_epoch)
+        return float(self.lr)
+
+    # -- the update -----------------------------------------------------------------------------
+    def step(self, model: Any) -> None:
+        """Apply one update to every trainable parameter of ``model`` using its ``grads``."""
+        if not hasattr(model, "flat_parameters"):
+            raise TypeError(f"opt.step expects a lucidnet Sequential model, got {describe(model)}")
+        p, g, layout = model.flat_parameters()
+        if self._layout is None or self._buf is None or self._buf.dtype != p.dtype:
+            self._init_slots(p, layout)
+        elif [entry[:3] for entry in layout] != [entry[:3] for entry in self._layout]:
+            raise ValueError(
+                "this optimizer was used with a model of different parameters; create a new "
+                "optimizer for each model"
+            )
+        norm = float(np.sqrt(np.dot(g, g)))
+        if self.clip_norm is not None and norm > self.clip_norm:
+            g *= self.clip_norm / norm
+        if self.clip_value is not None:
+            np.clip(g, -self.clip_value, self.clip_value, out=g)
+        lr = self.current_lr
+        self.iterations += 1
+        if self.weight_decay and self.coupled_decay:
+            np.multiply(p, self.weight_decay, out=self._buf)
+            g += self._buf
+        self._update(p, g, lr, self.iterations)
+        self.last_step = {"lr": lr, "grad_norm": norm}
+
+    #: whether ``weight_decay`` is added to the gradient (False for AdamW).
+    coupled_decay = True
+
+    def _init_slots(self, p: np.ndarray, layout: list) -> None:
+        self._layout = list(layout)
+        self.slots = {name: np.zeros_like(p) for name in self.slot_names}
+        self._buf = np.empty_like(p)
+
+    def _update(self, p: np.ndarray, g: np.ndarray, lr: float, t: int) -> None:
+        raise NotImplementedError
+
+    # -- state ----------------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        lr = self.lr
+        if isinstance(lr, _schedules.Schedule):
+            lr = {"class": type(lr).__name__, **lr.get_config()}
+        return {
+            "lr": lr,
+            "weight_decay": self.weight_decay,
+            "clip_norm": self.clip_norm,
+            "clip_value": self.clip_value,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        config = dict(config)
+        if isinstance(config.get("lr"), dict):
+            config["lr"] = _schedules.from_config(config["lr"])
+        return cls(**config)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: config, step counter and per-parameter slots
+        (``{"slots": {slot: {param_name: array}}}``, arrays are copies)."""
+        slots: dict[str, dict[str, np.ndarray]] = {}
+        if self._layout is not None:
+            for slot, flat in self.slots.items():
+                slots[slot] = {
+                    name: flat[off : off + size].reshape(shape).copy()
+                    for name, off, size, shape in self._layout
+                }
+        return {
+            "class": type(self).__name__,
+            "config": self.get_config(),
+            "iterations": self.iterations,
+            "slots": slots,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], model: Any) -> None:
+        """Restore slots saved by ``state_dict`` for ``model``'s parameters."""
+        if state.get("class") != type(self).__name__:
+            raise ValueError(
+                f"optimizer state is for {state.get('class')!r}, cannot load into "
+                f"{type(self).__name__}"
+            )
+        p, _, layout = model.flat_parameters()
+        self._init_slots(p, layout)
+        self.iterations = int(state.get("iterations", 0))
+        for slot, arrays in state.get("slots", {}).items():
+            if slot not in self.slots:
+                raise ValueError(f"unknown optimizer slot {slot!r} for {type(self).__name__}")
+            for name, off, size, shape in layout:
+                if name not in arrays:
+                    raise ValueError(f"optimizer state lacks slot {slot!r} for parameter {name!r}")
+                arr = np.asarray(arrays[name])
+                if arr.shape != tuple(shape):
+                    raise ValueError(
+                        f"optimizer slot {slot}/{name} has shape {arr.shape}, expected {shape}"
+                    )
+                self.slots[slot][off : off + size] = arr.ravel()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(Optimizer):
+    """(Mini-batch) stochastic gradient descent, with optional momentum and Nesterov momentum.
+
+    Plain:     p <- p - lr * g
+    Momentum:  b <- mu * b + g;   p <- p - lr * b
+    Nesterov:  b <- mu * b + g;   p <- p - lr * (g + mu * b)
+    (PyTorch's formulation with dampening 0; b starts at 0.)
+    """
+
+    def __init__(
+        self,
+        lr: float | _schedules.Schedule = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
+        self.momentum = check_float(momentum, "momentum", low=0.0, high=1.0, high_inclusive=False)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov=True requires momentum > 0, got momentum=0.0")
+        self.slot_names = ("momentum",) if self.momentum else ()
+
+    def _update(self, p, g, lr, t):
+        if not self.momentum:
+            np.multiply(g, lr, out=self._buf)
+            p -= self._buf
+            return
+        b = self.slots["momentum"]
+        b *= self.momentum
+        b += g
+        if self.nesterov:
+            np.multiply(b, self.momentum, out=self._buf)
+            self._buf += g
+            self._buf *= lr
+        else:
+            np.multiply(b, lr, out=self._buf)
+        p -= self._buf
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+@OPTIMIZERS.register("adagrad")
+class AdaGrad(Optimizer):
+    """AdaGrad (Duchi et al., 2011):  s <- s + g^2;  p <- p - lr * g / (sqrt(s) + eps)."""
+
+    slot_names = ("sum_sq",)
+
+    def __init__(
+        self,
+        lr: float | _schedules.Schedule = 0.01,
+        eps: float = 1e-10,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
+        self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
+
+    def _update(self, p, g, lr, t):
+        s, buf = self.slots["sum_sq"], self._buf
+        np.multiply(g, g, out=buf)
+        s += buf
+        np.sqrt(s, out=buf)
+        buf += self.eps
+        np.divide(g, buf, out=buf)
+        buf *= lr
+        p -= buf
+
+    def get_config(self):
+        return {**super().get_config(), "eps": self.eps}
+
+
+@OPTIMIZERS.register("rmsprop")
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, 2012), PyTorch's form.
+
+    v <- rho * v + (1 - rho) * g^2
+    without momentum: p <- p - lr * g / (sqrt(v) + eps)
+    with momentum mu:  b <- mu * b + g / (sqrt(v) + eps);  p <- p - lr * b
+    (``rho`` is PyTorch's ``alpha``, default 0.99.)
+    """
+
+    def __init__(
+        self,
+        lr: float | _schedules.Schedule = 0.001,
+        rho: float = 0.99,
+        eps: float = 1e-8,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
+        self.rho = check_float(rho, "rho", low=0.0, high=1.0, high_inclusive=False)
+        self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
+        self.momentum = check_float(momentum, "momentum", low=0.0, high=1.0, high_inclusive=False)
+        self.slot_names = ("sq_avg", "momentum") if self.momentum else ("sq_avg",)
+
+    def _update(self, p, g, lr, t):
+        v, buf = self.slots["sq_avg"], self._buf
+        v *= self.rho
+        np.multiply(g, g, out=buf)
+        buf *= 1.0 - self.rho
+        v += buf
+        np.sqrt(v, out=buf)
+        buf += self.eps
+        np.divide(g, buf, out=buf)
+        if self.momentum:
+            b = self.slots["momentum"]
+            b *= self.momentum
+            b += buf
+            np.multiply(b, lr, out=buf)
+        else:
+            buf *= lr
+        p -= buf
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "eps": self.eps, "momentum": self.momentum}
+
+
+@OPTIMIZERS.register("adam")
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), PyTorch's form (epsilon outside the square root):
+
+    m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+    p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    """
+
+    slot_names = ("m", "v")
+
+    def __init__(
+        self,
+        lr: float | _schedules.Schedule = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
+        self.beta1 = check_float(beta1, "beta1", low=0.0, high=1.0, high_inclusive=False)
+        self.beta2 = check_float(beta2, "beta2", low=0.0, high=1.0, high_inclusive=False)
+        self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
+
+    def _update(self, p, g, lr, t):
+        m, v, buf = self.slots["m"], self.slots["v"], self._buf
+        b1, b2 = self.beta1, self.beta2
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=buf)
+        m += buf
+        v *= b2
+        np.multiply(g, g, out=buf)
+        buf *= 1.0 - b2
+        v += buf
+        bc1 = 1.0 - b1**t
+        bc2 = 1.0 - b2**t
+        np.sqrt(v, out=buf)
+        buf *= 1.0 / math.sqrt(bc2)
+        buf += self.eps
+        np.divide(m, buf, out=buf)
+        buf *= lr / bc1
+        p -= buf
+
+    def get_config(self):
+        return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), PyTorch's form:
+
+    p <- p * (1 - lr * wd), then the Adam update. Decay applies to every parameter.
+    """
+
+    coupled_decay = False
+
+    def __init__(
+        self,
+        lr: float | _schedules.Schedule = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm, clip_value)
+
+    def _update(self, p, g, lr, t):
+        if self.weight_decay:
+            p *= 1.0 - lr * self.weight_decay
+        super()._update(p, g, lr, t)
+
+
+def get(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
+    """Resolve an optimizer name (``"adam"``, ``"sgd"``, ...; kwargs go to the constructor) or
+    instance. ``"momentum"`` and ``"nesterov"`` are SGD with momentum 0.9 (plus Nesterov)."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in ("momentum", "nesterov"):
+        kwargs.setdefault("momentum", 0.9)
+        return SGD(nesterov=optimizer.lower() == "nesterov", **kwargs)
+    if not isinstance(optimizer, str):
+        raise TypeError(f"optimizer must be a name or an Optimizer, got {describe(optimizer)}")
+    return OPTIMIZERS.lookup(optimizer)(**kwargs)
+
+
+def from_state(state: dict[str, Any]) -> Optimizer:
+    """Build an optimizer from ``state_dict()["class"]`` and ``["config"]`` (slots not loaded)."""
+    classes = {c.__name__: c for c in (SGD, AdaGrad, RMSprop, Adam, AdamW)}
+    name = state.get("class")
+    if name not in classes:
+        raise ValueError(f"unknown optimizer class {name!r}; valid: {', '.join(classes)}")
+    return classes[name].from_config(state.get("config", {}))
