@@ -130,7 +130,8 @@ def check_array(
     if not allow_nan and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
-            f"{name} contains NaN or infinite values (first at index {tuple(int(i) for i in bad)}); "
+            f"{name} contains NaN or infinite values (first at index "
+            f"{tuple(int(i) for i in bad)}); "
             "impute or drop them first"
         )
     return arr

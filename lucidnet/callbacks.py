@@ -103,7 +103,9 @@ class History:
     def from_dict(cls, data: dict[str, Any]) -> History:
         h = cls()
         h.epoch = [int(e) for e in data.get("epoch", [])]
-        h.history = {str(k): [float(v) for v in vals] for k, vals in data.get("history", {}).items()}
+        h.history = {
+            str(k): [float(v) for v in vals] for k, vals in data.get("history", {}).items()
+        }
         h.iteration_loss = [float(v) for v in data.get("iteration_loss", [])]
         h.best_epoch = data.get("best_epoch")
         h.stopped_epoch = data.get("stopped_epoch")
@@ -254,7 +256,9 @@ class ReduceLROnPlateau(_Monitor):
         mode: str = "auto",
     ) -> None:
         super().__init__(monitor, mode, min_delta)
-        self.factor = check_float(factor, "factor", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+        self.factor = check_float(
+            factor, "factor", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+        )
         self.patience = check_positive_int(patience, "patience", minimum=0)
         self.cooldown = check_positive_int(cooldown, "cooldown", minimum=0)
         self.min_lr = check_float(min_lr, "min_lr", low=0.0)
@@ -381,7 +385,8 @@ class NaNGuard(Callback):
         if x_max is not None and x_max > 100:
             causes.append(f"the inputs are not scaled (max |X| = {x_max:.3g}): standardise them")
         self.message = (
-            f"training stopped: the loss became {loss} at epoch {self.epoch + 1}, batch {batch + 1}; "
+            f"training stopped: the loss became {loss} at epoch {self.epoch + 1}, "
+            f"batch {batch + 1}; "
             + "; ".join(causes)
             + f". Weights were restored to the start of epoch {self.epoch + 1}."
         )

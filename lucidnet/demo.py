@@ -25,7 +25,10 @@ def format_confusion(cm: np.ndarray, labels: list[str]) -> str:
     """A confusion matrix as text: rows are true classes, columns predicted classes."""
     width = max(4, max(len(s) for s in labels), len(str(int(cm.max()))) + 1)
     head = "true\\pred".ljust(10) + "".join(s.rjust(width) for s in labels)
-    rows = [label.ljust(10) + "".join(str(int(v)).rjust(width) for v in row) for label, row in zip(labels, cm)]
+    rows = [
+        label.ljust(10) + "".join(str(int(v)).rjust(width) for v in row)
+        for label, row in zip(labels, cm)
+    ]
     return "\n".join([head, *rows])
 
 

@@ -71,7 +71,9 @@ def save_model(
         "name": model.name,
         "dtype": model.dtype.name,
         "input_shape": list(model.input_shape),
-        "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers],
+        "layers": [
+            {"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers
+        ],
         "loss": None
         if model.loss is None
         else {"class": type(model.loss).__name__, "config": model.loss.get_config()},
@@ -122,7 +124,9 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
         raise ModelFileError(f"{bad}: it has only {len(data)} bytes (empty or truncated)")
     (n,) = struct.unpack("<Q", data[:8])
     if n > _MAX_HEADER or 8 + n > len(data):
-        raise ModelFileError(f"{bad}: its header length ({n}) does not fit the file size ({len(data)} bytes)")
+        raise ModelFileError(
+            f"{bad}: its header length ({n}) does not fit the file size ({len(data)} bytes)"
+        )
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -135,7 +139,9 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     except (TypeError, json.JSONDecodeError):
         raise ModelFileError(f"{bad}: its lucidnet header is corrupt") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise ModelFileError(f"{bad}: unexpected format {info.get('format') if isinstance(info, dict) else info!r}")
+        raise ModelFileError(
+            f"{bad}: unexpected format {info.get('format') if isinstance(info, dict) else info!r}"
+        )
     version = info.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(
@@ -173,7 +179,10 @@ def load(path: str | os.PathLike) -> Sequential:
                 for key, arr in store.items():
                     value = tensors[f"{prefix}/{layer.name}/{key}"]
                     if value.shape != arr.shape:
-                        raise ValueError(f"{prefix}/{layer.name}/{key} has shape {value.shape}, expected {arr.shape}")
+                        raise ValueError(
+                            f"{prefix}/{layer.name}/{key} has shape {value.shape}, "
+                            f"expected {arr.shape}"
+                        )
                     arr[...] = value
         if info.get("loss"):
             loss_cls = _losses.LOSSES.lookup(_loss_key(info["loss"]["class"]))
@@ -188,7 +197,11 @@ def load(path: str | os.PathLike) -> Sequential:
                     _, slot, rest = name.split("/", 2)
                     slots.setdefault(slot, {})[rest] = arr
             model.optimizer.load_state_dict(
-                {"class": opt_info["class"], "iterations": opt_info.get("iterations", 0), "slots": slots},
+                {
+                    "class": opt_info["class"],
+                    "iterations": opt_info.get("iterations", 0),
+                    "slots": slots,
+                },
                 model,
             )
         if info.get("history"):
@@ -201,7 +214,13 @@ def load(path: str | os.PathLike) -> Sequential:
 
 
 def _loss_key(class_name: str) -> str:
-    for cls in (_losses.MSE, _losses.MAE, _losses.Huber, _losses.CrossEntropy, _losses.BinaryCrossEntropy):
+    for cls in (
+        _losses.MSE,
+        _losses.MAE,
+        _losses.Huber,
+        _losses.CrossEntropy,
+        _losses.BinaryCrossEntropy,
+    ):
         if cls.__name__ == class_name:
             return cls.key
     raise ValueError(f"unknown loss class {class_name!r}")

@@ -1,4 +1,5 @@
-"""Trainable and structural layers: ``Dense``, ``Dropout``, ``BatchNorm``, ``Flatten``, ``Embedding``.
+"""Trainable and structural layers: ``Dense``, ``Dropout``, ``BatchNorm``, ``Flatten``,
+``Embedding``.
 
 Activation layers live in :mod:`lucidnet.activations` and are re-exported here, so
 ``ln.layers`` holds every layer class.
@@ -139,7 +140,9 @@ class Dense(Layer):
         return {
             **super().get_config(),
             "units": self.units,
-            "activation": None if act is None else {"class": type(act).__name__, **act.get_config()},
+            "activation": None
+            if act is None
+            else {"class": type(act).__name__, **act.get_config()},
             "use_bias": self.use_bias,
             "kernel_initializer": self.kernel_initializer,
             "l1": self.l1,

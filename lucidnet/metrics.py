@@ -22,7 +22,9 @@ def _labels(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(y_true).ravel()
     p = np.asarray(y_pred).ravel()
     if t.shape != p.shape:
-        raise ValueError(f"y_true and y_pred must have the same length, got {t.shape} and {p.shape}")
+        raise ValueError(
+            f"y_true and y_pred must have the same length, got {t.shape} and {p.shape}"
+        )
     if t.size == 0:
         raise ValueError("y_true must not be empty")
     return t, p
@@ -90,7 +92,9 @@ def _values(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
         if t.size == p.size:
             t, p = t.reshape(p.shape), p
         else:
-            raise ValueError(f"y_true and y_pred must have the same shape, got {t.shape} and {p.shape}")
+            raise ValueError(
+                f"y_true and y_pred must have the same shape, got {t.shape} and {p.shape}"
+            )
     if t.size == 0:
         raise ValueError("y_true must not be empty")
     return t, p

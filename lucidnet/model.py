@@ -62,7 +62,9 @@ class Sequential:
     def add(self, layer: Layer) -> None:
         """Append a layer (before the model is built)."""
         if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential layers must be lucidnet Layer objects, got {describe(layer)}")
+            raise TypeError(
+                f"Sequential layers must be lucidnet Layer objects, got {describe(layer)}"
+            )
         if self.built:
             raise ValueError("cannot add layers to a model that is already built")
         if layer.name is None:
@@ -75,7 +77,9 @@ class Sequential:
     def built(self) -> bool:
         return self.input_shape is not None
 
-    def build(self, input_shape: Iterable[int], seed: int | np.random.Generator | None = None) -> None:
+    def build(
+        self, input_shape: Iterable[int], seed: int | np.random.Generator | None = None
+    ) -> None:
         """Create every layer's parameters for per-sample inputs of shape ``input_shape``.
 
         Args:
@@ -174,7 +178,9 @@ class Sequential:
     # -- weights ----------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and state array, keyed ``"layer/key"``."""
-        out = {f"{layer.name}/{k}": v.copy() for layer in self.layers for k, v in layer.params.items()}
+        out = {
+            f"{layer.name}/{k}": v.copy() for layer in self.layers for k, v in layer.params.items()
+        }
         out.update(
             {f"{layer.name}/{k}": v.copy() for layer in self.layers for k, v in layer.state.items()}
         )
@@ -198,17 +204,17 @@ class Sequential:
     def copy(self) -> Sequential:
         """An independent deep copy (weights, loss, optimizer state, metadata)."""
         clone = _copy.deepcopy(self)
-        clone._pack()
-        if clone.optimizer is not None and self.optimizer is not None and self.built:
-            clone.optimizer = _copy.deepcopy(self.optimizer)
+        if clone.built:
+            clone._pack()  # deepcopy turned the flat-buffer views into separate arrays
         return clone
 
     # -- training and inference -------------------------------------------------------------------
-    def compile(self, loss: str | _losses.Loss, optimizer: Any = "adam", metrics: Any = None) -> None:
+    def compile(
+        self, loss: str | _losses.Loss, optimizer: Any = "adam", metrics: Any = None
+    ) -> None:
         """Set the loss (and optimizer / metrics) without training, e.g. before ``evaluate``."""
-        from .training import resolve_metrics
-
         from . import optimizers as _optimizers
+        from .training import resolve_metrics
 
         self.loss = _losses.get(loss)
         self.optimizer = _optimizers.get(optimizer)
@@ -258,7 +264,7 @@ class Sequential:
 
         return evaluate(self, X, y, batch_size=batch_size, sample_weight=sample_weight)
 
-    # -- description --------------------------------------------------------------------------------
+    # -- description ------------------------------------------------------------------------
     def summary(self, print_fn: Any = print) -> str:
         """A table of layers, output shapes and parameter counts; printed and returned."""
         rows = [("layer", "type", "output shape", "params")]
@@ -279,7 +285,9 @@ class Sequential:
             if i == 0:
                 text.append(line)
         text.append(line)
-        text.append(f"Total params: {self.n_params:,}" if self.built else "Total params: ? (not built)")
+        text.append(
+            f"Total params: {self.n_params:,}" if self.built else "Total params: ? (not built)"
+        )
         if self.loss is not None:
             text.append(f"Loss: {self.loss!r}   Optimizer: {self.optimizer!r}")
         out = "\n".join(text)
@@ -287,7 +295,9 @@ class Sequential:
             print_fn(out)
         return out
 
-    def save(self, path: str | os.PathLike, overwrite: bool = False, include_optimizer: bool = True) -> None:
+    def save(
+        self, path: str | os.PathLike, overwrite: bool = False, include_optimizer: bool = True
+    ) -> None:
         """Save architecture, weights, optimizer state, history and metadata to one file
         (safetensors with a JSON header; no pickle). Refuses to replace an existing file unless
         ``overwrite=True``."""

@@ -57,7 +57,9 @@ class Optimizer:
             self.lr = check_float(lr, "lr", low=0.0, low_inclusive=False)
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
         self.clip_norm = (
-            None if clip_norm is None else check_float(clip_norm, "clip_norm", low=0.0, low_inclusive=False)
+            None
+            if clip_norm is None
+            else check_float(clip_norm, "clip_norm", low=0.0, low_inclusive=False)
         )
         self.clip_value = (
             None
@@ -177,7 +179,8 @@ class Optimizer:
                 self.slots[slot][off : off + size] = arr.ravel()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
 
 
 @OPTIMIZERS.register("sgd")

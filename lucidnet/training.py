@@ -68,7 +68,8 @@ def prepare_targets(model: Sequential, loss: _losses.Loss, y: Any, name: str = "
         arr = check_array(arr, name, dtype=model.dtype, min_ndim=2, max_ndim=2)
         if out_shape is not None and arr.shape[1:] != tuple(out_shape):
             raise ValueError(
-                f"{name} must be labels (n,) or targets of shape (n, {out_shape[0]}), got {arr.shape}"
+                f"{name} must be labels (n,) or targets of shape (n, {out_shape[0]}), "
+                f"got {arr.shape}"
             )
         return arr
     arr = check_array(y, name, dtype=model.dtype, min_ndim=1)
@@ -168,7 +169,9 @@ def _sample_weights(
                     raise ValueError(f"class_weight has class {c!r} outside [0, {k})")
                 cw[int(c)] = check_float(v, f"class_weight[{c!r}]", low=0.0)
         else:
-            raise TypeError(f"class_weight must be 'balanced' or a dict, got {describe(class_weight)}")
+            raise TypeError(
+                f"class_weight must be 'balanced' or a dict, got {describe(class_weight)}"
+            )
         cwv = cw[labels]
         w = cwv if w is None else w * cwv
     return w
@@ -381,7 +384,7 @@ def fit(
                 loss_sum += value * m
                 seen += m
                 if "accuracy" in track:
-                    correct += float(np.sum(labels_from_logits(loss_fn, logits) == _batch_true(loss_fn, yb)))
+                    correct += _batch_correct(loss_fn, logits, yb)
                 if batch_hooks:
                     blogs = {"loss": loss_sum / seen, "batch_size": m}
                     if "accuracy" in track:
@@ -425,12 +428,16 @@ def fit(
     return history
 
 
-def _batch_true(loss: _losses.Loss, yb: np.ndarray) -> np.ndarray:
+def _batch_correct(loss: _losses.Loss, logits: np.ndarray, yb: np.ndarray) -> float:
+    """Number of correctly classified samples in a batch (multi-label: mean over labels)."""
+    pred = labels_from_logits(loss, logits)
     if yb.ndim == 1:
-        return yb
+        return float(np.count_nonzero(pred == yb))
     if yb.shape[1] == 1:
-        return (yb[:, 0] > 0.5).astype(np.int64)
-    return yb.argmax(axis=1)
+        return float(np.count_nonzero(pred == (yb[:, 0] > 0.5)))
+    if loss.output_activation == "sigmoid":
+        return float(np.mean(pred == (yb > 0.5), axis=1).sum())
+    return float(np.count_nonzero(pred == yb.argmax(axis=1)))
 
 
 def _record_nan(history: History, callbacks: list[Callback]) -> None:
