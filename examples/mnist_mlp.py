@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+import lucidnet as ln
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-import lucidnet as ln  # installed in .venv by `make demo` / `make test`
 
 # Relative to the repository root, not the working directory, so the script runs from anywhere.
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "mnist-t10k"
