@@ -107,7 +107,9 @@ _LAZY_NAMES = {
     "Diagnostics": "diagnostics",
     "NeuralNetworkClassifier": "estimators",
     "NeuralNetworkRegressor": "estimators",
+    "load_estimator": "estimators",
     "export_onnx": "onnx_export",
+    "to_onnx": "onnx_export",
 }
 
 

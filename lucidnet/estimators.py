@@ -1,0 +1,838 @@
+"""scikit-learn estimators: ``NeuralNetworkClassifier`` and ``NeuralNetworkRegressor``.
+
+Both wrap a lucidnet :class:`~lucidnet.model.Sequential` multi-layer perceptron (``model_``) and
+train it with the lucidnet training loop, so everything lucidnet offers (optimizers, schedules,
+dropout, batch normalisation, the safe model file) is available behind the estimator API that
+``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` expect. Hyper-parameters are named as in
+scikit-learn's ``MLPClassifier`` where the concept is the same.
+
+Semantics worth knowing (they change numbers):
+
+* ``max_iter`` counts epochs. Without early stopping, training ends when the training loss has
+  not improved by ``tol`` for more than ``n_iter_no_change`` consecutive epochs (scikit-learn's
+  rule); otherwise a ``ConvergenceWarning`` is raised after ``max_iter`` epochs.
+* ``early_stopping=True`` holds out ``validation_fraction`` of the training data (stratified for
+  single-label classification), monitors the **validation loss** (recorded in
+  ``validation_loss_curve_``, unweighted) with the same ``tol`` / ``n_iter_no_change`` rule and
+  restores the weights of the best epoch at the end.
+* ``partial_fit`` runs one epoch over the data it is given. With ``early_stopping=True`` every call
+  holds out ``validation_fraction`` of *its own* data (nothing is kept between calls, so chunks of
+  a stream that does not fit in memory work), appends the held-out loss to
+  ``validation_loss_curve_`` and remembers the best weights; once the held-out loss has not
+  improved by ``tol`` for more than ``n_iter_no_change`` consecutive calls the best weights are
+  restored, ``early_stopped_`` becomes true and further ``partial_fit`` calls are ignored (with a
+  warning) until ``fit`` is called. (scikit-learn's MLP refuses this combination.)
+* ``sample_weight`` (and ``class_weight``) are rescaled to mean 1 over the training samples, so the
+  loss is ``sum(w_i l_i) / sum(w_i)``: an integer weight acts like repeating the sample.
+* ``predict_proba`` / regression predictions are float64 whatever ``dtype`` the network uses.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from numbers import Integral, Real
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import activations as _activations
+from . import optimizers as _optimizers
+from . import schedules as _schedules
+from ._validation import check_dtype, check_float, check_one_of, check_positive_int, describe
+from .callbacks import Callback
+from .layers import BatchNorm, Dense, Dropout
+from .model import Sequential
+from .training import fit as _train
+from .training import split_indices
+
+__all__ = ["NeuralNetworkClassifier", "NeuralNetworkRegressor", "load_estimator"]
+
+_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")
+_SCHEDULES = ("constant", "cosine", "step", "exponential")
+_RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
+_META_KEY = "sklearn_estimator"
+_META_FORMAT = "lucidnet-sklearn-estimator"
+
+
+class _StoppingRule(Callback):
+    """scikit-learn's rule: count epochs whose monitored loss is not ``tol`` below the best so
+    far; stop once the count exceeds ``n_iter_no_change``. State lives on the estimator so that
+    it carries over between ``partial_fit`` calls."""
+
+    def __init__(self, estimator: _BaseNeuralNetwork, monitor: str, keep_best: bool, stop: bool):
+        super().__init__()
+        self.est, self.monitor, self.keep_best, self.stop = estimator, monitor, keep_best, stop
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        est, value = self.est, float(logs[self.monitor])
+        if value > est.best_loss_ - est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if value < est.best_loss_:
+            est.best_loss_ = value
+            if self.keep_best:
+                est._best_weights = self.model.get_weights()
+        if self.stop and est._no_improvement_count > est.n_iter_no_change:
+            self.model.stop_training = True
+
+
+class _BaseNeuralNetwork(BaseEstimator):
+    """Shared implementation; see :class:`NeuralNetworkClassifier` for the parameters."""
+
+    _losses: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        optimizer: str = "adam",
+        learning_rate_init: float = 1e-3,
+        batch_size: int | str = "auto",
+        max_iter: int = 200,
+        loss: str = "mse",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        lr_schedule: str | _schedules.Schedule | None = None,
+        clip_norm: float | None = None,
+        shuffle: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        random_state: Any = None,
+        verbose: int = 0,
+        dtype: str = "float32",
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.optimizer = optimizer
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.loss = loss
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.l1 = l1
+        self.l2 = l2
+        self.lr_schedule = lr_schedule
+        self.clip_norm = clip_norm
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.dtype = dtype
+
+    # -- parameter checks (in fit, never in __init__, as scikit-learn requires) -------------------
+    def _check_params(self) -> dict[str, Any]:
+        hidden = self.hidden_layer_sizes
+        if isinstance(hidden, Integral) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+            raise TypeError(
+                f"hidden_layer_sizes must be an int or a tuple of ints, got {describe(hidden)}"
+            )
+        hidden = tuple(check_positive_int(h, "hidden_layer_sizes[i]") for h in hidden)
+        if not isinstance(self.activation, str):
+            raise TypeError(f"activation must be a name (str), got {describe(self.activation)}")
+        if self.activation.lower() == "softmax":
+            raise ValueError("activation='softmax' is not a hidden-layer activation")
+        _activations.ACTIVATIONS.lookup(self.activation)  # ValueError listing the valid names
+        batch_size = self.batch_size
+        if batch_size != "auto":
+            batch_size = check_positive_int(batch_size, "batch_size")
+        schedule = self.lr_schedule
+        if schedule is not None and not isinstance(schedule, _schedules.Schedule):
+            check_one_of(schedule, "lr_schedule", (None, *_SCHEDULES))
+        loss = check_one_of(self.loss, "loss", self._losses)
+        for flag in ("batch_norm", "early_stopping", "shuffle"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise TypeError(
+                    f"{flag} must be True or False, got {describe(getattr(self, flag))}"
+                )
+        if not isinstance(self.verbose, Integral):
+            raise TypeError(f"verbose must be an integer >= 0, got {describe(self.verbose)}")
+        return {
+            "hidden": hidden,
+            "activation": self.activation.lower(),
+            "optimizer": check_one_of(self.optimizer, "optimizer", _OPTIMIZERS),
+            "lr": check_float(
+                self.learning_rate_init, "learning_rate_init", low=0.0, low_inclusive=False
+            ),
+            "batch_size": batch_size,
+            "max_iter": check_positive_int(self.max_iter, "max_iter"),
+            "loss": loss,
+            "dropout": check_float(
+                self.dropout, "dropout", low=0.0, high=1.0, high_inclusive=False
+            ),
+            "l1": check_float(self.l1, "l1", low=0.0),
+            "l2": check_float(self.l2, "l2", low=0.0),
+            "schedule": schedule,
+            "clip_norm": None
+            if self.clip_norm is None
+            else check_float(self.clip_norm, "clip_norm", low=0.0, low_inclusive=False),
+            "validation_fraction": check_float(
+                self.validation_fraction,
+                "validation_fraction",
+                low=0.0,
+                high=1.0,
+                low_inclusive=False,
+                high_inclusive=False,
+            ),
+            "n_iter_no_change": check_positive_int(self.n_iter_no_change, "n_iter_no_change"),
+            "tol": check_float(self.tol, "tol", low=0.0),
+            "dtype": check_dtype(self.dtype),
+        }
+
+    # -- construction -----------------------------------------------------------------------------
+    def _build(self, cfg: dict[str, Any], n_features: int, n_outputs: int, rng) -> Sequential:
+        """The MLP: [Dense -> (BatchNorm) -> activation -> (Dropout)] * hidden, then Dense(out)."""
+        layers: list = []
+        act, reg = cfg["activation"], {"l1": cfg["l1"], "l2": cfg["l2"]}
+        for units in cfg["hidden"]:
+            if self.batch_norm:
+                # BatchNorm's beta replaces the Dense bias; the activation follows the normalisation
+                init = "he_normal" if act in _RELU_FAMILY else "glorot_uniform"
+                layers += [
+                    Dense(units, use_bias=False, kernel_initializer=init, **reg),
+                    BatchNorm(),
+                ]
+                layers.append(_activations.get(act))
+            else:
+                layers.append(Dense(units, activation=act, **reg))
+            if cfg["dropout"]:
+                layers.append(Dropout(cfg["dropout"]))
+        layers.append(Dense(n_outputs, **reg))
+        model = Sequential(layers, dtype=cfg["dtype"])
+        model.build((n_features,), seed=rng)
+        return model
+
+    def _make_optimizer(self, cfg: dict[str, Any], steps_per_epoch: int) -> _optimizers.Optimizer:
+        lr: Any = cfg["lr"]
+        schedule, epochs = cfg["schedule"], cfg["max_iter"]
+        if isinstance(schedule, _schedules.Schedule):
+            lr = _schedules.from_config({"class": type(schedule).__name__, **schedule.get_config()})
+        elif schedule == "cosine":  # to ~0 over max_iter epochs
+            lr = _schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps_per_epoch))
+        elif schedule == "step":  # divide by 10 after each third of max_iter
+            lr = _schedules.StepDecay(lr, step_size=max(1, epochs // 3), gamma=0.1, unit="epoch")
+        elif schedule == "exponential":  # to 1% of the initial rate after max_iter epochs
+            lr = _schedules.ExponentialDecay(lr, decay_rate=0.01, decay_steps=epochs, unit="epoch")
+        return _optimizers.get(cfg["optimizer"], lr=lr, clip_norm=cfg["clip_norm"])
+
+    # -- the targets (subclasses) -----------------------------------------------------------------
+    def _encode_y(self, y: Any, first: bool, partial: bool, classes: Any) -> tuple[np.ndarray, str]:
+        """Targets as the loss wants them, and the loss name; sets target attributes on the
+        first call and checks later calls against them."""
+        raise NotImplementedError
+
+    def _strata(self, y_enc: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def _class_weights(self, y_enc: np.ndarray, partial: bool) -> np.ndarray | None:
+        return None
+
+    # -- training ---------------------------------------------------------------------------------
+    def _fit(self, X: Any, y: Any, sample_weight: Any, partial: bool, classes: Any = None):
+        cfg = self._check_params()
+        first = not partial or not hasattr(self, "model_")
+        if not first and self.early_stopping and self._partial_stopped:
+            warnings.warn(
+                f"partial_fit ignored: early stopping ended training after {self.n_iter_} calls "
+                f"(the held-out loss did not improve by tol={self.tol} for more than "
+                f"{self.n_iter_no_change} calls); call fit to start again",
+                UserWarning,
+                stacklevel=3,
+            )
+            return self
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=first,
+            dtype=cfg["dtype"].type,
+            multi_output=True,
+            y_numeric=isinstance(self, RegressorMixin),
+        )
+        y_enc, loss = self._encode_y(y, first, partial, classes)
+        n = X.shape[0]
+        w = _sample_weight(sample_weight, n)
+        cw = self._class_weights(y_enc, partial)
+        if cw is not None:
+            w = w * cw
+        if first:
+            self._rng = _generator(self.random_state)
+        rng = self._rng
+        val = None
+        if self.early_stopping:
+            if n < 2:
+                raise ValueError(f"early_stopping needs at least 2 samples to hold out, got {n}")
+            tr, va = split_indices(n, cfg["validation_fraction"], rng, self._strata(y_enc))
+            if va.size == 0 or tr.size == 0:  # tiny classes: fall back to a plain random split
+                tr, va = split_indices(n, cfg["validation_fraction"], rng)
+            val = (X[va], y_enc[va])
+            X, y_enc, w = X[tr], y_enc[tr], w[tr]
+        if not w.sum() > 0:
+            raise ValueError(
+                "sample_weight is zero for every training sample; at least one weight must be > 0"
+            )
+        w = w * (w.shape[0] / w.sum())  # mean 1: the loss is sum(w l) / sum(w)
+        n_train = X.shape[0]
+        bs = min(200, n_train) if cfg["batch_size"] == "auto" else min(cfg["batch_size"], n_train)
+        if first:
+            n_out = y_enc.shape[1] if y_enc.ndim == 2 else len(self.classes_)
+            self.model_ = self._build(cfg, X.shape[1], n_out, rng)
+            self.model_.compile(loss, self._make_optimizer(cfg, math.ceil(n_train / bs)))
+            self.loss_curve_: list[float] = []
+            self.validation_loss_curve_: list[float] | None = [] if self.early_stopping else None
+            self.n_iter_ = 0
+            self.best_loss_ = math.inf
+            self.early_stopped_ = False
+            self._no_improvement_count = 0
+            self._best_weights = None
+            self._partial_stopped = False
+        if self.early_stopping and self.validation_loss_curve_ is None:
+            self.validation_loss_curve_ = []  # early_stopping switched on between partial_fit calls
+        rule = _StoppingRule(
+            self, "val_loss" if val else "loss", keep_best=bool(val), stop=not partial
+        )
+        history = _train(
+            self.model_,
+            X,
+            y_enc,
+            epochs=1 if partial else cfg["max_iter"],
+            batch_size=bs,
+            validation_data=val,
+            shuffle=bool(self.shuffle),
+            callbacks=[rule],
+            seed=int(rng.integers(2**31)),
+            verbose=2 if self.verbose else 0,
+            sample_weight=w,
+        )
+        self.loss_curve_ += history.history.get("loss", [])
+        if val is not None:
+            self.validation_loss_curve_ += history.history.get("val_loss", [])
+        epochs_run = len(history.epoch)
+        self.n_iter_ += epochs_run
+        stopped = self._no_improvement_count > cfg["n_iter_no_change"]
+        if partial:  # partial_fit only stops (and restores) with early stopping
+            stopped = stopped and bool(self.early_stopping)
+            self._partial_stopped = stopped
+        if self.early_stopping and (stopped or not partial) and self._best_weights is not None:
+            self.model_.set_weights(self._best_weights)
+        if not partial:
+            self._best_weights = None
+        self.early_stopped_ = stopped
+        if (
+            not partial
+            and not stopped
+            and history.stop_reason is None
+            and epochs_run == cfg["max_iter"]
+        ):
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({cfg['max_iter']}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None):
+        """Train a new network on ``(X, y)`` for up to ``max_iter`` epochs.
+
+        Args:
+            X: (n_samples, n_features) array-like or DataFrame.
+            y: targets (see the class docstring).
+            sample_weight: optional (n_samples,) non-negative weights.
+
+        Returns:
+            self
+        """
+        return self._fit(X, y, sample_weight, partial=False)
+
+    # -- inference --------------------------------------------------------------------------------
+    def _logits(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=self.model_.dtype.type)
+        return self.model_.predict_logits(X).astype(np.float64)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Save the fitted estimator as a lucidnet model file (safetensors, no pickle).
+
+        The network is stored as usual (``lucidnet.load(path)`` returns it); the estimator's
+        parameters and fitted attributes go to ``model.metadata["sklearn_estimator"]`` as JSON.
+        A ``random_state`` that is a generator object is stored as ``None``.
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is false.
+            TypeError: a parameter cannot be represented in JSON.
+        """
+        check_is_fitted(self, "model_")
+        fitted: dict[str, Any] = {
+            "n_features_in_": int(self.n_features_in_),
+            "loss_curve_": [float(v) for v in self.loss_curve_],
+            "validation_loss_curve_": None
+            if self.validation_loss_curve_ is None
+            else [float(v) for v in self.validation_loss_curve_],
+            "n_iter_": int(self.n_iter_),
+            "best_loss_": float(self.best_loss_),
+            "early_stopped_": bool(self.early_stopped_),
+            "_no_improvement_count": int(self._no_improvement_count),
+            "_partial_stopped": bool(self._partial_stopped),
+        }
+        if hasattr(self, "feature_names_in_"):
+            fitted["feature_names_in_"] = [str(f) for f in self.feature_names_in_]
+        fitted.update(self._fitted_to_json())
+        params = {k: _param_to_json(k, v) for k, v in self.get_params(deep=False).items()}
+        meta = {"format": _META_FORMAT, "version": 1, "class": type(self).__name__}
+        self.model_.metadata[_META_KEY] = {**meta, "params": params, "fitted": fitted}
+        self.model_.save(path, overwrite=overwrite)
+
+    def _fitted_to_json(self) -> dict[str, Any]:
+        return {}
+
+    def _fitted_from_json(self, fitted: dict[str, Any]) -> None:
+        return None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        """Load an estimator saved by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            lucidnet.ModelFileError: corrupt file, or not saved by ``cls.save``.
+        """
+        from .io import ModelFileError, load
+
+        model = load(path)
+        meta = model.metadata.get(_META_KEY)
+        if not isinstance(meta, dict) or meta.get("format") != _META_FORMAT:
+            raise ModelFileError(
+                f"{os.fspath(path)!r} holds a lucidnet model but no scikit-learn estimator; "
+                "load it with lucidnet.load"
+            )
+        if cls is not _BaseNeuralNetwork and meta.get("class") != cls.__name__:
+            raise ModelFileError(
+                f"{os.fspath(path)!r} holds a {meta.get('class')}, not a {cls.__name__}; "
+                "use lucidnet.estimators.load_estimator"
+            )
+        try:
+            target = _ESTIMATORS[meta["class"]]
+            params = {k: _param_from_json(k, v) for k, v in meta["params"].items()}
+            est = target(**params)
+            fitted = dict(meta["fitted"])
+            names = fitted.pop("feature_names_in_", None)
+            if names is not None:
+                est.feature_names_in_ = np.asarray(names, dtype=object)
+            for key in (
+                "n_features_in_",
+                "loss_curve_",
+                "validation_loss_curve_",
+                "n_iter_",
+                "best_loss_",
+                "early_stopped_",
+                "_no_improvement_count",
+                "_partial_stopped",
+            ):
+                setattr(est, key, fitted[key])
+            est._fitted_from_json(fitted)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(
+                f"{os.fspath(path)!r}: corrupt estimator metadata ({exc})"
+            ) from None
+        est._best_weights = None
+        est._rng = _generator(est.random_state)
+        est.model_ = model
+        return est
+
+
+class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
+    """Multi-layer perceptron classifier on lucidnet (binary, multi-class and multi-label).
+
+    Args:
+        hidden_layer_sizes: units of each hidden layer, e.g. ``(100,)`` or ``(64, 32)``.
+        activation: hidden activation: ``"relu"``, ``"tanh"``, ``"logistic"`` / ``"sigmoid"``,
+            ``"identity"``, ``"leaky_relu"``, ``"elu"`` or ``"gelu"``.
+        optimizer: ``"sgd"``, ``"momentum"`` (SGD, momentum 0.9), ``"nesterov"``, ``"rmsprop"``,
+            ``"adam"``, ``"adamw"`` (weight decay 0.01) or ``"adagrad"``.
+        learning_rate_init: initial learning rate.
+        batch_size: samples per update, or ``"auto"``: ``min(200, n_samples)``.
+        max_iter: maximum number of epochs.
+        loss: ``"cross_entropy"`` (softmax; per-label sigmoid for multi-label targets) or
+            ``"binary_cross_entropy"`` (one sigmoid unit; binary or multi-label targets only).
+        dropout: dropout rate after each hidden layer.
+        batch_norm: batch normalisation between each hidden Dense layer and its activation.
+        l1, l2: weight penalties ``l1 sum|W| + l2 sum W^2`` of every Dense layer.
+        class_weight: ``None``, ``"balanced"`` or ``{class label: weight}``; multiplies
+            ``sample_weight`` (single-label targets only; ``"balanced"`` not in ``partial_fit``).
+        lr_schedule: ``None`` / ``"constant"``, ``"cosine"`` (to 0 over ``max_iter`` epochs),
+            ``"step"`` (x0.1 after each third of ``max_iter``), ``"exponential"`` (to 1% after
+            ``max_iter`` epochs) or a :class:`lucidnet.schedules.Schedule` (whose own ``lr``
+            replaces ``learning_rate_init``).
+        clip_norm: maximum global gradient norm (``None``: no clipping).
+        shuffle: reshuffle the samples every epoch.
+        early_stopping, validation_fraction, n_iter_no_change, tol: see the module docstring.
+        random_state: int, ``None``, ``np.random.Generator`` or ``RandomState``: initial weights,
+            shuffling, dropout masks and the validation split.
+        verbose: print one line per epoch when > 0.
+        dtype: ``"float32"`` (fast) or ``"float64"``.
+
+    Attributes:
+        classes_: class labels (``arange(k)`` for multi-label targets).
+        n_features_in_, feature_names_in_: as in scikit-learn.
+        model_: the trained :class:`lucidnet.Sequential` (outputs logits).
+        loss_curve_: training loss of each epoch; validation_loss_curve_: validation loss of each
+            epoch with ``early_stopping`` (else ``None``).
+        n_iter_: epochs run; best_loss_: best monitored loss; early_stopped_: whether the
+            stopping rule ended the last training call; out_activation_: ``"softmax"`` or
+            ``"logistic"``.
+    """
+
+    _losses = ("cross_entropy", "binary_cross_entropy")
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        optimizer: str = "adam",
+        learning_rate_init: float = 1e-3,
+        batch_size: int | str = "auto",
+        max_iter: int = 200,
+        loss: str = "cross_entropy",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        class_weight: Any = None,
+        lr_schedule: str | _schedules.Schedule | None = None,
+        clip_norm: float | None = None,
+        shuffle: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        random_state: Any = None,
+        verbose: int = 0,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes,
+            activation,
+            optimizer=optimizer,
+            learning_rate_init=learning_rate_init,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            loss=loss,
+            dropout=dropout,
+            batch_norm=batch_norm,
+            l1=l1,
+            l2=l2,
+            lr_schedule=lr_schedule,
+            clip_norm=clip_norm,
+            shuffle=shuffle,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            random_state=random_state,
+            verbose=verbose,
+            dtype=dtype,
+        )
+        self.class_weight = class_weight
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _encode_y(self, y: Any, first: bool, partial: bool, classes: Any) -> tuple[np.ndarray, str]:
+        if sp.issparse(y):
+            y = y.toarray()
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        check_classification_targets(y)
+        kind = type_of_target(y)
+        multilabel = kind == "multilabel-indicator"
+        if not multilabel and kind not in ("binary", "multiclass"):
+            raise ValueError(
+                f"y must be class labels (n,) or a binary indicator matrix (n, k), got targets of "
+                f"type {kind!r}; wrap the estimator in sklearn.multioutput.MultiOutputClassifier"
+            )
+        dt = self.model_.dtype if not first else check_dtype(self.dtype)
+        if not first:
+            if multilabel != self._multilabel:
+                expected = "a binary indicator matrix" if self._multilabel else "class labels"
+                raise ValueError(f"y must be {expected} like in the first call, got {kind!r}")
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(
+                    f"classes={np.asarray(classes).tolist()} differs from the classes of the "
+                    f"first call {self.classes_.tolist()}"
+                )
+        elif multilabel:
+            self.classes_ = np.arange(y.shape[1])
+        else:
+            if classes is None and partial:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            found = np.unique(y if classes is None else np.asarray(classes))
+            if found.size < 2:
+                raise ValueError(
+                    f"y has only 1 class ({found[0]!r}); a classifier needs at least 2 classes "
+                    "(pass classes=... to partial_fit when a chunk holds one class)"
+                )
+            self.classes_ = found
+        if first:
+            self._multilabel = multilabel
+            bce = multilabel or self.loss == "binary_cross_entropy"
+            if self.loss == "binary_cross_entropy" and not multilabel and len(self.classes_) > 2:
+                raise ValueError(
+                    f"loss='binary_cross_entropy' needs binary or multi-label targets, got "
+                    f"{len(self.classes_)} classes; use loss='cross_entropy'"
+                )
+            self.out_activation_ = "logistic" if bce else "softmax"
+        if multilabel:
+            if y.shape[1] != len(self.classes_):
+                raise ValueError(f"y must have {len(self.classes_)} columns, got {y.shape[1]}")
+            return y.astype(dt), "binary_cross_entropy"
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        unknown = self.classes_[idx] != y
+        if np.any(unknown):
+            raise ValueError(
+                f"y contains labels not in classes {self.classes_.tolist()}: "
+                f"{np.unique(y[unknown]).tolist()[:5]}"
+            )
+        if self.out_activation_ == "logistic":
+            return idx.astype(dt).reshape(-1, 1), "binary_cross_entropy"
+        return idx.astype(np.int64), "cross_entropy"
+
+    def _strata(self, y_enc: np.ndarray) -> np.ndarray | None:
+        if self._multilabel:
+            return None
+        return y_enc.astype(np.int64).ravel()
+
+    def _class_weights(self, y_enc: np.ndarray, partial: bool) -> np.ndarray | None:
+        cw = self.class_weight
+        if cw is None:
+            return None
+        if self._multilabel:
+            raise ValueError("class_weight is not supported for multi-label targets")
+        if not (isinstance(cw, dict) or (isinstance(cw, str) and cw == "balanced")):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {describe(cw)}")
+        if partial and isinstance(cw, str):
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit (a chunk's class counts "
+                "are not the data's); pass a dict, e.g. from sklearn's compute_class_weight"
+            )
+        labels = y_enc.astype(np.int64).ravel()
+        if isinstance(cw, dict):
+            weights = compute_class_weight(cw, classes=self.classes_, y=self.classes_[labels])
+        else:  # "balanced" over the classes present (fit always sees every class)
+            present = np.unique(labels)
+            weights = np.ones(len(self.classes_))
+            weights[present] = compute_class_weight(
+                cw, classes=self.classes_[present], y=self.classes_[labels]
+            )
+        return weights[labels]
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None):
+        """One epoch over ``(X, y)``, continuing from the current weights and optimizer state.
+
+        Args:
+            X, y, sample_weight: as in :meth:`fit`.
+            classes: every class label; required on the first call for single-label targets
+                (a chunk may miss some classes).
+
+        Returns:
+            self
+        """
+        return self._fit(X, y, sample_weight, partial=True, classes=classes)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n_samples, n_classes), float64; rows sum to 1 unless multi-label."""
+        z = self._logits(X)
+        if self.out_activation_ == "softmax":
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            return p / p.sum(axis=1, keepdims=True)
+        p = _activations.sigmoid(z)
+        return p if self._multilabel else np.hstack([1.0 - p, p])
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels (n_samples,), or an indicator matrix (n_samples, k) for multi-label."""
+        z = self._logits(X)
+        if self._multilabel:
+            return (z > 0).astype(np.int64)
+        idx = (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
+        return self.classes_[idx]
+
+    def _fitted_to_json(self) -> dict[str, Any]:
+        classes = self.classes_
+        if classes.dtype == object:
+            if not all(isinstance(c, str) for c in classes):
+                raise TypeError("classes_ of mixed Python types cannot be saved; use str labels")
+            dtype = "object"
+        else:
+            dtype = classes.dtype.str
+        return {
+            "classes_": classes.tolist(),
+            "classes_dtype": dtype,
+            "out_activation_": self.out_activation_,
+            "_multilabel": bool(self._multilabel),
+        }
+
+    def _fitted_from_json(self, fitted: dict[str, Any]) -> None:
+        dtype = fitted["classes_dtype"]
+        self.classes_ = np.asarray(fitted["classes_"], dtype=object if dtype == "object" else dtype)
+        self.out_activation_ = fitted["out_activation_"]
+        self._multilabel = bool(fitted["_multilabel"])
+
+
+class NeuralNetworkRegressor(RegressorMixin, _BaseNeuralNetwork):
+    """Multi-layer perceptron regressor on lucidnet, single- or multi-output.
+
+    Parameters as :class:`NeuralNetworkClassifier` (no ``class_weight``), except
+    ``loss``: ``"mse"`` (alias ``"squared_error"``), ``"mae"`` (``"absolute_error"``) or
+    ``"huber"`` (delta 1). Targets are not rescaled: standardise them (e.g. with
+    ``sklearn.compose.TransformedTargetRegressor``) when they are far from unit scale.
+    ``predict`` returns (n_samples,) for a single output, else (n_samples, n_outputs), float64.
+
+    Attributes: as the classifier (no ``classes_``), plus ``n_outputs_``.
+    """
+
+    _losses = ("mse", "squared_error", "mae", "absolute_error", "huber")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _encode_y(self, y: Any, first: bool, partial: bool, classes: Any) -> tuple[np.ndarray, str]:
+        y = np.asarray(y)
+        y = y.reshape(-1, 1) if y.ndim == 1 else y
+        if first:
+            self.n_outputs_ = y.shape[1]
+        elif y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y must have {self.n_outputs_} outputs like before, got {y.shape[1]}")
+        dt = self.model_.dtype if not first else check_dtype(self.dtype)
+        key = {"squared_error": "mse", "absolute_error": "mae"}.get(self.loss, self.loss)
+        return y.astype(dt), key
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None):
+        """One epoch over ``(X, y)``, continuing from the current weights and optimizer state."""
+        return self._fit(X, y, sample_weight, partial=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions, (n_samples,) or (n_samples, n_outputs), float64."""
+        z = self._logits(X)
+        return z.ravel() if z.shape[1] == 1 else z
+
+    def _fitted_to_json(self) -> dict[str, Any]:
+        return {"n_outputs_": int(self.n_outputs_)}
+
+    def _fitted_from_json(self, fitted: dict[str, Any]) -> None:
+        self.n_outputs_ = int(fitted["n_outputs_"])
+
+
+_ESTIMATORS = {
+    "NeuralNetworkClassifier": NeuralNetworkClassifier,
+    "NeuralNetworkRegressor": NeuralNetworkRegressor,
+}
+
+
+def load_estimator(path: str | os.PathLike) -> NeuralNetworkClassifier | NeuralNetworkRegressor:
+    """Load whichever estimator :meth:`~NeuralNetworkClassifier.save` stored in ``path``."""
+    return _BaseNeuralNetwork.load(path)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _generator(random_state: Any) -> np.random.Generator:
+    """A Generator from scikit-learn's ``random_state`` conventions (None: fresh entropy, never
+    the global NumPy state)."""
+    if random_state is None or isinstance(random_state, np.random.Generator):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31))
+    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
+        return np.random.default_rng(int(random_state))
+    raise TypeError(
+        f"random_state must be None, an int, a np.random.Generator or a RandomState, got "
+        f"{describe(random_state)}"
+    )
+
+
+def _sample_weight(sample_weight: Any, n: int) -> np.ndarray:
+    """Validated (n,) float64 weights (a new array: the caller's is never modified)."""
+    if sample_weight is None:
+        return np.ones(n)
+    if isinstance(sample_weight, Real) and not isinstance(sample_weight, bool):
+        return np.full(n, float(sample_weight))
+    w = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},) (one per sample), got {w.shape}")
+    if np.any(w < 0):
+        raise ValueError("sample_weight must be non-negative, got negative values")
+    return w.copy()
+
+
+def _param_to_json(name: str, value: Any) -> Any:
+    """JSON form of a constructor parameter (tuples, numpy scalars, dicts with any keys,
+    schedules); raises TypeError naming the parameter otherwise."""
+    if isinstance(value, (np.random.Generator, np.random.RandomState)):
+        return None
+    if isinstance(value, _schedules.Schedule):
+        return {"__schedule__": {"class": type(value).__name__, **value.get_config()}}
+    if isinstance(value, dict):
+        return {
+            "__items__": [
+                [_param_to_json(name, k), _param_to_json(name, v)] for k, v in value.items()
+            ]
+        }
+    if isinstance(value, (tuple, list)):
+        return [_param_to_json(name, v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, type) and issubclass(value, np.generic):
+        return np.dtype(value).name
+    if isinstance(value, np.dtype):
+        return value.name
+    if value is None or isinstance(value, (bool, str, Integral, Real)):
+        return value
+    raise TypeError(f"parameter {name}={describe(value)} cannot be saved in a lucidnet file (JSON)")
+
+
+def _param_from_json(name: str, value: Any) -> Any:
+    if isinstance(value, dict) and "__schedule__" in value:
+        return _schedules.from_config(value["__schedule__"])
+    if isinstance(value, dict) and "__items__" in value:
+        return {_hashable(k): v for k, v in value["__items__"]}
+    if name == "hidden_layer_sizes" and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
