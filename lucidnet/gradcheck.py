@@ -1,0 +1,386 @@
+"""Gradient checking: backpropagation against central finite differences, in float64.
+
+``check_gradients(model, X, y)`` copies the model, casts the copy to float64 and compares, for
+every parameter array (and the input), the gradient computed by ``backward`` with
+
+    dL/dp ~ (L(p + eps) - L(p - eps)) / (2 eps)          (central difference, error O(eps^2))
+
+where ``L`` is exactly the training objective: the loss of a training-mode forward pass plus the
+layers' L1/L2 penalties. The model passed in is never modified.
+
+Agreement of one array is measured by the relative error of the checked entries,
+
+    rel = ||g_backprop - g_numeric|| / max(||g_backprop|| + ||g_numeric||, 1e-300)
+
+and an array is flagged when ``rel > threshold`` *and* the largest absolute difference exceeds
+``atol``. The second condition matters for arrays whose gradient is essentially zero (e.g. a bias
+after a saturated sigmoid): there the relative error only measures floating-point round-off of
+the finite difference, about ``1e-16 * |L| / eps``.
+
+Layers with randomness are made deterministic: every ``Dropout`` gets a fixed mask (seeded), and
+``BatchNorm`` runs in training mode (batch statistics), which is what the training loop
+differentiates. Large arrays are sampled (``max_entries`` random entries each, seeded), so the
+check costs ``2 * max_entries`` forward passes per array whatever the model's size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import losses as _losses
+from ._validation import check_array, check_float, check_positive_int, check_same_length, describe
+from .layers import Dropout
+from .model import Sequential
+from .training import prepare_targets
+
+__all__ = ["GradCheckEntry", "GradCheckReport", "check_gradients", "as_float64"]
+
+
+@dataclass
+class GradCheckEntry:
+    """The comparison for one array.
+
+    Attributes:
+        name: ``"layer/param"`` (e.g. ``"dense_0/W"``) or ``"input"``.
+        shape: the array's shape.
+        checked: number of entries compared.
+        total: number of entries in the array.
+        rel_error: relative error of the checked entries (see the module docstring).
+        max_abs_error: largest ``|g_backprop - g_numeric|`` over the checked entries.
+        analytic_norm / numeric_norm: L2 norms of the two gradients over the checked entries.
+        worst_index: index of the entry with the largest absolute difference.
+        passed: whether the array agrees.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    checked: int
+    total: int
+    rel_error: float
+    max_abs_error: float
+    analytic_norm: float
+    numeric_norm: float
+    worst_index: tuple[int, ...]
+    passed: bool
+
+    @property
+    def layer(self) -> str:
+        """The layer name (``"input"`` for the input gradient)."""
+        return self.name.split("/", 1)[0]
+
+
+@dataclass
+class GradCheckReport:
+    """Result of :func:`check_gradients`.
+
+    Attributes:
+        entries: one :class:`GradCheckEntry` per parameter array, first layer first, then the
+            input gradient (when checked).
+        eps / threshold / atol: the settings used.
+        loss_value: the objective at the unperturbed point.
+        n_samples: number of samples in the batch used.
+    """
+
+    entries: list[GradCheckEntry]
+    eps: float
+    threshold: float
+    atol: float
+    loss_value: float
+    n_samples: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every checked array agrees."""
+        return all(e.passed for e in self.entries)
+
+    @property
+    def failures(self) -> list[GradCheckEntry]:
+        """The arrays that disagree."""
+        return [e for e in self.entries if not e.passed]
+
+    @property
+    def max_rel_error(self) -> float:
+        """The largest relative error over all arrays."""
+        return max((e.rel_error for e in self.entries), default=0.0)
+
+    def __getitem__(self, name: str) -> GradCheckEntry:
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(f"no array {name!r}; checked: {', '.join(e.name for e in self.entries)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+
+        def num(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        return {
+            "passed": self.passed,
+            "eps": self.eps,
+            "threshold": self.threshold,
+            "atol": self.atol,
+            "loss": num(self.loss_value),
+            "n_samples": self.n_samples,
+            "notes": list(self.notes),
+            "entries": [
+                {
+                    "name": e.name,
+                    "shape": list(e.shape),
+                    "checked": e.checked,
+                    "total": e.total,
+                    "rel_error": num(e.rel_error),
+                    "max_abs_error": num(e.max_abs_error),
+                    "analytic_norm": num(e.analytic_norm),
+                    "numeric_norm": num(e.numeric_norm),
+                    "worst_index": list(e.worst_index),
+                    "passed": e.passed,
+                }
+                for e in self.entries
+            ],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_text(self) -> str:
+        """A readable table for the terminal."""
+        lines = [
+            "Gradient check: backpropagation vs central finite differences "
+            f"(float64, eps={self.eps:g}, {self.n_samples} samples, loss {self.loss_value:.6g})",
+            f"an array fails when its relative error > {self.threshold:g} "
+            f"and its largest difference > {self.atol:g}",
+        ]
+        rows = [("array", "shape", "checked", "rel. error", "max |diff|", "status")]
+        for e in self.entries:
+            rows.append(
+                (
+                    e.name,
+                    str(tuple(e.shape)),
+                    f"{e.checked}/{e.total}",
+                    f"{e.rel_error:.2e}",
+                    f"{e.max_abs_error:.2e}",
+                    "ok" if e.passed else "FAIL",
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for i, r in enumerate(rows):
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            if i == 0:
+                lines.append("  " + "-" * (sum(widths) + 2 * (len(widths) - 1)))
+        lines.extend(f"note: {n}" for n in self.notes)
+        if self.passed:
+            lines.append(f"PASSED: all {len(self.entries)} arrays agree")
+        else:
+            bad = ", ".join(
+                f"{e.name} (rel. error {e.rel_error:.2e}, worst entry {list(e.worst_index)})"
+                for e in self.failures
+            )
+            lines.append(
+                f"FAILED: {len(self.failures)} of {len(self.entries)} arrays disagree: {bad}. "
+                "The backward pass of those layers does not match their forward pass."
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def as_float64(model: Sequential) -> Sequential:
+    """An independent float64 copy of ``model`` (parameters, gradients and state cast).
+
+    Finite differences need float64: in float32 the round-off of ``L(p + eps) - L(p - eps)``
+    (about ``1e-7 * |L| / eps``) swamps the gradient for any useful ``eps``.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a lucidnet Sequential, got {describe(model)}")
+    m = model.copy()
+    f64 = np.dtype(np.float64)
+    m.dtype = f64
+    for layer in m.layers:
+        layer.dtype = f64
+        for store in (layer.params, layer.grads, layer.state):
+            for key in list(store):
+                store[key] = np.array(store[key], dtype=f64)
+    if m.built:
+        m.flat_parameters()  # the arrays were replaced: re-pack them into float64 buffers
+    return m
+
+
+def _fix_dropout_masks(model: Sequential, n: int, rng: np.random.Generator) -> int:
+    """Give every active Dropout layer a fixed 0/1 mask, so the objective is deterministic."""
+    shape = model.input_shape
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, Dropout) and layer.rate > 0:
+            layer.fixed_mask = (rng.random((n, *shape)) >= layer.rate).astype(np.float64)
+            count += 1
+        shape = layer.output_shape(shape)
+    return count
+
+
+def _objective(model: Sequential, X: np.ndarray, y: np.ndarray, loss: _losses.Loss) -> float:
+    """The training objective: loss of a training-mode forward pass plus the penalties."""
+    value, _ = loss(model.forward(X, training=True), y)
+    return value + model.penalty()
+
+
+def _sample(size: int, max_entries: int, rng: np.random.Generator) -> np.ndarray:
+    if size <= max_entries:
+        return np.arange(size)
+    return np.sort(rng.choice(size, size=max_entries, replace=False))
+
+
+def _compare(
+    name: str,
+    shape: tuple[int, ...],
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    idx: np.ndarray,
+    threshold: float,
+    atol: float,
+) -> GradCheckEntry:
+    diff = np.abs(analytic - numeric)
+    na, nn = float(np.linalg.norm(analytic)), float(np.linalg.norm(numeric))
+    denom = max(na + nn, 1e-300)
+    rel = float(np.linalg.norm(analytic - numeric)) / denom
+    worst = int(np.argmax(diff)) if diff.size else 0
+    max_abs = float(diff.max()) if diff.size else 0.0
+    ok = not (rel > threshold and max_abs > atol) and math.isfinite(rel)
+    worst_index = (
+        tuple(int(i) for i in np.unravel_index(int(idx[worst]), shape)) if idx.size else ()
+    )
+    return GradCheckEntry(
+        name=name,
+        shape=tuple(int(d) for d in shape),
+        checked=int(idx.size),
+        total=int(np.prod(shape)),
+        rel_error=rel,
+        max_abs_error=max_abs,
+        analytic_norm=na,
+        numeric_norm=nn,
+        worst_index=worst_index,
+        passed=bool(ok),
+    )
+
+
+def check_gradients(
+    model: Sequential,
+    X: Any,
+    y: Any,
+    loss: str | _losses.Loss | None = None,
+    *,
+    eps: float = 1e-6,
+    threshold: float = 1e-6,
+    atol: float = 1e-8,
+    max_entries: int = 50,
+    check_input: bool = True,
+    seed: int = 0,
+) -> GradCheckReport:
+    """Compare the model's backpropagated gradients with central finite differences.
+
+    Args:
+        model: a ``Sequential`` (built, or it is built on a copy with ``seed``). Not modified.
+        X: a small batch of inputs, shape (n, ...). A few dozen samples are plenty.
+        y: the matching targets (as for ``fit``).
+        loss: loss name or instance; default the model's loss.
+        eps: finite-difference step (in float64, 1e-6 balances truncation error ~eps^2 against
+            round-off ~1e-16 / eps).
+        threshold: largest acceptable relative error per array. Healthy float64 layers give
+            1e-10 to 1e-8; a wrong backward pass gives 1e-3 to 1.
+        atol: absolute differences below this never fail (arrays with ~zero gradient).
+        max_entries: entries checked per array (chosen at random, seeded, when larger).
+        check_input: also check dL/dX (skipped for integer inputs such as token ids).
+        seed: seeds the entry sampling, the dropout masks and, if needed, the initial weights.
+
+    Returns:
+        A :class:`GradCheckReport`; ``report.passed`` tells whether everything agrees and
+        ``report.to_text()`` prints a table.
+
+    Raises:
+        TypeError / ValueError: bad arguments (naming the argument).
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a lucidnet Sequential, got {describe(model)}")
+    eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
+    threshold = check_float(threshold, "threshold", low=0.0, low_inclusive=False)
+    atol = check_float(atol, "atol", low=0.0)
+    max_entries = check_positive_int(max_entries, "max_entries")
+    seed = check_positive_int(seed, "seed", minimum=0)
+    if loss is None and model.loss is None:
+        raise ValueError("check_gradients needs a loss: pass loss='mse' (or fit/compile first)")
+    loss_fn = _losses.get(loss) if loss is not None else model.loss
+    integer = bool(model.layers) and model.layers[0].integer_input
+    X = check_array(X, "X", dtype=None if integer else np.float64, min_ndim=2, integer=integer)
+    rng = np.random.default_rng(seed)
+
+    m = as_float64(model)
+    if not m.built:
+        m.build(X.shape[1:], np.random.default_rng(seed))
+    if tuple(X.shape[1:]) != m.input_shape:
+        raise ValueError(
+            f"X must have per-sample shape {m.input_shape} (the model was built for it), "
+            f"got {X.shape[1:]}"
+        )
+    y = prepare_targets(m, loss_fn, y)
+    check_same_length(X, y)
+    notes = []
+    if _fix_dropout_masks(m, X.shape[0], rng):
+        notes.append("dropout masks were fixed (drawn once, seeded) for the check")
+
+    # backpropagation, exactly as the training loop does it
+    m.zero_grad()
+    logits = m.forward(X, training=True)
+    value, dlogits = loss_fn(logits, y)
+    value += m.penalty()
+    dX = m.backward(dlogits)
+    analytic = {name: g.copy() for name, _, g in m.parameters()}
+
+    entries = []
+    for name, p, _ in m.parameters():
+        flat = p.reshape(-1)  # a view: writing to it perturbs the model's parameter
+        idx = _sample(flat.size, max_entries, rng)
+        numeric = np.empty(idx.size)
+        for j, i in enumerate(idx):
+            old = flat[i]
+            flat[i] = old + eps
+            up = _objective(m, X, y, loss_fn)
+            flat[i] = old - eps
+            down = _objective(m, X, y, loss_fn)
+            flat[i] = old
+            numeric[j] = (up - down) / (2.0 * eps)
+        a = analytic[name].reshape(-1)[idx]
+        entries.append(_compare(name, p.shape, a, numeric, idx, threshold, atol))
+
+    if check_input and not integer:
+        Xp = np.array(X, dtype=np.float64)
+        flat = Xp.reshape(-1)
+        idx = _sample(flat.size, max_entries, rng)
+        numeric = np.empty(idx.size)
+        for j, i in enumerate(idx):
+            old = flat[i]
+            flat[i] = old + eps
+            up = _objective(m, Xp, y, loss_fn)
+            flat[i] = old - eps
+            down = _objective(m, Xp, y, loss_fn)
+            flat[i] = old
+            numeric[j] = (up - down) / (2.0 * eps)
+        a = np.asarray(dX, dtype=np.float64).reshape(-1)[idx]
+        entries.append(_compare("input", X.shape, a, numeric, idx, threshold, atol))
+    elif check_input:
+        notes.append("input gradient not checked: the inputs are integer token ids")
+    return GradCheckReport(
+        entries=entries,
+        eps=eps,
+        threshold=threshold,
+        atol=atol,
+        loss_value=float(value),
+        n_samples=int(X.shape[0]),
+        notes=notes,
+    )

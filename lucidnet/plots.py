@@ -1,0 +1,464 @@
+"""Plots of training: curves, learning-rate schedule, gradient norms, weights, confusion matrix,
+and the loss surface around two weights with the path gradient descent took.
+
+matplotlib is an optional dependency (``pip install lucidnet[plot]``), imported when a plot is
+first drawn. Figures are built with the object-oriented API (``matplotlib.figure.Figure``, drawn
+by the Agg renderer), never through ``pyplot``: nothing here changes matplotlib's global backend
+or leaves figures open, so the functions are safe in scripts, servers and notebooks alike.
+
+Every function returns the ``Figure`` and, when ``path`` is given, also saves it as a PNG.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from ._validation import check_array, check_positive_int, describe
+from .callbacks import Callback
+
+__all__ = [
+    "plot_history",
+    "plot_lr_schedule",
+    "plot_gradient_norms",
+    "plot_weight_histograms",
+    "plot_confusion_matrix",
+    "plot_loss_surface",
+    "loss_surface",
+    "WeightTracker",
+    "figure_to_png",
+]
+
+_INSTALL_HINT = "plots need matplotlib: pip install lucidnet[plot] (or pip install matplotlib)"
+
+
+def _new_figure(figsize: tuple[float, float] = (6.4, 4.0)) -> Any:
+    """A standalone matplotlib Figure (Agg canvas), or a clear ImportError."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError(_INSTALL_HINT) from None
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas, so savefig needs no pyplot
+    return fig
+
+
+def _save(fig: Any, path: str | os.PathLike | None, dpi: int = 100) -> Any:
+    if path is not None:
+        fig.savefig(os.fspath(path), format="png", dpi=dpi)
+    return fig
+
+
+def figure_to_png(fig: Any, dpi: int = 100) -> bytes:
+    """The figure rendered as PNG bytes (used to embed images in HTML reports)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _history_dict(history: Any) -> tuple[dict[str, list[float]], int | None, int | None]:
+    """(per-epoch values, best_epoch, stopped_epoch) from a History, its to_dict(), or a dict."""
+    if hasattr(history, "history") and isinstance(history.history, dict):
+        return history.history, history.best_epoch, history.stopped_epoch
+    if isinstance(history, dict) and isinstance(history.get("history"), dict):
+        return history["history"], history.get("best_epoch"), history.get("stopped_epoch")
+    if isinstance(history, dict):
+        return history, None, None
+    raise TypeError(f"history must be a History or a dict, got {describe(history)}")
+
+
+# --------------------------------------------------------------------------------------------
+# curves
+# --------------------------------------------------------------------------------------------
+
+
+def plot_history(
+    history: Any, metrics: list[str] | None = None, path: str | os.PathLike | None = None
+) -> Any:
+    """Training and validation loss (and metric) curves per epoch.
+
+    Args:
+        history: the ``History`` returned by ``fit`` (or ``History.to_dict()``).
+        metrics: metric keys to plot besides the loss (default: every key with a ``val_``
+            twin or a known metric, e.g. ``accuracy``).
+        path: save the figure there as PNG.
+
+    The best epoch (``history.best_epoch``, set by ``EarlyStopping``) is marked with a dotted
+    line, the epoch where training stopped early with a dashed one.
+    """
+    values, best, stopped = _history_dict(history)
+    if "loss" not in values:
+        raise ValueError(f"history has no 'loss' curve; keys: {', '.join(values) or 'none'}")
+    if metrics is None:
+        metrics = [k for k in values if not k.startswith("val_") and k not in ("loss", "lr")]
+    panels = ["loss", *metrics]
+    fig = _new_figure(figsize=(5.0 * len(panels), 3.6))
+    for i, key in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        train = values.get(key, [])
+        epochs = np.arange(1, len(train) + 1)
+        ax.plot(epochs, train, marker="o", markersize=3, label=f"train {key}")
+        if f"val_{key}" in values:
+            val = values[f"val_{key}"]
+            ax.plot(np.arange(1, len(val) + 1), val, marker="o", markersize=3, label=f"val {key}")
+        if best is not None:
+            ax.axvline(best + 1, color="C2", linestyle=":", label=f"best epoch {best + 1}")
+        if stopped is not None:
+            ax.axvline(stopped + 1, color="C3", linestyle="--", label=f"stopped {stopped + 1}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_lr_schedule(
+    source: Any,
+    steps: int | None = None,
+    steps_per_epoch: int = 1,
+    path: str | os.PathLike | None = None,
+) -> Any:
+    """The learning rate over time.
+
+    Args:
+        source: a ``History`` (its per-epoch ``lr``), a ``Schedule`` (evaluated for ``steps``
+            optimizer steps), an optimizer (its ``lr``), or a sequence of learning rates.
+        steps: number of steps to draw for a schedule / optimizer (required for those).
+        steps_per_epoch: for schedules with ``unit="epoch"``.
+        path: save the figure there as PNG.
+    """
+    from . import optimizers as _optimizers
+    from . import schedules as _schedules
+
+    xlabel = "step"
+    if isinstance(source, _optimizers.Optimizer):
+        source = source.lr
+    if isinstance(source, (_schedules.Schedule, float, int)) and not isinstance(source, bool):
+        steps = check_positive_int(steps, "steps")
+        if isinstance(source, _schedules.Schedule):
+            lrs = [source(t, steps_per_epoch) for t in range(steps)]
+        else:
+            lrs = [float(source)] * steps
+    elif hasattr(source, "history") or isinstance(source, dict):
+        values, _, _ = _history_dict(source)
+        if "lr" not in values:
+            raise ValueError("history has no 'lr' values")
+        lrs, xlabel = values["lr"], "epoch"
+    else:
+        lrs = check_array(source, "source", dtype=np.float64, max_ndim=1).tolist()
+    fig = _new_figure(figsize=(6.0, 3.4))
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(1, len(lrs) + 1) if xlabel == "epoch" else np.arange(len(lrs))
+    ax.plot(x, lrs, color="C1")
+    if min(lrs) > 0 and max(lrs) / min(lrs) > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("learning rate")
+    ax.set_title("Learning-rate schedule")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _diag_dict(diagnostics: Any) -> dict[str, Any]:
+    if hasattr(diagnostics, "to_dict"):
+        return diagnostics.to_dict()
+    if isinstance(diagnostics, dict):
+        return diagnostics
+    raise TypeError(
+        f"diagnostics must be a Diagnostics or its to_dict(), got {describe(diagnostics)}"
+    )
+
+
+def plot_gradient_norms(diagnostics: Any, path: str | os.PathLike | None = None) -> Any:
+    """Per-layer gradient norms over the sampled training steps (log scale), from
+    :class:`lucidnet.diagnostics.Diagnostics` (or its ``to_dict()``)."""
+    d = _diag_dict(diagnostics)
+    steps = np.asarray(d.get("steps", []))
+    norms = d.get("step_grad_norms", {})
+    if steps.size == 0 or not norms:
+        raise ValueError("diagnostics has no recorded steps: train with the callback first")
+    fig = _new_figure(figsize=(6.4, 3.8))
+    ax = fig.add_subplot(1, 1, 1)
+    for name, vals in norms.items():
+        v = np.array([np.nan if x is None else x for x in vals], dtype=np.float64)
+        v[v <= 0] = np.nan  # log scale: a zero gradient shows as a gap
+        ax.plot(steps[: v.size], v, label=name, linewidth=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"training step (every {d.get('every', 1)}th)")
+    ax.set_ylabel("gradient L2 norm")
+    ax.set_title("Gradient norm per layer")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _weights_of(source: Any) -> dict[str, np.ndarray]:
+    if hasattr(source, "get_weights"):
+        source = source.get_weights()
+    if not isinstance(source, dict):
+        raise TypeError(f"weights must be a model or a get_weights() dict, got {describe(source)}")
+    return source
+
+
+def plot_weight_histograms(
+    start: Any, end: Any, path: str | os.PathLike | None = None, bins: int = 40
+) -> Any:
+    """Histograms of each weight matrix at the start and at the end of training.
+
+    Args:
+        start / end: models or ``get_weights()`` dicts (``Diagnostics.initial_weights`` holds
+            the start of a run). Only arrays with 2 or more dimensions (weight matrices) and
+            ``gamma`` of BatchNorm are drawn.
+        path: save the figure there as PNG.
+    """
+    a, b = _weights_of(start), _weights_of(end)
+    names = [k for k in b if k in a and (np.ndim(b[k]) >= 2 or k.endswith("/gamma"))]
+    if not names:
+        raise ValueError("no weight matrices in common between start and end")
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = _new_figure(figsize=(4.2 * cols, 3.0 * rows))
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        s, e = np.ravel(a[name]).astype(np.float64), np.ravel(b[name]).astype(np.float64)
+        both = np.concatenate([s, e])
+        both = both[np.isfinite(both)]
+        edges = np.histogram_bin_edges(both if both.size else [0.0, 1.0], bins=bins)
+        ax.hist(s, bins=edges, alpha=0.55, label="start", color="C0")
+        ax.hist(e, bins=edges, alpha=0.55, label="end", color="C1")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(
+    cm: Any = None,
+    *,
+    y_true: Any = None,
+    y_pred: Any = None,
+    class_names: list[str] | None = None,
+    normalize: bool = False,
+    path: str | os.PathLike | None = None,
+) -> Any:
+    """A confusion matrix as a heat map with counts (or row fractions with ``normalize``).
+
+    Pass either ``cm`` (k x k counts, rows = true class) or ``y_true`` and ``y_pred``.
+    """
+    if cm is None:
+        if y_true is None or y_pred is None:
+            raise ValueError("pass cm, or both y_true and y_pred")
+        from .metrics import confusion_matrix
+
+        cm = confusion_matrix(y_true, y_pred)
+    cm = check_array(cm, "cm", dtype=np.float64, min_ndim=2, max_ndim=2)
+    k = cm.shape[0]
+    if cm.shape != (k, k):
+        raise ValueError(f"cm must be square (k, k), got shape {cm.shape}")
+    names = [str(c) for c in (class_names if class_names is not None else range(k))]
+    if len(names) != k:
+        raise ValueError(f"class_names must have {k} entries, got {len(names)}")
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    size = max(3.5, 0.45 * k + 2.0)
+    fig = _new_figure(figsize=(size + 0.8, size))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(shown, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(k), names, rotation=45 if max(map(len, names)) > 3 else 0)
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Confusion matrix" + (" (row fractions)" if normalize else ""))
+    if k <= 20:
+        top = shown.max() if shown.size else 0
+        for i in range(k):
+            for j in range(k):
+                v = shown[i, j]
+                text = f"{v:.2f}" if normalize else f"{int(round(v))}"
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v > 0.6 * top else "black",
+                )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# loss surface
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_weight(model: Any, spec: Any) -> tuple[str, tuple[int, ...]]:
+    """``("dense_0/W", (i, j))`` or ``"dense_0/W[i,j]"`` -> (name, index), validated."""
+    if isinstance(spec, str) and "[" in spec and spec.endswith("]"):
+        name, _, rest = spec[:-1].partition("[")
+        index = tuple(int(v) for v in rest.split(",") if v.strip())
+    elif isinstance(spec, (tuple, list)) and len(spec) == 2:
+        name, index = spec[0], tuple(int(v) for v in np.atleast_1d(spec[1]))
+    else:
+        raise ValueError(
+            f"a weight must be ('layer/param', index) or 'layer/param[i,j]', got {spec!r}"
+        )
+    params = {n: p for n, p, _ in model.parameters()}
+    if name not in params:
+        raise ValueError(f"unknown parameter {name!r}; the model has {', '.join(params)}")
+    shape = params[name].shape
+    if len(index) != len(shape) or any(not 0 <= i < d for i, d in zip(index, shape)):
+        raise ValueError(f"index {index} is out of range for {name} of shape {shape}")
+    return name, index
+
+
+class WeightTracker(Callback):
+    """Record the values of a few chosen weights after every optimizer step (to draw the path
+    gradient descent took over the loss surface).
+
+    Args:
+        weights: e.g. ``[("dense_0/W", (0, 0)), "dense_1/W[2,0]"]``.
+
+    Attributes:
+        path: array (steps + 1, len(weights)): the values at the start and after each step.
+    """
+
+    def __init__(self, weights: list[Any]) -> None:
+        super().__init__()
+        self.specs = list(weights)
+        self._values: list[list[float]] = []
+
+    def _read(self) -> list[float]:
+        params = {n: p for n, p, _ in self.model.parameters()}
+        return [float(params[name][index]) for name, index in self._parsed]
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._parsed = [_parse_weight(self.model, s) for s in self.specs]
+        self._values = [self._read()]
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
+        self._values.append(self._read())
+
+    @property
+    def path(self) -> np.ndarray:
+        return np.asarray(self._values, dtype=np.float64)
+
+
+def loss_surface(
+    model: Any,
+    X: Any,
+    y: Any,
+    weights: tuple[Any, Any],
+    *,
+    center: tuple[float, float] | None = None,
+    span: tuple[float, float] | float = 1.0,
+    resolution: int = 31,
+    loss: Any = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Loss on a grid of values of two weights, all other weights fixed (inference mode).
+
+    Returns:
+        ``(a, b, Z)``: grid values of the first and second weight (each (resolution,)) and
+        the loss ``Z[i, j]`` at ``(a[j], b[i])`` (shape (resolution, resolution)).
+    """
+    from . import losses as _losses
+    from .training import prepare_targets
+
+    resolution = check_positive_int(resolution, "resolution", minimum=3)
+    loss_fn = _losses.get(loss) if loss is not None else model.loss
+    if loss_fn is None:
+        raise ValueError("loss_surface needs a loss: pass loss=... or fit the model first")
+    work = model.copy()
+    (n1, i1), (n2, i2) = (_parse_weight(work, w) for w in weights)
+    params = {n: p for n, p, _ in work.parameters()}
+    c = center if center is not None else (float(params[n1][i1]), float(params[n2][i2]))
+    s1, s2 = (span, span) if np.isscalar(span) else span
+    a = np.linspace(c[0] - s1, c[0] + s1, resolution)
+    b = np.linspace(c[1] - s2, c[1] + s2, resolution)
+    integer = bool(work.layers) and work.layers[0].integer_input
+    Xc = check_array(X, "X", dtype=None if integer else work.dtype, min_ndim=2, integer=integer)
+    yc = prepare_targets(work, loss_fn, y)
+    Z = np.empty((resolution, resolution))
+    for i, vb in enumerate(b):
+        params[n2][i2] = vb
+        for j, va in enumerate(a):
+            params[n1][i1] = va
+            Z[i, j] = loss_fn(work.forward(Xc, training=False), yc)[0] + work.penalty()
+    return a, b, Z
+
+
+def plot_loss_surface(
+    model: Any,
+    X: Any,
+    y: Any,
+    weights: tuple[Any, Any],
+    trajectory: Any = None,
+    *,
+    span: float | tuple[float, float] | None = None,
+    resolution: int = 31,
+    loss: Any = None,
+    path: str | os.PathLike | None = None,
+) -> Any:
+    """Contour plot of the loss around two weights of a trained model, with the path gradient
+    descent took (from :class:`WeightTracker`).
+
+    The surface is a 2-D slice: every other weight stays at its final value, so the path (along
+    which the other weights moved too) is drawn over the slice at the end of training.
+
+    Args:
+        model: the trained model (the grid is centred on its current weights).
+        X, y: data on which the loss is evaluated (a few hundred samples suffice).
+        weights: the two weights, e.g. ``(("dense_0/W", (0, 0)), ("dense_1/W", (0, 0)))``.
+        trajectory: (steps, 2) values of the two weights during training, or ``None``.
+        span: half-width of the grid per weight; default: 1.25x the trajectory's extent
+            (at least 0.5), or 1.0 without a trajectory.
+        resolution: grid points per axis.
+        loss: loss (default the model's).
+        path: save the figure there as PNG.
+    """
+    params = {n: p for n, p, _ in model.parameters()}
+    (n1, i1), (n2, i2) = (_parse_weight(model, w) for w in weights)
+    center = (float(params[n1][i1]), float(params[n2][i2]))
+    traj = None
+    if trajectory is not None:
+        traj = check_array(trajectory, "trajectory", dtype=np.float64, min_ndim=2, max_ndim=2)
+        if traj.shape[1] != 2:
+            raise ValueError(f"trajectory must have shape (steps, 2), got {traj.shape}")
+    if span is None:
+        if traj is not None:
+            ext = np.abs(traj - np.asarray(center)).max(axis=0)
+            span = (max(1.25 * ext[0], 0.5), max(1.25 * ext[1], 0.5))
+        else:
+            span = 1.0
+    a, b, Z = loss_surface(
+        model, X, y, weights, center=center, span=span, resolution=resolution, loss=loss
+    )
+    fig = _new_figure(figsize=(6.0, 5.0))
+    ax = fig.add_subplot(1, 1, 1)
+    finite = Z[np.isfinite(Z)]
+    # log-spaced levels: the interesting part of a loss surface is near its minimum
+    lo, hi = float(finite.min()), float(finite.max())
+    levels = np.geomspace(max(lo, 1e-12), max(hi, lo * 1.001 + 1e-12), 20)
+    cs = ax.contourf(a, b, np.clip(Z, levels[0], levels[-1]), levels=levels, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="loss")
+    if traj is not None:
+        ax.plot(traj[:, 0], traj[:, 1], color="white", linewidth=1.2, marker=".", markersize=2)
+        ax.plot(*traj[0], marker="o", color="red", markersize=6, label="start")
+    ax.plot(*center, marker="*", color="orange", markersize=12, label="end (trained)")
+    ax.set_xlabel(f"{n1}{list(i1)}")
+    ax.set_ylabel(f"{n2}{list(i2)}")
+    ax.set_title("Loss surface around two weights")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
