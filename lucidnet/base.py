@@ -68,6 +68,30 @@ class Layer:
         """Given dL/d(output), accumulate dL/d(params) into ``grads`` and return dL/d(input)."""
         raise NotImplementedError
 
+    #: set by the training loop (``fit``) for its duration: training-mode ``forward`` and
+    #: ``backward`` then write intermediate arrays into workspaces kept from one mini-batch to
+    #: the next instead of allocating new ones every step (see ``_workspace``).
+    reuse_buffers: bool = False
+
+    def _workspace(
+        self, key: str, shape: tuple[int, ...], dtype: Any, enabled: bool = True
+    ) -> np.ndarray | None:
+        """An array to pass as ``out=`` for an intermediate result, or ``None`` (allocate as usual).
+
+        While ``reuse_buffers`` is on (during ``fit``) and ``enabled`` (e.g. ``training``), the
+        same array is returned for the same ``key`` and shape on every call, so a training step
+        allocates nothing (fresh arrays cost page faults and cache misses). The array's previous
+        content is overwritten by the caller. Outside ``fit`` this returns ``None``, so results a
+        user keeps are never overwritten by a later call.
+        """
+        if not (self.reuse_buffers and enabled):
+            return None
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buf = buffers.get((key, shape))
+        if buf is None or buf.dtype != dtype:
+            buf = buffers[(key, shape)] = np.empty(shape, dtype)
+        return buf
+
     def zero_grad(self) -> None:
         """Set every gradient to zero (in place, so views stay valid)."""
         for g in self.grads.values():

@@ -277,13 +277,16 @@ class ReduceLROnPlateau(_Monitor):
 
     def on_epoch_end(self, epoch, logs):
         value = self._value(logs)
-        if self.cooldown_left > 0:
+        # an epoch in cooldown never counts towards patience (checking the counter after the
+        # decrement, as Keras does, would make cooldown=1 a no-op)
+        in_cooldown = self.cooldown_left > 0
+        if in_cooldown:
             self.cooldown_left -= 1
             self.wait = 0
         if self._improved(value):
             self.best, self.wait = value, 0
             return
-        if self.cooldown_left > 0:
+        if in_cooldown:
             return
         self.wait += 1
         if self.wait >= self.patience:

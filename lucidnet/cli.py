@@ -1,21 +1,1157 @@
-"""The ``lucidnet`` command (placeholder: extended by the CLI module work)."""
+"""The ``lucidnet`` command: from a CSV file to an evaluated, saved model.
+
+Commands: ``train``, ``predict``, ``evaluate``, ``info``, ``demo``, and the glass-box tools
+``explain``, ``gradcheck``, ``lr-find``, ``export`` (run ``lucidnet COMMAND --help``).
+
+Error policy: a user mistake (missing / empty / non-CSV file, unknown column, bad option value,
+corrupt model file, an output file that already exists) is reported as ONE line on stderr,
+``lucidnet: error: ...``, with exit status 2. Such errors are recognised at the boundaries where
+user input is processed (:func:`_user_errors`); any other exception is a bug and keeps its
+traceback. Ctrl-C exits with status 130 and a one-line message.
+
+Model files written by ``train`` keep, in ``model.metadata`` (JSON): the fitted data preparation
+(``"preparation"``, :meth:`TabularPreparer.to_dict`), the target name, task and class names, the
+training configuration and the test metrics, so that ``predict`` / ``evaluate`` / ``info`` need
+nothing but the model file and a CSV file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_MAX_FEATURES = 5000
+
+
+class CLIError(Exception):
+    """A user mistake: printed as ``lucidnet: error: <message>``, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (raised as :class:`CLIError`, printed by :func:`main`)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sub = self.prog.removeprefix("lucidnet").strip()
+        where = f"{sub}: " if sub else ""
+        raise CLIError(f"{where}{message} (see '{self.prog} --help')")
+
+
+@contextlib.contextmanager
+def _user_errors(context: str = "") -> Iterator[None]:
+    """Turn the errors that library calls raise for bad *user input* into :class:`CLIError`.
+
+    Used only around calls that validate user data / options / files, so that genuine bugs
+    elsewhere still surface with a traceback.
+    """
+    prefix = f"{context}: " if context else ""
+    try:
+        yield
+    except CLIError:
+        raise
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError) as exc:
+        raise CLIError(prefix + (str(exc) if exc.filename is None else _os_msg(exc))) from None
+    except (ValueError, TypeError) as exc:  # includes ln.ModelFileError
+        raise CLIError(prefix + str(exc)) from None
+
+
+def _os_msg(exc: OSError) -> str:
+    return f"{exc.strerror or exc}: '{exc.filename}'"
+
+
+# ------------------------------------------------------------------------------------------------
+# Option types (argparse ``type=``): each error says what was expected and what was received
+# ------------------------------------------------------------------------------------------------
+
+
+def _number(kind: type, low: float | None, high: float | None = None, low_open: bool = False):
+    what = "an integer" if kind is int else "a number"
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+    hi = "" if high is None else f"< {high}"
+    expect = f"{what} {' and '.join(s for s in (lo, hi) if s)}".strip()
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expect}, got {text!r}") from None
+        bad = not np.isfinite(value)
+        if low is not None:
+            bad |= value <= low if low_open else value < low
+        bad |= high is not None and value >= high
+        if bad:
+            raise argparse.ArgumentTypeError(f"expected {expect}, got {text!r}")
+        return value
+
+    convert.__name__ = expect
+    return convert
+
+
+_pos_int = _number(int, 1)
+_nonneg_int = _number(int, 0)
+_pos_float = _number(float, 0.0, low_open=True)
+_nonneg_float = _number(float, 0.0)
+_fraction = _number(float, 0.0, 1.0)
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    """``"64,32"`` -> (64, 32); ``"none"`` / ``""`` -> () (no hidden layer: a linear model)."""
+    if text.strip().lower() in ("", "none", "0"):
+        return ()
+    try:
+        units = tuple(int(p) for p in text.replace(" ", "").split(","))
+    except ValueError:
+        units = ()
+    if not units or min(units) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive layer sizes like 64,32 (or 'none'), got {text!r}"
+        )
+    return units
+
+
+# ------------------------------------------------------------------------------------------------
+# Parser
+# ------------------------------------------------------------------------------------------------
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+_TRAIN_EPILOG = """\
+examples:
+  lucidnet train houses.csv --target price
+  lucidnet train tweets.csv --target sentiment --text text --drop tweet_id --epochs 30
+  lucidnet train churn.csv --target churned --hidden 128,64 --dropout 0.2 --batch-norm \\
+      --class-weight balanced --out churn.lnet --metrics-json metrics.json --report report.html
+  lucidnet train data.csv --config hyper.toml --lr 0.01    # flags override the config file
+
+config file (TOML): keys are the long option names, e.g.
+  target = "price"
+  hidden = [64, 32]        # or "64,32"
+  lr = 0.003
+  batch-size = 64          # batch_size works too
+  drop = ["id", "notes"]
+
+memory: text columns become dense TF-IDF features, rows x (max-features per text column) x 4
+bytes (10,000 rows x 5,000 terms = 200 MB); lower --max-features for big text data.
+"""
+
+
+def _D(text: str) -> str:
+    """Help text with the option's default appended."""
+    return f"{text} (default: %(default)s)"
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("data", metavar="DATA.csv", help="CSV file with a header line")
+    g.add_argument("--target", metavar="COL", help="column to predict (required)")
+    g.add_argument(
+        "--task",
+        choices=("auto", "classification", "regression"),
+        default="auto",
+        help="auto: strings, booleans, few distinct integers -> classification, else regression"
+        " (default: %(default)s)",
+    )
+    for role in ("categorical", "text", "numeric", "drop"):
+        what = "drop these columns" if role == "drop" else f"treat these columns as {role}"
+        g.add_argument(
+            f"--{role}",
+            metavar="COL",
+            nargs="+",
+            action="extend",
+            default=[],
+            help=f"{what} (repeatable; put DATA.csv before it)",
+        )
+    g.add_argument(
+        "--scaling",
+        choices=("standard", "minmax"),
+        default="standard",
+        help=_D("scaling of numeric columns"),
+    )
+    g.add_argument(
+        "--max-features",
+        type=_pos_int,
+        default=DEFAULT_MAX_FEATURES,
+        metavar="N",
+        help="TF-IDF terms kept per text column; memory: rows x N x 4 bytes (default: %(default)s)",
+    )
+    g.add_argument(
+        "--test-size",
+        type=_fraction,
+        default=0.2,
+        metavar="F",
+        help=_D("fraction of rows held out for testing"),
+    )
+    g.add_argument(
+        "--val-size",
+        type=_fraction,
+        default=0.1,
+        metavar="F",
+        help=_D("fraction of rows for validation / early stopping"),
+    )
+    g.add_argument(
+        "--seed",
+        type=_nonneg_int,
+        default=0,
+        help=_D("seeds the split, initial weights, shuffling and dropout"),
+    )
+    g.add_argument("--config", metavar="FILE.toml", help="hyper-parameters from a TOML file")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from .activations import ACTIVATIONS
+    from .optimizers import OPTIMIZERS
+
+    g = p.add_argument_group("model and training")
+    g.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=(64, 32),
+        metavar="64,32",
+        help="hidden layer sizes, 'none' for a linear model (default: 64,32)",
+    )
+    g.add_argument(
+        "--activation", choices=ACTIVATIONS.names(), default="relu", help=_D("hidden layers")
+    )
+    g.add_argument(
+        "--optimizer",
+        choices=[*OPTIMIZERS.names(), "momentum", "nesterov"],
+        default="adam",
+        help=_D("momentum / nesterov: SGD with momentum 0.9"),
+    )
+    g.add_argument("--lr", type=_pos_float, default=1e-3, metavar="LR", help=_D("learning rate"))
+    g.add_argument(
+        "--batch-size", type=_pos_int, default=32, metavar="N", help=_D("mini-batch size")
+    )
+    g.add_argument(
+        "--epochs", type=_pos_int, default=200, metavar="N", help=_D("maximum number of epochs")
+    )
+    g.add_argument(
+        "--patience",
+        type=_nonneg_int,
+        default=10,
+        metavar="N",
+        help=_D("epochs without val_loss improvement before stopping"),
+    )
+    g.add_argument(
+        "--dropout",
+        type=_fraction,
+        default=0.0,
+        metavar="RATE",
+        help=_D("dropout after each hidden layer"),
+    )
+    g.add_argument("--batch-norm", action="store_true", help="BatchNorm before each activation")
+    g.add_argument("--l2", type=_nonneg_float, default=0.0, help=_D("L2 weight penalty"))
+    g.add_argument(
+        "--class-weight",
+        choices=("none", "balanced"),
+        default="none",
+        help=_D("balanced: weight classes by inverse frequency"),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lucidnet`` argument parser (one sub-parser per command)."""
+    parser = _Parser(
+        prog="lucidnet",
+        formatter_class=_FMT,
+        description="Neural networks on NumPy: from a CSV file to an evaluated, saved model.",
+        epilog="examples:\n  lucidnet demo\n  lucidnet train data.csv --target label\n"
+        "  lucidnet predict data.lnet new.csv --out predictions.csv\n"
+        "run 'lucidnet COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"lucidnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help: str, epilog: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help, description=help, epilog="examples:\n" + epilog, formatter_class=_FMT
+        )
+
+    p = sub.add_parser(
+        "train",
+        help="prepare a CSV file, train a network, test it and save it",
+        description="Prepare DATA.csv (roles, imputation, encoding: fitted on the training rows"
+        " only), split it train / validation / test, train with early stopping on the"
+        " validation loss, report test metrics and save model + preparation in one file.",
+        epilog=_TRAIN_EPILOG,
+        formatter_class=_FMT,
+    )
+    _add_data_options(p)
+    _add_model_options(p)
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="MODEL_FILE", help="default: <data stem>.lnet in the cwd")
+    g.add_argument("--metrics-json", metavar="PATH", help="write the test metrics as JSON")
+    g.add_argument("--report", metavar="REPORT.html", help="write an HTML training report")
+    g.add_argument(
+        "--no-diagnostics",
+        dest="diagnostics",
+        action="store_false",
+        help="do not watch gradients / dead units / overfitting during training",
+    )
+    g.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    g.add_argument("--quiet", action="store_true", help="print only the final results")
+
+    p = add(
+        "predict",
+        "predict with a trained model (applies the saved data preparation)",
+        "  lucidnet predict model.lnet new.csv                 # CSV on stdout\n"
+        "  lucidnet predict model.lnet new.csv --out predictions.csv\n"
+        "output columns: prediction (the class label or the value), and for classification\n"
+        "proba_<class> per class; one row per input row, in order. The target may be absent.",
+    )
+    p.add_argument("model", metavar="MODEL_FILE")
+    p.add_argument("data", metavar="DATA.csv")
+    p.add_argument("--out", metavar="PREDICTIONS.csv", help="default: CSV on stdout")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+    p = add(
+        "evaluate",
+        "metrics of a trained model on a labelled CSV file",
+        "  lucidnet evaluate model.lnet labelled.csv --metrics-json metrics.json",
+    )
+    p.add_argument("model", metavar="MODEL_FILE")
+    p.add_argument("data", metavar="DATA.csv")
+    p.add_argument("--metrics-json", metavar="PATH")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing metrics file")
+
+    p = add(
+        "info",
+        "architecture, preparation, training history and test metrics of a model file",
+        "  lucidnet info model.lnet",
+    )
+    p.add_argument("model", metavar="MODEL_FILE")
+
+    p = add(
+        "demo",
+        "train and test a network on scikit-learn's digits data set (what 'make demo' runs)",
+        "  lucidnet demo\n  lucidnet demo --epochs 20 --seed 1",
+    )
+    p.add_argument("--epochs", type=_pos_int, default=100)
+    p.add_argument("--seed", type=_nonneg_int, default=0)
+
+    p = add(
+        "explain",
+        "one training step on one row, layer by layer: forward values, gradients, update",
+        "  lucidnet explain model.lnet data.csv --row 0\n"
+        "  lucidnet explain model.lnet data.csv --row 12 --json > step.json",
+    )
+    p.add_argument("model", metavar="MODEL_FILE")
+    p.add_argument("data", metavar="DATA.csv")
+    p.add_argument("--row", type=_nonneg_int, required=True, help="0-based data row")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add(
+        "gradcheck",
+        "compare backpropagation with finite differences on a few rows of a data file",
+        "  lucidnet gradcheck model.lnet data.csv --rows 8",
+    )
+    p.add_argument("model", metavar="MODEL_FILE")
+    p.add_argument("data", metavar="DATA.csv")
+    p.add_argument("--rows", type=_pos_int, default=8, help="rows used (default 8)")
+
+    p = add(
+        "lr-find",
+        "learning-rate range test: loss against an exponentially growing learning rate",
+        "  lucidnet lr-find data.csv --target label --plot lr.png\n"
+        "  lucidnet lr-find data.csv --target label --config hyper.toml",
+    )
+    _add_data_options(p)
+    _add_model_options(p)
+    p.add_argument("--plot", metavar="PNG", help="save the loss curve (needs matplotlib)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+
+    p = add(
+        "export",
+        "export the network to ONNX (the data preparation is not part of the graph)",
+        "  lucidnet export model.lnet --onnx model.onnx",
+    )
+    p.add_argument("model", metavar="MODEL_FILE")
+    p.add_argument("--onnx", metavar="OUT.onnx", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------
+# Config file
+# ------------------------------------------------------------------------------------------------
+
+
+def _load_toml(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise CLIError(
+                "--config needs Python >= 3.11 or the 'tomli' package (pip install tomli)"
+            ) from None
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise CLIError(f"config file: {_os_msg(exc)}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CLIError(f"config file '{path}' is not valid TOML: {exc}") from None
+
+
+def _long_options(sub: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {
+        a.option_strings[-1][2:]: a
+        for a in sub._actions
+        if a.option_strings
+        and a.option_strings[-1].startswith("--")
+        and a.dest not in ("help", "config")
+    }
+
+
+def _config_defaults(
+    sub: argparse.ArgumentParser, path: str, shared: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Validate a TOML config against ``sub``'s long options; return ``{dest: value}``.
+    Keys in ``shared`` (options of ``train``) that ``sub`` lacks are ignored, so one config
+    file serves both ``train`` and ``lr-find``."""
+    valid = _long_options(sub)
+    out: dict[str, Any] = {}
+    for key, value in _load_toml(path).items():
+        action = valid.get(key.replace("_", "-"))
+        if action is None and key.replace("_", "-") in shared:
+            continue
+        if action is None:
+            raise CLIError(
+                f"config file '{path}': unknown key {key!r}; valid keys: {', '.join(sorted(valid))}"
+            )
+        where = f"config file '{path}': key {key!r}"
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if not isinstance(value, bool):
+                raise CLIError(f"{where}: expected true or false, got {value!r}")
+            out[action.dest] = action.const if value else action.default
+            continue
+        if action.nargs == "+":
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise CLIError(f"{where}: expected a list of column names, got {value!r}")
+            out[action.dest] = list(value)
+            continue
+        if isinstance(value, list) and action.dest == "hidden":
+            value = ",".join(str(v) for v in value) if value else "none"
+        if isinstance(value, (bool, list, dict)):
+            raise CLIError(f"{where}: expected a single value, got {value!r}")
+        try:
+            converted = action.type(str(value)) if action.type else str(value)
+        except argparse.ArgumentTypeError as exc:
+            raise CLIError(f"{where}: {exc}") from None
+        if action.choices is not None and converted not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise CLIError(f"{where}: invalid choice {value!r} (choose from {choices})")
+        out[action.dest] = converted
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; ``--config`` values become defaults that flags override."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        shared = frozenset(_long_options(subs.choices["train"]))
+        sub = subs.choices[args.command]
+        sub.set_defaults(**_config_defaults(sub, args.config, shared))
+        args = parser.parse_args(argv)
+    if hasattr(args, "target") and not args.target:
+        raise CLIError(
+            f"{args.command} needs --target COLUMN (on the command line or in the config file)"
+        )
+    return args
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def _say(*lines: str) -> None:
+    for line in lines:
+        print(line, file=sys.stdout)
+
+
+def _check_output(path: str, overwrite: bool, inputs: tuple[str, ...] = (), what: str = "") -> None:
+    """Refuse an output path that is an input file (always), exists (without --overwrite), is a
+    directory, or lies in a missing directory; checked before any time is spent."""
+    label = f"{what} '{path}'" if what else f"'{path}'"
+    for src in inputs:
+        if src and os.path.exists(src) and os.path.realpath(src) == os.path.realpath(path):
+            raise CLIError(f"refusing to write {label}: it is the input file '{src}'")
+    if os.path.isdir(path):
+        raise CLIError(f"{label} is a directory")
+    if os.path.exists(path) and not overwrite:
+        raise CLIError(f"{label} already exists; pass --overwrite to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise CLIError(f"cannot write {label}: directory '{parent}' does not exist")
+
+
+def _write_text(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise CLIError(f"cannot write {_os_msg(exc)}") from None
+
+
+def _read_csv(path: str) -> Any:
+    from .prep import read_csv
+
+    with _user_errors():
+        return read_csv(path)
+
+
+def _load_model(path: str) -> tuple[Any, dict[str, Any], Any]:
+    """Load a model file written by ``lucidnet train``: (model, metadata, preparer)."""
+    from .io import load
+    from .prep import TabularPreparer
+
+    with _user_errors():
+        model = load(path)
+    meta = model.metadata or {}
+    if not isinstance(meta.get("preparation"), dict):
+        raise CLIError(
+            f"model file '{path}' has no stored data preparation (it was not written by "
+            "'lucidnet train'); use the Python API to predict with it"
+        )
+    with _user_errors(f"model file '{path}'"):
+        preparer = TabularPreparer.from_dict(meta["preparation"])
+    return model, meta, preparer
+
+
+def _features(preparer: Any, df: Any, path: str) -> np.ndarray:
+    with _user_errors(f"'{path}'"):
+        return preparer.transform(df)
+
+
+def _labelled(preparer: Any, meta: dict[str, Any], df: Any, path: str) -> tuple[Any, np.ndarray]:
+    """Rows with a target value and the encoded target, for evaluate / explain / gradcheck."""
+    target = meta.get("target") or preparer.target
+    if target not in df.columns:
+        raise CLIError(
+            f"'{path}' has no target column {target!r} (needed to compute metrics); "
+            f"columns: {list(df.columns)}"
+        )
+    missing = df[target].isna().to_numpy()
+    if missing.all():
+        raise CLIError(f"'{path}': target column {target!r} is entirely empty")
+    df = df.loc[~missing].reset_index(drop=True)
+    with _user_errors(f"'{path}'"):
+        return df, preparer.encode_target(df[target])
+
+
+def _class_names(meta: dict[str, Any]) -> list[str]:
+    return [str(c) for c in meta.get("classes") or []]
+
+
+def test_metrics(task: str, model: Any, X: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
+    """Classification: ``{"accuracy", "f1_macro"}`` plus ``details`` (per-class precision /
+    recall / F1 / support and the confusion matrix); regression: ``{"mae", "rmse", "r2"}``."""
+    from . import metrics
+
+    if task == "classification":
+        pred = model.predict_logits(X).argmax(axis=1)
+        k = len(classes)
+        prf = metrics.precision_recall_f1(y, pred, n_classes=k)
+        per_class = {
+            c: {
+                "precision": float(prf["precision"][i]),
+                "recall": float(prf["recall"][i]),
+                "f1": float(prf["f1"][i]),
+                "support": int(prf["support"][i]),
+            }
+            for i, c in enumerate(classes)
+        }
+        cm = metrics.confusion_matrix(y, pred, n_classes=k)
+        return {
+            "accuracy": metrics.accuracy(y, pred),
+            "f1_macro": metrics.f1(y, pred),
+            "details": {
+                "classes": classes,
+                "per_class": per_class,
+                "confusion_matrix": cm.tolist(),
+            },
+        }
+    pred = model.predict(X).ravel()
+    return {"mae": metrics.mae(y, pred), "rmse": metrics.rmse(y, pred), "r2": metrics.r2(y, pred)}
+
+
+def format_metrics(task: str, result: dict, n_rows: int, title: str = "Test set") -> str:
+    """The metrics of :func:`test_metrics` as text (per-class table, confusion matrix)."""
+    from .demo import format_confusion
+
+    if task != "classification":
+        return (
+            f"{title} ({n_rows} rows): MAE {result['mae']:.4g}   RMSE {result['rmse']:.4g}   "
+            f"R^2 {result['r2']:.4f}"
+        )
+    d = result["details"]
+    w = max([5] + [len(c) for c in d["classes"]])
+    lines = [
+        f"{title} ({n_rows} rows): accuracy {result['accuracy']:.4f}   "
+        f"macro F1 {result['f1_macro']:.4f}",
+        f"  {'class':<{w}}  precision  recall      f1  support",
+    ]
+    for c in d["classes"]:
+        pc = d["per_class"][c]
+        lines.append(
+            f"  {c:<{w}}  {pc['precision']:>9.3f}  {pc['recall']:>6.3f}  {pc['f1']:>6.3f}"
+            f"  {pc['support']:>7d}"
+        )
+    lines.append("Confusion matrix (rows: true class, columns: predicted class):")
+    lines.append(format_confusion(np.asarray(d["confusion_matrix"]), d["classes"]))
+    return "\n".join(lines)
+
+
+def _metrics_document(task: str, result: dict | None, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"task": task, "test": None}
+    if result is not None:
+        doc["test"] = {k: v for k, v in result.items() if k != "details"}
+        doc.update(result.get("details", {}))
+    doc.update(extra)
+    return doc
+
+
+# ------------------------------------------------------------------------------------------------
+# train / lr-find: data preparation and model construction
+# ------------------------------------------------------------------------------------------------
+
+
+def _prepare(args: argparse.Namespace, df: Any) -> Any:
+    """Run :func:`lucidnet.prep.prepare` with the command-line options (errors -> CLIError)."""
+    from .prep import prepare
+
+    empty = [c for c in (*args.categorical, *args.text, *args.numeric) if c in df.columns]
+    empty = [c for c in empty if df[c].isna().all()]
+    if empty:
+        raise CLIError(f"column {empty[0]!r} was given a role but is entirely empty (no values)")
+    with _user_errors(f"'{args.data}'"):
+        return prepare(
+            df,
+            args.target,
+            test_size=args.test_size,
+            val_size=args.val_size,
+            seed=args.seed,
+            task=None if args.task == "auto" else args.task,
+            categorical=args.categorical,
+            text=args.text,
+            numeric=args.numeric,
+            drop=args.drop,
+            scaling=args.scaling,
+            max_features=args.max_features,
+        )
+
+
+def build_model(
+    n_outputs: int,
+    hidden: tuple[int, ...] = (64, 32),
+    activation: str = "relu",
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    l2: float = 0.0,
+    name: str | None = None,
+) -> Any:
+    """The CLI's network: per hidden layer ``Dense(act) [-> Dropout]``, or with ``batch_norm``
+    ``Dense -> BatchNorm -> act [-> Dropout]``; then a linear ``Dense(n_outputs)`` (logits)."""
+    from . import activations
+    from .layers import BatchNorm, Dense, Dropout
+    from .model import Sequential
+
+    layers: list[Any] = []
+    for units in hidden:
+        if batch_norm:
+            layers += [Dense(units, l2=l2), BatchNorm(), activations.get(activation)]
+        else:
+            layers.append(Dense(units, activation=activation, l2=l2))
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(n_outputs, l2=l2))
+    return Sequential(layers, name=name)
+
+
+def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
+    keys = (
+        "task hidden activation optimizer lr batch_size epochs patience dropout batch_norm l2 "
+        "class_weight test_size val_size seed scaling max_features categorical text numeric drop"
+    ).split()
+    hp = {k: getattr(args, k) for k in keys}
+    hp["hidden"] = list(hp["hidden"])
+    return hp
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
+    """Read and prepare the data, print its summary, build the (unbuilt) model and optimizer."""
+    from .optimizers import get as get_optimizer
+
+    if args.class_weight == "balanced" and args.task == "regression":
+        raise CLIError("--class-weight balanced needs a classification task")
+    df = _read_csv(args.data)
+    t0 = time.perf_counter()
+    data = _prepare(args, df)
+    prep = data.preparer
+    task, reason = prep.target_["task"], prep.target_["reason"]
+    if task == "regression" and args.class_weight == "balanced":
+        raise CLIError(
+            f"--class-weight balanced needs a classification task; the target is regression "
+            f"({reason})"
+        )
+    classes = [str(c) for c in prep.classes_ or []]
+    how = "set with --task" if args.task != "auto" else f"picked automatically: {reason}"
+    n, f = data.X_train.shape
+    mib = 4 * f * (n + len(data.X_val) + len(data.X_test)) / 2**20
+    if not args.quiet:
+        _say(
+            f"Data: '{args.data}', {len(df)} rows x {df.shape[1]} columns",
+            prep.summary(),
+            f"Task: {task} ({how})",
+            f"Feature matrix: {f} float32 columns, {mib:,.0f} MiB for all splits "
+            f"(prepared in {time.perf_counter() - t0:.1f} s)",
+        )
+        if data.split.note:
+            _say(f"Split note: {data.split.note}")
+    with _user_errors():
+        model = build_model(
+            len(classes) if task == "classification" else 1,
+            args.hidden,
+            args.activation,
+            args.dropout,
+            args.batch_norm,
+            args.l2,
+            name=Path(args.data).stem,
+        )
+        optimizer = get_optimizer(args.optimizer, lr=args.lr)
+    return data, model, optimizer, task, classes
+
+
+def _standardise_target(y_train: np.ndarray) -> tuple[float, float]:
+    """Regression targets are trained standardised (scale-free learning rate and loss); the
+    scaling is folded back into the output layer afterwards, see :func:`_fold_target_scaling`."""
+    mean, std = float(y_train.mean()), float(y_train.std())
+    return mean, std if std > 0 else 1.0
+
+
+def _fold_target_scaling(model: Any, mean: float, std: float) -> None:
+    """Make the last Dense layer output original units: y = (xW + b) * std + mean."""
+    last = model.layers[-1]
+    last.params["W"] *= std  # in place: the arrays are views into the model's flat buffer
+    last.params["b"] *= std
+    last.params["b"] += mean
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands
+# ------------------------------------------------------------------------------------------------
+
+
+def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: str) -> tuple:
+    """Train with early stopping on the validation split; returns (history, seconds, best epoch
+    (0-based) or None, target scaling (mean, std) or None, Diagnostics callback or None)."""
+    import warnings
+
+    from .callbacks import EarlyStopping, ProgressBar
+
+    y_train, y_val, scaling = data.y_train, data.y_val, None
+    if task == "regression":
+        scaling = _standardise_target(y_train)
+        y_train, y_val = (y_train - scaling[0]) / scaling[1], (y_val - scaling[0]) / scaling[1]
+    has_val = len(data.X_val) > 0
+    callbacks: list[Any] = []
+    stopper = None
+    if has_val:
+        stopper = EarlyStopping("val_loss", patience=args.patience, restore_best_weights=True)
+        callbacks.append(stopper)
+    if not args.quiet:  # a bar on a terminal, one line per epoch in a pipe or log file
+        tty = sys.stdout.isatty()
+        callbacks.append(ProgressBar("bar" if tty else "line", file=None if tty else sys.stdout))
+    diagnostics = None
+    if args.diagnostics:
+        from .diagnostics import Diagnostics
+
+        steps = -(-len(data.X_train) // args.batch_size)
+        # every 10th batch normally; small data sets still get a few samples per epoch
+        diagnostics = Diagnostics(every=max(1, min(10, steps // 4)), emit=False)
+        callbacks.append(diagnostics)
+    stop = f", early stopping patience {args.patience}" if has_val else " (no validation set)"
+    if not args.quiet:
+        _say(
+            "",
+            f"Training: {args.optimizer} lr={args.lr}, batch {args.batch_size}, up to "
+            f"{args.epochs} epochs{stop}",
+        )
+    start = time.perf_counter()
+    with warnings.catch_warnings():  # NaNGuard's warning is also in history.warnings
+        warnings.filterwarnings("ignore", message="training stopped: the loss became")
+        history = model.fit(
+            data.X_train,
+            y_train,
+            loss="cross_entropy" if task == "classification" else "mse",
+            optimizer=optimizer,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            validation_data=(data.X_val, y_val) if has_val else None,
+            callbacks=callbacks,
+            seed=args.seed,
+            verbose=0,
+            class_weight=None if args.class_weight == "none" else args.class_weight,
+        )
+    seconds = time.perf_counter() - start
+    if history.stop_reason == "interrupted":
+        raise KeyboardInterrupt
+    if scaling is not None:
+        _fold_target_scaling(model, *scaling)
+    shown = set() if diagnostics is None or args.quiet else set(diagnostics.warnings.values())
+    for w in history.warnings:  # the diagnostics table below lists its own warnings
+        if w not in shown:
+            print(f"lucidnet: warning: {w}", file=sys.stderr)
+    best = stopper.best_epoch if stopper is not None else None
+    if best is not None:
+        why = "stopped early" if history.stop_reason == "early_stopping" else "ran all epochs"
+        chose = (
+            f"{why}; early stopping chose epoch {best + 1} (val_loss "
+            f"{history['val_loss'][best]:.4f}) and restored its weights"
+        )
+    else:
+        chose = "no validation set: kept the weights of the last epoch"
+    _say(
+        f"Trained {len(history.epoch)} epochs in {seconds:.{1 if seconds >= 10 else 2}f} s; {chose}"
+    )
+    if diagnostics is not None and not args.quiet:
+        _say(diagnostics.to_text())
+    return history, seconds, best, scaling, diagnostics
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``lucidnet train``: prepare, split, train with early stopping, test, save."""
+    out = args.out or f"{Path(args.data).stem}.lnet"
+    outputs = [(out, "model file"), (args.metrics_json, "metrics file"), (args.report, "report")]
+    for path, what in outputs:
+        if path:
+            _check_output(path, args.overwrite, (args.data,), what)
+    if len({os.path.realpath(p) for p, _ in outputs if p}) < sum(1 for p, _ in outputs if p):
+        raise CLIError("--out, --metrics-json and --report must be different files")
+    data, model, optimizer, task, classes = _setup(args)
+    history, seconds, best, scaling, diagnostics = _fit(args, data, model, optimizer, task)
+    result = None
+    if len(data.X_test):
+        result = test_metrics(task, model, data.X_test, data.y_test, classes)
+        text = format_metrics(task, result, len(data.X_test))
+        _say(text.splitlines()[0] if args.quiet else "\n" + text)
+    else:
+        _say("No test set (--test-size 0): no test metrics")
+    hp = _hyperparameters(args)
+    split = data.split.to_dict()
+    model.metadata = {
+        "created_by": "lucidnet train",
+        "lucidnet_version": __version__,
+        "data_file": os.path.basename(args.data),
+        "target": args.target,
+        "task": task,
+        "task_reason": data.preparer.target_["reason"],
+        "classes": (data.preparer.classes_ if task == "classification" else None),
+        "preparation": data.preparer.to_dict(),
+        "training": {
+            **hp,
+            "seconds": round(seconds, 3),
+            "epochs_run": len(history.epoch),
+            "best_epoch": None if best is None else best + 1,
+        },
+        "target_scaling": None if scaling is None else {"mean": scaling[0], "std": scaling[1]},
+        "split": split,
+        "test_metrics": result,
+    }
+    with _user_errors():
+        model.save(out, overwrite=args.overwrite)
+    _say(f"Model saved to '{out}' (network + data preparation; 'lucidnet info {out}')")
+    if args.metrics_json:
+        doc = _metrics_document(
+            task,
+            result,
+            split=split,
+            epochs_run=len(history.epoch),
+            best_epoch=None if best is None else best + 1,
+            hyperparameters=hp,
+        )
+        _write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
+        _say(f"Metrics written to '{args.metrics_json}'")
+    if args.report:
+        _write_report(args, model, history, data, hp, result, diagnostics)
+    return 0
+
+
+def _write_report(args, model, history, data, hp, result, diagnostics) -> None:
+    from .report import write_report
+
+    metrics = None
+    if result is not None:
+        metrics = {k: v for k, v in result.items() if k != "details"}
+        if "details" in result:
+            metrics["confusion_matrix"] = result["details"]["confusion_matrix"]
+            metrics["class_names"] = result["details"]["classes"]
+    t, sp = data.preparer.target_, data.split
+    summary = {
+        "file": args.data,
+        "rows": t["rows_in"],
+        "target": f"{t['name']} ({t['task']}: {t['reason']})",
+        "split": f"{len(sp.train)} train / {len(sp.val)} validation / {len(sp.test)} test",
+        "features": data.X_train.shape[1],
+    }
+    with _user_errors("--report"):
+        write_report(
+            args.report,
+            model=model,
+            history=history,
+            data_summary=summary,
+            preparation=data.preparer,
+            hyperparameters=hp,
+            test_metrics=metrics,
+            diagnostics=diagnostics,
+            overwrite=args.overwrite,
+        )
+    _say(f"Report written to '{args.report}'")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``lucidnet predict``: predictions for every row of a CSV file."""
+    import pandas as pd
+
+    if args.out:
+        _check_output(args.out, args.overwrite, (args.data, args.model), "output file")
+    model, meta, preparer = _load_model(args.model)
+    df = _read_csv(args.data)
+    X = _features(preparer, df, args.data)
+    if meta.get("task") == "classification":
+        proba = model.predict(X)
+        classes = _class_names(meta)
+        table = pd.DataFrame({"prediction": np.asarray(classes, dtype=object)[proba.argmax(1)]})
+        for j, c in enumerate(classes):
+            table[f"proba_{c}"] = proba[:, j]
+    else:
+        table = pd.DataFrame({"prediction": model.predict(X).ravel()})
+    if args.out:
+        try:
+            table.to_csv(args.out, index=False, float_format="%.6g")
+        except OSError as exc:
+            raise CLIError(f"cannot write {_os_msg(exc)}") from None
+        print(f"{len(table)} predictions written to '{args.out}'", file=sys.stderr)
+    else:
+        table.to_csv(sys.stdout, index=False, float_format="%.6g")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``lucidnet evaluate``: metrics on a labelled CSV file."""
+    if args.metrics_json:
+        _check_output(args.metrics_json, args.overwrite, (args.data, args.model), "metrics file")
+    model, meta, preparer = _load_model(args.model)
+    df, y = _labelled(preparer, meta, _read_csv(args.data), args.data)
+    X = _features(preparer, df, args.data)
+    task = meta.get("task") or preparer.target_["task"]
+    result = test_metrics(task, model, X, y, _class_names(meta))
+    _say(format_metrics(task, result, len(y), title=f"'{args.data}'"))
+    if args.metrics_json:
+        doc = _metrics_document(task, result, rows=len(y), data_file=args.data)
+        _write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``lucidnet info``: what a model file holds."""
+    model, meta, preparer = _load_model(args.model)
+    tr = meta.get("training", {})
+    _say(
+        f"Model file: '{args.model}' (written by {meta.get('created_by', '?')} "
+        f"{meta.get('lucidnet_version', '')} from '{meta.get('data_file', '?')}')"
+    )
+    classes = _class_names(meta)
+    what = f", {len(classes)} classes: {', '.join(classes)}" if classes else ""
+    _say(f"Task: {meta.get('task')} of {meta.get('target')!r}{what}", "")
+    model.summary(print_fn=_say)
+    _say(f"Parameters: {model.n_params:,}", "", preparer.summary(), "")
+    h = model.history
+    if h is not None and h.epoch:
+        best = tr.get("best_epoch")
+        line = f"Training: {len(h.epoch)} epochs in {tr.get('seconds', float('nan')):.1f} s"
+        if best:
+            line += f", best epoch {best} (weights restored)"
+        if h.stop_reason:
+            line += f", stop reason: {h.stop_reason}"
+        final = "  ".join(f"{k} {v[-1]:.4f}" for k, v in h.history.items() if k != "lr")
+        _say(line, f"Final epoch: {final}")
+        if best:
+            at = "  ".join(f"{k} {v[best - 1]:.4f}" for k, v in h.history.items() if k != "lr")
+            _say(f"Best epoch:  {at}")
+        if meta.get("task") == "regression":
+            _say("(regression losses are on the standardised target)")
+    hp = {k: v for k, v in tr.items() if k not in ("seconds", "epochs_run", "best_epoch")}
+    if hp:
+        _say("Hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
+    result = meta.get("test_metrics")
+    if result:
+        n = meta.get("split", {}).get("test", "?")
+        _say("", format_metrics(meta["task"], result, n, title="Test set at training"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``lucidnet demo``: the digits demo (:func:`lucidnet.demo.run_demo`)."""
+    from .demo import run_demo
+
+    run_demo(epochs=args.epochs, seed=args.seed, bar=sys.stdout.isatty())
+    return 0
+
+
+def _row(args: argparse.Namespace) -> tuple[Any, Any, np.ndarray, np.ndarray | None, Any]:
+    """Model, metadata, features of ``data`` and its encoded target (None when absent)."""
+    model, meta, preparer = _load_model(args.model)
+    df = _read_csv(args.data)
+    target = meta.get("target")
+    y = None
+    if target in df.columns:
+        df, y = _labelled(preparer, meta, df, args.data)
+    return model, meta, _features(preparer, df, args.data), y, preparer
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """``lucidnet explain``: one training step on one row, explained."""
+    from .explain import explain_step
+
+    model, meta, X, y, _ = _row(args)
+    if args.row >= len(X):
+        raise CLIError(f"--row {args.row} is out of range: '{args.data}' has {len(X)} rows")
+    x = X[args.row : args.row + 1]
+    if y is None:  # no label in the file: explain the step towards the model's own prediction
+        target = (
+            model.predict_logits(x).argmax(1)
+            if meta.get("task") == "classification"
+            else (model.predict(x).ravel())
+        )
+        print(
+            "lucidnet: note: no target column; using the model's prediction as the label",
+            file=sys.stderr,
+        )
+    else:
+        target = y[args.row : args.row + 1]
+    result = explain_step(model, x, target)
+    _say(json.dumps(result.to_dict(), indent=2) if args.json else result.to_text())
+    return 0
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    """``lucidnet gradcheck``: backpropagation against finite differences."""
+    from .gradcheck import check_gradients
+
+    model, meta, X, y, _ = _row(args)
+    if y is None:
+        raise CLIError(f"gradcheck needs the target column {meta.get('target')!r} in the data")
+    result = check_gradients(model, X[: args.rows], y[: args.rows], loss=model.loss)
+    _say(result.to_text())
+    return 0 if getattr(result, "passed", True) else 1
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    """``lucidnet lr-find``: learning-rate range test on the training split."""
+    from .lr_finder import find_learning_rate
+
+    if args.plot:
+        _check_output(args.plot, args.overwrite, (args.data,), "plot")
+    args.quiet = False
+    data, model, optimizer, task, _ = _setup(args)
+    y = data.y_train
+    if task == "regression":
+        mean, std = _standardise_target(y)
+        y = (y - mean) / std
+    loss = "cross_entropy" if task == "classification" else "mse"
+    result = find_learning_rate(
+        model,
+        data.X_train,
+        y,
+        loss=loss,
+        optimizer=optimizer,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    _say("", result.to_text(), f"Next: lucidnet train {args.data} --lr {result.suggestion:.2g} ...")
+    if args.plot:
+        try:
+            result.plot(args.plot)
+        except ModuleNotFoundError as exc:
+            raise CLIError(f"--plot needs matplotlib ({exc}); pip install matplotlib") from None
+        _say(f"Plot written to '{args.plot}'")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``lucidnet export``: the network as an ONNX graph."""
+    _check_output(args.onnx, args.overwrite, (args.model,), "ONNX file")
+    try:
+        from .onnx_export import export_model_file
+
+        with _user_errors():  # missing / corrupt / foreign model file, unsupported layer
+            info = export_model_file(args.model, args.onnx, overwrite=args.overwrite)
+    except ImportError as exc:
+        raise CLIError(f"export needs the onnx package ({exc}); pip install onnx") from None
+    name, shape, dtype = info["input"]
+    _say(
+        f"ONNX model written to '{args.onnx}' (opset {info['opset']}, {info['nodes']} nodes); "
+        f"input {name!r} {shape} {dtype}: the PREPARED features (apply the saved preparation "
+        f"first), output {info['output'][0]!r} {info['output'][1]} {info['output_kind']}"
+    )
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "predict": cmd_predict,
+    "evaluate": cmd_evaluate,
+    "info": cmd_info,
+    "demo": cmd_demo,
+    "explain": cmd_explain,
+    "gradcheck": cmd_gradcheck,
+    "lr-find": cmd_lr_find,
+    "export": cmd_export,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lucidnet")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="train and test a network on scikit-learn's digits data set")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from .demo import run_demo
+    """Entry point of the ``lucidnet`` command; returns the exit status.
 
-        run_demo()
-    return 0
+    0: success; 2: a user mistake (one line on stderr); 130: interrupted (Ctrl-C). Anything
+    else raised is a bug and propagates with its traceback.
+    """
+    try:
+        try:
+            args = parse_args(argv)
+        except SystemExit as exc:  # --help / --version
+            return int(exc.code or 0)
+        return COMMANDS[args.command](args)
+    except CLIError as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the library wrote
+        print(f"lucidnet: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("lucidnet: interrupted by the user (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `lucidnet predict ... | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

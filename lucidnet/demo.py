@@ -23,10 +23,12 @@ from .optimizers import Adam
 
 def format_confusion(cm: np.ndarray, labels: list[str]) -> str:
     """A confusion matrix as text: rows are true classes, columns predicted classes."""
-    width = max(4, max(len(s) for s in labels), len(str(int(cm.max()))) + 1)
-    head = "true\\pred".ljust(10) + "".join(s.rjust(width) for s in labels)
+    longest = max(len(s) for s in labels)
+    width = max(4, longest + 1, len(str(int(cm.max()))) + 1)
+    first = max(10, longest + 2)  # the row-label column fits long class names
+    head = "true\\pred".ljust(first) + "".join(s.rjust(width) for s in labels)
     rows = [
-        label.ljust(10) + "".join(str(int(v)).rjust(width) for v in row)
+        label.ljust(first) + "".join(str(int(v)).rjust(width) for v in row)
         for label, row in zip(labels, cm)
     ]
     return "\n".join([head, *rows])

@@ -103,6 +103,11 @@ def save_model(
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        # mkstemp creates the file readable by its owner only (0600); give it the permissions
+        # an ordinary open() would (0666 minus the umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -129,14 +134,14 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
         )
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # (deeply nested JSON)
         raise ModelFileError(f"{bad}: its header is not valid safetensors JSON") from None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or "lucidnet" not in meta:
         raise ModelFileError(f"{bad}: it is a safetensors file from another program")
     try:
         info = json.loads(meta["lucidnet"])
-    except (TypeError, json.JSONDecodeError):
+    except (TypeError, json.JSONDecodeError, RecursionError):
         raise ModelFileError(f"{bad}: its lucidnet header is corrupt") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ModelFileError(
@@ -207,7 +212,8 @@ def load(path: str | os.PathLike) -> Sequential:
         if info.get("history"):
             model.history = History.from_dict(info["history"])
         model.metadata = info.get("metadata") or {}
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, MemoryError) as exc:
+        # MemoryError: an architecture in the header far larger than any real model
         detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ModelFileError(f"{bad}: {detail}") from None
     return model

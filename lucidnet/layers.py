@@ -7,6 +7,7 @@ Activation layers live in :mod:`lucidnet.activations` and are re-exported here, 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,10 @@ class Dense(Layer):
     ) -> None:
         super().__init__(name)
         self.units = check_positive_int(units, "units")
-        self.activation = _act.get(activation)
+        act = _act.get(activation)
+        # a private copy of a passed instance: one activation object given to several Dense
+        # layers would share its forward cache and silently corrupt the earlier layers' gradients
+        self.activation = copy.deepcopy(act) if act is activation else act
         self.use_bias = bool(use_bias)
         if kernel_initializer != "auto":
             initializers.get(kernel_initializer)  # fail early on unknown names
@@ -105,7 +109,9 @@ class Dense(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
         self._x = x
-        z = x @ self.params["W"]
+        W = self.params["W"]
+        # z = x W (+ b); during fit written into a reused workspace (see Layer._workspace)
+        z = np.matmul(x, W, out=self._workspace("z", (x.shape[0], self.units), W.dtype, training))
         if self.use_bias:
             z += self.params["b"]
         self._z = z
@@ -113,18 +119,27 @@ class Dense(Layer):
             return z
         return self.activation.forward(z, training)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Accumulate dL/dW = x^T dz and dL/db = sum_rows dz; return dL/dx = dz W^T.
+
+        ``input_grad=False`` skips dL/dx (returns ``None``): ``Sequential.backward`` asks for
+        that for the first layer during training, where nobody uses the gradient with respect
+        to the data and it would cost a matrix product as large as the forward one.
+        """
         dz = dy if self.activation is None else self.activation.backward(dy)
         W = self.params["W"]
         gW = self.grads["W"]
-        gW += self._x.T @ dz
+        gW += np.matmul(self._x.T, dz, out=self._workspace("dW", W.shape, gW.dtype))
         if self.l2:
             gW += (2.0 * self.l2) * W
         if self.l1:
             gW += self.l1 * np.sign(W)
         if self.use_bias:
-            self.grads["b"] += dz.sum(axis=0)
-        return dz @ W.T
+            gb = self.grads["b"]
+            gb += np.sum(dz, axis=0, out=self._workspace("db", gb.shape, gb.dtype))
+        if not input_grad:
+            return None
+        return np.matmul(dz, W.T, out=self._workspace("dx", self._x.shape, dz.dtype))
 
     def penalty(self) -> float:
         W = self.params["W"]
@@ -352,9 +367,10 @@ class Embedding(Layer):
             )
         self._ids = x
         emb = self.params["E"][x]  # (n, L, d)
-        if self.pooling is None:
-            return emb
         mask = (x != 0).astype(self.dtype)
+        if self.pooling is None:
+            # padding positions output zeros (as backward assumes), whatever E[0] holds
+            return emb * mask[..., None]
         counts = np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
         self._weights = mask / counts  # (n, L): each real token's share of the mean
         return np.einsum("nl,nld->nd", self._weights, emb)

@@ -39,10 +39,21 @@ class Loss:
     output_activation: str | None = None
 
     def __call__(
-        self, y_pred: np.ndarray, y_true: np.ndarray, sample_weight: np.ndarray | None = None
+        self,
+        y_pred: np.ndarray,
+        y_true: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        *,
+        validate: bool = True,
     ) -> tuple[float, np.ndarray]:
-        y_pred = np.asarray(y_pred)
-        y_true = self._check_target(y_pred, np.asarray(y_true))
+        """Return ``(mean loss, dL/dy_pred)``.
+
+        ``validate=False`` skips checking and converting ``y_true``: ``fit`` checks the whole
+        target array once before training (``prepare_targets``) rather than every mini-batch.
+        """
+        if validate:
+            y_pred = np.asarray(y_pred)
+            y_true = self._check_target(y_pred, np.asarray(y_true))
         losses, grad = self._per_sample(y_pred, y_true)
         n = y_pred.shape[0]
         if sample_weight is not None:
@@ -201,19 +212,23 @@ class CrossEntropy(Loss):
     def _per_sample(self, y_pred, y_true):
         n, k = y_pred.shape
         shifted = y_pred - y_pred.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        log_p = shifted - lse
-        p = np.exp(log_p)
+        exp_shifted = np.exp(shifted)
+        sum_exp = exp_shifted.sum(axis=1, keepdims=True)
+        lse = np.log(sum_exp)
         s, w = self.label_smoothing, self.class_weight
         if w is not None and w.shape[0] != k:
             raise ValueError(f"class_weight has {w.shape[0]} entries for {k} classes")
         if y_true.ndim == 1 and s == 0.0 and w is None:
-            # the common case, without building a one-hot matrix
+            # the common case, without building a one-hot matrix (and with few NumPy calls,
+            # since for small networks the per-call overhead dominates):
+            # L_i = log sum_j e^{z_ij} - z_iy,  dL_i/dz_i = softmax(z_i) - onehot(y_i)
             rows = np.arange(n)
-            losses = -log_p[rows, y_true]
-            grad = p
+            losses = lse[:, 0] - shifted[rows, y_true]
+            grad = np.divide(exp_shifted, sum_exp, out=exp_shifted)
             grad[rows, y_true] -= 1.0
             return losses, grad
+        log_p = shifted - lse
+        p = np.exp(log_p)
         if y_true.ndim == 1:
             t = np.zeros_like(y_pred)
             t[np.arange(n), y_true] = 1.0

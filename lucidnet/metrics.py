@@ -128,7 +128,9 @@ def r2(y_true: Any, y_pred: Any) -> float:
         t, p = t[:, None], p[:, None]
     ss_res = ((t - p) ** 2).sum(axis=0)
     ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
-    scores = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 0.0)
+    # constant targets: 1 for a perfect prediction, else 0 (scikit-learn's force_finite)
+    fallback = np.where(ss_res == 0, 1.0, 0.0)
+    scores = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), fallback)
     return float(scores.mean())
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from . import losses as _losses
 from ._validation import check_array, check_dtype, check_positive_int, describe
 from .base import Layer
+from .layers import Dense
 
 # Batch size used by predict / evaluate: large enough to amortise Python overhead, small enough
 # to keep activations of big models in cache-friendly memory.
@@ -154,14 +155,32 @@ class Sequential:
             x = layer.forward(x, training)
         return x
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backward pass, last layer first: fills every layer's ``grads`` (accumulating) and
-        returns dL/d(input)."""
+        returns dL/d(input).
+
+        ``input_grad=False`` (used by ``fit``) lets a ``Dense`` first layer skip dL/d(input),
+        which training never uses (it is a matrix product as large as the layer's forward
+        pass); the return value is then ``None``.
+        """
         if not self.built:
             raise ValueError("backward called before forward: the model is not built")
-        for layer in reversed(self.layers):
+        first, *rest = self.layers
+        for layer in reversed(rest):
             dy = layer.backward(dy)
-        return dy
+        if not input_grad and isinstance(first, Dense):
+            return first.backward(dy, input_grad=False)
+        return first.backward(dy)
+
+    def _reuse_buffers(self, enabled: bool) -> None:
+        """Switch the layers' workspace reuse (``Layer._workspace``) on for ``fit``, or off
+        again, which also frees the workspaces."""
+        for layer in self.layers:
+            for part in (layer, getattr(layer, "activation", None)):
+                if isinstance(part, Layer):
+                    part.reuse_buffers = enabled
+                    if not enabled:
+                        part.__dict__.pop("_buffers", None)
 
     def zero_grad(self) -> None:
         """Reset every gradient to zero."""
@@ -225,6 +244,12 @@ class Sequential:
         from .training import fit
 
         return fit(self, X, y, **kwargs)
+
+    def explain_step(self, x: Any, y: Any, **kwargs: Any):
+        """Explain one training step on ``(x, y)``; see :func:`lucidnet.explain.explain_step`."""
+        from .explain import explain_step
+
+        return explain_step(self, x, y, **kwargs)
 
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
         integer = bool(self.layers) and self.layers[0].integer_input
@@ -304,6 +329,12 @@ class Sequential:
         from .io import save_model
 
         save_model(self, path, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def export_onnx(self, path: str | os.PathLike, **kwargs: Any) -> Any:
+        """Export to an ONNX file; see :func:`lucidnet.onnx_export.export_onnx` (needs ``onnx``)."""
+        from .onnx_export import export_onnx
+
+        return export_onnx(self, path, **kwargs)
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)

@@ -95,7 +95,15 @@ class Optimizer:
                 "this optimizer was used with a model of different parameters; create a new "
                 "optimizer for each model"
             )
-        norm = float(np.sqrt(np.dot(g, g)))
+        with np.errstate(over="ignore"):  # an overflow is handled just below
+            sq = float(np.dot(g, g))
+        if not math.isfinite(sq) and g.dtype != np.float64:
+            # in float32, g . g overflows to inf for |g| ~ 1e19 and clipping would then multiply
+            # the gradient by clip_norm / inf = 0 instead of rescaling it: redo it in float64
+            # (only then: the float64 copy would cost more than the whole update every step)
+            g64 = g.astype(np.float64)
+            sq = float(np.dot(g64, g64))
+        norm = math.sqrt(sq)
         if self.clip_norm is not None and norm > self.clip_norm:
             g *= self.clip_norm / norm
         if self.clip_value is not None:
@@ -345,11 +353,13 @@ class Adam(Optimizer):
         v += buf
         bc1 = 1.0 - b1**t
         bc2 = 1.0 - b2**t
+        # lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), with sqrt(bc2) moved out of the
+        # denominator (one pass over the parameters fewer, same value):
+        # = (lr sqrt(bc2) / bc1) * m / (sqrt(v) + eps sqrt(bc2))
         np.sqrt(v, out=buf)
-        buf *= 1.0 / math.sqrt(bc2)
-        buf += self.eps
+        buf += self.eps * math.sqrt(bc2)
         np.divide(m, buf, out=buf)
-        buf *= lr / bc1
+        buf *= lr * math.sqrt(bc2) / bc1
         p -= buf
 
     def get_config(self):

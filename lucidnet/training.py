@@ -319,6 +319,11 @@ def fit(
         if X.shape[0] < 2:
             raise ValueError(f"validation_split needs at least 2 samples, got {X.shape[0]}")
         tr, va = split_indices(X.shape[0], validation_split, rng, _strata(loss_fn, y))
+        if tr.size == 0 or va.size == 0:
+            raise ValueError(
+                f"validation_split={validation_split} leaves {tr.size} training and {va.size} "
+                f"validation samples out of {X.shape[0]}; both parts need at least one"
+            )
         X, X_val, y, y_val = X[tr], X[va], y[tr], y[va]
         weights = None if weights is None else weights[tr]
 
@@ -348,7 +353,7 @@ def fit(
         "loss": loss_fn.key,
         "optimizer": type(opt).__name__,
     }
-    params = dict(history.params, x_abs_max=float(np.abs(X).max()) if X.dtype.kind == "f" else None)
+    params = dict(history.params, x_abs_max=_abs_max(X) if X.dtype.kind == "f" else None)
     for cb in callbacks:
         cb.set_model(model, params)
     batch_hooks = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
@@ -360,6 +365,7 @@ def fit(
     # 4. the loop -------------------------------------------------------------------------------
     for cb in callbacks:
         cb.on_train_begin()
+    model._reuse_buffers(True)  # layers keep their per-step arrays until the end of fit
     try:
         for epoch in range(epochs):
             for cb in callbacks:
@@ -373,11 +379,11 @@ def fit(
                 xb, yb = X[idx], y[idx]
                 wb = None if weights is None else weights[idx]
                 logits = model.forward(xb, training=True)  # forward pass
-                value, dlogits = loss_fn(logits, yb, wb)  # loss and dL/dlogits
+                value, dlogits = loss_fn(logits, yb, wb, validate=False)  # loss, dL/dlogits
                 if penalised:
                     value += model.penalty()
                 model.zero_grad()
-                model.backward(dlogits)  # backpropagation, last layer first
+                model.backward(dlogits, input_grad=False)  # backpropagation, last layer first
                 opt.step(model)  # gradient-descent update
                 m = idx.size
                 history.iteration_loss.append(value)
@@ -420,12 +426,19 @@ def fit(
             "the model keeps the weights of the last completed step"
         )
         print(f"\n{history.warnings[-1]}", file=sys.stderr)
+    finally:
+        model._reuse_buffers(False)
     for cb in callbacks:
         cb.on_train_end()
     for cb in callbacks:
         if getattr(cb, "best_epoch", None) is not None:
             history.best_epoch = cb.best_epoch
     return history
+
+
+def _abs_max(X: np.ndarray) -> float:
+    """max |X| without the temporary array np.abs(X) (as large as the training data)."""
+    return float(max(X.max(), -X.min()))
 
 
 def _batch_correct(loss: _losses.Loss, logits: np.ndarray, yb: np.ndarray) -> float:
