@@ -425,7 +425,8 @@ def fit(
             f"training interrupted by the user after {len(history.epoch)} complete epoch(s); "
             "the model keeps the weights of the last completed step"
         )
-        print(f"\n{history.warnings[-1]}", file=sys.stderr)
+        if verbose:  # quiet callers (the CLI) report the interruption themselves
+            print(f"\n{history.warnings[-1]}", file=sys.stderr)
     finally:
         model._reuse_buffers(False)
     for cb in callbacks:
