@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-LINTED := lucidnet tests benchmarks examples
+LINTED := $(wildcard lucidnet tests benchmarks examples)
 
 .PHONY: demo test lint install bench clean
 
