@@ -382,8 +382,9 @@ def fit(
                 value, dlogits = loss_fn(logits, yb, wb, validate=False)  # loss, dL/dlogits
                 if penalised:
                     value += model.penalty()
-                model.zero_grad()
-                model.backward(dlogits, input_grad=False)  # backpropagation, last layer first
+                # backpropagation, last layer first; accumulate=False overwrites the gradients,
+                # which is zero_grad() then backward() in fewer passes over them
+                model.backward(dlogits, input_grad=False, accumulate=False)
                 opt.step(model)  # gradient-descent update
                 m = idx.size
                 history.iteration_loss.append(value)
@@ -425,8 +426,7 @@ def fit(
             f"training interrupted by the user after {len(history.epoch)} complete epoch(s); "
             "the model keeps the weights of the last completed step"
         )
-        if verbose:  # quiet callers (the CLI) report the interruption themselves
-            print(f"\n{history.warnings[-1]}", file=sys.stderr)
+        print(f"\n{history.warnings[-1]}", file=sys.stderr)
     finally:
         model._reuse_buffers(False)
     for cb in callbacks:
