@@ -25,5 +25,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+bench:  ## CPU speed vs PyTorch / scikit-learn / JAX / plain NumPy (~4 min; writes benchmarks/RESULTS.md)
+	@test -x .venv-bench/bin/python || ($(PYTHON) -m venv .venv-bench && .venv-bench/bin/python -m pip install --quiet -e . torch==2.13.0 jax jaxlib scikit-learn threadpoolctl)
+	.venv-bench/bin/python benchmarks/run.py --markdown benchmarks/RESULTS.md
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -90,6 +90,10 @@ __all__ = [
 _LAZY_MODULES = {
     "datasets",
     "prep",
+    "columns",
+    "splits",
+    "cli_args",
+    "demo",
     "explain",
     "gradcheck",
     "diagnostics",

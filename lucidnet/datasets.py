@@ -16,12 +16,13 @@ scikit-learn is imported inside the functions that need it so that ``import luci
 from __future__ import annotations
 
 import gzip
+import inspect
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -328,94 +329,65 @@ def _load_sklearn(
     )
 
 
+_LOADER_ARGS = """Args:
+    split: If True, return a :class:`Dataset` with a train / test split (stratified by class
+        for classification). If False, return the whole data set as ``(X, y)``, unscaled:
+        there is no training split to fit a scaler on, so fit one on whatever training
+        part you make.
+    test_size: Fraction of the samples in the test split, in (0, 1).
+    seed: Random seed of the split.
+    scale: Standardise the features (zero mean, unit variance) with statistics fitted on
+        the training split only. Ignored when ``split=False``.
+
+Returns:
+    A :class:`Dataset` when ``split=True``, else ``(X, y)``."""
+
+
+def _loader(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Complete a scikit-learn wrapper's docstring with the arguments all of them share."""
+    func.__doc__ = inspect.cleandoc(func.__doc__ or "") + "\n\n" + _LOADER_ARGS
+    return func
+
+
+@_loader
 def load_digits(
     split: bool = True, test_size: float = 0.2, seed: int = 0, scale: bool = True
 ) -> Dataset | tuple[np.ndarray, np.ndarray]:
     """Handwritten digits: 1,797 images of 8x8 pixels (values 0-16), 10 classes.
 
     Features are the 64 pixels, flattened row by row; labels are the digits 0-9 (int64).
-
-    Args:
-        split: If True, return a :class:`Dataset` with a train / test split (stratified by class
-            for classification). If False, return the whole data set as ``(X, y)``, unscaled:
-            there is no training split to fit a scaler on, so fit one on whatever training
-            part you make.
-        test_size: Fraction of the samples in the test split, in (0, 1).
-        seed: Random seed of the split.
-        scale: Standardise the features (zero mean, unit variance) with statistics fitted on
-            the training split only. Ignored when ``split=False``.
-
-    Returns:
-        A :class:`Dataset` when ``split=True``, else ``(X, y)``.
     """
     return _load_sklearn("load_digits", "classification", split, test_size, seed, scale)
 
 
+@_loader
 def load_iris(
     split: bool = True, test_size: float = 0.2, seed: int = 0, scale: bool = True
 ) -> Dataset | tuple[np.ndarray, np.ndarray]:
-    """Iris flowers: 150 samples, 4 measurements (cm), 3 species (int64 labels).
-
-    Args:
-        split: If True, return a :class:`Dataset` with a train / test split (stratified by class
-            for classification). If False, return the whole data set as ``(X, y)``, unscaled:
-            there is no training split to fit a scaler on, so fit one on whatever training
-            part you make.
-        test_size: Fraction of the samples in the test split, in (0, 1).
-        seed: Random seed of the split.
-        scale: Standardise the features (zero mean, unit variance) with statistics fitted on
-            the training split only. Ignored when ``split=False``.
-
-    Returns:
-        A :class:`Dataset` when ``split=True``, else ``(X, y)``.
-    """
+    """Iris flowers: 150 samples, 4 measurements (cm), 3 species (int64 labels)."""
     return _load_sklearn("load_iris", "classification", split, test_size, seed, scale)
 
 
+@_loader
 def load_breast_cancer(
     split: bool = True, test_size: float = 0.2, seed: int = 0, scale: bool = True
 ) -> Dataset | tuple[np.ndarray, np.ndarray]:
     """Breast cancer Wisconsin: 569 samples, 30 features, 2 classes.
 
     Labels are 0 = malignant, 1 = benign (int64), as in scikit-learn.
-
-    Args:
-        split: If True, return a :class:`Dataset` with a train / test split (stratified by class
-            for classification). If False, return the whole data set as ``(X, y)``, unscaled:
-            there is no training split to fit a scaler on, so fit one on whatever training
-            part you make.
-        test_size: Fraction of the samples in the test split, in (0, 1).
-        seed: Random seed of the split.
-        scale: Standardise the features (zero mean, unit variance) with statistics fitted on
-            the training split only. Ignored when ``split=False``.
-
-    Returns:
-        A :class:`Dataset` when ``split=True``, else ``(X, y)``.
     """
     return _load_sklearn("load_breast_cancer", "classification", split, test_size, seed, scale)
 
 
+@_loader
 def load_wine(
     split: bool = True, test_size: float = 0.2, seed: int = 0, scale: bool = True
 ) -> Dataset | tuple[np.ndarray, np.ndarray]:
-    """Wine recognition: 178 samples, 13 chemical measurements, 3 cultivars (int64 labels).
-
-    Args:
-        split: If True, return a :class:`Dataset` with a train / test split (stratified by class
-            for classification). If False, return the whole data set as ``(X, y)``, unscaled:
-            there is no training split to fit a scaler on, so fit one on whatever training
-            part you make.
-        test_size: Fraction of the samples in the test split, in (0, 1).
-        seed: Random seed of the split.
-        scale: Standardise the features (zero mean, unit variance) with statistics fitted on
-            the training split only. Ignored when ``split=False``.
-
-    Returns:
-        A :class:`Dataset` when ``split=True``, else ``(X, y)``.
-    """
+    """Wine recognition: 178 samples, 13 chemical measurements, 3 cultivars (int64 labels)."""
     return _load_sklearn("load_wine", "classification", split, test_size, seed, scale)
 
 
+@_loader
 def load_diabetes(
     split: bool = True, test_size: float = 0.2, seed: int = 0, scale: bool = True
 ) -> Dataset | tuple[np.ndarray, np.ndarray]:
@@ -424,18 +396,5 @@ def load_diabetes(
     The target is a disease-progression score one year after baseline (float32, shape (n,)).
     scikit-learn ships these features already centred and scaled over all 442 samples;
     ``scale=True`` refits the standardisation on the training split alone.
-
-    Args:
-        split: If True, return a :class:`Dataset` with a train / test split (stratified by class
-            for classification). If False, return the whole data set as ``(X, y)``, unscaled:
-            there is no training split to fit a scaler on, so fit one on whatever training
-            part you make.
-        test_size: Fraction of the samples in the test split, in (0, 1).
-        seed: Random seed of the split.
-        scale: Standardise the features (zero mean, unit variance) with statistics fitted on
-            the training split only. Ignored when ``split=False``.
-
-    Returns:
-        A :class:`Dataset` when ``split=True``, else ``(X, y)``.
     """
     return _load_sklearn("load_diabetes", "regression", split, test_size, seed, scale)

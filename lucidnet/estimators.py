@@ -29,6 +29,7 @@ Semantics worth knowing (they change numbers):
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import warnings
@@ -61,6 +62,12 @@ _SCHEDULES = ("constant", "cosine", "step", "exponential")
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
 _META_KEY = "sklearn_estimator"
 _META_FORMAT = "lucidnet-sklearn-estimator"
+# Fitted attributes that save() stores as JSON and load() restores, besides the network itself
+# and the subclass's own (_fitted_to_json / _fitted_from_json).
+_FITTED_ATTRIBUTES = (
+    "n_features_in_ loss_curve_ validation_loss_curve_ n_iter_ best_loss_ early_stopped_ "
+    "_no_improvement_count _partial_stopped"
+).split()
 
 
 class _StoppingRule(Callback):
@@ -137,6 +144,11 @@ class _BaseNeuralNetwork(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # both estimators accept (n, k) targets
+        return tags
 
     # -- parameter checks (in fit, never in __init__, as scikit-learn requires) -------------------
     def _check_params(self) -> dict[str, Any]:
@@ -384,18 +396,7 @@ class _BaseNeuralNetwork(BaseEstimator):
             TypeError: a parameter cannot be represented in JSON.
         """
         check_is_fitted(self, "model_")
-        fitted: dict[str, Any] = {
-            "n_features_in_": int(self.n_features_in_),
-            "loss_curve_": [float(v) for v in self.loss_curve_],
-            "validation_loss_curve_": None
-            if self.validation_loss_curve_ is None
-            else [float(v) for v in self.validation_loss_curve_],
-            "n_iter_": int(self.n_iter_),
-            "best_loss_": float(self.best_loss_),
-            "early_stopped_": bool(self.early_stopped_),
-            "_no_improvement_count": int(self._no_improvement_count),
-            "_partial_stopped": bool(self._partial_stopped),
-        }
+        fitted = {k: _param_to_json(k, getattr(self, k)) for k in _FITTED_ATTRIBUTES}
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(f) for f in self.feature_names_in_]
         fitted.update(self._fitted_to_json())
@@ -440,16 +441,7 @@ class _BaseNeuralNetwork(BaseEstimator):
             names = fitted.pop("feature_names_in_", None)
             if names is not None:
                 est.feature_names_in_ = np.asarray(names, dtype=object)
-            for key in (
-                "n_features_in_",
-                "loss_curve_",
-                "validation_loss_curve_",
-                "n_iter_",
-                "best_loss_",
-                "early_stopped_",
-                "_no_improvement_count",
-                "_partial_stopped",
-            ):
+            for key in _FITTED_ATTRIBUTES:
                 setattr(est, key, fitted[key])
             est._fitted_from_json(fitted)
         except (KeyError, TypeError, ValueError) as exc:
@@ -460,6 +452,18 @@ class _BaseNeuralNetwork(BaseEstimator):
         est._rng = _generator(est.random_state)
         est.model_ = model
         return est
+
+
+def _merged_signature(init: Any, base_init: Any, *, after: str) -> inspect.Signature:
+    """``base_init``'s signature with ``init``'s explicit parameters merged in: a parameter of the
+    same name replaces the base's, a new one is inserted after ``after``; ``**params`` is dropped.
+    """
+    own = inspect.signature(init).parameters.values()
+    own = {p.name: p for p in own if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    base = inspect.signature(base_init)
+    params = [own.pop(p.name, p) for p in base.parameters.values()]
+    i = [p.name for p in params].index(after) + 1
+    return base.replace(parameters=params[:i] + list(own.values()) + params[i:])
 
 
 class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
@@ -511,56 +515,23 @@ class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
         hidden_layer_sizes: Any = (100,),
         activation: str = "relu",
         *,
-        optimizer: str = "adam",
-        learning_rate_init: float = 1e-3,
-        batch_size: int | str = "auto",
-        max_iter: int = 200,
         loss: str = "cross_entropy",
-        dropout: float = 0.0,
-        batch_norm: bool = False,
-        l1: float = 0.0,
-        l2: float = 0.0,
         class_weight: Any = None,
-        lr_schedule: str | _schedules.Schedule | None = None,
-        clip_norm: float | None = None,
-        shuffle: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int = 10,
-        tol: float = 1e-4,
-        random_state: Any = None,
-        verbose: int = 0,
-        dtype: str = "float32",
+        **params: Any,
     ) -> None:
-        super().__init__(
-            hidden_layer_sizes,
-            activation,
-            optimizer=optimizer,
-            learning_rate_init=learning_rate_init,
-            batch_size=batch_size,
-            max_iter=max_iter,
-            loss=loss,
-            dropout=dropout,
-            batch_norm=batch_norm,
-            l1=l1,
-            l2=l2,
-            lr_schedule=lr_schedule,
-            clip_norm=clip_norm,
-            shuffle=shuffle,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-            tol=tol,
-            random_state=random_state,
-            verbose=verbose,
-            dtype=dtype,
-        )
+        # The other parameters are the base class's, listed once there. scikit-learn reads the
+        # parameter names from the signature (get_params, clone, repr) and ignores **params, so
+        # __signature__ below lists them all, like help() shows them.
+        super().__init__(hidden_layer_sizes, activation, loss=loss, **params)
         self.class_weight = class_weight
+
+    __init__.__signature__ = _merged_signature(  # type: ignore[attr-defined]
+        __init__, _BaseNeuralNetwork.__init__, after="l2"
+    )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
-        tags.target_tags.multi_output = True
         return tags
 
     def _encode_y(self, y: Any, first: bool, partial: bool, classes: Any) -> tuple[np.ndarray, str]:
@@ -725,11 +696,6 @@ class NeuralNetworkRegressor(RegressorMixin, _BaseNeuralNetwork):
 
     _losses = ("mse", "squared_error", "mae", "absolute_error", "huber")
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
     def _encode_y(self, y: Any, first: bool, partial: bool, classes: Any) -> tuple[np.ndarray, str]:
         y = np.asarray(y)
         y = y.reshape(-1, 1) if y.ndim == 1 else y
@@ -799,8 +765,8 @@ def _sample_weight(sample_weight: Any, n: int) -> np.ndarray:
 
 
 def _param_to_json(name: str, value: Any) -> Any:
-    """JSON form of a constructor parameter (tuples, numpy scalars, dicts with any keys,
-    schedules); raises TypeError naming the parameter otherwise."""
+    """JSON form of a constructor parameter or fitted attribute (tuples, numpy scalars, dicts
+    with any keys, schedules); raises TypeError naming the parameter otherwise."""
     if isinstance(value, (np.random.Generator, np.random.RandomState)):
         return None
     if isinstance(value, _schedules.Schedule):

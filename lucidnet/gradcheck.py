@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +232,26 @@ def _objective(model: Sequential, X: np.ndarray, y: np.ndarray, loss: _losses.Lo
     return value + model.penalty()
 
 
+def _central_differences(
+    flat: np.ndarray, idx: np.ndarray, eps: float, objective: Callable[[], float]
+) -> np.ndarray:
+    """``(f(v + eps) - f(v - eps)) / (2 eps)`` for each entry ``flat[i]``, ``i`` in ``idx``.
+
+    ``flat`` is a view into the array that ``objective`` reads (a parameter or the input), so
+    writing an entry perturbs it; each entry is restored before the next one is moved.
+    """
+    numeric = np.empty(idx.size)
+    for j, i in enumerate(idx):
+        old = flat[i]
+        flat[i] = old + eps
+        up = objective()
+        flat[i] = old - eps
+        down = objective()
+        flat[i] = old
+        numeric[j] = (up - down) / (2.0 * eps)
+    return numeric
+
+
 def _sample(size: int, max_entries: int, rng: np.random.Generator) -> np.ndarray:
     if size <= max_entries:
         return np.arange(size)
@@ -346,15 +367,7 @@ def check_gradients(
     for name, p, _ in m.parameters():
         flat = p.reshape(-1)  # a view: writing to it perturbs the model's parameter
         idx = _sample(flat.size, max_entries, rng)
-        numeric = np.empty(idx.size)
-        for j, i in enumerate(idx):
-            old = flat[i]
-            flat[i] = old + eps
-            up = _objective(m, X, y, loss_fn)
-            flat[i] = old - eps
-            down = _objective(m, X, y, loss_fn)
-            flat[i] = old
-            numeric[j] = (up - down) / (2.0 * eps)
+        numeric = _central_differences(flat, idx, eps, lambda: _objective(m, X, y, loss_fn))
         a = analytic[name].reshape(-1)[idx]
         entries.append(_compare(name, p.shape, a, numeric, idx, threshold, atol))
 
@@ -362,15 +375,7 @@ def check_gradients(
         Xp = np.array(X, dtype=np.float64)
         flat = Xp.reshape(-1)
         idx = _sample(flat.size, max_entries, rng)
-        numeric = np.empty(idx.size)
-        for j, i in enumerate(idx):
-            old = flat[i]
-            flat[i] = old + eps
-            up = _objective(m, Xp, y, loss_fn)
-            flat[i] = old - eps
-            down = _objective(m, Xp, y, loss_fn)
-            flat[i] = old
-            numeric[j] = (up - down) / (2.0 * eps)
+        numeric = _central_differences(flat, idx, eps, lambda: _objective(m, Xp, y, loss_fn))
         a = np.asarray(dX, dtype=np.float64).reshape(-1)[idx]
         entries.append(_compare("input", X.shape, a, numeric, idx, threshold, atol))
     elif check_input:

@@ -119,24 +119,34 @@ class Dense(Layer):
             return z
         return self.activation.forward(z, training)
 
-    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+    def backward(
+        self, dy: np.ndarray, input_grad: bool = True, accumulate: bool = True
+    ) -> np.ndarray | None:
         """Accumulate dL/dW = x^T dz and dL/db = sum_rows dz; return dL/dx = dz W^T.
 
-        ``input_grad=False`` skips dL/dx (returns ``None``): ``Sequential.backward`` asks for
-        that for the first layer during training, where nobody uses the gradient with respect
-        to the data and it would cost a matrix product as large as the forward one.
+        Two shortcuts that ``fit`` takes through ``Sequential.backward``:
+        ``input_grad=False`` skips dL/dx (returns ``None``), which nobody uses for the first
+        layer and would cost a matrix product as large as the forward one; ``accumulate=False``
+        writes the gradients instead of adding to them, the same as zeroing them first.
         """
         dz = dy if self.activation is None else self.activation.backward(dy)
         W = self.params["W"]
         gW = self.grads["W"]
-        gW += np.matmul(self._x.T, dz, out=self._workspace("dW", W.shape, gW.dtype))
+        if accumulate:
+            gW += np.matmul(self._x.T, dz, out=self._workspace("dW", W.shape, gW.dtype))
+        else:
+            np.matmul(self._x.T, dz, out=gW)
         if self.l2:
             gW += (2.0 * self.l2) * W
         if self.l1:
             gW += self.l1 * np.sign(W)
         if self.use_bias:
             gb = self.grads["b"]
-            gb += np.sum(dz, axis=0, out=self._workspace("db", gb.shape, gb.dtype))
+            if accumulate:
+                # np.add.reduce: np.sum without its Python wrapper (half the time on small arrays)
+                gb += np.add.reduce(dz, axis=0, out=self._workspace("db", gb.shape, gb.dtype))
+            else:
+                np.add.reduce(dz, axis=0, out=gb)
         if not input_grad:
             return None
         return np.matmul(dz, W.T, out=self._workspace("dx", self._x.shape, dz.dtype))

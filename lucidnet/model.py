@@ -155,22 +155,29 @@ class Sequential:
             x = layer.forward(x, training)
         return x
 
-    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+    def backward(
+        self, dy: np.ndarray, input_grad: bool = True, accumulate: bool = True
+    ) -> np.ndarray | None:
         """Backward pass, last layer first: fills every layer's ``grads`` (accumulating) and
         returns dL/d(input).
 
-        ``input_grad=False`` (used by ``fit``) lets a ``Dense`` first layer skip dL/d(input),
-        which training never uses (it is a matrix product as large as the layer's forward
-        pass); the return value is then ``None``.
+        Shortcuts used by ``fit``: ``input_grad=False`` lets a ``Dense`` first layer skip
+        dL/d(input), which training never uses (a matrix product as large as the layer's
+        forward pass); the return value is then ``None``. ``accumulate=False`` overwrites the
+        gradients instead of adding to them: the same as ``zero_grad()`` then ``backward(dy)``,
+        without the two extra passes over every gradient.
         """
         if not self.built:
             raise ValueError("backward called before forward: the model is not built")
-        first, *rest = self.layers
-        for layer in reversed(rest):
-            dy = layer.backward(dy)
-        if not input_grad and isinstance(first, Dense):
-            return first.backward(dy, input_grad=False)
-        return first.backward(dy)
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if type(layer).backward is Dense.backward:  # Dense's own backward has the shortcuts
+                dy = layer.backward(dy, input_grad=input_grad or i > 0, accumulate=accumulate)
+            else:  # any other layer, subclasses of Dense with their own backward too
+                if not accumulate:
+                    layer.zero_grad()
+                dy = layer.backward(dy)
+        return dy
 
     def _reuse_buffers(self, enabled: bool) -> None:
         """Switch the layers' workspace reuse (``Layer._workspace``) on for ``fit``, or off

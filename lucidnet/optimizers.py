@@ -90,13 +90,16 @@ class Optimizer:
         p, g, layout = model.flat_parameters()
         if self._layout is None or self._buf is None or self._buf.dtype != p.dtype:
             self._init_slots(p, layout)
-        elif [entry[:3] for entry in layout] != [entry[:3] for entry in self._layout]:
-            raise ValueError(
-                "this optimizer was used with a model of different parameters; create a new "
-                "optimizer for each model"
-            )
-        with np.errstate(over="ignore"):  # an overflow is handled just below
-            sq = float(np.dot(g, g))
+        elif layout is not getattr(self, "_layout_seen", None):  # checked once per layout list
+            if [entry[:3] for entry in layout] != [entry[:3] for entry in self._layout]:
+                raise ValueError(
+                    "this optimizer was used with a model of different parameters; create a new "
+                    "optimizer for each model"
+                )
+            self._layout_seen = layout
+        # np.vdot: BLAS dot without NumPy's floating-point error check, so an overflow (handled
+        # just below) neither warns nor raises, and without an np.errstate block every step
+        sq = float(np.vdot(g, g))
         if not math.isfinite(sq) and g.dtype != np.float64:
             # in float32, g . g overflows to inf for |g| ~ 1e19 and clipping would then multiply
             # the gradient by clip_norm / inf = 0 instead of rescaling it: redo it in float64
@@ -121,6 +124,7 @@ class Optimizer:
 
     def _init_slots(self, p: np.ndarray, layout: list) -> None:
         self._layout = list(layout)
+        self._layout_seen = layout
         self.slots = {name: np.zeros_like(p) for name in self.slot_names}
         self._buf = np.empty_like(p)
 

@@ -12,22 +12,9 @@ The workflow (what ``lucidnet train DATA.csv --target COL`` does, see :func:`pre
     print(prep.summary())                          # what was done, and why
     state = prep.to_dict()                         # plain JSON; from_dict(state) rebuilds
 
-Column roles (inferred on the fitting rows unless overridden with ``numeric=`` / ``categorical=``
-/ ``text=`` / ``drop=``), checked in this order:
-
-* **empty**: every value missing -> dropped (even when a role was requested).
-* **constant**: a single distinct value -> dropped (a role requested by the user wins).
-* **categorical**: booleans; pandas ``category`` columns; strings that are not text or ids.
-* **numeric**: numbers, and strings that all parse as numbers. Integer columns stay numeric even
-  with few distinct values (their order carries information); one-hot them with ``categorical=``.
-* **identifier**: at least 20 values, all distinct, and either integers forming a consecutive run /
-  in a column named like an id (``id``, ``*_id``, ``key``, ``index``, ...) or single-word strings.
-* **text**: strings with a mean of >= 3 words, or more than 20 distinct values, more than half of
-  the rows distinct and mostly multi-word (e.g. names, titles).
-
-Task inference (:func:`infer_task`): string / bool / category targets -> classification; numbers
-with a non-integer value -> regression; integers with 2 distinct values, or with <= 20 distinct
-values that are at most 5% of the rows, -> classification; other integers -> regression.
+Reading, column roles and task inference live in :mod:`lucidnet.columns` (the rules are in its
+docstring), splitting in :mod:`lucidnet.splits`; their public names are re-exported here so that
+``from lucidnet.prep import read_csv, train_val_test_split`` keeps working.
 
 pandas and scikit-learn are imported inside the functions so that ``import lucidnet`` stays fast.
 """
@@ -36,9 +23,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
-import numbers
-import os
 import re
 import warnings
 from collections import Counter
@@ -47,7 +31,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import check_float, check_one_of, check_positive_int, describe
+from ._validation import check_one_of, check_positive_int, describe
+from .columns import ID_MIN_ROWS as ID_MIN_ROWS
+from .columns import MAX_CLASS_FRACTION as MAX_CLASS_FRACTION
+from .columns import MAX_CLASSES as MAX_CLASSES
+from .columns import TEXT_MIN_WORDS as TEXT_MIN_WORDS
+from .columns import (
+    ColumnRole,
+    _as_list,
+    _cat_array,
+    _infer_task,
+    _label_key,
+    _num_array,
+    _pd,
+    _sort_key,
+    _text_list,
+    as_frame,
+    infer_roles,
+    infer_task,
+    read_csv,
+)
+from .splits import Split, train_val_test_split
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -70,434 +74,7 @@ __all__ = [
 FORMAT = "lucidnet.prep"
 FORMAT_VERSION = 1
 FEATURE_ROLES = ("numeric", "categorical", "text")
-MAX_CLASSES = 20  # integer targets with more distinct values are treated as regression
-MAX_CLASS_FRACTION = 0.05  # ... and so are those whose distinct values exceed 5% of the rows
-ID_MIN_ROWS = 20  # below this, "all values distinct" says nothing about being an identifier
-TEXT_MIN_WORDS = 3.0
 _TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")  # TfidfVectorizer's default token pattern
-_NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "empty")  # infer_dtype
-_ID_NAMES = {"id", "uuid", "guid", "key", "index", "idx", "row", "rowid", "row_id"}
-
-
-def _pd() -> Any:
-    import pandas
-
-    return pandas
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
-
-
-def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a CSV file into a DataFrame, with errors that name the file and the problem.
-
-    A file that parses into a single column is re-read with ``;``, tab or ``|`` when its first
-    line contains one of them (European / TSV exports). A single column whose header looks like
-    prose (more than 64 characters, or 4+ words) is rejected as "not CSV"; other single-column
-    files are accepted (a one-feature model's prediction input is legitimate).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: a directory, an empty file (0 bytes, or a header without rows), binary
-            content (NUL bytes or not UTF-8), or text that is not CSV.
-    """
-    pd = _pd()
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"data file '{p}' does not exist")
-    if os.path.isdir(p):
-        raise ValueError(f"data file '{p}' is a directory, expected a CSV file")
-    if os.path.getsize(p) == 0:
-        raise ValueError(f"data file '{p}' is empty (0 bytes)")
-    with open(p, "rb") as fh:
-        head = fh.read(65536)
-    if b"\x00" in head:
-        raise ValueError(f"data file '{p}' is not a CSV text file: it contains NUL bytes (binary?)")
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a multi-byte character cut by the 64 KiB limit
-            raise ValueError(
-                f"data file '{p}' is not UTF-8 text (undecodable byte at offset {exc.start}); "
-                "binary data, or re-save the CSV as UTF-8"
-            ) from None
-    first_line = head.decode("utf-8", errors="replace").splitlines()[0] if head.strip() else ""
-
-    def _read(sep: str) -> pd.DataFrame:
-        try:
-            return pd.read_csv(p, sep=sep, encoding="utf-8")
-        except pd.errors.EmptyDataError:
-            raise ValueError(f"data file '{p}' is empty (no header, no rows)") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"data file '{p}' is not UTF-8 text: {exc}") from None
-        except pd.errors.ParserError as exc:
-            raise ValueError(f"data file '{p}' could not be parsed as CSV: {exc}") from None
-
-    df = _read(",")
-    if df.shape[1] == 1:
-        counts = {s: first_line.count(s) for s in (";", "\t", "|")}
-        sep = max(counts, key=counts.get)
-        if counts[sep] > 0:
-            df = _read(sep)
-    if df.shape[1] == 1:
-        name = str(df.columns[0])
-        if len(name) > 64 or len(name.split()) >= 4:
-            raise ValueError(
-                f"data file '{p}' does not look like CSV: it parsed into a single column whose "
-                f"header is {name[:60]!r}; expected comma-separated columns with a header line"
-            )
-    if len(df) == 0:
-        raise ValueError(f"data file '{p}' has a header ({df.shape[1]} columns) but no data rows")
-    return df
-
-
-def as_frame(data: Any, name: str = "data") -> pd.DataFrame:
-    """Accept a DataFrame, a NumPy array (columns ``x0``, ``x1``, ...), a dict or a CSV path.
-
-    Non-string column names are converted to strings so that the fitted state stays JSON.
-    """
-    pd = _pd()
-    if isinstance(data, (str, os.PathLike)):
-        return read_csv(data)
-    if isinstance(data, pd.DataFrame):
-        df = data
-    elif isinstance(data, np.ndarray):
-        arr = data.reshape(-1, 1) if data.ndim == 1 else data
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be a 1-D or 2-D array, got shape {data.shape}")
-        df = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
-    elif isinstance(data, dict):
-        df = pd.DataFrame(data)
-    else:
-        raise TypeError(
-            f"{name} must be a pandas DataFrame, a NumPy array, a dict of columns or a CSV path, "
-            f"got {describe(data)}"
-        )
-    if not all(isinstance(c, str) for c in df.columns):
-        df = df.rename(columns=str)
-    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-    if dup:
-        raise ValueError(f"{name} has duplicated column names: {dup}")
-    return df
-
-
-# --------------------------------------------------------------------------------------------
-# Role and task inference
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ColumnRole:
-    """The role of one column and the reason it was chosen.
-
-    ``role`` is one of ``numeric``, ``categorical``, ``text`` (used as features), ``identifier``,
-    ``constant``, ``empty``, ``dropped`` (user's ``drop=``), or ``target``.
-    """
-
-    role: str
-    reason: str
-
-
-def _looks_like_id(name: str) -> bool:
-    low = name.strip().lower()
-    return low in _ID_NAMES or low.endswith(("_id", " id", "-id")) or name.endswith(("Id", "ID"))
-
-
-def _numeric_role(values: np.ndarray, name: str, prefix: str) -> ColumnRole:
-    finite = values[np.isfinite(values)]
-    n_unique = len(np.unique(finite))
-    if finite.size and np.all(finite == np.round(finite)):
-        if n_unique == len(values) >= ID_MIN_ROWS:
-            consecutive = bool(np.all(np.diff(np.sort(finite)) == 1))
-            if consecutive or _looks_like_id(name):
-                why = "consecutive integers" if consecutive else "an id-like name"
-                return ColumnRole(
-                    "identifier", f"{prefix}all {len(values)} integers distinct, {why}"
-                )
-        return ColumnRole("numeric", f"{prefix}integers, {n_unique} distinct values")
-    return ColumnRole("numeric", f"{prefix}real numbers, {n_unique} distinct values")
-
-
-def _infer_role(s: pd.Series, name: str) -> ColumnRole:
-    pd = _pd()
-    values = s.dropna()
-    n = len(values)
-    if n == 0:
-        return ColumnRole("empty", f"all {len(s)} values are missing")
-    n_unique = values.nunique()
-    if n_unique == 1:
-        extra = f", plus {len(s) - n} missing" if len(s) > n else ""
-        return ColumnRole("constant", f"single value {_label_key(values.iloc[0])!r}{extra}")
-    kind = pd.api.types.infer_dtype(values, skipna=True)
-    if kind == "boolean":
-        return ColumnRole("categorical", "boolean values")
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        return ColumnRole("categorical", f"pandas category dtype, {n_unique} values")
-    if pd.api.types.is_numeric_dtype(s.dtype):
-        return _numeric_role(values.to_numpy(dtype=np.float64), name, "")
-    coerced = pd.to_numeric(values, errors="coerce")
-    if coerced.notna().all():
-        return _numeric_role(coerced.to_numpy(dtype=np.float64), name, "numbers stored as text; ")
-    words = values.astype(str).str.split().str.len()
-    mean_words = float(words.mean())
-    if mean_words >= TEXT_MIN_WORDS:
-        return ColumnRole("text", f"free text, {mean_words:.1f} words per value on average")
-    if n_unique == n >= ID_MIN_ROWS and float((words <= 1).mean()) >= 0.95:
-        return ColumnRole("identifier", f"all {n} single-word strings distinct")
-    if n_unique > 20 and n_unique > 0.5 * n and float((words >= 2).mean()) >= 0.5:
-        return ColumnRole("text", f"{n_unique} distinct multi-word strings in {n} rows")
-    return ColumnRole("categorical", f"strings, {n_unique} distinct values")
-
-
-def _as_list(value: Any, name: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{name} must be a list of column names, got {describe(value)}")
-    return list(value)
-
-
-def infer_roles(
-    df: pd.DataFrame,
-    target: str | None = None,
-    *,
-    numeric: list[str] | None = None,
-    categorical: list[str] | None = None,
-    text: list[str] | None = None,
-    drop: list[str] | None = None,
-) -> dict[str, ColumnRole]:
-    """Assign a :class:`ColumnRole` to every column of ``df`` (rules in the module docstring).
-
-    Raises:
-        ValueError: an override names an unknown column, names the target, or a column is given
-            two roles.
-    """
-    overrides = {
-        "numeric": _as_list(numeric, "numeric"),
-        "categorical": _as_list(categorical, "categorical"),
-        "text": _as_list(text, "text"),
-        "dropped": _as_list(drop, "drop"),
-    }
-    columns = list(df.columns)
-    forced: dict[str, str] = {}
-    for role, names in overrides.items():
-        arg = "drop" if role == "dropped" else role
-        unknown = [c for c in names if c not in columns]
-        if unknown:
-            raise ValueError(
-                f"{arg}= names unknown columns {unknown}; available columns: {columns}"
-            )
-        if target is not None and target in names:
-            raise ValueError(f"{arg}= names the target column {target!r}; remove it from {arg}=")
-        for c in names:
-            if c in forced and forced[c] != role:
-                raise ValueError(f"column {c!r} is given two roles: {forced[c]!r} and {role!r}")
-            forced[c] = role
-    roles: dict[str, ColumnRole] = {}
-    for c in columns:
-        if c == target:
-            roles[c] = ColumnRole("target", "the target column")
-            continue
-        if forced.get(c) == "dropped":
-            roles[c] = ColumnRole("dropped", "listed in drop=")
-            continue
-        inferred = _infer_role(df[c], c)
-        if c in forced and inferred.role != "empty":
-            roles[c] = ColumnRole(forced[c], f"set by user (inferred: {inferred.role})")
-        else:
-            roles[c] = inferred
-    return roles
-
-
-def _infer_task(y: Any) -> tuple[str, str]:
-    pd = _pd()
-    s = pd.Series(np.asarray(y).ravel()) if not isinstance(y, pd.Series) else y
-    values = s.dropna()
-    kind = pd.api.types.infer_dtype(values, skipna=True)
-    if kind == "boolean":
-        return "classification", "boolean target"
-    if isinstance(s.dtype, pd.CategoricalDtype) or kind not in _NUMBER_KINDS:
-        return "classification", "non-numeric target values"
-    v = values.to_numpy(dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if not np.all(v == np.round(v)):
-        return "regression", "non-integer target values"
-    k = len(np.unique(v))
-    if k <= 2 or (k <= MAX_CLASSES and k <= MAX_CLASS_FRACTION * len(v)):
-        return "classification", f"integer target with {k} distinct values in {len(v)} rows"
-    return "regression", (
-        f"integer target with {k} distinct values in {len(v)} rows (more than {MAX_CLASSES}, "
-        f"or more than {MAX_CLASS_FRACTION:.0%} of the rows)"
-    )
-
-
-def infer_task(y: Any) -> str:
-    """``"classification"`` or ``"regression"`` for a target (rule in the module docstring)."""
-    return _infer_task(y)[0]
-
-
-def _label_key(v: Any) -> Any:
-    """A JSON-friendly, hashable label: NumPy scalars -> Python, integral floats -> int."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
-
-
-def _sort_key(v: Any) -> tuple:
-    return (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
-
-
-# --------------------------------------------------------------------------------------------
-# Splitting
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Split:
-    """Sorted row indices of a train / validation / test split and how it was made."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    stratified: bool
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Sizes and flags (not the indices), JSON-serialisable."""
-        sizes = {k: len(getattr(self, k)) for k in ("train", "val", "test")}
-        return {**sizes, "stratified": self.stratified, "note": self.note}
-
-
-def train_val_test_split(
-    n_or_y: int | Any,
-    test_size: float = 0.2,
-    val_size: float = 0.1,
-    *,
-    task: str | None = None,
-    seed: int = 0,
-) -> Split:
-    """Seeded train / validation / test split, stratified for classification.
-
-    ``test_size`` and ``val_size`` are fractions of the whole data set, each in ``[0, 1)`` (0
-    means no such part) with a sum below 1. Given labels ``y``, the task is inferred unless given;
-    for classification both cuts are stratified. When stratification is impossible (a class with
-    a single row, or fewer test rows than classes) the split falls back to a plain random one and
-    says so in ``note`` instead of failing.
-
-    Raises:
-        ValueError: sizes out of range, or too few rows for every requested part to be non-empty.
-    """
-    from sklearn.model_selection import train_test_split
-
-    test_size = check_float(test_size, "test_size", low=0.0, high=1.0, high_inclusive=False)
-    val_size = check_float(val_size, "val_size", low=0.0, high=1.0, high_inclusive=False)
-    if test_size + val_size >= 1.0:
-        raise ValueError(
-            f"test_size + val_size must be < 1 to leave training rows, got {test_size} + {val_size}"
-        )
-    seed = check_positive_int(seed, "seed", minimum=0)
-    if isinstance(n_or_y, numbers.Integral) and not isinstance(n_or_y, bool):
-        n, y = int(n_or_y), None
-    else:
-        y = np.asarray(n_or_y)
-        if y.ndim != 1:
-            raise ValueError(f"n_or_y must be a row count or 1-D labels, got shape {y.shape}")
-        n = len(y)
-    n_test = math.ceil(test_size * n) if test_size > 0 else 0
-    val_frac = val_size / (1.0 - test_size)
-    n_val = math.ceil(val_frac * (n - n_test)) if val_size > 0 else 0
-    if n - n_test - n_val < 1:
-        raise ValueError(
-            f"n_or_y: {n} rows are too few for test_size={test_size} and val_size={val_size} "
-            "(the training part would be empty)"
-        )
-    if task is None:
-        task = infer_task(y) if y is not None else "regression"
-    check_one_of(task, "task", ("classification", "regression"))
-    strat = y if (y is not None and task == "classification") else None
-    note = ""
-
-    def cut(ids: np.ndarray, frac: float) -> tuple[np.ndarray, np.ndarray]:
-        nonlocal strat, note
-        if frac == 0:
-            return ids, ids[:0]
-        if strat is not None:
-            try:
-                return tuple(  # type: ignore[return-value]
-                    train_test_split(ids, test_size=frac, random_state=seed, stratify=strat[ids])
-                )
-            except ValueError as exc:
-                strat = None
-                note = f"could not stratify ({exc}); used a plain random split"
-        return tuple(train_test_split(ids, test_size=frac, random_state=seed))  # type: ignore
-
-    rest, test = cut(np.arange(n), test_size)
-    # Only when the first cut stratified is the second one stratified (a consistent split).
-    train, val = cut(rest, val_frac)
-    return Split(
-        train=np.sort(train).astype(np.int64),
-        val=np.sort(val).astype(np.int64),
-        test=np.sort(test).astype(np.int64),
-        stratified=strat is not None,
-        note=note,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Value conversion helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _cat_str(v: Any) -> str:
-    """Canonical category string: ``1``, ``1.0`` and ``np.int64(1)`` all become ``"1"``."""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (numbers.Integral, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return str(int(v)) if float(v).is_integer() else repr(float(v))
-    return str(v)
-
-
-def _cat_array(s: pd.Series) -> np.ndarray:
-    """Object array of category strings with ``np.nan`` for missing (what SimpleImputer wants)."""
-    pd = _pd()
-    vals = s.astype(object).to_numpy()
-    mask = pd.isna(vals)
-    if pd.api.types.infer_dtype(vals, skipna=True) == "string":  # fast path, no per-value calls
-        out = vals.copy()
-    else:
-        out = np.array(
-            [None if m else _cat_str(v) for v, m in zip(vals, mask, strict=True)], dtype=object
-        )
-    out[mask] = np.nan
-    return out
-
-
-def _num_array(s: pd.Series, name: str) -> np.ndarray:
-    """float64 values; non-finite values count as missing; unparsable strings are an error."""
-    pd = _pd()
-    num = pd.to_numeric(s.astype(object) if s.dtype == bool else s, errors="coerce")
-    bad = num.isna() & s.notna()
-    if bad.any():
-        examples = list(dict.fromkeys(s[bad].astype(str)))[:3]
-        raise ValueError(
-            f"numeric column {name!r} contains {int(bad.sum())} values that are not numbers, "
-            f"e.g. {examples}"
-        )
-    out = num.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
-    out[~np.isfinite(out)] = np.nan
-    return out
-
-
-def _text_list(s: pd.Series) -> list[str]:
-    return ["" if m else str(v) for v, m in zip(s.astype(object), s.isna(), strict=True)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -853,11 +430,16 @@ class TabularPreparer:
 
     # ---- transforming -----------------------------------------------------------------------
 
-    def _check_input(self, data: Any) -> pd.DataFrame:
+    def _fitted_state(self) -> dict[str, Any]:
+        """:attr:`state_`, or a ValueError saying that fit() has not been called."""
         if self.state_ is None:
             raise ValueError("this TabularPreparer is not fitted: call fit() first")
+        return self.state_
+
+    def _check_input(self, data: Any) -> pd.DataFrame:
+        columns = self._fitted_state()["columns"]
         df = as_frame(data)
-        needed = [c for r in FEATURE_ROLES for c in self.state_["columns"][r]]
+        needed = [c for r in FEATURE_ROLES for c in columns[r]]
         missing = [c for c in needed if c not in df.columns]
         if missing:
             raise ValueError(
@@ -932,9 +514,7 @@ class TabularPreparer:
     def feature_names_out(self) -> list[str]:
         """Names of the :meth:`transform` columns: ``age``, ``age__missing``, ``city=Paris``,
         ``review:good``."""
-        if self.state_ is None:
-            raise ValueError("this TabularPreparer is not fitted: call fit() first")
-        st = self.state_
+        st = self._fitted_state()
         names = list(st["columns"]["numeric"]) + [f"{c}__missing" for c in st["indicators"]]
         if "categorical" in st:
             for c, cats in zip(
@@ -957,9 +537,7 @@ class TabularPreparer:
     @property
     def report(self) -> dict[str, Any]:
         """What was done, as a JSON-serialisable dict (see :meth:`summary` for the text form)."""
-        if self.state_ is None:
-            raise ValueError("this TabularPreparer is not fitted: call fit() first")
-        st = self.state_
+        st = self._fitted_state()
         roles = {
             c: {"role": r, "reason": why, "dtype": dt} for c, (r, why, dt) in st["roles"].items()
         }
@@ -1052,14 +630,12 @@ class TabularPreparer:
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted preparer as plain JSON values (no pickle); see :meth:`from_dict`."""
-        if self.state_ is None:
-            raise ValueError("this TabularPreparer is not fitted: call fit() first")
         return copy.deepcopy(
             {
                 "format": FORMAT,
                 "version": FORMAT_VERSION,
                 "config": self._config(),
-                "state": self.state_,
+                "state": self._fitted_state(),
                 "target": self.target_,
                 "fit_report": self.report_,
             }

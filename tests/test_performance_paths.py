@@ -186,12 +186,14 @@ def test_workspaces_exist_only_during_fit():
 
     class Peek(ln.Callback):
         def on_batch_end(self, batch, logs):
-            dense = self.model.layers[0]
-            seen["reuse"] = dense.reuse_buffers
-            seen["buffers"] = len(dense.__dict__.get("_buffers", {}))
+            for layer in self.model.layers:
+                seen[layer.name] = layer.reuse_buffers, sorted(k for k, _ in layer._buffers)
 
     model.fit(X, y, loss="cross_entropy", epochs=1, batch_size=8, verbose=0, callbacks=[Peek()])
-    assert seen == {"reuse": True, "buffers": 3}  # z, dW, db (no dx: it is the first layer)
+    # z in every layer; dx except in the first layer; no dW / db: fit overwrites the gradients
+    first, *rest = model.layers
+    assert seen[first.name] == (True, ["z"])
+    assert all(seen[layer.name] == (True, ["dx", "z"]) for layer in rest)
     for layer in model.layers:
         for part in (layer, layer.activation):
             if part is not None:
@@ -258,6 +260,48 @@ def test_backward_without_input_grad_still_accumulates():
     once = model.flat_parameters()[1].copy()
     model.backward(dy, input_grad=False)
     np.testing.assert_allclose(model.flat_parameters()[1], 2 * once, rtol=1e-12)
+
+
+def test_backward_overwriting_equals_zero_grad_then_backward():
+    """accumulate=False (what fit uses) == zero_grad() + backward(), for Dense with L1/L2
+    penalties and for layers without the shortcut (BatchNorm zeroes its own gradients)."""
+    rng = np.random.default_rng(3)
+    model = ln.Sequential(
+        [ln.Dense(5, activation="tanh", l1=0.01, l2=0.02), ln.BatchNorm(), ln.Dense(2)],
+        dtype="float64",
+    )
+    model.build((4,), seed=0)
+    x, dy = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
+    model.forward(x, training=True)
+    model.zero_grad()
+    expected_dx = model.backward(dy)
+    expected = model.flat_parameters()[1].copy()
+    model.flat_parameters()[1][:] = 7.0  # stale gradients that must not leak in
+    dx = model.backward(dy, accumulate=False)
+    np.testing.assert_allclose(model.flat_parameters()[1], expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-12)
+
+
+def test_dense_subclass_with_its_own_backward_still_trains():
+    """Custom layers keep the plain contract backward(dy); fit zeroes their gradients."""
+    calls = []
+
+    class MyDense(ln.Dense):
+        def backward(self, dy):
+            calls.append(dy.shape)
+            return super().backward(dy)
+
+    X, y = toy_data(n=24)
+    model = ln.Sequential([MyDense(8, activation="relu"), ln.Dense(3)])
+    model.build((X.shape[1],), seed=0)
+    reference = ln.Sequential([ln.Dense(8, activation="relu"), ln.Dense(3)])
+    reference.build((X.shape[1],), seed=0)
+    for m in (model, reference):
+        m.fit(X, y, loss="cross_entropy", epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert len(calls) == 6
+    for (W, b), (W2, b2) in zip(dense_weights(model), dense_weights(reference)):
+        np.testing.assert_allclose(W, W2, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(b, b2, rtol=1e-6, atol=1e-7)
 
 
 def test_dense_accumulates_into_gradients_with_workspaces_on():

@@ -1,0 +1,427 @@
+"""The ``lucidnet`` command line: argument parser, option types, ``--config`` TOML files.
+
+Everything here turns the command line into a validated :class:`argparse.Namespace`; a mistake
+is raised as :class:`CLIError` (one line, exit status 2, printed by :func:`lucidnet.cli.main`).
+Option types say what they expected and what they received; a ``--config`` file is checked key
+by key against the command's long options, and flags on the command line override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+
+__all__ = ["CLIError", "DEFAULT_MAX_FEATURES", "build_parser", "parse_args"]
+
+
+DEFAULT_MAX_FEATURES = 5000
+
+
+class CLIError(Exception):
+    """A user mistake: printed as ``lucidnet: error: <message>``, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (raised as :class:`CLIError`, printed by :func:`main`)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sub = self.prog.removeprefix("lucidnet").strip()
+        where = f"{sub}: " if sub else ""
+        raise CLIError(f"{where}{message} (see '{self.prog} --help')")
+
+
+def _os_msg(exc: OSError) -> str:
+    return f"{exc.strerror or exc}: '{exc.filename}'"
+
+
+# ------------------------------------------------------------------------------------------------
+# Option types (argparse ``type=``): each error says what was expected and what was received
+# ------------------------------------------------------------------------------------------------
+
+
+def _number(kind: type, low: float | None, high: float | None = None, low_open: bool = False):
+    what = "an integer" if kind is int else "a number"
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+    hi = "" if high is None else f"< {high}"
+    expect = f"{what} {' and '.join(s for s in (lo, hi) if s)}".strip()
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expect}, got {text!r}") from None
+        bad = not np.isfinite(value)
+        if low is not None:
+            bad |= value <= low if low_open else value < low
+        bad |= high is not None and value >= high
+        if bad:
+            raise argparse.ArgumentTypeError(f"expected {expect}, got {text!r}")
+        return value
+
+    convert.__name__ = expect
+    return convert
+
+
+_pos_int = _number(int, 1)
+_nonneg_int = _number(int, 0)
+_pos_float = _number(float, 0.0, low_open=True)
+_nonneg_float = _number(float, 0.0)
+_fraction = _number(float, 0.0, 1.0)
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    """``"64,32"`` -> (64, 32); ``"none"`` / ``""`` -> () (no hidden layer: a linear model)."""
+    if text.strip().lower() in ("", "none", "0"):
+        return ()
+    try:
+        units = tuple(int(p) for p in text.replace(" ", "").split(","))
+    except ValueError:
+        units = ()
+    if not units or min(units) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive layer sizes like 64,32 (or 'none'), got {text!r}"
+        )
+    return units
+
+
+# ------------------------------------------------------------------------------------------------
+# Parser
+# ------------------------------------------------------------------------------------------------
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+_TRAIN_EPILOG = """\
+examples:
+  lucidnet train houses.csv --target price
+  lucidnet train tweets.csv --target sentiment --text text --drop tweet_id --epochs 30
+  lucidnet train churn.csv --target churned --hidden 128,64 --dropout 0.2 --batch-norm \\
+      --class-weight balanced --out churn.lnet --metrics-json metrics.json --report report.html
+  lucidnet train data.csv --config hyper.toml --lr 0.01    # flags override the config file
+
+config file (TOML): keys are the long option names, e.g.
+  target = "price"
+  hidden = [64, 32]        # or "64,32"
+  lr = 0.003
+  batch-size = 64          # batch_size works too
+  drop = ["id", "notes"]
+
+memory: text columns become dense TF-IDF features, rows x (max-features per text column) x 4
+bytes (10,000 rows x 5,000 terms = 200 MB); lower --max-features for big text data.
+"""
+
+
+def _D(text: str) -> str:
+    """Help text with the option's default appended."""
+    return f"{text} (default: %(default)s)"
+
+
+def _valued(
+    group: Any, flag: str, convert: Any, default: Any, help: str, metavar: str | None = None
+) -> None:
+    """An option that takes one value checked by ``convert``; the help shows its default."""
+    group.add_argument(flag, type=convert, default=default, metavar=metavar, help=_D(help))
+
+
+def _add_files(p: argparse.ArgumentParser, data: bool = True) -> None:
+    """The positional MODEL_FILE (and DATA.csv) of the commands that use a trained model."""
+    p.add_argument("model", metavar="MODEL_FILE")
+    if data:
+        p.add_argument("data", metavar="DATA.csv")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("data", metavar="DATA.csv", help="CSV file with a header line")
+    g.add_argument("--target", metavar="COL", help="column to predict (required)")
+    g.add_argument(
+        "--task",
+        choices=("auto", "classification", "regression"),
+        default="auto",
+        help=_D(
+            "auto: strings, booleans, few distinct integers -> classification, else regression"
+        ),
+    )
+    for role in ("categorical", "text", "numeric", "drop"):
+        what = "drop these columns" if role == "drop" else f"treat these columns as {role}"
+        g.add_argument(
+            f"--{role}",
+            metavar="COL",
+            nargs="+",
+            action="extend",
+            default=[],
+            help=f"{what} (repeatable; put DATA.csv before it)",
+        )
+    g.add_argument(
+        "--scaling",
+        choices=("standard", "minmax"),
+        default="standard",
+        help=_D("scaling of numeric columns"),
+    )
+    _valued(
+        g,
+        "--max-features",
+        _pos_int,
+        DEFAULT_MAX_FEATURES,
+        "TF-IDF terms kept per text column; memory: rows x N x 4 bytes",
+        "N",
+    )
+    _valued(g, "--test-size", _fraction, 0.2, "fraction of rows held out for testing", "F")
+    _valued(
+        g, "--val-size", _fraction, 0.1, "fraction of rows for validation / early stopping", "F"
+    )
+    _valued(g, "--seed", _nonneg_int, 0, "seeds the split, initial weights, shuffling and dropout")
+    g.add_argument("--config", metavar="FILE.toml", help="hyper-parameters from a TOML file")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from .activations import ACTIVATIONS
+    from .optimizers import OPTIMIZERS
+
+    g = p.add_argument_group("model and training")
+    g.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=(64, 32),
+        metavar="64,32",
+        help="hidden layer sizes, 'none' for a linear model (default: 64,32)",
+    )
+    g.add_argument(
+        "--activation", choices=ACTIVATIONS.names(), default="relu", help=_D("hidden layers")
+    )
+    g.add_argument(
+        "--optimizer",
+        choices=[*OPTIMIZERS.names(), "momentum", "nesterov"],
+        default="adam",
+        help=_D("momentum / nesterov: SGD with momentum 0.9"),
+    )
+    _valued(g, "--lr", _pos_float, 1e-3, "learning rate", "LR")
+    _valued(g, "--batch-size", _pos_int, 32, "mini-batch size", "N")
+    _valued(g, "--epochs", _pos_int, 200, "maximum number of epochs", "N")
+    _valued(
+        g, "--patience", _nonneg_int, 10, "epochs without val_loss improvement before stopping", "N"
+    )
+    _valued(g, "--dropout", _fraction, 0.0, "dropout after each hidden layer", "RATE")
+    g.add_argument("--batch-norm", action="store_true", help="BatchNorm before each activation")
+    _valued(g, "--l2", _nonneg_float, 0.0, "L2 weight penalty")
+    g.add_argument(
+        "--class-weight",
+        choices=("none", "balanced"),
+        default="none",
+        help=_D("balanced: weight classes by inverse frequency"),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lucidnet`` argument parser (one sub-parser per command)."""
+    parser = _Parser(
+        prog="lucidnet",
+        formatter_class=_FMT,
+        description="Neural networks on NumPy: from a CSV file to an evaluated, saved model.",
+        epilog="examples:\n  lucidnet demo\n  lucidnet train data.csv --target label\n"
+        "  lucidnet predict data.lnet new.csv --out predictions.csv\n"
+        "run 'lucidnet COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"lucidnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help: str, epilog: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help, description=help, epilog="examples:\n" + epilog, formatter_class=_FMT
+        )
+
+    p = sub.add_parser(
+        "train",
+        help="prepare a CSV file, train a network, test it and save it",
+        description="Prepare DATA.csv (roles, imputation, encoding: fitted on the training rows"
+        " only), split it train / validation / test, train with early stopping on the"
+        " validation loss, report test metrics and save model + preparation in one file.",
+        epilog=_TRAIN_EPILOG,
+        formatter_class=_FMT,
+    )
+    _add_data_options(p)
+    _add_model_options(p)
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="MODEL_FILE", help="default: <data stem>.lnet in the cwd")
+    g.add_argument("--metrics-json", metavar="PATH", help="write the test metrics as JSON")
+    g.add_argument("--report", metavar="REPORT.html", help="write an HTML training report")
+    g.add_argument(
+        "--no-diagnostics",
+        dest="diagnostics",
+        action="store_false",
+        help="do not watch gradients / dead units / overfitting during training",
+    )
+    g.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    g.add_argument("--quiet", action="store_true", help="print only the final results")
+
+    p = add(
+        "predict",
+        "predict with a trained model (applies the saved data preparation)",
+        "  lucidnet predict model.lnet new.csv                 # CSV on stdout\n"
+        "  lucidnet predict model.lnet new.csv --out predictions.csv\n"
+        "output columns: prediction (the class label or the value), and for classification\n"
+        "proba_<class> per class; one row per input row, in order. The target may be absent.",
+    )
+    _add_files(p)
+    p.add_argument("--out", metavar="PREDICTIONS.csv", help="default: CSV on stdout")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+    p = add(
+        "evaluate",
+        "metrics of a trained model on a labelled CSV file",
+        "  lucidnet evaluate model.lnet labelled.csv --metrics-json metrics.json",
+    )
+    _add_files(p)
+    p.add_argument("--metrics-json", metavar="PATH")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing metrics file")
+
+    p = add(
+        "info",
+        "architecture, preparation, training history and test metrics of a model file",
+        "  lucidnet info model.lnet",
+    )
+    _add_files(p, data=False)
+
+    p = add(
+        "demo",
+        "train and test a network on scikit-learn's digits data set (what 'make demo' runs)",
+        "  lucidnet demo\n  lucidnet demo --epochs 20 --seed 1",
+    )
+    p.add_argument("--epochs", type=_pos_int, default=100)
+    p.add_argument("--seed", type=_nonneg_int, default=0)
+
+    p = add(
+        "explain",
+        "one training step on one row, layer by layer: forward values, gradients, update",
+        "  lucidnet explain model.lnet data.csv --row 0\n"
+        "  lucidnet explain model.lnet data.csv --row 12 --json > step.json",
+    )
+    _add_files(p)
+    p.add_argument("--row", type=_nonneg_int, required=True, help="0-based data row")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add(
+        "gradcheck",
+        "compare backpropagation with finite differences on a few rows of a data file",
+        "  lucidnet gradcheck model.lnet data.csv --rows 8",
+    )
+    _add_files(p)
+    p.add_argument("--rows", type=_pos_int, default=8, help="rows used (default 8)")
+
+    p = add(
+        "lr-find",
+        "learning-rate range test: loss against an exponentially growing learning rate",
+        "  lucidnet lr-find data.csv --target label --plot lr.png\n"
+        "  lucidnet lr-find data.csv --target label --config hyper.toml",
+    )
+    _add_data_options(p)
+    _add_model_options(p)
+    p.add_argument("--plot", metavar="PNG", help="save the loss curve (needs matplotlib)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+
+    p = add(
+        "export",
+        "export the network to ONNX (the data preparation is not part of the graph)",
+        "  lucidnet export model.lnet --onnx model.onnx",
+    )
+    _add_files(p, data=False)
+    p.add_argument("--onnx", metavar="OUT.onnx", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------
+# Config file
+# ------------------------------------------------------------------------------------------------
+
+
+def _load_toml(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise CLIError(
+                "--config needs Python >= 3.11 or the 'tomli' package (pip install tomli)"
+            ) from None
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise CLIError(f"config file: {_os_msg(exc)}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CLIError(f"config file '{path}' is not valid TOML: {exc}") from None
+
+
+def _long_options(sub: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {
+        a.option_strings[-1][2:]: a
+        for a in sub._actions
+        if a.option_strings
+        and a.option_strings[-1].startswith("--")
+        and a.dest not in ("help", "config")
+    }
+
+
+def _config_defaults(
+    sub: argparse.ArgumentParser, path: str, shared: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Validate a TOML config against ``sub``'s long options; return ``{dest: value}``.
+    Keys in ``shared`` (options of ``train``) that ``sub`` lacks are ignored, so one config
+    file serves both ``train`` and ``lr-find``."""
+    valid = _long_options(sub)
+    out: dict[str, Any] = {}
+    for key, value in _load_toml(path).items():
+        action = valid.get(key.replace("_", "-"))
+        if action is None and key.replace("_", "-") in shared:
+            continue
+        if action is None:
+            raise CLIError(
+                f"config file '{path}': unknown key {key!r}; valid keys: {', '.join(sorted(valid))}"
+            )
+        where = f"config file '{path}': key {key!r}"
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if not isinstance(value, bool):
+                raise CLIError(f"{where}: expected true or false, got {value!r}")
+            out[action.dest] = action.const if value else action.default
+            continue
+        if action.nargs == "+":
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise CLIError(f"{where}: expected a list of column names, got {value!r}")
+            out[action.dest] = list(value)
+            continue
+        if isinstance(value, list) and action.dest == "hidden":
+            value = ",".join(str(v) for v in value) if value else "none"
+        if isinstance(value, (bool, list, dict)):
+            raise CLIError(f"{where}: expected a single value, got {value!r}")
+        try:
+            converted = action.type(str(value)) if action.type else str(value)
+        except argparse.ArgumentTypeError as exc:
+            raise CLIError(f"{where}: {exc}") from None
+        if action.choices is not None and converted not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise CLIError(f"{where}: invalid choice {value!r} (choose from {choices})")
+        out[action.dest] = converted
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; ``--config`` values become defaults that flags override."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        shared = frozenset(_long_options(subs.choices["train"]))
+        sub = subs.choices[args.command]
+        sub.set_defaults(**_config_defaults(sub, args.config, shared))
+        args = parser.parse_args(argv)
+    if hasattr(args, "target") and not args.target:
+        raise CLIError(
+            f"{args.command} needs --target COLUMN (on the command line or in the config file)"
+        )
+    return args
