@@ -29,6 +29,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +180,21 @@ def lucidnet_reference(results: dict[str, Result]) -> float:
 
 
 # -- workloads -----------------------------------------------------------------------------------
+
+
+def timed_rows(results: dict, rows: list) -> Iterator[tuple]:
+    """Yield ``(result, label, epoch times)`` per table row; a system that did not run gets a
+    placeholder row (appended to ``rows``) with its note. lucidnet gives two rows: the epoch
+    timed inside ``fit`` and the whole ``fit`` call."""
+    for res in results.values():
+        if not res.times:
+            rows.append([res.system, "-", "-", "-", "-", "-", "-", "-", res.note])
+            continue
+        if res.inner:
+            yield res, res.system, res.inner
+        yield res, f"{res.system} (fit call)" if res.inner else res.system, res.times
+
+
 def workload_a(args, names: list[str], peak: float, log) -> dict:
     n, n_test = (15_000, 5_000) if args.quick else (args.samples, 10_000)
     rounds = args.repeats or (2 if args.quick else 5)
@@ -210,29 +226,22 @@ def workload_a(args, names: list[str], peak: float, log) -> dict:
         results[name].accuracy = tr.accuracy(X_test, y_test)
     ref = lucidnet_reference(results)
     rows = []
-    for res in results.values():
-        if not res.times:
-            rows.append([res.system, "-", "-", "-", "-", "-", "-", "-", res.note])
-            continue
-        variants = [(res.system, res.inner)] if res.inner else []
-        label = f"{res.system} (fit call)" if res.inner else res.system
-        variants.append((label, res.times))
-        for label, times in variants:
-            med = float(np.median(times))
-            gf = flops / med / 1e9
-            rows.append(
-                [
-                    label,
-                    f"{med:.3f}",
-                    fmt_range(times, 1, 3),
-                    f"{n / med:,.0f}",
-                    f"{gf:.0f} ({100 * gf / peak:.0f}%)",
-                    ratio(med, ref),
-                    f"{res.losses[0]:.3f} -> {res.losses[-1]:.3f}",
-                    f"{res.accuracy:.3f}",
-                    "yes" if res.learned(threshold) else "NO",
-                ]
-            )
+    for res, label, times in timed_rows(results, rows):
+        med = float(np.median(times))
+        gf = flops / med / 1e9
+        rows.append(
+            [
+                label,
+                f"{med:.3f}",
+                fmt_range(times, 1, 3),
+                f"{n / med:,.0f}",
+                f"{gf:.0f} ({100 * gf / peak:.0f}%)",
+                ratio(med, ref),
+                f"{res.losses[0]:.3f} -> {res.losses[-1]:.3f}",
+                f"{res.accuracy:.3f}",
+                "yes" if res.learned(threshold) else "NO",
+            ]
+        )
     header = ["system", "s/epoch", "min-max", "samples/s", "GFLOP/s (% peak)"]
     header += ["time / lucidnet", "loss first -> last", "test acc", "learned"]
     for line in table(header, rows):
@@ -270,28 +279,21 @@ def workload_b(args, names: list[str], log) -> dict:
         results[name].accuracy = tr.accuracy(X, y)
     ref = lucidnet_reference(results)
     rows = []
-    for res in results.values():
-        if not res.times:
-            rows.append([res.system, "-", "-", "-", "-", "-", "-", "-", res.note])
-            continue
-        variants = [(res.system, res.inner)] if res.inner else []
-        label = f"{res.system} (fit call)" if res.inner else res.system
-        variants.append((label, res.times))
-        for label, times in variants:
-            med = float(np.median(times))
-            rows.append(
-                [
-                    label,
-                    f"{med * 1e3:.2f}",
-                    fmt_range(times, 1e3, 2),
-                    f"{med * 50:.3f}",
-                    f"{med / steps * 1e6:.0f}",
-                    ratio(med, ref),
-                    f"{res.losses[0]:.3f} -> {res.losses[-1]:.3f}",
-                    f"{res.accuracy:.3f}",
-                    "yes" if res.learned(0.90) else "NO",
-                ]
-            )
+    for res, label, times in timed_rows(results, rows):
+        med = float(np.median(times))
+        rows.append(
+            [
+                label,
+                f"{med * 1e3:.2f}",
+                fmt_range(times, 1e3, 2),
+                f"{med * 50:.3f}",
+                f"{med / steps * 1e6:.0f}",
+                ratio(med, ref),
+                f"{res.losses[0]:.3f} -> {res.losses[-1]:.3f}",
+                f"{res.accuracy:.3f}",
+                "yes" if res.learned(0.90) else "NO",
+            ]
+        )
     header = ["system", "ms/epoch", "min-max", "s/50 epochs", "us/step", "time / lucidnet"]
     header += ["loss first -> last", "train acc", "learned"]
     for line in table(header, rows):
