@@ -17,6 +17,22 @@ from .registry import Registry
 
 LAYERS = Registry("layer")
 
+#: byte alignment of the arrays that training reuses (flat parameters, gradients, optimizer
+#: slots, workspaces): one AVX-512 register / one cache line. NumPy's own allocations are only
+#: 16-byte aligned, and its vectorised loops run ~30% slower when loads and stores straddle
+#: cache lines.
+ALIGNMENT = 64
+
+
+def empty_aligned(shape: int | tuple[int, ...], dtype: Any, zero: bool = False) -> np.ndarray:
+    """An uninitialised (or, with ``zero``, zero-filled) array starting on an ``ALIGNMENT``
+    boundary: a view into a slightly larger allocation."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = (np.zeros if zero else np.empty)(n * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start : start + n * dtype.itemsize].view(dtype).reshape(shape)
+
 
 class Layer:
     """Base class of every layer.
@@ -89,7 +105,7 @@ class Layer:
         buffers = self.__dict__.setdefault("_buffers", {})
         buf = buffers.get((key, shape))
         if buf is None or buf.dtype != dtype:
-            buf = buffers[(key, shape)] = np.empty(shape, dtype)
+            buf = buffers[(key, shape)] = empty_aligned(shape, dtype)
         return buf
 
     def zero_grad(self) -> None:

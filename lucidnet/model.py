@@ -17,7 +17,7 @@ import numpy as np
 
 from . import losses as _losses
 from ._validation import check_array, check_dtype, check_positive_int, describe
-from .base import Layer
+from .base import ALIGNMENT, Layer, empty_aligned
 from .layers import Dense
 
 # Batch size used by predict / evaluate: large enough to amortise Python overhead, small enough
@@ -101,12 +101,18 @@ class Sequential:
     def _pack(self) -> None:
         """Move every parameter and gradient into one flat buffer, leaving views in the layers."""
         entries = [(layer, key) for layer in self.layers for key in layer.params]
-        total = sum(layer.params[key].size for layer, key in entries)
-        flat_p = np.empty(total, dtype=self.dtype)
-        flat_g = np.zeros(total, dtype=self.dtype)
-        self._views, self._layout = [], []
-        offset = 0
+        # every array starts on an ALIGNMENT boundary of the buffer (itself aligned); the gaps
+        # between them stay zero, so norms, sums and optimizer updates over the whole buffer
+        # are unchanged by them
+        unit = max(1, ALIGNMENT // np.dtype(self.dtype).itemsize)
+        offsets, total = [], 0
         for layer, key in entries:
+            offsets.append(total)
+            total += -(-layer.params[key].size // unit) * unit
+        flat_p = empty_aligned(total, self.dtype, zero=True)
+        flat_g = empty_aligned(total, self.dtype, zero=True)
+        self._views, self._layout = [], []
+        for (layer, key), offset in zip(entries, offsets):
             value = np.asarray(layer.params[key])
             size, shape = value.size, value.shape
             flat_p[offset : offset + size] = value.ravel()
@@ -116,12 +122,14 @@ class Sequential:
             layer.params[key], layer.grads[key] = pv, gv
             self._views.append((layer, key, pv, gv))
             self._layout.append((f"{layer.name}/{key}", offset, size, tuple(shape)))
-            offset += size
         self._flat = (flat_p, flat_g)
 
     def flat_parameters(self) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int, int, tuple]]]:
         """All parameters and gradients as two flat vectors (views shared with the layers) and
-        the layout ``[(name, offset, size, shape)]``. Re-packs if a layer's array was replaced."""
+        the layout ``[(name, offset, size, shape)]``. Re-packs if a layer's array was replaced.
+
+        Each array starts on a 64-byte boundary, so the vectors can hold a few zeros between
+        arrays (``p.size >= n_params``); they stay zero through every update."""
         if self._flat is None:
             raise ValueError("the model is not built yet: call build(input_shape) or fit first")
         for layer, key, pv, gv in self._views:

@@ -157,8 +157,8 @@ def test_as_float64_copies_every_array():
     for layer in m64.layers:
         for store in (layer.params, layer.grads, layer.state):
             assert all(v.dtype == np.float64 for v in store.values())
-    p, g, _ = m64.flat_parameters()
-    assert p.dtype == np.float64 and p.size == model.n_params
+    p, g, layout = m64.flat_parameters()
+    assert p.dtype == np.float64 and sum(size for _, _, size, _ in layout) == model.n_params
     np.testing.assert_array_equal(m64.layers[0].params["W"], model.layers[0].params["W"])
 
 

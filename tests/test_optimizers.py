@@ -455,3 +455,61 @@ def test_get_and_config_round_trip():
     clone = ln.AdamW.from_config(opt.get_config())
     assert clone.get_config() == opt.get_config()
     assert repr(clone) == repr(opt)
+
+
+# -- subnormal flushing -------------------------------------------------------------------------
+def _subnormal_count(a: np.ndarray) -> int:
+    mag = np.abs(a)
+    return int(np.count_nonzero((mag > 0) & (mag < np.finfo(a.dtype).tiny)))
+
+
+@pytest.mark.parametrize(
+    "kind, cfg, slots",
+    [
+        ("adam", {"lr": 0.01}, ("m", "v")),
+        ("adamw", {"lr": 0.01}, ("m", "v")),
+        ("sgd", {"lr": 0.01, "momentum": 0.9}, ("momentum",)),
+        ("rmsprop", {"lr": 0.01, "rho": 0.9, "momentum": 0.5}, ("sq_avg", "momentum")),
+    ],
+)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_decaying_slots_never_become_subnormal(kind, cfg, slots, dtype):
+    """A parameter whose gradient stays exactly 0 (a dead ReLU unit's weights) has its slots
+    multiplied by beta every step; without flushing they reach the subnormal range, where x86
+    arithmetic is 10-100x slower. The flush keeps them out of it and sets them to exact 0."""
+    # float32: ~850 steps of 0.9 take 1e-3 below float32's smallest normal number (1.2e-38);
+    # float64 needs ~6,700 steps
+    steps = 1200 if dtype == "float32" else 7000
+    model, layer = vector_model([0.5, -0.5, 0.25], dtype=dtype)
+    opt = CLASSES[kind](**cfg)
+    for t in range(steps):
+        apply_grad(model, layer, opt, np.array([1e-3, 1.0, 0.0]) if t == 0 else 0.0)
+        for name in slots:
+            assert _subnormal_count(opt.slots[name]) == 0, (name, t)
+    for name in slots:
+        if CLASSES[kind](**cfg)._decays()[name] <= 0.9:
+            assert np.all(opt.slots[name] == 0.0), name  # decayed away and flushed to exact 0
+    assert np.all(np.isfinite(layer.params["w"]))
+
+
+def test_flush_period_keeps_a_value_above_the_threshold_normal_until_the_next_flush():
+    tiny32 = np.finfo(np.float32).tiny
+    for beta in (0.0001, 0.5, 0.9, 0.99, 0.999, 0.9999):
+        period = optimizers._flush_period(beta)
+        assert period >= 1
+        # the smallest value that survives a flush stays a normal number for `period` steps
+        assert tiny32 * optimizers._FLUSH_MARGIN * beta**period >= tiny32
+    assert optimizers._flush_period(0.9) > 100  # flushing costs ~3 passes every 100+ steps
+
+
+def test_flushing_changes_adam_by_far_less_than_float32_rounding():
+    """1,000 float32 Adam steps with a gradient that vanishes after step 1 (m decays into the
+    subnormal range): the parameters equal the float64 formula, which never flushes."""
+    p0, g0 = np.array([0.5, -0.5]), np.array([1e-3, 2.0])
+    model, layer = vector_model(p0, dtype="float32")
+    opt = ln.Adam(lr=0.01)
+    grads = [g0] + [np.zeros(2)] * 999
+    for g in grads:
+        apply_grad(model, layer, opt, g)
+    want = reference_steps("adam", {"lr": 0.01}, p0, grads)[-1]
+    np.testing.assert_allclose(layer.params["w"], want, rtol=1e-6)

@@ -276,7 +276,8 @@ def test_backward_overwriting_equals_zero_grad_then_backward():
     model.zero_grad()
     expected_dx = model.backward(dy)
     expected = model.flat_parameters()[1].copy()
-    model.flat_parameters()[1][:] = 7.0  # stale gradients that must not leak in
+    for _, _, grad in model.parameters():
+        grad[...] = 7.0  # stale gradients that must not leak in
     dx = model.backward(dy, accumulate=False)
     np.testing.assert_allclose(model.flat_parameters()[1], expected, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(dx, expected_dx, rtol=1e-12)
