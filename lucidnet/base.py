@@ -90,15 +90,22 @@ class Layer:
     reuse_buffers: bool = False
 
     def _workspace(
-        self, key: str, shape: tuple[int, ...], dtype: Any, enabled: bool = True
+        self,
+        key: str,
+        shape: tuple[int, ...],
+        dtype: Any,
+        enabled: bool = True,
+        fill: float | None = None,
     ) -> np.ndarray | None:
         """An array to pass as ``out=`` for an intermediate result, or ``None`` (allocate as usual).
 
         While ``reuse_buffers`` is on (during ``fit``) and ``enabled`` (e.g. ``training``), the
         same array is returned for the same ``key`` and shape on every call, so a training step
         allocates nothing (fresh arrays cost page faults and cache misses). The array's previous
-        content is overwritten by the caller. Outside ``fit`` this returns ``None``, so results a
-        user keeps are never overwritten by a later call.
+        content is overwritten by the caller, except with ``fill``: the array is filled with that
+        value when created and must then never be written to (a constant operand). Outside
+        ``fit`` this returns ``None``, so results a user keeps are never overwritten by a later
+        call.
         """
         if not (self.reuse_buffers and enabled):
             return None
@@ -106,6 +113,8 @@ class Layer:
         buf = buffers.get((key, shape))
         if buf is None or buf.dtype != dtype:
             buf = buffers[(key, shape)] = empty_aligned(shape, dtype)
+            if fill is not None:
+                buf.fill(fill)
         return buf
 
     def zero_grad(self) -> None:

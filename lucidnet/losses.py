@@ -54,6 +54,10 @@ class Loss:
         if validate:
             y_pred = np.asarray(y_pred)
             y_true = self._check_target(y_pred, np.asarray(y_true))
+        if sample_weight is None:
+            fast = self._mean_and_grad(y_pred, y_true)
+            if fast is not None:
+                return fast
         losses, grad = self._per_sample(y_pred, y_true)
         n = y_pred.shape[0]
         if sample_weight is not None:
@@ -79,6 +83,14 @@ class Loss:
 
     def _per_sample(self, y_pred: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def _mean_and_grad(
+        self, y_pred: np.ndarray, y_true: np.ndarray
+    ) -> tuple[float, np.ndarray] | None:
+        """Optional shortcut for ``(mean loss, gradient of the mean)`` without sample weights,
+        in fewer NumPy calls (for small networks the per-call overhead dominates a training
+        step); ``None`` falls back to ``_per_sample``. Must agree with it (tested)."""
+        return None
 
     @staticmethod
     def _mean_units(x: np.ndarray) -> np.ndarray:
@@ -208,6 +220,29 @@ class CrossEntropy(Loss):
                 )
             return labels
         return super()._check_target(y_pred, y_true)
+
+    def _mean_and_grad(self, y_pred, y_true):
+        # integer labels, no smoothing, no class weights: the common case, without a one-hot
+        # matrix and in about a dozen NumPy calls, each chosen for its per-call cost on small
+        # arrays (row max through argmax + take and row sums through a matrix-vector product
+        # are 2-5x faster than np.max / np.sum along axis 1):
+        # L = mean_i (log sum_j e^{z_ij - m_i} - (z_iy - m_i)),  dL/dz = (softmax(z) - onehot) / n
+        if y_true.ndim != 1 or self.label_smoothing or self.class_weight is not None:
+            return None
+        n, k = y_pred.shape
+        row_start = np.arange(0, n * k, k)  # where each row starts in the flattened array
+        row_max = y_pred.reshape(-1).take(y_pred.argmax(axis=1) + row_start)
+        shifted = np.subtract(y_pred, row_max.reshape(n, 1))
+        at_true = row_start
+        at_true += y_true
+        picked = shifted.reshape(-1).take(at_true)
+        grad = np.exp(shifted, out=shifted)
+        sum_exp = np.matmul(grad, np.ones((k, 1), dtype=grad.dtype))
+        value = float(np.add.reduce(np.log(sum_exp), axis=None) - np.add.reduce(picked)) / n
+        sum_exp *= n
+        np.divide(grad, sum_exp, out=grad)
+        grad.reshape(-1)[at_true] -= 1.0 / n
+        return value, grad
 
     def _per_sample(self, y_pred, y_true):
         n, k = y_pred.shape

@@ -190,10 +190,11 @@ def test_workspaces_exist_only_during_fit():
                 seen[layer.name] = layer.reuse_buffers, sorted(k for k, _ in layer._buffers)
 
     model.fit(X, y, loss="cross_entropy", epochs=1, batch_size=8, verbose=0, callbacks=[Peek()])
-    # z in every layer; dx except in the first layer; no dW / db: fit overwrites the gradients
+    # z and the column of ones for the bias gradient in every layer; dx except in the first
+    # layer; no dW / db: fit overwrites the gradients
     first, *rest = model.layers
-    assert seen[first.name] == (True, ["z"])
-    assert all(seen[layer.name] == (True, ["dx", "z"]) for layer in rest)
+    assert seen[first.name] == (True, ["ones", "z"])
+    assert all(seen[layer.name] == (True, ["dx", "ones", "z"]) for layer in rest)
     for layer in model.layers:
         for part in (layer, layer.activation):
             if part is not None:
