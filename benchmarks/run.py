@@ -376,6 +376,10 @@ def summary(out: dict, peak: float, log) -> list[str]:
         gf = out["A"]["flops"] / ref / 1e9
         text = f"{ref:.3f} s vs {t_torch:.3f} s ({ratio(ref, t_torch, 3)})"
         check(f"A: lucidnet <= 0.5x PyTorch eager: {text}", at_most(ref, 0.5 * t_torch))
+        t_ftz = med("A", "torch-ftz")
+        if math.isfinite(t_ftz):
+            text = f"{ref:.3f} s vs {t_ftz:.3f} s ({ratio(ref, t_ftz, 3)})"
+            check(f"A: the same against PyTorch eager with flush-to-zero (no target): {text}", None)
         text = f"{ref:.3f} s vs {t_jit:.3f} s ({ratio(ref, t_jit, 3)})"
         check(f"A: lucidnet no slower than JAX jit step: {text}", at_most(ref, t_jit))
         text = f"{gf:.0f} of {peak:.0f} GFLOP/s ({100 * gf / peak:.0f}%)"

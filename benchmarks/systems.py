@@ -233,6 +233,25 @@ class TorchEager(Trainer):
             return self.model(self.torch.from_numpy(X)).argmax(dim=1).numpy()
 
 
+class TorchEagerFTZ(TorchEager):
+    """The same loop with ``torch.set_flush_denormal(True)`` during each epoch: the CPU then
+    treats subnormal numbers as 0, as JAX / XLA always do. Not what the usual loop does, but it
+    shows how much of PyTorch's time goes to subnormal arithmetic (Adam's moments of weights
+    whose gradient stays 0 decay into that range; Intel CPUs are slow on them). The mode is
+    switched off again after the epoch, so the other systems, interleaved in the same process,
+    are unaffected. It is set for the calling thread, where PyTorch runs its Adam step."""
+
+    name = "PyTorch eager FTZ"
+    how = "the same loop inside torch.set_flush_denormal(True)"
+
+    def epoch(self) -> float:
+        self.torch.set_flush_denormal(True)
+        try:
+            return super().epoch()
+        finally:
+            self.torch.set_flush_denormal(False)
+
+
 # -- scikit-learn --------------------------------------------------------------------------------
 class SklearnMLP(Trainer):
     """scikit-learn's ``MLPClassifier`` (solver adam, alpha=0, float32 input), one
@@ -379,6 +398,7 @@ SYSTEMS: dict[str, type[Trainer]] = {
     "lucidnet": LucidnetFit,
     "numpy": PlainNumpy,
     "torch": TorchEager,
+    "torch-ftz": TorchEagerFTZ,
     "sklearn": SklearnMLP,
     "jax-jit": JaxJit,
     "jax-scan": JaxScan,
