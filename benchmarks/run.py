@@ -12,7 +12,7 @@ Workloads (details in ``--help`` and in the printed header of each table):
 * A, MNIST-shaped MLP: 60,000 x 784 float32 inputs in [0, 1), 10 learnable synthetic classes,
   784-256-128-10 ReLU, softmax cross-entropy, Adam(1e-3), batch 128, reshuffled every epoch.
 * B, small / overhead-bound: scikit-learn's digits (1,797 x 64, standardised), 64-32-10 ReLU,
-  Adam(1e-3), batch 32; plus test accuracy after 50 epochs over 3 seeds.
+  Adam(1e-3), batch 32; plus test accuracy after 50 epochs over 10 seeds.
 * C, whole process: ``lucidnet train`` on a generated 50,000-row CSV (numeric, categorical and
   text columns) against the equivalent scikit-learn Pipeline + MLPClassifier script; import time
   of ``lucidnet`` and peak memory of workload A.
@@ -305,9 +305,14 @@ def workload_b(args, names: list[str], log) -> dict:
 
 
 def digits_accuracy(args, names: list[str], log) -> dict[str, list[float]]:
-    """Test accuracy after 50 epochs (10 in quick mode) on a stratified 80/20 split, 3 seeds."""
+    """Test accuracy after 50 epochs (10 in quick mode) on stratified 80/20 splits, one split
+    and one set of initial weights per seed (10 seeds; 1 in quick mode).
+
+    One seed's test set has 360 images, so one image is 0.28 points and the accuracy of one
+    run varies by about +-0.8 points with the seed alone: the mean over 3 seeds (what the
+    target names) has a standard error of ~0.5 points, which is why 10 are reported too."""
     epochs = 10 if args.quick else 50
-    seeds = (0,) if args.quick else (0, 1, 2)
+    seeds = tuple(range(1 if args.quick else args.digits_seeds))
     acc: dict[str, list[float]] = {name: [] for name in names}
     for seed in seeds:
         Xtr, ytr, Xte, yte = load_digits_standardised(seed)
@@ -325,11 +330,19 @@ def digits_accuracy(args, names: list[str], log) -> dict[str, list[float]]:
             for _ in range(epochs):
                 tr.epoch()
             acc[name].append(tr.accuracy(Xte, yte))
-    log(f"\nDigits test accuracy after {epochs} epochs (80/20 stratified split, seeds {seeds}):")
-    rows = [
-        [SYSTEMS[n].name, *(f"{a:.4f}" for a in acc[n]), f"{np.mean(acc[n]):.4f}"] for n in names
-    ]
-    for line in table(["system", *(f"seed {s}" for s in seeds), "mean"], rows):
+    log(
+        f"\nDigits test accuracy after {epochs} epochs (80/20 stratified split and initial "
+        f"weights drawn per seed, seeds 0-{seeds[-1]}):"
+    )
+    rows = []
+    for n in names:
+        a = np.asarray(acc[n])
+        spread = f"{a.min():.4f}-{a.max():.4f}"
+        rows.append(
+            [SYSTEMS[n].name, f"{a[:3].mean():.4f}", f"{a.mean():.4f}", f"{a.std():.4f}", spread]
+        )
+    hdr = ["system", "mean, seeds 0-2", f"mean, {len(seeds)} seeds", "std", "min-max"]
+    for line in table(hdr, rows):
         log(line)
     return acc
 
@@ -396,8 +409,11 @@ def summary(out: dict, peak: float, log) -> list[str]:
             check(f"B: approach JAX lax.scan (no fixed target): {text}", None)
         acc = out["B"].get("accuracy", {}).get("lucidnet")
         if acc:
-            text = f"{100 * np.mean(acc):.1f}% (mean over {len(acc)} seeds)"
-            check(f"B: digits test accuracy >= 97%: {text}", float(np.mean(acc)) >= 0.97)
+            text = f"{100 * np.mean(acc[:3]):.2f}% (mean over seeds 0-2)"
+            check(f"B: digits test accuracy >= 97%: {text}", float(np.mean(acc[:3])) >= 0.97)
+            if len(acc) > 3:
+                text = f"{100 * np.mean(acc):.2f}% (mean over {len(acc)} seeds)"
+                check(f"B: the same over all seeds: {text}", float(np.mean(acc)) >= 0.97)
     if "C" in out:
         for text, ok in out["C"].get("targets", []):
             check(text, ok)
@@ -418,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--b-epochs", type=int, default=None, help="B: timed epochs (default 50)")
     p.add_argument("--c-rows", type=int, default=None, help="C: CSV rows (default 50,000)")
     p.add_argument("--c-epochs", type=int, default=None, help="C: training epochs (default 10)")
-    p.add_argument("--no-accuracy", action="store_true", help="B: skip the 3-seed accuracy runs")
+    p.add_argument("--no-accuracy", action="store_true", help="B: skip the digits accuracy runs")
+    p.add_argument(
+        "--digits-seeds", type=int, default=10, help="B: seeds of the digits accuracy (default 10)"
+    )
     p.add_argument("--threads", type=int, default=machine.cores(), help="PyTorch threads")
     p.add_argument("--markdown", metavar="PATH", help="also write the report as Markdown here")
     p.add_argument(
