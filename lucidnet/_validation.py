@@ -127,7 +127,7 @@ def check_array(
         return arr.astype(np.int64, copy=False)
     if dtype is not None:
         arr = arr.astype(dtype, copy=False)
-    if not allow_nan and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if not allow_nan and arr.dtype.kind == "f" and not all_finite(arr):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
             f"{name} contains NaN or infinite values (first at index "
@@ -135,6 +135,21 @@ def check_array(
             "impute or drop them first"
         )
     return arr
+
+
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether a float array holds no NaN / inf, without a temporary as large as the array.
+
+    NaN and inf propagate through a sum (inf - inf is NaN), so a finite sum proves every value
+    finite; only when the sum is not finite (a NaN / inf, or finite values overflowing) are the
+    values checked one by one, a block of rows at a time.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(arr, axis=None)):
+            return True
+    flat = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
+    step = max(1, (1 << 20) // max(1, flat.shape[1]))
+    return all(np.isfinite(flat[i : i + step]).all() for i in range(0, flat.shape[0], step))
 
 
 def check_same_length(x: np.ndarray, y: np.ndarray, x_name: str = "X", y_name: str = "y") -> None:

@@ -327,3 +327,24 @@ def test_validation_helpers():
         v.check_one_of("x", "mode", ("a", "b"))
     assert "array of shape (2, 3) and dtype float64" == v.describe(np.zeros((2, 3)))
     assert v.describe("x" * 100).endswith("... (str)")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_without_a_full_size_temporary(dtype):
+    from lucidnet._validation import all_finite
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 7, 3)).astype(dtype)
+    assert all_finite(X) and all_finite(X[:, ::2]) and all_finite(X.ravel())
+    for bad in (np.nan, np.inf, -np.inf):
+        Y = X.copy()
+        Y[123, 4, 1] = bad
+        assert not all_finite(Y) and not all_finite(Y.ravel()) and not all_finite(Y[100:200])
+    both = X.copy()
+    both[0, 0, 0], both[-1, -1, -1] = np.inf, -np.inf  # the sum is NaN, not inf
+    assert not all_finite(both)
+    # finite values whose sum overflows: the exact check, not the sum, decides
+    huge = np.full((5000, 3), np.finfo(dtype).max / 2, dtype=dtype)
+    assert all_finite(huge)
+    huge[4999, 2] = np.nan
+    assert not all_finite(huge)
