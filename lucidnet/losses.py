@@ -230,15 +230,29 @@ class CrossEntropy(Loss):
         if y_true.ndim != 1 or self.label_smoothing or self.class_weight is not None:
             return None
         n, k = y_pred.shape
-        row_start = np.arange(0, n * k, k)  # where each row starts in the flattened array
+        # constants for this batch shape, made once: where each row starts in the flattened
+        # array, and columns of ones for row sums and the batch sum as matrix products
+        key = (n, k, y_pred.dtype)
+        cache = self.__dict__.setdefault("_consts", {})
+        consts = cache.get(key)
+        if consts is None:
+            if len(cache) >= 8:  # a few batch shapes recur (full and last batch, validation)
+                cache.clear()
+            consts = cache[key] = (
+                np.arange(0, n * k, k),
+                np.ones((k, 1), dtype=y_pred.dtype),
+                np.ones(n, dtype=y_pred.dtype),
+            )
+        row_start, ones_k, ones_n = consts
         row_max = y_pred.reshape(-1).take(y_pred.argmax(axis=1) + row_start)
         shifted = np.subtract(y_pred, row_max.reshape(n, 1))
-        at_true = row_start
-        at_true += y_true
+        at_true = row_start + y_true
         picked = shifted.reshape(-1).take(at_true)
         grad = np.exp(shifted, out=shifted)
-        sum_exp = np.matmul(grad, np.ones((k, 1), dtype=grad.dtype))
-        value = float(np.add.reduce(np.log(sum_exp), axis=None) - np.add.reduce(picked)) / n
+        sum_exp = np.matmul(grad, ones_k)
+        per_sample = np.log(sum_exp.reshape(n))
+        per_sample -= picked
+        value = float(np.dot(ones_n, per_sample)) / n
         sum_exp *= n
         np.divide(grad, sum_exp, out=grad)
         grad.reshape(-1)[at_true] -= 1.0 / n
