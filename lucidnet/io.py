@@ -11,28 +11,65 @@ Layout of a ``.lnet`` file (a valid safetensors file, readable by any safetensor
 
 Loading parses JSON and raw little-endian arrays only, and resolves class names through the
 layer / loss / optimizer registries: nothing in the file can make Python execute code.
+
+Loading never trusts the header's sizes. It reads the header only (at most
+``MAX_HEADER_BYTES``), checks the safetensors tensor table against the file size (contiguous,
+in bounds: a truncated file is caught here), derives every parameter's and state array's shape
+from the declared architecture by arithmetic on the layer configs, without allocating anything,
+and compares them with the shapes and dtypes the tensor table lists. Only a file whose
+architecture matches the tensors it stores is built, and only then is its tensor data read, in
+one pass. A file of a few bytes therefore cannot make the loader allocate more memory than the
+tensors the file really holds (plus the JSON it parses).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
 
 import numpy as np
 
 from . import __version__
 from . import losses as _losses
 from . import optimizers as _optimizers
-from .base import LAYERS
+from ._validation import describe
+from .base import LAYERS, Layer
 from .callbacks import History
+from .layers import BatchNorm, Dense, Dropout, Embedding
 from .model import Sequential
 
 FORMAT = "lucidnet-model"
 FORMAT_VERSION = 1
-_MAX_HEADER = 100_000_000  # safetensors' own limit
+
+#: the largest safetensors header (JSON: tensor table, architecture, history, metadata) that
+#: ``load`` accepts by default. Parsing JSON costs up to ~25x its size in Python objects, so this
+#: bounds what a small crafted file can make the loader allocate; real headers are a few KB (up to
+#: a few MB with a long per-batch loss history or a large fitted text vocabulary). safetensors'
+#: own limit is 100 MB.
+MAX_HEADER_BYTES = 64 * 2**20
+#: the most layers a model file may declare (each costs a Python object before anything is
+#: checked against the tensors).
+MAX_LAYERS = 10_000
+#: the most values one sample (the declared input, or any layer's output) may have: 2**31, i.e.
+#: 8 GiB per sample in float32; a larger declared shape is taken for a corrupt file.
+MAX_SAMPLE_VALUES = 2**31
+_MAX_NDIM = 32  # NumPy's own limit is 64
+
+# safetensors dtype codes of the float dtypes lucidnet models use
+_CODES = {"float32": "F32", "float64": "F64"}
+# bytes per value of the safetensors dtype codes (the sub-byte F4 / F6 ones are left unchecked)
+_ITEMSIZE = {
+    **dict.fromkeys(("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0"), 1),
+    **dict.fromkeys(("U16", "I16", "F16", "BF16"), 2),
+    **dict.fromkeys(("U32", "I32", "F32"), 4),
+    **dict.fromkeys(("U64", "I64", "F64", "C64"), 8),
+}
 
 
 class ModelFileError(ValueError):
@@ -49,7 +86,8 @@ def save_model(
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is false.
-        ValueError: the model is not built.
+        ValueError: the model is not built, or its header (architecture, history, metadata) is
+            larger than the ``MAX_HEADER_BYTES`` that :func:`load` accepts.
     """
     from safetensors.numpy import save
 
@@ -98,6 +136,14 @@ def save_model(
     except TypeError as exc:
         raise TypeError(f"model.metadata must be JSON-serialisable: {exc}") from None
     data = save(tensors, metadata={"lucidnet": meta})
+    (n_header,) = struct.unpack("<Q", data[:8])
+    if n_header > MAX_HEADER_BYTES:
+        # refuse here rather than write a file that load() would refuse
+        raise ValueError(
+            f"cannot save the model: its header (architecture, history and metadata) would be "
+            f"{n_header:,} bytes, more than the {MAX_HEADER_BYTES:,} bytes (MAX_HEADER_BYTES) "
+            "that lucidnet.load accepts; make model.metadata or model.history smaller"
+        )
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".lnet-", dir=directory)
     try:
@@ -115,92 +161,435 @@ def save_model(
         raise
 
 
-def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
-    """Validate the file and return (lucidnet JSON header, raw file bytes)."""
+# -- reading the header -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Entry:
+    """One tensor of the safetensors table: dtype code, shape, byte range in the data section."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+def _open(path: str | os.PathLike) -> tuple[str, IO[bytes]]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
     if os.path.isdir(path):
         raise ModelFileError(f"model file {path!r} is a directory, not a file")
-    with open(path, "rb") as fh:
-        data = fh.read()
+    return path, open(path, "rb")  # (closed by the caller's with block)
+
+
+def _read_header(
+    fh: IO[bytes], path: str, max_header_bytes: int
+) -> tuple[dict[str, Any], dict[str, _Entry], int]:
+    """Read and check the header of the open file ``fh`` (positioned at 0), leaving ``fh`` at
+    the start of the tensor data.
+
+    Returns:
+        (lucidnet JSON header, tensor table by name, size of the tensor data in bytes).
+    """
+    size = os.fstat(fh.fileno()).st_size
     bad = f"{path!r} is not a lucidnet model file"
-    if len(data) < 8:
-        raise ModelFileError(f"{bad}: it has only {len(data)} bytes (empty or truncated)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > _MAX_HEADER or 8 + n > len(data):
+    prefix = fh.read(8)
+    if len(prefix) < 8:
+        raise ModelFileError(f"{bad}: it has only {len(prefix)} bytes (empty or truncated)")
+    (n,) = struct.unpack("<Q", prefix)
+    if 8 + n > size:
         raise ModelFileError(
-            f"{bad}: its header length ({n}) does not fit the file size ({len(data)} bytes)"
+            f"{bad}: its header length ({n}) does not fit the file size ({size} bytes): "
+            "truncated, or not a safetensors file"
         )
+    if n > max_header_bytes:
+        raise ModelFileError(
+            f"{path!r} has a {n:,}-byte header, more than the {max_header_bytes:,} bytes this "
+            "loader accepts (lucidnet.io.MAX_HEADER_BYTES); if you trust the file, pass a larger "
+            "max_header_bytes to lucidnet.load"
+        )
+    raw = fh.read(n)
+    if len(raw) != n:
+        raise ModelFileError(f"{bad}: the file ended inside its header (truncated)")
     try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # (deeply nested JSON)
+        header = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        # ValueError: invalid UTF-8 / JSON, or an integer of more than 4300 digits;
+        # RecursionError: deeply nested JSON
         raise ModelFileError(f"{bad}: its header is not valid safetensors JSON") from None
+    del raw
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or "lucidnet" not in meta:
         raise ModelFileError(f"{bad}: it is a safetensors file from another program")
     try:
         info = json.loads(meta["lucidnet"])
-    except (TypeError, json.JSONDecodeError, RecursionError):
+    except (TypeError, ValueError, RecursionError):
         raise ModelFileError(f"{bad}: its lucidnet header is corrupt") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise ModelFileError(
-            f"{bad}: unexpected format {info.get('format') if isinstance(info, dict) else info!r}"
-        )
+        found = info.get("format") if isinstance(info, dict) else info
+        raise ModelFileError(f"{bad}: unexpected format {describe(found)}")
     version = info.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{path!r} has format version {version!r}; this lucidnet ({__version__}) reads up to "
-            f"version {FORMAT_VERSION}: upgrade lucidnet"
+            f"{path!r} has format version {describe(version)}; this lucidnet ({__version__}) "
+            f"reads up to version {FORMAT_VERSION}: upgrade lucidnet"
         )
-    return info, data
+    data_len = size - 8 - n
+    try:
+        table = _tensor_table(header, data_len)
+    except ValueError as exc:
+        raise ModelFileError(f"{path!r} is a corrupt lucidnet model file: {exc}") from None
+    return info, table, data_len
 
 
-def load(path: str | os.PathLike) -> Sequential:
+def _is_size(value: Any) -> bool:
+    """A non-negative int from JSON (bools are ints in Python, not sizes)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tensor_table(header: dict[str, Any], data_len: int) -> dict[str, _Entry]:
+    """The safetensors tensor table, checked as safetensors itself checks it: well-formed
+    entries whose byte ranges tile the ``data_len`` bytes of data exactly (no gap, no overlap),
+    so the tensors together hold exactly the data the file has."""
+    table: dict[str, _Entry] = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        offsets = spec.get("data_offsets") if isinstance(spec, dict) else None
+        if (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("dtype"), str)
+            or not isinstance(shape, list)
+            or not all(_is_size(d) for d in shape)
+            or not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_size(o) for o in offsets)
+            or offsets[0] > offsets[1]
+        ):
+            raise ValueError(f"tensor {name!r} has a malformed safetensors entry {describe(spec)}")
+        entry = _Entry(spec["dtype"], tuple(shape), offsets[0], offsets[1])
+        itemsize = _ITEMSIZE.get(entry.dtype)
+        if itemsize is not None and entry.end - entry.begin != math.prod(entry.shape) * itemsize:
+            raise ValueError(
+                f"tensor {name!r} of shape {entry.shape} and dtype {entry.dtype} "
+                f"({_size(entry.shape, entry.dtype)}) occupies {_nbytes(entry.end - entry.begin)} "
+                "of the file"
+            )
+        table[name] = entry
+    position = 0
+    for name, entry in sorted(table.items(), key=lambda item: (item[1].begin, item[1].end)):
+        if entry.begin != position:
+            raise ValueError(
+                f"tensor {name!r} starts at byte {entry.begin} of the data, expected {position} "
+                "(overlapping or missing tensor data)"
+            )
+        position = entry.end
+    if position > data_len:
+        raise ValueError(
+            f"the file is truncated: its tensors need {position:,} bytes of data, it holds "
+            f"{data_len:,}"
+        )
+    if position < data_len:
+        raise ValueError(f"{data_len - position:,} bytes of unexpected data after the tensors")
+    return table
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
+    """Validate the file's header and return (lucidnet JSON header, raw file bytes)."""
+    path, fh = _open(path)
+    with fh:
+        info, _, _ = _read_header(fh, path, MAX_HEADER_BYTES)
+        fh.seek(0)
+        return info, fh.read()
+
+
+# -- the declared architecture, without allocating ------------------------------------------------
+def _no_arrays(layer: Layer, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    return {}
+
+
+def _dense_arrays(layer: Dense, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    if len(shape) != 1:
+        raise ValueError(
+            f"Dense expects 2-D inputs (batch, features), got per-sample shape {shape}"
+        )
+    if layer.input_dim is not None and shape[0] != layer.input_dim:
+        raise ValueError(
+            f"Dense was declared with input_dim={layer.input_dim}, got inputs with {shape[0]} "
+            "features"
+        )
+    arrays = {"param/W": (shape[0], layer.units)}
+    if layer.use_bias:
+        arrays["param/b"] = (layer.units,)
+    return arrays
+
+
+def _batchnorm_arrays(layer: BatchNorm, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    if len(shape) != 1:
+        raise ValueError(
+            f"BatchNorm expects 2-D inputs (batch, features), got per-sample shape {shape}"
+        )
+    keys = ("param/gamma", "param/beta", "state/running_mean", "state/running_var")
+    return dict.fromkeys(keys, (shape[0],))
+
+
+def _embedding_arrays(layer: Embedding, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    if len(shape) != 1:
+        raise ValueError(
+            f"Embedding expects inputs of shape (batch, seq_len), got per-sample shape {shape}"
+        )
+    return {"param/E": (layer.input_dim, layer.output_dim)}
+
+
+#: the arrays each ``build`` method creates, as a function of the layer (its config) and its
+#: per-sample input shape, keyed by the build function itself: a subclass that keeps its parent's
+#: ``build`` keeps its arrays. ``tests/test_io.py`` checks this against the real ``build`` of
+#: every registered layer class. A layer class with another ``build`` (a user's own) cannot be
+#: checked before it is built.
+_ARRAYS: dict[Callable[..., None], Callable[[Any, tuple[int, ...]], dict[str, tuple[int, ...]]]]
+_ARRAYS = {
+    Layer.build: _no_arrays,
+    Dropout.build: _no_arrays,
+    Dense.build: _dense_arrays,
+    BatchNorm.build: _batchnorm_arrays,
+    Embedding.build: _embedding_arrays,
+}
+
+
+def _declared_arrays(layer: Layer, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]] | None:
+    """``{"param/W": shape, "state/...": shape}`` that ``layer.build(shape)`` would create, or
+    ``None`` for a layer class whose ``build`` is not known here."""
+    derive = _ARRAYS.get(type(layer).build)
+    return None if derive is None else derive(layer, shape)
+
+
+def _sample_shape(value: Any, what: str) -> tuple[int, ...]:
+    """Check a per-sample shape read from the file: 1 to 32 positive integers, at most
+    ``MAX_SAMPLE_VALUES`` values in all."""
+    if (
+        not isinstance(value, (list, tuple))
+        or not 1 <= len(value) <= _MAX_NDIM
+        or not all(_is_size(d) and d > 0 for d in value)
+    ):
+        raise ValueError(
+            f"{what} must be a list of 1 to {_MAX_NDIM} positive integers, got {describe(value)}"
+        )
+    shape = tuple(value)
+    if math.prod(shape) > MAX_SAMPLE_VALUES:
+        raise ValueError(
+            f"{what} {shape} has {_count(math.prod(shape))} values per sample, more than the "
+            f"{MAX_SAMPLE_VALUES:,} (MAX_SAMPLE_VALUES) a lucidnet model can have"
+        )
+    return shape
+
+
+def _count(n: int) -> str:
+    """``"1,000"``, or ``"~10^5000"`` for a number too long to print (Python refuses to turn an
+    int of more than 4300 digits into a string)."""
+    return f"{n:,}" if n < 10**30 else f"~10^{int(n.bit_length() * math.log10(2))}"
+
+
+def _nbytes(n: int) -> str:
+    """``"4.0 GB"``: a byte count for error messages."""
+    if n < 1000:
+        return f"{n} bytes"
+    if n >= 10**18:
+        return f"{_count(n)} bytes"
+    k = (len(str(n)) - 1) // 3
+    return f"{n / 1000**k:.1f} {('kB', 'MB', 'GB', 'TB', 'PB')[k - 1]}"
+
+
+def _size(shape: tuple[int, ...], code: str) -> str:
+    """``"1,000 values, 4.0 kB"``: the size of an array of ``shape`` and dtype ``code``."""
+    n = math.prod(shape)
+    return f"{_count(n)} value{'s' if n != 1 else ''}, {_nbytes(n * _ITEMSIZE[code])}"
+
+
+def _declared_model(
+    info: dict[str, Any],
+) -> tuple[Sequential, dict[str, tuple[int, ...]], str | None]:
+    """The unbuilt model the header declares, the tensors (name -> shape) its parameters and
+    state need, and why the architecture is impossible (a layer's output too large; ``None``
+    if it is not); allocates nothing that grows with the declared sizes."""
+    specs = info["layers"]
+    if not isinstance(specs, list) or not specs:
+        raise ValueError(f"'layers' must be a non-empty list of layers, got {describe(specs)}")
+    if len(specs) > MAX_LAYERS:
+        raise ValueError(
+            f"it declares {len(specs):,} layers, more than MAX_LAYERS ({MAX_LAYERS:,})"
+        )
+    dtype = info["dtype"]
+    if not isinstance(dtype, str) or dtype not in _CODES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {describe(dtype)}")
+    shape = _sample_shape(info["input_shape"], "input_shape")
+    layers = []
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+            raise ValueError(
+                f"layer {i} must be {{'class': name, 'config': {{...}}}}, got {describe(spec)}"
+            )
+        cls_name = spec.get("class")
+        try:
+            layers.append(LAYERS.lookup(cls_name).from_config(spec["config"]))
+        except (TypeError, ValueError) as exc:
+            label = cls_name[:60] if isinstance(cls_name, str) else describe(cls_name)
+            raise ValueError(f"layer {i} ({label}): {exc}") from None
+    name = info.get("name")
+    model = Sequential(layers, dtype=dtype, name=name if isinstance(name, str) else None)
+    declared: dict[str, tuple[int, ...]] = {}
+    for layer in model.layers:
+        arrays = _declared_arrays(layer, shape)
+        for key, array_shape in (arrays or {}).items():
+            prefix, key = key.split("/")
+            declared[f"{prefix}/{layer.name}/{key}"] = array_shape
+        try:
+            shape = _sample_shape(
+                list(layer.output_shape(shape)), f"the output shape of layer {layer.name!r}"
+            )
+        except ValueError as exc:
+            # the arrays declared so far (this layer's included) are checked first: their
+            # mismatch with the stored tensors is the more useful message
+            return model, declared, str(exc)
+    return model, declared, None
+
+
+def _mismatch(name: str, shape: tuple[int, ...], entry: _Entry | None, code: str) -> str | None:
+    """Why the stored tensor ``entry`` cannot hold the declared array, or ``None`` if it can."""
+    if entry is None:
+        return (
+            f"missing tensor {name!r}: the architecture needs shape {shape} ({_size(shape, code)})"
+        )
+    if entry.dtype != code:
+        return f"{name} has dtype {entry.dtype} in the file, expected {code} (the model's dtype)"
+    if entry.shape != shape or entry.end - entry.begin != math.prod(shape) * _ITEMSIZE[code]:
+        return (
+            f"{name} has shape {entry.shape} in the file ({_size(entry.shape, code)}), "
+            f"expected {shape} from the architecture ({_size(shape, code)})"
+        )
+    return None
+
+
+def _check_declared(
+    declared: dict[str, tuple[int, ...]], table: dict[str, _Entry], code: str, data_len: int
+) -> None:
+    """Refuse a declared architecture that the stored tensors do not match, naming the first
+    tensor that differs; when the declared arrays could not even fit in the file, say so."""
+    problem = next(
+        (
+            why
+            for name, shape in declared.items()
+            if (why := _mismatch(name, shape, table.get(name), code)) is not None
+        ),
+        None,
+    )
+    total = sum(math.prod(shape) for shape in declared.values())
+    if total * _ITEMSIZE[code] > data_len:
+        raise ValueError(
+            f"its architecture declares {_count(total)} parameter and state values "
+            f"({_nbytes(total * _ITEMSIZE[code])}) but the file holds only {_nbytes(data_len)} "
+            f"of tensor data; first difference: {problem}"
+        )
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _check_optimizer_tensors(
+    opt: Any, declared: dict[str, tuple[int, ...]], table: dict[str, _Entry], code: str
+) -> None:
+    """Check the stored optimizer slots (``opt/<slot>/<layer>/<key>``) before any is read."""
+    for name, entry in table.items():
+        if not name.startswith("opt/"):
+            continue
+        parts = name.split("/", 2)
+        if len(parts) != 3:
+            raise ValueError(f"malformed optimizer tensor name {name!r}")
+        _, slot, param = parts
+        if slot not in opt.slot_names:
+            raise ValueError(f"unknown optimizer slot {slot!r} for {type(opt).__name__}")
+        shape = declared.get(f"param/{param}")
+        if shape is not None:
+            why = _mismatch(name, shape, entry, code)
+            if why is not None:
+                raise ValueError(why)
+
+
+# -- loading --------------------------------------------------------------------------------------
+def load(path: str | os.PathLike, *, max_header_bytes: int | None = None) -> Sequential:
     """Load a model saved by :meth:`Sequential.save`.
+
+    The declared architecture is checked against the tensors the file stores before anything is
+    built, so a corrupt or crafted file is refused without allocating more than it holds.
+
+    Args:
+        path: the ``.lnet`` file.
+        max_header_bytes: the largest header (JSON) accepted, by default ``MAX_HEADER_BYTES``
+            (64 MiB); raise it only for a file you trust.
 
     Raises:
         FileNotFoundError: no such file.
-        ModelFileError: the file is corrupt, truncated, or not a lucidnet model.
+        ModelFileError: the file is corrupt, truncated, not a lucidnet model, or declares an
+            architecture that its tensors do not match.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as st_load
+    path, fh = _open(path)
+    bad = f"{path!r} is a corrupt lucidnet model file"
+    with fh:
+        cap = MAX_HEADER_BYTES if max_header_bytes is None else max_header_bytes
+        info, table, data_len = _read_header(fh, path, cap)
+        try:
+            model, declared, impossible = _declared_model(info)
+            code = _CODES[model.dtype.name]
+            _check_declared(declared, table, code, data_len)
+            if impossible is not None:
+                raise ValueError(impossible)
+            opt_info = info.get("optimizer")
+            optimizer = None
+            if opt_info:
+                if not isinstance(opt_info, dict):
+                    raise ValueError(f"'optimizer' must be an object, got {describe(opt_info)}")
+                optimizer = _optimizers.from_state(opt_info)
+                _check_optimizer_tensors(optimizer, declared, table, code)
+            loss_info = info.get("loss")
+            if loss_info:
+                loss_cls = _losses.LOSSES.lookup(_loss_key(loss_info["class"]))
+                loss_config = loss_info["config"]
+                if isinstance(loss_config, dict) and isinstance(
+                    loss_config.get("class_weight"), dict
+                ):
+                    # a {class: weight} dict allocates an array as long as its largest key;
+                    # lucidnet saves class weights as a list
+                    raise ValueError("the loss's class_weight must be a list, got a dict")
+                model.loss = loss_cls.from_config(loss_config)
+        except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
+            detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ModelFileError(f"{bad}: {detail}") from None
+        # the header is consistent: read the tensor data, in one pass
+        data = fh.read(data_len)
+    if len(data) != data_len:
+        raise ModelFileError(f"{bad}: the file is truncated (it changed while being read?)")
 
-    info, data = read_header(path)
-    bad = f"{os.fspath(path)!r} is a corrupt lucidnet model file"
+    def tensor(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A read-only view of the stored tensor ``name``, checked to be ``shape``."""
+        why = _mismatch(name, shape, table.get(name), code)
+        if why is not None:
+            raise ValueError(why)
+        dtype = np.dtype("<f4" if code == "F32" else "<f8")
+        return np.frombuffer(data, dtype, math.prod(shape), table[name].begin).reshape(shape)
+
     try:
-        tensors = st_load(data)
-    except (SafetensorError, ValueError, OSError) as exc:
-        raise ModelFileError(f"{bad}: {exc}") from None
-    try:
-        layers = []
-        for spec in info["layers"]:
-            cls = LAYERS.lookup(spec["class"])
-            layers.append(cls.from_config(spec["config"]))
-        model = Sequential(layers, dtype=info["dtype"], name=info.get("name"))
         model.build(tuple(info["input_shape"]), seed=0)
         for layer in model.layers:
             for store, prefix in ((layer.params, "param"), (layer.state, "state")):
                 for key, arr in store.items():
-                    value = tensors[f"{prefix}/{layer.name}/{key}"]
-                    if value.shape != arr.shape:
-                        raise ValueError(
-                            f"{prefix}/{layer.name}/{key} has shape {value.shape}, "
-                            f"expected {arr.shape}"
-                        )
-                    arr[...] = value
-        if info.get("loss"):
-            loss_cls = _losses.LOSSES.lookup(_loss_key(info["loss"]["class"]))
-            model.loss = loss_cls.from_config(info["loss"]["config"])
+                    # (already checked for the known layer classes, not for a user's own)
+                    arr[...] = tensor(f"{prefix}/{layer.name}/{key}", arr.shape)
         model.metrics = list(info.get("metrics", []))
-        if info.get("optimizer"):
-            opt_info = info["optimizer"]
-            model.optimizer = _optimizers.from_state(opt_info)
+        if optimizer is not None:
+            model.optimizer = optimizer
             slots: dict[str, dict[str, np.ndarray]] = {}
-            for name, arr in tensors.items():
+            for name, entry in table.items():
                 if name.startswith("opt/"):
                     _, slot, rest = name.split("/", 2)
-                    slots.setdefault(slot, {})[rest] = arr
+                    slots.setdefault(slot, {})[rest] = tensor(name, entry.shape)
             model.optimizer.load_state_dict(
                 {
                     "class": opt_info["class"],
@@ -212,8 +601,9 @@ def load(path: str | os.PathLike) -> Sequential:
         if info.get("history"):
             model.history = History.from_dict(info["history"])
         model.metadata = info.get("metadata") or {}
-    except (KeyError, TypeError, ValueError, AttributeError, MemoryError) as exc:
-        # MemoryError: an architecture in the header far larger than any real model
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as exc:
+        # MemoryError: only a user's own layer class (whose arrays cannot be derived before
+        # building it) can still ask for more memory than the file holds
         detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ModelFileError(f"{bad}: {detail}") from None
     return model
