@@ -263,6 +263,12 @@ class TabularPreparer:
 
     def fit(self, data: Any) -> TabularPreparer:
         """Infer column roles and fit every statistic on ``data`` (the TRAINING rows only)."""
+        self._fit(data)
+        return self
+
+    def _fit(self, data: Any) -> list[Any]:
+        """:meth:`fit`; returns the TF-IDF matrices of ``data``'s text columns (scipy sparse),
+        computed by the fitting itself, for :meth:`fit_transform`."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.impute import SimpleImputer
         from sklearn.preprocessing import MinMaxScaler, StandardScaler
@@ -331,6 +337,7 @@ class TabularPreparer:
             state["categorical"] = {"fill": fills, "categories": cats, "n_seen": seen}
 
         text_cols, dropped_text = list(cols["text"]), {}
+        fitted_text: list[Any] = []  # TF-IDF of the fitting rows, reused by fit_transform
         if text_cols and self.text_mode == "tfidf":
             vecs = []
             for c in list(text_cols):
@@ -340,7 +347,8 @@ class TabularPreparer:
                     try:
                         vec = TfidfVectorizer(
                             ngram_range=self.ngram_range, max_features=self.max_features, min_df=md
-                        ).fit(docs)
+                        )
+                        fitted_text.append(vec.fit_transform(docs))
                         break
                     except ValueError:  # empty vocabulary: no tokens of 2+ word characters
                         continue
@@ -378,11 +386,13 @@ class TabularPreparer:
         state["roles"] = {c: [r.role, r.reason, str(df[c].dtype)] for c, r in roles.items()}
         self._load_state(state)
         self.report_ = {"rows_fit": n, "imputed": imputed, "min_df": min_df}
-        return self
+        return fitted_text
 
     def fit_transform(self, data: Any) -> np.ndarray:
-        """``fit(data)`` then ``transform(data)``."""
-        return self.fit(data).transform(data)
+        """``fit(data)`` then ``transform(data)``, tokenising each text only once: the TF-IDF
+        matrices computed while fitting are reused (they equal what ``transform`` computes)."""
+        df = as_frame(data)
+        return self._transform(df, self._fit(df))
 
     # ---- rebuilding scikit-learn objects from plain state ------------------------------------
 
@@ -458,11 +468,16 @@ class TabularPreparer:
             ValueError: feature columns used at fit time are missing (the error names them), or a
                 numeric column holds values that are not numbers.
         """
+        return self._transform(data, None)
+
+    def _transform(self, data: Any, text: list[Any] | None) -> np.ndarray:
+        """:meth:`transform`, with the TF-IDF matrices of the text columns given (``fit_transform``)
+        or computed."""
         df = self._check_input(data)
         cols = self.state_["columns"]
         if len(df) == 0:
             return np.zeros((0, len(self.feature_names_out())), dtype=np.float32)
-        blocks: list[np.ndarray] = []
+        blocks: list[Any] = []
         if cols["numeric"]:
             x = np.column_stack([_num_array(df[c], c) for c in cols["numeric"]])
             x = self._num_imputer.transform(x)
@@ -481,11 +496,21 @@ class TabularPreparer:
             with warnings.catch_warnings():  # unseen / collapsed categories -> zeros, by design
                 warnings.filterwarnings("ignore", message="Found unknown categories")
                 blocks.append(self._encoder.transform(self._cat_imputer.transform(raw)))
-        for (c, _), vec in zip(self._tfidf_state(), self._vectorizers, strict=True):
-            blocks.append(vec.transform(_text_list(df[c])).toarray())
-        return (
-            np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(df), 0), np.float32)
-        )
+        for j, ((c, _), vec) in enumerate(zip(self._tfidf_state(), self._vectorizers, strict=True)):
+            blocks.append(text[j] if text else vec.transform(_text_list(df[c])))
+        # one float32 matrix, each block written into its columns once (no float64 copy of the
+        # whole matrix; the sparse TF-IDF blocks are scattered in, never densified on their own)
+        out = np.zeros((len(df), sum(b.shape[1] for b in blocks)), dtype=np.float32)
+        start = 0
+        for b in blocks:
+            width = b.shape[1]
+            if isinstance(b, np.ndarray):
+                out[:, start : start + width] = b
+            else:
+                coo = b.tocoo()
+                out[coo.row, start + coo.col] = coo.data
+            start += width
+        return out
 
     def transform_text_ids(self, data: Any) -> np.ndarray:
         """Token ids ``(n_rows, max_len)`` int64 for ``text_mode="ids"`` (0 pad, 1 unknown)."""
@@ -791,14 +816,14 @@ def prepare(
     prep = TabularPreparer(target, **preparer_kwargs)
     df, y = prep.prepare_target(as_frame(data))
     split = train_val_test_split(y, test_size, val_size, task=prep.target_["task"], seed=seed)
-    prep.fit(df.iloc[split.train])
     parts = {k: df.iloc[getattr(split, k)] for k in ("train", "val", "test")}
+    X_train = prep.fit_transform(parts["train"])  # statistics from the training rows only
     ids = {
         k: prep.transform_text_ids(v) if "ids" in prep.state_ else None for k, v in parts.items()
     }
     prep.report_["split"] = split.to_dict()
     return PreparedData(
-        X_train=prep.transform(parts["train"]),
+        X_train=X_train,
         y_train=y[split.train],
         X_val=prep.transform(parts["val"]),
         y_val=y[split.val],

@@ -410,3 +410,34 @@ def test_max_categories_collapses_rare_values():
     assert prep.feature_names_out() == ["cat=a", "cat=b"]
     assert prep.report["categories"]["cat"] == {"n_seen": 4, "n_kept": 2}
     assert prep.transform(df.iloc[-1:]).sum() == 0
+
+
+@pytest.mark.parametrize("add_indicators", [False, True])
+def test_fit_transform_equals_fit_then_transform_bit_for_bit(add_indicators):
+    """fit_transform reuses the TF-IDF matrices computed while fitting (each text is tokenised
+    once) and writes every block straight into one float32 matrix: the result must be exactly
+    fit() then transform(), and the same as stacking the blocks in float64 and casting."""
+    df = make_frame(300, seed=3)
+    df["notes"] = [f"note {w} and more words here" for w in np.resize(WORDS, 300)]
+    a = TabularPreparer("label", add_indicators=add_indicators)
+    b = TabularPreparer("label", add_indicators=add_indicators)
+    X_ft = a.fit_transform(df)
+    X_sep = b.fit(df).transform(df)
+    assert X_ft.dtype == np.float32 and np.array_equal(X_ft, X_sep)
+    assert sum(n.startswith("notes:") for n in a.feature_names_out()) > 0
+    # the straightforward assembly: every block dense in float64, stacked, then cast
+    names = a.feature_names_out()
+    for (col, _), vec in zip(a._tfidf_state(), a._vectorizers, strict=True):
+        cols = [i for i, n in enumerate(names) if n.startswith(f"{col}:")]
+        dense = vec.transform(df[col].fillna("").astype(str).tolist()).toarray()
+        assert np.array_equal(X_ft[:, cols], dense.astype(np.float32))
+    assert a.to_dict() == b.to_dict()
+
+
+def test_prepare_fits_on_training_rows_with_fit_transform():
+    df = make_frame(240, seed=5)
+    d = prepare(df, "label", seed=1)
+    again = TabularPreparer.from_dict(json.loads(json.dumps(d.preparer.to_dict())))
+    train_rows = df.iloc[d.split.train]
+    assert np.array_equal(d.X_train, again.transform(train_rows))
+    assert np.array_equal(d.X_test, again.transform(df.iloc[d.split.test]))
