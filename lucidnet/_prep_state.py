@@ -1,0 +1,77 @@
+"""Validation of a :class:`lucidnet.prep.TabularPreparer` state read back from JSON (a model
+file), kept apart from ``prep.py`` so that the preparer module stays readable. Private: used by
+``TabularPreparer.from_dict`` only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._validation import check_positive_int
+
+
+def validate_state(st: dict[str, Any], scaling: str, roles_order: tuple[str, ...]) -> None:
+    """Check shapes and types of a preparer's state dict (read from a model file) before
+    scikit-learn objects are rebuilt from it; ``roles_order`` is ``prep.roles_order``.
+
+    Raises:
+        ValueError: naming the first entry that is malformed.
+    """
+
+    def lst(v: Any, where: str, n: int | None = None, kind: type | tuple = (int, float)) -> list:
+        if not isinstance(v, list) or not all(
+            isinstance(x, kind) and not isinstance(x, bool) for x in v
+        ):
+            raise ValueError(f"{where} must be a list of {getattr(kind, '__name__', 'numbers')}")
+        if n is not None and len(v) != n:
+            raise ValueError(f"{where} must have {n} entries, got {len(v)}")
+        return v
+
+    cols = st.get("columns")
+    if not isinstance(cols, dict) or set(cols) != set(roles_order):
+        raise ValueError(f"'state.columns' must map each of {list(roles_order)} to a list")
+    for r in roles_order:
+        lst(cols[r], f"state.columns.{r}", kind=str)
+    roles = st.get("roles")
+    if not isinstance(roles, dict) or not all(
+        isinstance(v, list) and len(v) == 3 and all(isinstance(x, str) for x in v)
+        for v in roles.values()
+    ):
+        raise ValueError("'state.roles' must map column names to [role, reason, dtype]")
+    lst(st.get("indicators"), "state.indicators", kind=str)
+    if cols["numeric"]:
+        n = len(cols["numeric"])
+        lst(st["numeric"]["fill"], "state.numeric.fill", n)
+        sc = st["numeric"]["scaler"]
+        if sc.get("kind") != scaling:
+            raise ValueError(
+                f"state.numeric.scaler.kind must be {scaling!r}, got {sc.get('kind')!r}"
+            )
+        keys = {
+            "standard": ("mean", "var", "scale"),
+            "minmax": ("data_min", "data_max", "data_range", "scale", "min"),
+        }
+        for k in keys.get(scaling, ()):
+            lst(sc.get(k), f"state.numeric.scaler.{k}", n)
+        if not isinstance(sc.get("n_samples_seen"), int):
+            raise ValueError("state.numeric.scaler.n_samples_seen must be an int")
+    if cols["categorical"]:
+        n = len(cols["categorical"])
+        lst(st["categorical"]["fill"], "state.categorical.fill", n, str)
+        cats = st["categorical"]["categories"]
+        if not isinstance(cats, list) or len(cats) != n:
+            raise ValueError(f"state.categorical.categories must be a list of {n} lists")
+        for j, c in enumerate(cats):
+            if not lst(c, f"state.categorical.categories[{j}]", kind=str):
+                raise ValueError(f"state.categorical.categories[{j}] is empty")
+        if set(st["categorical"]["n_seen"]) != set(cols["categorical"]):
+            raise ValueError("state.categorical.n_seen must have one count per categorical column")
+    if "ids" in st:
+        lst(st["ids"]["vocabulary"], "state.ids.vocabulary", kind=str)
+        check_positive_int(st["ids"]["max_len"], "state.ids.max_len")
+    elif cols["text"]:
+        vecs = st["text"]["vectorizers"]
+        if not isinstance(vecs, list) or len(vecs) != len(cols["text"]):
+            raise ValueError(f"state.text.vectorizers must be a list of {len(cols['text'])} dicts")
+        for j, v in enumerate(vecs):
+            voc = lst(v["vocabulary"], f"state.text.vectorizers[{j}].vocabulary", kind=str)
+            lst(v["idf"], f"state.text.vectorizers[{j}].idf", len(voc))
