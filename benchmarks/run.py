@@ -521,6 +521,17 @@ def write_markdown(path: Path, lines: list[str], headline: list[str], args) -> N
         "not per epoch, in ordinary use).",
         "- GFLOP/s counts the useful matrix-product work only (forward, dW, and dX for all but "
         "the first layer) against NumPy's measured 2048x2048 sgemm speed in the same run.",
+        "- Subnormal numbers: in workload A most first-layer weights get a gradient of exactly 0 "
+        "(ReLU units that are off for a whole batch), so their Adam moments decay toward 0 and, "
+        "after a few hundred steps, into the subnormal range, where Intel CPUs compute 10-100x "
+        "slower. lucidnet flushes such moments to 0; JAX runs with the CPU's flush-to-zero mode; "
+        "PyTorch, scikit-learn and the plain NumPy loop slow down from the second epoch on (their "
+        "warm-up epoch is faster than their timed ones). `PyTorch eager FTZ` is the same loop "
+        "inside `torch.set_flush_denormal(True)`, as a reference; the target compares with the "
+        "usual loop.",
+        "- Digits accuracy: one seed's test set has 360 images and the accuracy of one run varies "
+        "by about 0.8 points with the seed, so the mean over 3 seeds (what the target names) "
+        "has a standard error of ~0.5 points; the 10-seed mean is the steadier comparison.",
         "- The machine is shared with other work: the min-max column shows the spread; compare "
         "medians, and re-run (`make bench`) before quoting a number.",
         "",
