@@ -40,6 +40,11 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+class _InterruptedInFit(KeyboardInterrupt):
+    """Ctrl-C during training: ``fit`` has already printed what was kept, so ``main`` exits with
+    status 130 without a second message."""
+
+
 @contextlib.contextmanager
 def _user_errors(context: str = "") -> Iterator[None]:
     """Turn the errors that library calls raise for bad *user input* into :class:`CLIError`.
@@ -394,7 +399,7 @@ def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: 
         )
     seconds = time.perf_counter() - start
     if history.stop_reason == "interrupted":
-        raise KeyboardInterrupt
+        raise _InterruptedInFit  # fit has told the user already (one line on stderr)
     if scaling is not None:
         _fold_target_scaling(model, *scaling)
     shown = set() if diagnostics is None or args.quiet else set(diagnostics.warnings.values())
@@ -726,8 +731,9 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(exc).split())  # one line, whatever the library wrote
         print(f"lucidnet: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("lucidnet: interrupted by the user (Ctrl-C)", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if not isinstance(exc, _InterruptedInFit):
+            print("lucidnet: interrupted by the user (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `lucidnet predict ... | head`
         devnull = os.open(os.devnull, os.O_WRONLY)

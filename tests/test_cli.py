@@ -408,6 +408,27 @@ def test_keyboard_interrupt_exits_130(work, monkeypatch):
     assert err.strip().splitlines() == ["lucidnet: interrupted by the user (Ctrl-C)"]
 
 
+def test_keyboard_interrupt_during_training_says_it_once(work, monkeypatch):
+    """Ctrl-C inside fit: fit says what was kept; the command adds no second message."""
+    import lucidnet.optimizers as optimizers
+
+    calls = {"n": 0}
+    step = optimizers.Optimizer.step
+
+    def interrupt_on_third_step(self, model):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return step(self, model)
+
+    monkeypatch.setattr(optimizers.Optimizer, "step", interrupt_on_third_step)
+    code, _, err = run(["train", work / "data.csv", "--target", "label", "--out", work / "i.lnet"])
+    assert code == 130
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("training interrupted by the user"), err
+    assert not (work / "i.lnet").exists()
+
+
 def test_internal_errors_keep_their_traceback(work, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
