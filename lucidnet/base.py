@@ -67,6 +67,17 @@ class Layer:
         self.dtype = np.dtype(dtype)
         self.built = True
 
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """Shapes of the arrays ``build(input_shape)`` creates, keyed ``"param/<name>"`` and
+        ``"state/<name>"``, computed from the configuration without allocating anything.
+
+        Raises ``ValueError`` for an input shape the layer cannot take. ``build`` checks its
+        input through it, and the model-file loader uses it to compare a file's declared
+        architecture with the tensors the file holds before building. A subclass whose ``build``
+        creates arrays overrides both.
+        """
+        return {}
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample output shape for a per-sample input shape (identity by default)."""
         return tuple(input_shape)

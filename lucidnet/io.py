@@ -29,7 +29,6 @@ import math
 import os
 import struct
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -41,7 +40,6 @@ from . import optimizers as _optimizers
 from ._validation import describe
 from .base import LAYERS, Layer
 from .callbacks import History
-from .layers import BatchNorm, Dense, Dropout, Embedding
 from .model import Sequential
 
 FORMAT = "lucidnet-model"
@@ -304,63 +302,18 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
 
 
 # -- the declared architecture, without allocating ------------------------------------------------
-def _no_arrays(layer: Layer, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    return {}
-
-
-def _dense_arrays(layer: Dense, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    if len(shape) != 1:
-        raise ValueError(
-            f"Dense expects 2-D inputs (batch, features), got per-sample shape {shape}"
-        )
-    if layer.input_dim is not None and shape[0] != layer.input_dim:
-        raise ValueError(
-            f"Dense was declared with input_dim={layer.input_dim}, got inputs with {shape[0]} "
-            "features"
-        )
-    arrays = {"param/W": (shape[0], layer.units)}
-    if layer.use_bias:
-        arrays["param/b"] = (layer.units,)
-    return arrays
-
-
-def _batchnorm_arrays(layer: BatchNorm, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    if len(shape) != 1:
-        raise ValueError(
-            f"BatchNorm expects 2-D inputs (batch, features), got per-sample shape {shape}"
-        )
-    keys = ("param/gamma", "param/beta", "state/running_mean", "state/running_var")
-    return dict.fromkeys(keys, (shape[0],))
-
-
-def _embedding_arrays(layer: Embedding, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    if len(shape) != 1:
-        raise ValueError(
-            f"Embedding expects inputs of shape (batch, seq_len), got per-sample shape {shape}"
-        )
-    return {"param/E": (layer.input_dim, layer.output_dim)}
-
-
-#: the arrays each ``build`` method creates, as a function of the layer (its config) and its
-#: per-sample input shape, keyed by the build function itself: a subclass that keeps its parent's
-#: ``build`` keeps its arrays. ``tests/test_io.py`` checks this against the real ``build`` of
-#: every registered layer class. A layer class with another ``build`` (a user's own) cannot be
-#: checked before it is built.
-_ARRAYS: dict[Callable[..., None], Callable[[Any, tuple[int, ...]], dict[str, tuple[int, ...]]]]
-_ARRAYS = {
-    Layer.build: _no_arrays,
-    Dropout.build: _no_arrays,
-    Dense.build: _dense_arrays,
-    BatchNorm.build: _batchnorm_arrays,
-    Embedding.build: _embedding_arrays,
-}
-
-
 def _declared_arrays(layer: Layer, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]] | None:
-    """``{"param/W": shape, "state/...": shape}`` that ``layer.build(shape)`` would create, or
-    ``None`` for a layer class whose ``build`` is not known here."""
-    derive = _ARRAYS.get(type(layer).build)
-    return None if derive is None else derive(layer, shape)
+    """``{"param/W": shape, "state/...": shape}`` that ``layer.build(shape)`` would create
+    (``Layer.array_shapes``), or ``None`` when that cannot be known before building: the class
+    that defines the layer's ``build`` does not define ``array_shapes`` too (a user's own layer
+    class, or a subclass with its own ``build``). ``tests/test_io.py`` checks the shapes
+    against the real ``build`` of every registered layer class."""
+    cls = type(layer)
+    build_owner = next(c for c in cls.__mro__ if "build" in c.__dict__)
+    shapes_owner = next(c for c in cls.__mro__ if "array_shapes" in c.__dict__)
+    if not issubclass(shapes_owner, build_owner):
+        return None
+    return layer.array_shapes(shape)
 
 
 def _sample_shape(value: Any, what: str) -> tuple[int, ...]:

@@ -82,7 +82,7 @@ class Dense(Layer):
         self.l2 = check_float(l2, "l2", low=0.0)
         self.input_dim = check_positive_int(input_dim, "input_dim", allow_none=True)
 
-    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         if len(input_shape) != 1:
             raise ValueError(
                 f"Dense expects 2-D inputs (batch, features), got per-sample shape {input_shape}; "
@@ -93,6 +93,13 @@ class Dense(Layer):
                 f"Dense was declared with input_dim={self.input_dim}, got inputs with "
                 f"{input_shape[0]} features"
             )
+        shapes = {"param/W": (input_shape[0], self.units)}
+        if self.use_bias:
+            shapes["param/b"] = (self.units,)
+        return shapes
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+        self.array_shapes(input_shape)  # checks the input shape
         super().build(input_shape, rng, dtype)
         init = self.kernel_initializer
         if init == "auto":
@@ -208,6 +215,9 @@ class Dropout(Layer):
         self.fixed_mask: np.ndarray | None = None
         self.rng = np.random.default_rng()
 
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        return {}  # build only seeds the mask generator
+
     def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
         super().build(input_shape, rng, dtype)
         self.rng = np.random.default_rng(rng.integers(2**63))
@@ -252,12 +262,17 @@ class BatchNorm(Layer):
         self.momentum = check_float(momentum, "momentum", low=0.0, high=1.0)
         self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
 
-    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         if len(input_shape) != 1:
             raise ValueError(
                 f"BatchNorm expects 2-D inputs (batch, features), got per-sample shape "
                 f"{input_shape}; add a Flatten() layer first"
             )
+        keys = ("param/gamma", "param/beta", "state/running_mean", "state/running_var")
+        return dict.fromkeys(keys, (input_shape[0],))
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+        self.array_shapes(input_shape)  # checks the input shape
         super().build(input_shape, rng, dtype)
         d = input_shape[0]
         self._add_param("gamma", np.ones(d, dtype=self.dtype))
@@ -351,12 +366,16 @@ class Embedding(Layer):
             raise ValueError(f"pooling must be 'mean' or None, got {pooling!r}")
         self.pooling = pooling
 
-    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+    def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         if len(input_shape) != 1:
             raise ValueError(
                 f"Embedding expects inputs of shape (batch, seq_len), got per-sample shape "
                 f"{input_shape}"
             )
+        return {"param/E": (self.input_dim, self.output_dim)}
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
+        self.array_shapes(input_shape)  # checks the input shape
         super().build(input_shape, rng, dtype)
         E = initializers.get("normal")((self.input_dim, self.output_dim), rng, self.dtype)
         E[0] = 0  # the padding row stays zero: it never receives gradient
