@@ -1,6 +1,6 @@
 """Validation of a :class:`lucidnet.prep.TabularPreparer` state read back from JSON (a model
-file), kept apart from ``prep.py`` so that the preparer module stays readable. Private: used by
-``TabularPreparer.from_dict`` only."""
+file), kept apart from ``prep.py`` so that the preparer module stays readable, and the feature
+roles that the state is organised by (``prep`` re-exports them). Private."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from typing import Any
 
 from ._validation import check_positive_int
 
+#: the column roles that produce features, in the order of the output columns.
+FEATURE_ROLES = ("numeric", "categorical", "text")
 
-def validate_state(st: dict[str, Any], scaling: str, roles_order: tuple[str, ...]) -> None:
+
+def validate_state(st: dict[str, Any], scaling: str) -> None:
     """Check shapes and types of a preparer's state dict (read from a model file) before
-    scikit-learn objects are rebuilt from it; ``roles_order`` is ``prep.roles_order``.
+    scikit-learn objects are rebuilt from it.
 
     Raises:
         ValueError: naming the first entry that is malformed.
@@ -27,9 +30,9 @@ def validate_state(st: dict[str, Any], scaling: str, roles_order: tuple[str, ...
         return v
 
     cols = st.get("columns")
-    if not isinstance(cols, dict) or set(cols) != set(roles_order):
-        raise ValueError(f"'state.columns' must map each of {list(roles_order)} to a list")
-    for r in roles_order:
+    if not isinstance(cols, dict) or set(cols) != set(FEATURE_ROLES):
+        raise ValueError(f"'state.columns' must map each of {list(FEATURE_ROLES)} to a list")
+    for r in FEATURE_ROLES:
         lst(cols[r], f"state.columns.{r}", kind=str)
     roles = st.get("roles")
     if not isinstance(roles, dict) or not all(

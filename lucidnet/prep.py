@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._prep_state import FEATURE_ROLES as FEATURE_ROLES
 from ._prep_state import validate_state
 from ._validation import check_one_of, check_positive_int, describe
 from .columns import ID_MIN_ROWS as ID_MIN_ROWS
@@ -74,7 +75,6 @@ __all__ = [
 
 FORMAT = "lucidnet.prep"
 FORMAT_VERSION = 1
-FEATURE_ROLES = ("numeric", "categorical", "text")
 _TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")  # TfidfVectorizer's default token pattern
 
 
@@ -698,7 +698,7 @@ class TabularPreparer:
             raise bad(f"invalid 'config': {exc}") from None
         st = d["state"]
         try:
-            validate_state(st, prep.scaling, FEATURE_ROLES)
+            validate_state(st, prep.scaling)
             if d["target"] is not None:
                 t = d["target"]
                 if t.get("task") not in ("classification", "regression") or not isinstance(
