@@ -292,15 +292,6 @@ def _tensor_table(header: dict[str, Any], data_len: int) -> dict[str, _Entry]:
     return table
 
 
-def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
-    """Validate the file's header and return (lucidnet JSON header, raw file bytes)."""
-    path, fh = _open(path)
-    with fh:
-        info, _, _ = _read_header(fh, path, MAX_HEADER_BYTES)
-        fh.seek(0)
-        return info, fh.read()
-
-
 # -- the declared architecture, without allocating ------------------------------------------------
 def _declared_arrays(layer: Layer, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]] | None:
     """``{"param/W": shape, "state/...": shape}`` that ``layer.build(shape)`` would create
@@ -513,8 +504,7 @@ def load(path: str | os.PathLike, *, max_header_bytes: int | None = None) -> Seq
                     raise ValueError("the loss's class_weight must be a list, got a dict")
                 model.loss = loss_cls.from_config(loss_config)
         except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
-            detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise ModelFileError(f"{bad}: {detail}") from None
+            raise _corrupt(bad, exc) from None
         # the header is consistent: read the tensor data, in one pass
         data = fh.read(data_len)
     if len(data) != data_len:
@@ -557,9 +547,14 @@ def load(path: str | os.PathLike, *, max_header_bytes: int | None = None) -> Seq
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as exc:
         # MemoryError: only a user's own layer class (whose arrays cannot be derived before
         # building it) can still ask for more memory than the file holds
-        detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise ModelFileError(f"{bad}: {detail}") from None
+        raise _corrupt(bad, exc) from None
     return model
+
+
+def _corrupt(bad: str, exc: Exception) -> ModelFileError:
+    """The ``ModelFileError`` for an error met while reading the file's contents."""
+    detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+    return ModelFileError(f"{bad}: {detail}")
 
 
 def _loss_key(class_name: str) -> str:
