@@ -353,8 +353,10 @@ def fit(
         "loss": loss_fn.key,
         "optimizer": type(opt).__name__,
     }
-    params = dict(history.params, x_abs_max=_abs_max(X) if X.dtype.kind == "f" else None)
+    params = dict(history.params)
     for cb in callbacks:
+        if isinstance(cb, NaNGuard):
+            cb.inputs = X  # for its explanation, should the loss become NaN
         cb.set_model(model, params)
     batch_hooks = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
     model.history = history
@@ -435,11 +437,6 @@ def fit(
         if getattr(cb, "best_epoch", None) is not None:
             history.best_epoch = cb.best_epoch
     return history
-
-
-def _abs_max(X: np.ndarray) -> float:
-    """max |X| without the temporary array np.abs(X) (as large as the training data)."""
-    return float(max(X.max(), -X.min()))
 
 
 def _batch_correct(loss: _losses.Loss, logits: np.ndarray, yb: np.ndarray) -> float:
