@@ -1,8 +1,12 @@
 """The systems compared by ``benchmarks/run.py``: one trainer class per system, same interface.
 
 Every trainer trains the same network (ReLU hidden layers, a linear output layer, softmax
-cross-entropy on logits, Adam with PyTorch's defaults, He-normal weights, zero biases) on the same
-float32 data with the same batch size, reshuffling the samples every epoch:
+cross-entropy on logits, Adam with PyTorch's defaults, zero biases) on the same float32 data with
+the same batch size, reshuffling the samples every epoch. The peers draw He-normal initial weights
+from one shared recipe (``he_normal`` with the seed's generator), so for a given seed they start
+from the same weights; lucidnet uses its own default initialisation (He normal for the ReLU
+layers, Glorot uniform for the linear output layer), and ``LucidnetPeerInit`` is lucidnet starting
+from the peers' weights (used for the accuracy comparison, not timed):
 
 * ``trainer = Cls(X, y, hidden, n_classes=..., batch_size=..., lr=..., seed=..., threads=...)``
 * ``trainer.epoch() -> float``: one pass over the data; returns the epoch's mean training loss.
@@ -77,6 +81,8 @@ class LucidnetFit(Trainer):
 
     name = "lucidnet"
     how = "Sequential.fit(X, y, epochs=1) per epoch (same Adam instance)"
+    #: start from the peers' He-normal weights instead of lucidnet's default initialisation
+    peer_init = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,6 +92,9 @@ class LucidnetFit(Trainer):
         layers = [ln.Dense(h, activation="relu") for h in self.hidden] + [ln.Dense(self.n_classes)]
         self.model = ln.Sequential(layers)
         self.model.build((self.X.shape[1],), seed=self.seed)
+        if self.peer_init:
+            for layer, (fan_in, fan_out) in zip(self.model.layers, self.sizes):
+                layer.params["W"][...] = he_normal(self.rng, fan_in, fan_out)
         self.optimizer = ln.Adam(lr=self.lr)
         self._calls = 0
 
@@ -117,6 +126,14 @@ class LucidnetFit(Trainer):
 
     def predict_classes(self, X: np.ndarray) -> np.ndarray:
         return self.model.predict_classes(X)
+
+
+class LucidnetPeerInit(LucidnetFit):
+    """lucidnet from the same initial weights as the peers: with equal starting points, the
+    accuracies of one seed differ only by floating-point rounding and the shuffling order."""
+
+    name = "lucidnet (peers' init)"
+    peer_init = True
 
 
 # -- plain NumPy ---------------------------------------------------------------------------------
