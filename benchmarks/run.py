@@ -605,8 +605,12 @@ def write_markdown(path: Path, lines: list[str], headline: list[str], args) -> N
         "output says how often it gave up waiting.",
         "- The `lucidnet` row is the epoch as timed inside `fit` (callbacks `on_epoch_begin` to "
         "`on_epoch_end`); the `lucidnet (fit call)` row times the whole `fit(X, y, epochs=1)` "
-        "call, which also scans X for NaN / inf and its range every call (paid once per `fit`, "
-        "not per epoch, in ordinary use).",
+        "call, which also scans X for NaN / inf every call (paid once per `fit`, not per epoch, "
+        "in ordinary use).",
+        "- Floors: before the peers start, the step's matrix products alone and lucidnet's Adam "
+        "update alone are each timed for one epoch's worth of steps (fastest of 3). Their sum "
+        "is what any NumPy implementation of this step pays at least; the products alone show "
+        "the share of the sgemm peak that these matrix shapes reach with nothing else running.",
         "- GFLOP/s counts the useful matrix-product work only (forward, dW, and dX for all but "
         "the first layer) against NumPy's measured 2048x2048 sgemm speed in the same run.",
         "- Subnormal numbers: in workload A most first-layer weights get a gradient of exactly 0 "
@@ -619,7 +623,11 @@ def write_markdown(path: Path, lines: list[str], headline: list[str], args) -> N
         "usual loop.",
         "- Digits accuracy: one seed's test set has 360 images and the accuracy of one run varies "
         "by about 0.8 points with the seed, so the mean over 3 seeds (what the target names) "
-        "has a standard error of ~0.5 points; the 10-seed mean is the steadier comparison.",
+        "has a standard error of ~0.5 points; the 10-seed mean is the steadier comparison. "
+        "The peers all start from the same He-normal weights for a seed, which is why their "
+        "per-seed results move together; `lucidnet (peers' init)` starts from those weights "
+        "too, so its difference from PyTorch on the same seed isolates the training arithmetic "
+        "from the luck of the initial draw.",
         "- The machine is shared with other work: the min-max column shows the spread; compare "
         "medians, and re-run (`make bench`) before quoting a number.",
         "",
