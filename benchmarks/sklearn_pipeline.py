@@ -4,8 +4,9 @@ scikit-learn script a practitioner would write (run as its own process by ``run.
 Same work as the lucidnet command: read the CSV, split 70/10/20 train/validation/test
 (stratified; the validation rows are held out as lucidnet holds them out for early stopping),
 impute + standardise the numeric columns, one-hot encode the categorical ones, TF-IDF the text
-column (``--max-features`` terms), train a 64-32 ReLU MLP with Adam(1e-3), batch 128, for exactly
-``--epochs`` epochs, print and save the test accuracy.
+column with lucidnet's default settings (words and word pairs, terms in at least 2 training rows,
+the ``--max-features`` most frequent), train a 64-32 ReLU MLP with Adam(1e-3), batch 128, for
+exactly ``--epochs`` epochs, print and save the test accuracy.
 
     python benchmarks/sklearn_pipeline.py benchmarks/_work/c_data.csv --epochs 10
 """
@@ -51,7 +52,11 @@ def main() -> None:
         [
             ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), NUMERIC),
             ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-            ("text", TfidfVectorizer(max_features=args.max_features), "review"),
+            (
+                "text",
+                TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=args.max_features),
+                "review",
+            ),
         ]
     )
     mlp = MLPClassifier(
