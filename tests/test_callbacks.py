@@ -180,6 +180,15 @@ def test_nan_guard_stops_with_an_explanation_and_keeps_finite_weights():
     assert np.isfinite(model.predict(X)).all()
 
 
+def test_nan_guard_input_range_only_for_float_inputs():
+    from lucidnet.callbacks import _abs_max
+
+    assert _abs_max(np.array([[1.0, -250.0], [3.0, 2.0]])) == 250.0  # the negative side counts
+    assert _abs_max(np.array([[1, 2]], dtype=np.int64)) is None  # token ids have no "scale"
+    assert _abs_max(np.empty((0, 3))) is None
+    assert _abs_max(None) is None
+
+
 def test_nan_guard_is_added_once(noisy):
     guard = ln.NaNGuard()
     model, h, _, messages = _diverging_fit(callbacks=[guard])
