@@ -27,7 +27,7 @@ from pathlib import Path
 
 import lucidnet as ln
 from lucidnet import metrics
-from lucidnet.prep import prepare, read_csv
+from lucidnet.data.prep import prepare, read_csv
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "airline-tweets" / "Tweets.csv"

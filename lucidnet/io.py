@@ -34,10 +34,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from . import __version__
 from . import losses as _losses
 from . import optimizers as _optimizers
 from ._validation import describe
+from ._version import __version__
 from .base import LAYERS, Layer
 from .callbacks import History
 from .model import Sequential

@@ -355,3 +355,11 @@ def output_transform(loss: Loss | None, logits: np.ndarray) -> np.ndarray:
     if act == "sigmoid":
         return sigmoid(logits)
     return logits
+
+
+def labels_from_logits(loss: Loss, logits: np.ndarray) -> np.ndarray:
+    """Class labels from logits: argmax for softmax outputs, ``z > 0`` for sigmoid outputs."""
+    if loss.output_activation == "sigmoid":
+        labels = (logits > 0).astype(np.int64)
+        return labels.ravel() if labels.ndim == 2 and labels.shape[1] == 1 else labels
+    return logits.argmax(axis=1)

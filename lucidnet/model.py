@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy as _copy
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,27 @@ from . import losses as _losses
 from ._validation import check_array, check_dtype, check_positive_int, describe
 from .base import ALIGNMENT, Layer, empty_aligned
 from .layers import Dense
+from .losses import labels_from_logits
+from .optimizers import get as _get_optimizer
+from .training import evaluate as _evaluate
+from .training import fit as _fit
+from .training import resolve_metrics
+
+#: Sequential methods whose work lives above this module (persistence, the glass box, ONNX):
+#: name -> a function returning the implementation. The package root, the top of the
+#: layering, registers them (``lucidnet/__init__.py``), so the core imports nothing upward.
+_DELEGATES: dict[str, Callable[[], Callable[..., Any]]] = {}
+
+
+def register_delegate(name: str, resolve: Callable[[], Callable[..., Any]]) -> None:
+    """Connect the ``Sequential`` method ``name`` to the implementation ``resolve()`` returns
+    (called at first use, so the implementing module can be imported lazily)."""
+    _DELEGATES[name] = resolve
+
+
+def _delegate(name: str) -> Callable[..., Any]:
+    return _DELEGATES[name]()
+
 
 # Batch size used by predict / evaluate: large enough to amortise Python overhead, small enough
 # to keep activations of big models in cache-friendly memory.
@@ -247,24 +268,17 @@ class Sequential:
         self, loss: str | _losses.Loss, optimizer: Any = "adam", metrics: Any = None
     ) -> None:
         """Set the loss (and optimizer / metrics) without training, e.g. before ``evaluate``."""
-        from . import optimizers as _optimizers
-        from .training import resolve_metrics
-
         self.loss = _losses.get(loss)
-        self.optimizer = _optimizers.get(optimizer)
+        self.optimizer = _get_optimizer(optimizer)
         self.metrics = resolve_metrics(self.loss, metrics)
 
     def fit(self, X: Any, y: Any = None, **kwargs: Any):
         """Train the model; see :func:`lucidnet.training.fit` for every argument."""
-        from .training import fit
-
-        return fit(self, X, y, **kwargs)
+        return _fit(self, X, y, **kwargs)
 
     def explain_step(self, x: Any, y: Any, **kwargs: Any):
         """Explain one training step on ``(x, y)``; see :func:`lucidnet.explain.explain_step`."""
-        from .explain import explain_step
-
-        return explain_step(self, x, y, **kwargs)
+        return _delegate("explain_step")(self, x, y, **kwargs)
 
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
         integer = bool(self.layers) and self.layers[0].integer_input
@@ -300,9 +314,7 @@ class Sequential:
         self, X: Any, y: Any, batch_size: int | None = None, sample_weight: Any = None
     ) -> dict[str, float]:
         """Loss and metrics on ``(X, y)`` in inference mode, e.g. ``{"loss", "accuracy"}``."""
-        from .training import evaluate
-
-        return evaluate(self, X, y, batch_size=batch_size, sample_weight=sample_weight)
+        return _evaluate(self, X, y, batch_size=batch_size, sample_weight=sample_weight)
 
     # -- description ------------------------------------------------------------------------
     def summary(self, print_fn: Any = print) -> str:
@@ -341,24 +353,12 @@ class Sequential:
         """Save architecture, weights, optimizer state, history and metadata to one file
         (safetensors with a JSON header; no pickle). Refuses to replace an existing file unless
         ``overwrite=True``."""
-        from .io import save_model
-
-        save_model(self, path, overwrite=overwrite, include_optimizer=include_optimizer)
+        _delegate("save")(self, path, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def export_onnx(self, path: str | os.PathLike, **kwargs: Any) -> Any:
         """Export to an ONNX file; see :func:`lucidnet.onnx_export.export_onnx` (needs ``onnx``)."""
-        from .onnx_export import export_onnx
-
-        return export_onnx(self, path, **kwargs)
+        return _delegate("export_onnx")(self, path, **kwargs)
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}])"
-
-
-def labels_from_logits(loss: _losses.Loss, logits: np.ndarray) -> np.ndarray:
-    """Class labels from logits: argmax for softmax outputs, ``z > 0`` for sigmoid outputs."""
-    if loss.output_activation == "sigmoid":
-        labels = (logits > 0).astype(np.int64)
-        return labels.ravel() if labels.ndim == 2 and labels.shape[1] == 1 else labels
-    return logits.argmax(axis=1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +29,10 @@ from ._validation import (
     describe,
 )
 from .callbacks import Callback, History, NaNGuard, ProgressBar, _overrides
-from .model import Sequential, labels_from_logits
+from .losses import labels_from_logits
+
+if TYPE_CHECKING:  # the model calls this loop (Sequential.fit); the loop never imports it
+    from .model import Sequential
 
 _EVAL_BATCH = 4096
 

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 import lucidnet as ln
-from lucidnet import cli
-from lucidnet.prep import TabularPreparer
+from lucidnet.cli import commands as cli
+from lucidnet.data.prep import TabularPreparer
 
 GOOD, BAD = ["good", "great", "fine"], ["bad", "awful", "poor"]
 NEUTRAL = "movie film plot acting music long short story".split()
@@ -402,7 +402,7 @@ def test_keyboard_interrupt_exits_130(work, monkeypatch):
     def interrupt(path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("lucidnet.prep.read_csv", interrupt)
+    monkeypatch.setattr("lucidnet.data.prep.read_csv", interrupt)
     code, _, err = run(["train", work / "data.csv", "--target", "label", "--out", work / "k.lnet"])
     assert code == 130
     assert err.strip().splitlines() == ["lucidnet: interrupted by the user (Ctrl-C)"]

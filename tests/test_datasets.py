@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lucidnet import datasets as ds
+from lucidnet.data import datasets as ds
 
 TYPE_CODES = {
     np.dtype(np.uint8): 0x08,

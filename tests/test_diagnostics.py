@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lucidnet as ln
-from lucidnet.diagnostics import Diagnostics, TrainingWarning
+from lucidnet.glassbox.diagnostics import Diagnostics, TrainingWarning
 
 
 @pytest.fixture(scope="module")

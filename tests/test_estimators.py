@@ -24,7 +24,11 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import lucidnet as ln
-from lucidnet.estimators import NeuralNetworkClassifier, NeuralNetworkRegressor, load_estimator
+from lucidnet.interop.estimators import (
+    NeuralNetworkClassifier,
+    NeuralNetworkRegressor,
+    load_estimator,
+)
 
 # Small networks and few epochs keep the ~130 checks per estimator fast. float64 instances pass
 # every check; the float32 ones differ only in the sample-weight check, which compares weighted

@@ -10,7 +10,7 @@ import pytest
 
 import lucidnet as ln
 from lucidnet.callbacks import weights_equal
-from lucidnet.explain import explain_step, format_array
+from lucidnet.glassbox.explain import explain_step, format_array
 
 X1 = np.array([[0.5, -1.5]])
 T1 = np.array([[0.75]])

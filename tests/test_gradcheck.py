@@ -9,7 +9,7 @@ import pytest
 
 import lucidnet as ln
 from lucidnet.callbacks import weights_equal
-from lucidnet.gradcheck import as_float64, check_gradients
+from lucidnet.glassbox.gradcheck import as_float64, check_gradients
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(12, 5))

@@ -9,7 +9,7 @@ import pytest
 
 import lucidnet as ln
 from lucidnet.callbacks import weights_equal
-from lucidnet.lr_finder import find_learning_rate, suggest_learning_rate
+from lucidnet.glassbox.lr_finder import find_learning_rate, suggest_learning_rate
 
 
 @pytest.fixture(scope="module")

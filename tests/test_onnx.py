@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lucidnet as ln
-from lucidnet.onnx_export import export_model_file, export_onnx, to_onnx
+from lucidnet.interop.onnx_export import export_model_file, export_onnx, to_onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -140,7 +140,7 @@ def test_trained_digits_model(tmp_path):
 def test_sklearn_estimator_export(tmp_path):
     from sklearn.datasets import make_classification
 
-    from lucidnet.estimators import NeuralNetworkClassifier
+    from lucidnet.interop.estimators import NeuralNetworkClassifier
 
     X, y = make_classification(200, 6, n_classes=3, n_informative=4, random_state=0)
     labels = np.array(["x", "y", "z"])[y]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import lucidnet as ln
-from lucidnet import plots
-from lucidnet.diagnostics import Diagnostics
+from lucidnet.glassbox import plots
+from lucidnet.glassbox.diagnostics import Diagnostics
 
 pytest.importorskip("matplotlib")
 

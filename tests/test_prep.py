@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lucidnet.prep import (
+from lucidnet.data.prep import (
     TabularPreparer,
     as_frame,
     infer_roles,

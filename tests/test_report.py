@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import lucidnet as ln
-from lucidnet.diagnostics import Diagnostics
+from lucidnet.glassbox.diagnostics import Diagnostics
+from lucidnet.glassbox.report import render_report, write_report
 from lucidnet.metrics import confusion_matrix
-from lucidnet.report import render_report, write_report
 
 VOID = {
     "area",

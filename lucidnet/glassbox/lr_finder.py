@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from . import losses as _losses
-from . import optimizers as _optimizers
-from ._validation import check_array, check_float, check_positive_int, check_same_length, describe
-from .model import Sequential
-from .training import prepare_targets
+from .. import losses as _losses
+from .. import optimizers as _optimizers
+from .._validation import check_array, check_float, check_positive_int, check_same_length, describe
+from ..model import Sequential
+from ..training import prepare_targets
 
 __all__ = ["LRFinderResult", "find_learning_rate", "suggest_learning_rate"]
 

@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_float, check_positive_int
-from .callbacks import Callback
-from .layers import Dense
+from .._validation import check_float, check_positive_int
+from ..callbacks import Callback
+from ..layers import Dense
 
 __all__ = ["Diagnostics", "TrainingWarning", "WARNING_KINDS"]
 

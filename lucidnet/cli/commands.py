@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .cli_args import DEFAULT_MAX_FEATURES as DEFAULT_MAX_FEATURES  # re-exported
-from .cli_args import CLIError, _os_msg, parse_args
-from .cli_args import build_parser as build_parser  # re-exported
+from .._version import __version__
+from .args import DEFAULT_MAX_FEATURES as DEFAULT_MAX_FEATURES  # re-exported
+from .args import CLIError, _os_msg, parse_args
+from .args import build_parser as build_parser  # re-exported
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -98,7 +98,7 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _read_csv(path: str) -> Any:
-    from .prep import read_csv
+    from ..data.prep import read_csv
 
     with _user_errors():
         return read_csv(path)
@@ -106,8 +106,8 @@ def _read_csv(path: str) -> Any:
 
 def _load_model(path: str) -> tuple[Any, dict[str, Any], Any]:
     """Load a model file written by ``lucidnet train``: (model, metadata, preparer)."""
-    from .io import load
-    from .prep import TabularPreparer
+    from ..data.prep import TabularPreparer
+    from ..io import load
 
     with _user_errors():
         model = load(path)
@@ -150,7 +150,7 @@ def _class_names(meta: dict[str, Any]) -> list[str]:
 def test_metrics(task: str, model: Any, X: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
     """Classification: ``{"accuracy", "f1_macro"}`` plus ``details`` (per-class precision /
     recall / F1 / support and the confusion matrix); regression: ``{"mae", "rmse", "r2"}``."""
-    from . import metrics
+    from .. import metrics
 
     if task == "classification":
         pred = model.predict_logits(X).argmax(axis=1)
@@ -222,7 +222,7 @@ def _metrics_document(task: str, result: dict | None, **extra: Any) -> dict[str,
 
 def _prepare(args: argparse.Namespace, df: Any) -> Any:
     """Run :func:`lucidnet.prep.prepare` with the command-line options (errors -> CLIError)."""
-    from .prep import prepare
+    from ..data.prep import prepare
 
     empty = [c for c in (*args.categorical, *args.text, *args.numeric) if c in df.columns]
     empty = [c for c in empty if df[c].isna().all()]
@@ -256,9 +256,9 @@ def build_model(
 ) -> Any:
     """The CLI's network: per hidden layer ``Dense(act) [-> Dropout]``, or with ``batch_norm``
     ``Dense -> BatchNorm -> act [-> Dropout]``; then a linear ``Dense(n_outputs)`` (logits)."""
-    from . import activations
-    from .layers import BatchNorm, Dense, Dropout
-    from .model import Sequential
+    from .. import activations
+    from ..layers import BatchNorm, Dense, Dropout
+    from ..model import Sequential
 
     layers: list[Any] = []
     for units in hidden:
@@ -284,7 +284,7 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
     """Read and prepare the data, print its summary, build the (unbuilt) model and optimizer."""
-    from .optimizers import get as get_optimizer
+    from ..optimizers import get as get_optimizer
 
     if args.class_weight == "balanced" and args.task == "regression":
         raise CLIError("--class-weight balanced needs a classification task")
@@ -351,7 +351,7 @@ def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: 
     (0-based) or None, target scaling (mean, std) or None, Diagnostics callback or None)."""
     import warnings
 
-    from .callbacks import EarlyStopping, ProgressBar
+    from ..callbacks import EarlyStopping, ProgressBar
 
     y_train, y_val, scaling = data.y_train, data.y_val, None
     if task == "regression":
@@ -368,7 +368,7 @@ def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: 
         callbacks.append(ProgressBar("bar" if tty else "line", file=None if tty else sys.stdout))
     diagnostics = None
     if args.diagnostics:
-        from .diagnostics import Diagnostics
+        from ..glassbox.diagnostics import Diagnostics
 
         steps = -(-len(data.X_train) // args.batch_size)
         # every 10th batch normally; small data sets still get a few samples per epoch
@@ -482,7 +482,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _write_report(args, model, history, data, hp, result, diagnostics) -> None:
-    from .report import write_report
+    from ..glassbox.report import write_report
 
     metrics = None
     if result is not None:
@@ -616,7 +616,7 @@ def _row(args: argparse.Namespace) -> tuple[Any, Any, np.ndarray, np.ndarray | N
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """``lucidnet explain``: one training step on one row, explained."""
-    from .explain import explain_step
+    from ..glassbox.explain import explain_step
 
     model, meta, X, y, _ = _row(args)
     if args.row >= len(X):
@@ -641,7 +641,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     """``lucidnet gradcheck``: backpropagation against finite differences."""
-    from .gradcheck import check_gradients
+    from ..glassbox.gradcheck import check_gradients
 
     model, meta, X, y, _ = _row(args)
     if y is None:
@@ -653,7 +653,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     """``lucidnet lr-find``: learning-rate range test on the training split."""
-    from .lr_finder import find_learning_rate
+    from ..glassbox.lr_finder import find_learning_rate
 
     if args.plot:
         _check_output(args.plot, args.overwrite, (args.data,), "plot")
@@ -687,7 +687,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``lucidnet export``: the network as an ONNX graph."""
     _check_output(args.onnx, args.overwrite, (args.model,), "ONNX file")
     try:
-        from .onnx_export import export_model_file
+        from ..interop.onnx_export import export_model_file
 
         with _user_errors():  # missing / corrupt / foreign model file, unsupported layer
             info = export_model_file(args.model, args.onnx, overwrite=args.overwrite)

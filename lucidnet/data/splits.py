@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_float, check_one_of, check_positive_int
+from .._validation import check_float, check_one_of, check_positive_int
 from .columns import infer_task
 
 __all__ = ["Split", "train_val_test_split"]

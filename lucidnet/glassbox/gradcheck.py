@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from . import losses as _losses
-from ._validation import check_array, check_float, check_positive_int, check_same_length, describe
-from .layers import Dropout
-from .model import Sequential
-from .training import prepare_targets
+from .. import losses as _losses
+from .._validation import check_array, check_float, check_positive_int, check_same_length, describe
+from ..layers import Dropout
+from ..model import Sequential
+from ..training import prepare_targets
 
 __all__ = ["GradCheckEntry", "GradCheckReport", "check_gradients", "as_float64"]
 

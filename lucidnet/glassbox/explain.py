@@ -30,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from . import losses as _losses
-from . import optimizers as _optimizers
-from ._validation import check_array, check_positive_int, check_same_length, describe
-from .activations import sigmoid, softmax
-from .layers import Dense, Dropout
-from .model import Sequential
-from .training import prepare_targets
+from .. import losses as _losses
+from .. import optimizers as _optimizers
+from .._validation import check_array, check_positive_int, check_same_length, describe
+from ..activations import sigmoid, softmax
+from ..layers import Dense, Dropout
+from ..model import Sequential
+from ..training import prepare_targets
 
 __all__ = [
     "StepExplanation",

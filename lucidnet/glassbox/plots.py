@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_array, check_positive_int, describe
-from .callbacks import Callback
+from .._validation import check_array, check_positive_int, describe
+from ..callbacks import Callback
 
 __all__ = [
     "plot_history",
@@ -135,8 +135,8 @@ def plot_lr_schedule(
         steps_per_epoch: for schedules with ``unit="epoch"``.
         path: save the figure there as PNG.
     """
-    from . import optimizers as _optimizers
-    from . import schedules as _schedules
+    from .. import optimizers as _optimizers
+    from .. import schedules as _schedules
 
     xlabel = "step"
     if isinstance(source, _optimizers.Optimizer):
@@ -258,7 +258,7 @@ def plot_confusion_matrix(
     if cm is None:
         if y_true is None or y_pred is None:
             raise ValueError("pass cm, or both y_true and y_pred")
-        from .metrics import confusion_matrix
+        from ..metrics import confusion_matrix
 
         cm = confusion_matrix(y_true, y_pred)
     cm = check_array(cm, "cm", dtype=np.float64, min_ndim=2, max_ndim=2)
@@ -372,8 +372,8 @@ def loss_surface(
         ``(a, b, Z)``: grid values of the first and second weight (each (resolution,)) and
         the loss ``Z[i, j]`` at ``(a[j], b[i])`` (shape (resolution, resolution)).
     """
-    from . import losses as _losses
-    from .training import prepare_targets
+    from .. import losses as _losses
+    from ..training import prepare_targets
 
     resolution = check_positive_int(resolution, "resolution", minimum=3)
     loss_fn = _losses.get(loss) if loss is not None else model.loss

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import describe
+from .._validation import describe
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._validation import check_positive_int
+from .._validation import check_positive_int
 
 #: the column roles that produce features, in the order of the output columns.
 FEATURE_ROLES = ("numeric", "categorical", "text")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .._version import __version__
 
 __all__ = ["CLIError", "DEFAULT_MAX_FEATURES", "build_parser", "parse_args"]
 
@@ -178,8 +178,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from .activations import ACTIVATIONS
-    from .optimizers import OPTIMIZERS
+    from ..activations import ACTIVATIONS
+    from ..optimizers import OPTIMIZERS
 
     g = p.add_argument_group("model and training")
     g.add_argument(

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from ._validation import check_positive_int, describe
+from .._validation import check_positive_int, describe
+from .._version import __version__
 
 __all__ = ["export_onnx", "to_onnx", "export_model_file", "DEFAULT_OPSET", "SUPPORTED_LAYERS"]
 
@@ -184,7 +184,7 @@ def _onnx_type(g: _GraphBuilder) -> int:
 def _resolve(model: Any) -> tuple[Any, dict[str, str]]:
     """The Sequential to export (also from a fitted scikit-learn estimator) and extra
     metadata to record."""
-    from .model import Sequential
+    from ..model import Sequential
 
     extra: dict[str, str] = {}
     if not isinstance(model, Sequential) and isinstance(getattr(model, "model_", None), Sequential):
@@ -343,7 +343,7 @@ def export_model_file(
         "output": (name, shape, type), "output_kind"}`` where shapes use ``"batch"`` for the
         dynamic axis.
     """
-    from .io import load
+    from ..io import load
 
     proto = export_onnx(load(model_path), onnx_path, **kwargs)
     onnx = _import_onnx()

@@ -14,11 +14,11 @@ from typing import TextIO
 
 import numpy as np
 
-from . import metrics
-from .callbacks import EarlyStopping, ProgressBar
-from .layers import Dense, Dropout
-from .model import Sequential
-from .optimizers import Adam
+from .. import metrics
+from ..callbacks import EarlyStopping, ProgressBar
+from ..layers import Dense, Dropout
+from ..model import Sequential
+from ..optimizers import Adam
 
 
 def format_confusion(cm: np.ndarray, labels: list[str]) -> str:

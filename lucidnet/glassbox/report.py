@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import describe
-from .model import Sequential
+from .._validation import describe
+from ..model import Sequential
 
 __all__ = ["write_report", "render_report"]
 
@@ -163,7 +163,7 @@ def render_report(
 
     title = title or f"Training report: {model.name}"
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    from . import __version__
+    from .._version import __version__
 
     parts = [
         "<!DOCTYPE html>",

@@ -45,15 +45,15 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import activations as _activations
-from . import optimizers as _optimizers
-from . import schedules as _schedules
-from ._validation import check_dtype, check_float, check_one_of, check_positive_int, describe
-from .callbacks import Callback
-from .layers import BatchNorm, Dense, Dropout
-from .model import Sequential
-from .training import fit as _train
-from .training import split_indices
+from .. import activations as _activations
+from .. import optimizers as _optimizers
+from .. import schedules as _schedules
+from .._validation import check_dtype, check_float, check_one_of, check_positive_int, describe
+from ..callbacks import Callback
+from ..layers import BatchNorm, Dense, Dropout
+from ..model import Sequential
+from ..training import fit as _train
+from ..training import split_indices
 
 __all__ = ["NeuralNetworkClassifier", "NeuralNetworkRegressor", "load_estimator"]
 
@@ -419,7 +419,7 @@ class _BaseNeuralNetwork(BaseEstimator):
             FileNotFoundError: no such file.
             lucidnet.ModelFileError: corrupt file, or not saved by ``cls.save``.
         """
-        from .io import ModelFileError, load
+        from ..io import ModelFileError, load
 
         model = load(path)
         meta = model.metadata.get(_META_KEY)

@@ -1,0 +1,6 @@
+"""The ``lucidnet`` command, on top of every other part: ``args`` (the argument parser and
+``--config`` files), ``commands`` (the commands and :func:`main`), ``demo`` (the digits demo)."""
+
+from .commands import main
+
+__all__ = ["main"]

@@ -1,0 +1,7 @@
+"""``python -m lucidnet.cli``: the same as the ``lucidnet`` command."""
+
+import sys
+
+from .commands import main
+
+sys.exit(main())
