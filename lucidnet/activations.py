@@ -98,22 +98,24 @@ class ReLU(Activation):
     key = "relu"
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        out = self._workspace("out", x.shape, x.dtype, training)
-        if out is None:
-            zeros = out = np.zeros_like(x)
-        else:
-            # max(x, 0) taken against an array of zeros kept from step to step: NumPy
-            # vectorises np.maximum between two arrays, not with a scalar (~2x faster in float32)
-            zeros = self._workspace("zeros", x.shape, x.dtype, fill=0.0)
-        np.maximum(x, zeros, out=out)
-        self._out = out
-        return out
+        self._out = np.maximum(x, 0)
+        return self._out
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        # where the output is 0 the unit was inactive (z <= 0) and passes no gradient;
+        # where the output is 0 the unit was inactive (z <= 0) and passes no gradient
+        return dy * (self._out > 0)
+
+    # fast path (fit): the same, into workspaces kept from step to step
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        # max(x, 0) against an array of zeros: NumPy vectorises np.maximum between two arrays,
+        # not with a scalar (~2x faster in float32)
+        zeros = self._workspace("zeros", x.shape, x.dtype, fill=0.0)
+        self._out = np.maximum(x, zeros, out=self._workspace("out", x.shape, x.dtype))
+        return self._out
+
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
         # multiplying by the 0/1 mask is ~3x faster than np.where (a NaN in dy stays NaN)
-        mask = self._workspace("mask", dy.shape, np.bool_)
-        mask = np.greater(self._out, 0, out=mask)
+        mask = np.greater(self._out, 0, out=self._workspace("mask", dy.shape, np.bool_))
         return np.multiply(dy, mask, out=self._workspace("dx", dy.shape, dy.dtype))
 
 

@@ -49,6 +49,18 @@ class Layer:
     #: whether the layer takes integer inputs (token ids) instead of floats.
     integer_input: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that changes the textbook pair but not the fast pair would otherwise
+        # inherit a fast path computing its parent's arithmetic: it gets the defaults, which
+        # run its own forward / backward.
+        own = cls.__dict__
+        if ("forward" in own or "backward" in own) and not (
+            "fast_forward" in own or "fast_backward" in own
+        ):
+            cls.fast_forward = Layer.fast_forward  # type: ignore[method-assign]
+            cls.fast_backward = Layer.fast_backward  # type: ignore[method-assign]
+
     def __init__(self, name: str | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, got {type(name).__name__}")
@@ -86,7 +98,7 @@ class Layer:
         self.params[key] = value
         self.grads[key] = np.zeros_like(value)
 
-    # -- computation ----------------------------------------------------------------------------
+    # -- textbook path: what readers, ``explain``, ``gradcheck`` and ``predict`` run --------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Compute the layer's output; cache what ``backward`` needs when ``training``."""
         raise NotImplementedError
@@ -95,31 +107,33 @@ class Layer:
         """Given dL/d(output), accumulate dL/d(params) into ``grads`` and return dL/d(input)."""
         raise NotImplementedError
 
-    #: set by the training loop (``fit``) for its duration: training-mode ``forward`` and
-    #: ``backward`` then write intermediate arrays into workspaces kept from one mini-batch to
-    #: the next instead of allocating new ones every step (see ``_workspace``).
-    reuse_buffers: bool = False
+    # -- fast path: what ``fit`` runs (``training.train_step``) ----------------------------------
+    # The same arithmetic as the textbook pair, proven equal by tests/test_fast_paths.py, with
+    # the performance plumbing kept out of the textbook code: reused workspaces, in-place
+    # operations, shortcuts. A layer without a faster way inherits these defaults. Compiled
+    # kernels (numba) plug in here too.
+
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        """Training-mode forward pass; may return a workspace that the next step overwrites."""
+        return self.forward(x, training=True)
+
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Backward pass after ``fast_forward`` that *overwrites* ``grads`` (the same as
+        ``zero_grad()`` then ``backward(dy)``). With ``need_input_grad=False`` (the first layer,
+        whose dL/dx nobody uses) the layer may skip dL/d(input) and return ``None``."""
+        self.zero_grad()
+        return self.backward(dy)
 
     def _workspace(
-        self,
-        key: str,
-        shape: tuple[int, ...],
-        dtype: Any,
-        enabled: bool = True,
-        fill: float | None = None,
-    ) -> np.ndarray | None:
-        """An array to pass as ``out=`` for an intermediate result, or ``None`` (allocate as usual).
-
-        While ``reuse_buffers`` is on (during ``fit``) and ``enabled`` (e.g. ``training``), the
-        same array is returned for the same ``key`` and shape on every call, so a training step
-        allocates nothing (fresh arrays cost page faults and cache misses). The array's previous
-        content is overwritten by the caller, except with ``fill``: the array is filled with that
-        value when created and must then never be written to (a constant operand). Outside
-        ``fit`` this returns ``None``, so results a user keeps are never overwritten by a later
-        call.
+        self, key: str, shape: tuple[int, ...], dtype: Any, fill: float | None = None
+    ) -> np.ndarray:
+        """An aligned array kept under ``key`` from one fast-path call to the next, to pass as
+        ``out=``: a training step then allocates nothing (fresh arrays cost page faults and
+        cache misses). Its previous content is overwritten by the caller, except with ``fill``:
+        the array is filled with that value when created and must never be written to (a
+        constant operand). Only the fast path uses workspaces, so arrays returned to users by
+        ``forward`` are never overwritten by a later call; ``release_workspaces`` frees them.
         """
-        if not (self.reuse_buffers and enabled):
-            return None
         buffers = self.__dict__.setdefault("_buffers", {})
         buf = buffers.get((key, shape))
         if buf is None or buf.dtype != dtype:
@@ -127,6 +141,31 @@ class Layer:
             if fill is not None:
                 buf.fill(fill)
         return buf
+
+    def release_workspaces(self) -> None:
+        """Free the fast path's workspaces (``fit`` calls this when it ends)."""
+        self.__dict__.pop("_buffers", None)
+        for sub in self.sublayers():
+            sub.release_workspaces()
+
+    # -- hooks the training loop and the model use (instead of checking layer types) -------------
+    #: the smallest training batch the layer accepts (BatchNorm needs 2 to estimate a variance).
+    min_batch_size: ClassVar[int] = 1
+
+    def sublayers(self) -> list[Layer]:
+        """Layers held inside this one (a Dense layer's activation), for workspaces and hooks."""
+        return []
+
+    def reseed(self, rng: np.random.Generator) -> None:
+        """Take a new random stream from ``rng`` (``fit`` calls it so that a seeded run is
+        reproducible); only layers that draw random numbers (Dropout) override it."""
+
+    def fold_output_scaling(self, scale: np.ndarray, shift: np.ndarray) -> bool:
+        """Make this layer, the model's last, output ``y * scale + shift`` instead of ``y``, by
+        changing its parameters in place; return whether it could (a linear Dense layer can).
+        ``fit`` uses it to train regression on standardised targets and hand back a model that
+        predicts in the target's own units."""
+        return False
 
     def zero_grad(self) -> None:
         """Set every gradient to zero (in place, so views stay valid)."""

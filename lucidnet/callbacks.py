@@ -32,6 +32,10 @@ class Callback:
         self.model = model
         self.params = params
 
+    def set_training_data(self, X: np.ndarray) -> None:
+        """``fit`` hands every callback its training inputs before training (a no-op unless a
+        callback needs them, as ``NaNGuard`` does to explain a non-finite loss)."""
+
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None: ...
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None: ...
@@ -377,6 +381,9 @@ class NaNGuard(Callback):
     """
 
     inputs: np.ndarray | None = None
+
+    def set_training_data(self, X):
+        self.inputs = X
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch

@@ -94,6 +94,10 @@ def save_model(
         raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it")
     if not model.built:
         raise ValueError("cannot save a model that is not built: fit it or call build() first")
+    if model.fit_target_scaling is not None:  # saved mid-fit (a checkpoint): in target units
+        model = model.copy()
+        model.fit_target_scaling.out_of_model(model)
+        model.fit_target_scaling = None
     tensors: dict[str, np.ndarray] = {}
     for layer in model.layers:
         for key, value in layer.params.items():

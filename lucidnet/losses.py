@@ -73,6 +73,13 @@ class Loss:
         grad /= n
         return value, grad
 
+    def fast(
+        self, y_pred: np.ndarray, y_true: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray]:
+        """The fast path (``fit``): the same value and gradient as the textbook ``__call__``,
+        for targets already checked by ``prepare_targets``."""
+        return self(y_pred, y_true, sample_weight, validate=False)
+
     def _check_target(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
         if y_true.shape != y_pred.shape:
             raise ValueError(
@@ -154,18 +161,55 @@ class Huber(Loss):
         return {"delta": self.delta}
 
 
-def _class_weight_array(class_weight: Any, name: str = "class_weight") -> np.ndarray | None:
+def resolve_class_weight(
+    class_weight: Any,
+    labels: np.ndarray | None = None,
+    n_classes: int | None = None,
+    name: str = "class_weight",
+) -> np.ndarray | None:
+    """Per-class weights as an array ``w[c]``: the one place lucidnet reads a ``class_weight``
+    (the losses' argument, ``fit``'s, the estimators').
+
+    Args:
+        class_weight: ``None``; ``"balanced"`` (``w_c = n / (classes present * n_c)`` for the
+            classes present in ``labels``, 1 for absent ones: scikit-learn's rule); a dict
+            ``{class index: weight}`` (unlisted classes weigh 1); or a sequence of weights.
+        labels: integer labels (n,), needed for ``"balanced"``.
+        n_classes: number of classes; otherwise the largest class named (or labelled) + 1.
+        name: the argument's name in error messages.
+
+    Returns:
+        ``None`` for ``None``, else a float64 array of non-negative finite weights.
+    """
     if class_weight is None:
         return None
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(
+                f"{name} must be 'balanced' or a dict {{class: weight}} (or a list), got "
+                f"{class_weight!r}"
+            )
+        if labels is None:
+            raise ValueError(f"{name}='balanced' needs the training labels")
+        k = max(n_classes or 0, int(labels.max()) + 1 if labels.size else 0)
+        counts = np.bincount(labels, minlength=k).astype(float)
+        present = counts > 0
+        arr = np.ones(k)
+        arr[present] = labels.size / (present.sum() * counts[present])
+        return arr
     if isinstance(class_weight, dict):
         if not class_weight:
             raise ValueError(f"{name} must not be empty")
-        k = max(int(c) for c in class_weight) + 1
+        k = n_classes if n_classes is not None else max(int(c) for c in class_weight) + 1
         arr = np.ones(k)
         for c, w in class_weight.items():
-            arr[int(c)] = float(w)
+            if not 0 <= int(c) < k:
+                raise ValueError(f"{name} has class {c!r} outside [0, {k})")
+            arr[int(c)] = check_float(w, f"{name}[{c!r}]", low=0.0)
     else:
         arr = np.asarray(class_weight, dtype=float)
+        if n_classes is not None and arr.shape != (n_classes,):
+            raise ValueError(f"{name} has {arr.size} entries for {n_classes} classes")
     if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise ValueError(f"{name} must be non-negative finite weights per class, got {arr}")
     return arr
@@ -193,7 +237,7 @@ class CrossEntropy(Loss):
         self.label_smoothing = check_float(
             label_smoothing, "label_smoothing", low=0.0, high=1.0, high_inclusive=False
         )
-        self.class_weight = _class_weight_array(class_weight)
+        self.class_weight = resolve_class_weight(class_weight)
 
     def _check_target(self, y_pred, y_true):
         if y_pred.ndim != 2:
@@ -309,7 +353,7 @@ class BinaryCrossEntropy(Loss):
     output_activation = "sigmoid"
 
     def __init__(self, class_weight: Any = None) -> None:
-        self.class_weight = _class_weight_array(class_weight)
+        self.class_weight = resolve_class_weight(class_weight)
         if self.class_weight is not None and self.class_weight.shape[0] != 2:
             raise ValueError(
                 f"binary_cross_entropy: class_weight needs 2 entries, got {self.class_weight}"

@@ -18,7 +18,6 @@ import numpy as np
 from . import losses as _losses
 from ._validation import check_array, check_dtype, check_positive_int, describe
 from .base import ALIGNMENT, Layer, empty_aligned
-from .layers import Dense
 from .losses import labels_from_logits
 from .optimizers import get as _get_optimizer
 from .training import evaluate as _evaluate
@@ -70,6 +69,9 @@ class Sequential:
         self.history: Any = None
         self.metadata: dict[str, Any] = {}
         self.stop_training = False
+        #: while ``fit`` trains on standardised regression targets, their scaling (the output
+        #: layer then predicts standardised values; saving folds it back), else ``None``.
+        self.fit_target_scaling: Any = None
         self.input_shape: tuple[int, ...] | None = None
         self._views: list[tuple[Layer, str, np.ndarray, np.ndarray]] = []
         self._flat: tuple[np.ndarray, np.ndarray] | None = None
@@ -184,39 +186,35 @@ class Sequential:
             x = layer.forward(x, training)
         return x
 
-    def backward(
-        self, dy: np.ndarray, input_grad: bool = True, accumulate: bool = True
-    ) -> np.ndarray | None:
-        """Backward pass, last layer first: fills every layer's ``grads`` (accumulating) and
-        returns dL/d(input).
-
-        Shortcuts used by ``fit``: ``input_grad=False`` lets a ``Dense`` first layer skip
-        dL/d(input), which training never uses (a matrix product as large as the layer's
-        forward pass); the return value is then ``None``. ``accumulate=False`` overwrites the
-        gradients instead of adding to them: the same as ``zero_grad()`` then ``backward(dy)``,
-        without the two extra passes over every gradient.
-        """
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Backward pass, last layer first: each layer accumulates its ``grads`` and turns
+        dL/d(its output) into dL/d(its input); returns dL/d(model input)."""
         if not self.built:
             raise ValueError("backward called before forward: the model is not built")
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            if type(layer).backward is Dense.backward:  # Dense's own backward has the shortcuts
-                dy = layer.backward(dy, input_grad=input_grad or i > 0, accumulate=accumulate)
-            else:  # any other layer, subclasses of Dense with their own backward too
-                if not accumulate:
-                    layer.zero_grad()
-                dy = layer.backward(dy)
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
         return dy
 
-    def _reuse_buffers(self, enabled: bool) -> None:
-        """Switch the layers' workspace reuse (``Layer._workspace``) on for ``fit``, or off
-        again, which also frees the workspaces."""
+    # -- fast path (fit, through training.train_step) ---------------------------------------------
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        """Training-mode forward pass through the layers' fast paths (``Layer.fast_forward``):
+        the same numbers as ``forward(x, training=True)``; the result may be a workspace that the
+        next step overwrites."""
         for layer in self.layers:
-            for part in (layer, getattr(layer, "activation", None)):
-                if isinstance(part, Layer):
-                    part.reuse_buffers = enabled
-                    if not enabled:
-                        part.__dict__.pop("_buffers", None)
+            x = layer.fast_forward(x)
+        return x
+
+    def fast_backward(self, dy: np.ndarray) -> None:
+        """Backward pass through the layers' fast paths after ``fast_forward``: *overwrites*
+        every gradient (the same as ``zero_grad()`` then ``backward(dy)``) and skips dL/d(input)
+        of the first layer, which training never uses."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            dy = self.layers[i].fast_backward(dy, need_input_grad=i > 0)
+
+    def release_workspaces(self) -> None:
+        """Free the arrays the fast path keeps from one step to the next (end of ``fit``)."""
+        for layer in self.layers:
+            layer.release_workspaces()
 
     def zero_grad(self) -> None:
         """Reset every gradient to zero."""

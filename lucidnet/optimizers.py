@@ -133,6 +133,10 @@ class Optimizer:
                 _flush_subnormal(self.slots[name], self._buf)
         self.last_step = {"lr": lr, "grad_norm": norm}
 
+    def textbook_step(self, model: Any) -> None:
+        """The update as the docstring's formulas write it (placeholder: the fast step)."""
+        self.step(model)
+
     def _decays(self) -> dict[str, float]:
         """{slot name: factor it is multiplied by every step} for slots that decay toward 0."""
         return {}

@@ -1,19 +1,30 @@
-"""The training loop. It lives here, in one function, and reads top to bottom:
+"""The training loop: ``train_step`` (one step of gradient descent on one mini-batch) and
+``fit`` (epochs of steps), each reading top to bottom.
 
-1. validate the arguments and the data;          2. build the model (seeded);
-3. split off a validation set (random, stratified for classification);
-4. for each epoch: reshuffle -> for each mini-batch: forward -> loss -> zero_grad -> backward ->
-   optimizer step -> callbacks; then validation, logs, callbacks (early stopping ...);
-5. return the ``History``.
+``fit`` runs in a fixed order:
+
+1. check the arguments; prepare the data (cast, build the model seeded, targets, weights);
+2. hold out validation rows (random, stratified by class for classification) unless given;
+3. standardise regression targets (``target_scaling``);
+4. for each epoch: reshuffle -> for each mini-batch: ``train_step`` (forward, loss, backward,
+   optimizer update) -> batch callbacks; then validation, the flat logs dict, epoch callbacks
+   (early stopping ...);
+5. fold the target scaling back into the output layer, and return the ``History``.
 
 ``batch_size=1`` is stochastic gradient descent, ``batch_size=None`` full-batch gradient descent,
 anything else mini-batch gradient descent.
+
+``train_step`` takes the fast path (``fast_forward`` / ``Loss.fast`` / ``fast_backward`` /
+``Optimizer.step``) or, with ``fast=False``, the textbook one (``forward`` / ``loss(...)`` /
+``backward`` / ``Optimizer.textbook_step``), which ``explain`` shows; the two give the same numbers
+(tests/test_fast_paths.py).
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,11 +41,58 @@ from ._validation import (
 )
 from .callbacks import Callback, History, NaNGuard, ProgressBar, _overrides
 from .losses import labels_from_logits
+from .splitting import split_indices
 
 if TYPE_CHECKING:  # the model calls this loop (Sequential.fit); the loop never imports it
     from .model import Sequential
 
+__all__ = ["train_step", "fit", "evaluate", "prepare_targets", "resolve_metrics", "TargetScaling"]
+
 _EVAL_BATCH = 4096
+
+
+def train_step(
+    model: Sequential,
+    xb: np.ndarray,
+    yb: np.ndarray,
+    loss: _losses.Loss,
+    optimizer: _optimizers.Optimizer,
+    sample_weight: np.ndarray | None = None,
+    *,
+    fast: bool = True,
+) -> tuple[float, np.ndarray]:
+    """One step of gradient descent on the mini-batch ``(xb, yb)``.
+
+    forward pass -> loss and dL/d(output) -> backward pass (every layer's ``grads``) ->
+    optimizer update of every parameter.
+
+    Args:
+        model: a built ``Sequential``.
+        xb: inputs (m, ...) in the model's dtype (or token ids).
+        yb: targets prepared for ``loss`` (``prepare_targets``).
+        loss, optimizer: the loss and the optimizer (its state advances by one step).
+        sample_weight: optional (m,) per-sample loss weights.
+        fast: the fast path (``fit``'s); ``False`` takes the textbook path, which gives the same
+            numbers and leaves each layer's textbook cache (inputs, pre-activations) readable.
+
+    Returns:
+        ``(loss value including the layers' penalties, output of the forward pass (m, outputs))``;
+        on the fast path the output is a workspace the next step overwrites.
+    """
+    if fast:
+        out = model.fast_forward(xb)
+        value, d_out = loss.fast(out, yb, sample_weight)
+        value += model.penalty()  # before the update changes the weights
+        model.fast_backward(d_out)  # overwrites the gradients: no zero_grad needed
+        optimizer.step(model)
+    else:
+        out = model.forward(xb, training=True)
+        value, d_out = loss(out, yb, sample_weight, validate=False)
+        value += model.penalty()
+        model.zero_grad()
+        model.backward(d_out)
+        optimizer.textbook_step(model)
+    return value, out
 
 
 def resolve_metrics(loss: _losses.Loss, metrics: Any) -> list[str]:
@@ -97,54 +155,26 @@ def _output_shape(model: Sequential) -> tuple[int, ...] | None:
     return shape
 
 
-def _strata(loss: _losses.Loss, y: np.ndarray) -> np.ndarray | None:
+def label_strata(loss: _losses.Loss, y: np.ndarray) -> np.ndarray | None:
+    """One class label per row for stratified splits and class weights, or ``None`` when the
+    targets have none (regression, multi-label): labels as given, argmax of one-hot rows, or
+    ``y > 0.5`` for one binary output."""
     if loss.task != "classification":
         return None
     if y.ndim == 1:
         return y.astype(np.int64)
     if y.shape[1] == 1:
         return (y[:, 0] > 0.5).astype(np.int64)
-    if isinstance(loss, _losses.CrossEntropy):
+    if loss.output_activation == "softmax":
         return y.argmax(axis=1)
     return None  # multi-label: no single stratum
 
 
-def split_indices(
-    n: int, fraction: float, rng: np.random.Generator, strata: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random (stratified when ``strata`` is given) train / validation index split.
-
-    Each class contributes ``round(fraction * class_count)`` samples to validation (at least one
-    when it has two or more), so class proportions are kept; the rest is random.
-    """
-    if strata is None:
-        perm = rng.permutation(n)
-        n_val = max(1, int(round(fraction * n)))
-        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    val_parts = []
-    for cls in np.unique(strata):
-        members = rng.permutation(np.flatnonzero(strata == cls))
-        k = int(round(fraction * members.size))
-        if k == 0 and members.size >= 2:
-            k = 1
-        val_parts.append(members[:k])
-    val = np.sort(np.concatenate(val_parts))
-    train = np.setdiff1d(np.arange(n), val, assume_unique=True)
-    return train, val
-
-
-def _balanced_class_weight(labels: np.ndarray, k: int) -> np.ndarray:
-    counts = np.bincount(labels, minlength=k).astype(float)
-    present = counts > 0
-    weights = np.ones(k)
-    weights[present] = labels.size / (present.sum() * counts[present])
-    return weights
-
-
-def _sample_weights(
+def sample_weights(
     loss: _losses.Loss, y: np.ndarray, sample_weight: Any, class_weight: Any, n_classes: int
 ) -> np.ndarray | None:
-    """Per-sample weights combining ``sample_weight`` and ``class_weight`` (integer labels)."""
+    """Per-sample weights combining ``sample_weight`` (n,) and ``class_weight`` (resolved by
+    :func:`lucidnet.losses.resolve_class_weight` on the labels), or ``None`` for neither."""
     w = None
     if sample_weight is not None:
         w = check_array(sample_weight, "sample_weight", dtype=np.float64, min_ndim=1, max_ndim=1)
@@ -157,27 +187,57 @@ def _sample_weights(
     if class_weight is not None:
         if loss.task != "classification":
             raise ValueError(f"class_weight needs a classification loss, got {loss.key!r}")
-        labels = _strata(loss, y)
-        if labels is None:
-            raise ValueError("class_weight needs single-label targets (labels or one-hot)")
-        k = max(n_classes, int(labels.max()) + 1)
-        if isinstance(class_weight, str):
-            if class_weight != "balanced":
-                raise ValueError(f"class_weight must be 'balanced' or a dict, got {class_weight!r}")
-            cw = _balanced_class_weight(labels, k)
-        elif isinstance(class_weight, dict):
-            cw = np.ones(k)
-            for c, v in class_weight.items():
-                if not 0 <= int(c) < k:
-                    raise ValueError(f"class_weight has class {c!r} outside [0, {k})")
-                cw[int(c)] = check_float(v, f"class_weight[{c!r}]", low=0.0)
-        else:
+        if not isinstance(class_weight, (str, dict)):
             raise TypeError(
                 f"class_weight must be 'balanced' or a dict, got {describe(class_weight)}"
             )
-        cwv = cw[labels]
-        w = cwv if w is None else w * cwv
+        labels = label_strata(loss, y)
+        if labels is None:
+            raise ValueError("class_weight needs single-label targets (labels or one-hot)")
+        k = max(n_classes, int(labels.max()) + 1)
+        cw = _losses.resolve_class_weight(class_weight, labels, k)
+        assert cw is not None
+        w = cw[labels] if w is None else w * cw[labels]
     return w
+
+
+@dataclass
+class TargetScaling:
+    """Regression targets standardised for training: ``(y - mean) / std`` per output.
+
+    A scale-free target makes the learning rate and the initial weights suit any unit (a price
+    in dollars or in cents). ``fit`` trains on the standardised target and then folds the scaling
+    into the output layer (``Layer.fold_output_scaling``), so the model predicts in the target's
+    own units; during ``fit`` the losses (history, validation) are on the standardised target.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, y: np.ndarray, weights: np.ndarray | None = None) -> TargetScaling:
+        """The scaling of (n, outputs) targets, weighted by the sample weights (so a weight of
+        2 is the same as the row twice); a constant output keeps std 1."""
+        y64 = y.astype(np.float64)
+        if weights is not None and not np.any(weights > 0):
+            weights = None
+        mean = np.average(y64, axis=0, weights=weights)
+        std = np.sqrt(np.average((y64 - mean) ** 2, axis=0, weights=weights))
+        return cls(mean=mean, std=np.where(std > 0, std, 1.0))
+
+    def scale(self, y: np.ndarray) -> np.ndarray:
+        return ((y - self.mean) / self.std).astype(y.dtype)
+
+    def into_model(self, model: Sequential) -> bool:
+        """Change the output layer to predict standardised targets; ``False`` if it cannot."""
+        return model.layers[-1].fold_output_scaling(1.0 / self.std, -self.mean / self.std)
+
+    def out_of_model(self, model: Sequential) -> None:
+        """Change the output layer back to predict in the target's units."""
+        model.layers[-1].fold_output_scaling(self.std, self.mean)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
 def _log_metrics(names: list[str], loss: _losses.Loss, logits: np.ndarray, y: np.ndarray) -> dict:
@@ -186,7 +246,7 @@ def _log_metrics(names: list[str], loss: _losses.Loss, logits: np.ndarray, y: np
         return out
     if loss.task == "classification":
         pred = labels_from_logits(loss, logits)
-        true = _strata(loss, y) if y.ndim > 1 else y
+        true = label_strata(loss, y) if y.ndim > 1 else y
         if true is None:  # multi-label: element-wise
             true, pred = (y > 0.5).astype(np.int64), (logits > 0).astype(np.int64)
     else:
@@ -241,6 +301,7 @@ def fit(
     metrics: list[str] | None = None,
     sample_weight: Any = None,
     class_weight: Any = None,
+    target_scaling: bool | str = "auto",
 ) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batch gradient descent.
 
@@ -266,16 +327,133 @@ def fit(
         metrics: extra metric names (accuracy is always tracked for classification).
         sample_weight: per-sample loss weights (n,).
         class_weight: ``"balanced"`` or ``{class: weight}``, folded into the sample weights.
+        target_scaling: for regression losses, train on standardised targets and fold the
+            scaling into the output layer afterwards (see :class:`TargetScaling`): ``"auto"``
+            (default) when the output layer is a linear ``Dense``, ``True`` (an error if it is
+            not), ``False`` never. History losses are then on the standardised target.
 
     Returns:
         A :class:`~lucidnet.callbacks.History` (also stored as ``model.history``).
     """
-    # 1. arguments ------------------------------------------------------------------------------
-    epochs = check_positive_int(epochs, "epochs")
+    run = _Run(epochs=check_positive_int(epochs, "epochs"), shuffle=bool(shuffle))
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
-    validation_split = check_float(
-        validation_split, "validation_split", low=0.0, high=1.0, high_inclusive=False
-    )
+    verbose, callbacks = _check_options(verbose, seed, callbacks)
+    _compile(model, loss, optimizer, metrics)
+    run.rng = np.random.default_rng(seed)
+    run.X, run.y = _training_data(model, X, y, run.rng)
+    n_out = _output_shape(model)[0]
+    run.weights = sample_weights(model.loss, run.y, sample_weight, class_weight, n_out)
+    _hold_out(model, run, validation_split, validation_data)
+    run.scaling = _target_scaling(model, run, target_scaling)
+    _batches(model, run, batch_size)
+    _callbacks(model, run, callbacks, verbose, seed)
+    try:
+        _epochs(model, run)
+    finally:
+        if run.scaling is not None:
+            run.scaling.out_of_model(model)
+            model.fit_target_scaling = None
+    return run.history
+
+
+@dataclass
+class _Run:
+    """What ``fit`` prepares before the first step and the loop reads."""
+
+    epochs: int
+    shuffle: bool
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    X: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    y: np.ndarray = field(default_factory=lambda: np.empty(0))
+    weights: np.ndarray | None = None
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    scaling: TargetScaling | None = None
+    batch_size: int = 1
+    steps: int = 0
+    fold_last: bool = False  # the last batch of one row joins the one before (min_batch_size)
+    callbacks: list[Callback] = field(default_factory=list)
+    batch_hooks: list[Callback] = field(default_factory=list)
+    history: History = field(default_factory=History)
+
+
+def _epochs(model: Sequential, run: _Run) -> None:
+    """The loop: epochs of mini-batch steps, validation and callbacks, in a fixed order."""
+    loss_fn, opt, history, track = model.loss, model.optimizer, run.history, model.metrics
+    n, bs = run.X.shape[0], run.batch_size
+    for cb in run.callbacks:
+        cb.on_train_begin()
+    try:
+        for epoch in range(run.epochs):
+            for cb in run.callbacks:
+                cb.on_epoch_begin(epoch)
+            order = run.rng.permutation(n) if run.shuffle else np.arange(n)
+            lr_epoch = opt.current_lr
+            loss_sum, correct, seen = 0.0, 0.0, 0
+            for step in range(run.steps):
+                stop = n if (run.fold_last and step == run.steps - 1) else (step + 1) * bs
+                idx = order[step * bs : stop]
+                xb, yb = run.X[idx], run.y[idx]
+                wb = None if run.weights is None else run.weights[idx]
+                value, out = train_step(model, xb, yb, loss_fn, opt, wb)
+                history.iteration_loss.append(value)
+                loss_sum, seen = loss_sum + value * idx.size, seen + idx.size
+                if "accuracy" in track:
+                    correct += _batch_correct(loss_fn, out, yb)
+                if run.batch_hooks:
+                    _batch_end(run, step, value, idx.size, loss_sum / seen, correct / seen, track)
+                if model.stop_training:
+                    break
+            if not seen or not math.isfinite(loss_sum):
+                _record_nan(history, run.callbacks)
+                break
+            logs = _epoch_logs(model, run, loss_sum / seen, correct / seen, lr_epoch)
+            history.record(epoch, logs)
+            for cb in run.callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                history.stop_reason = history.stop_reason or "early_stopping"
+                history.stopped_epoch = epoch
+                break
+    except KeyboardInterrupt:
+        _record_interrupt(history)
+    finally:
+        model.release_workspaces()
+    for cb in run.callbacks:
+        cb.on_train_end()
+    for cb in run.callbacks:
+        if getattr(cb, "best_epoch", None) is not None:
+            history.best_epoch = cb.best_epoch
+
+
+def _batch_end(
+    run: _Run, step: int, value: float, m: int, loss: float, accuracy: float, track: list[str]
+) -> None:
+    logs = {"loss": loss, "batch_size": m}
+    if "accuracy" in track:
+        logs["accuracy"] = accuracy
+    logs["loss_batch"] = value
+    for cb in run.batch_hooks:
+        cb.on_batch_end(step, logs)
+
+
+def _epoch_logs(
+    model: Sequential, run: _Run, loss: float, accuracy: float, lr: float
+) -> dict[str, float]:
+    """The flat logs dict of an epoch: training loss and metrics, validation ones, the lr."""
+    logs: dict[str, float] = {"loss": loss}
+    if "accuracy" in model.metrics:
+        logs["accuracy"] = accuracy
+    others = [m for m in model.metrics if m != "accuracy"]
+    if others:  # metrics other than accuracy are computed on the whole training set
+        logs.update(_log_metrics(others, model.loss, model.predict_logits(run.X), run.y))
+    if run.X_val is not None:
+        logs.update(evaluate(model, run.X_val, run.y_val, prefix="val_"))
+    logs["lr"] = lr
+    return logs
+
+
+def _check_options(verbose: Any, seed: Any, callbacks: Any) -> tuple[int, list[Callback]]:
     if verbose == "auto":
         verbose = 1 if sys.stderr.isatty() else 0
     if verbose not in (0, 1, 2):
@@ -286,6 +464,11 @@ def fit(
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be Callback objects, got {describe(cb)}")
+    return int(verbose), callbacks
+
+
+def _compile(model: Sequential, loss: Any, optimizer: Any, metrics: Any) -> None:
+    """The model's loss, optimizer (default Adam) and metric names for this run."""
     if loss is None and model.loss is None:
         raise ValueError("fit needs a loss, e.g. loss='cross_entropy' or loss='mse'")
     model.loss = _losses.get(loss) if loss is not None else model.loss
@@ -293,153 +476,122 @@ def fit(
         model.optimizer = _optimizers.get(optimizer)
     elif model.optimizer is None:
         model.optimizer = _optimizers.Adam()
-    loss_fn, opt = model.loss, model.optimizer
-    model.metrics = resolve_metrics(loss_fn, metrics)
+    model.metrics = resolve_metrics(model.loss, metrics)
 
-    # 2. data and model -------------------------------------------------------------------------
-    rng = np.random.default_rng(seed)
+
+def _training_data(
+    model: Sequential, X: Any, y: Any, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Checked inputs and targets; the model is built (seeded) and its layers reseeded."""
     X = model._check_X(X)
     model._ensure_built(X, rng)
-    y = prepare_targets(model, loss_fn, y)
+    y = prepare_targets(model, model.loss, y)
     check_same_length(X, y)
-    n_out = _output_shape(model)[0]
-    weights = _sample_weights(loss_fn, y, sample_weight, class_weight, n_out)
     for layer in model.layers:  # dropout masks follow the run's seed
-        if hasattr(layer, "rng"):
-            layer.rng = np.random.default_rng(rng.integers(2**63))
+        layer.reseed(rng)
+    return X, y
 
-    # 3. validation data ------------------------------------------------------------------------
-    X_val = y_val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+
+def _hold_out(model: Sequential, run: _Run, split: Any, data: Any) -> None:
+    """``run.X_val, run.y_val`` from ``validation_data``, or rows held out of the training
+    data by ``validation_split``."""
+    split = check_float(split, "validation_split", low=0.0, high=1.0, high_inclusive=False)
+    if data is not None:
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError(
-                f"validation_data must be a tuple (X_val, y_val), got {describe(validation_data)}"
+                f"validation_data must be a tuple (X_val, y_val), got {describe(data)}"
             )
-        X_val = model._check_X(validation_data[0], "validation_data[0]")
-        y_val = prepare_targets(model, loss_fn, validation_data[1], "validation_data[1]")
-        check_same_length(X_val, y_val, "validation_data[0]", "validation_data[1]")
-    elif validation_split > 0:
-        if X.shape[0] < 2:
-            raise ValueError(f"validation_split needs at least 2 samples, got {X.shape[0]}")
-        tr, va = split_indices(X.shape[0], validation_split, rng, _strata(loss_fn, y))
+        run.X_val = model._check_X(data[0], "validation_data[0]")
+        run.y_val = prepare_targets(model, model.loss, data[1], "validation_data[1]")
+        check_same_length(run.X_val, run.y_val, "validation_data[0]", "validation_data[1]")
+    elif split > 0:
+        n = run.X.shape[0]
+        if n < 2:
+            raise ValueError(f"validation_split needs at least 2 samples, got {n}")
+        tr, va = split_indices(n, split, run.rng, label_strata(model.loss, run.y))
         if tr.size == 0 or va.size == 0:
             raise ValueError(
-                f"validation_split={validation_split} leaves {tr.size} training and {va.size} "
-                f"validation samples out of {X.shape[0]}; both parts need at least one"
+                f"validation_split={split} leaves {tr.size} training and {va.size} "
+                f"validation samples out of {n}; both parts need at least one"
             )
-        X, X_val, y, y_val = X[tr], X[va], y[tr], y[va]
-        weights = None if weights is None else weights[tr]
+        run.X, run.X_val, run.y, run.y_val = run.X[tr], run.X[va], run.y[tr], run.y[va]
+        run.weights = None if run.weights is None else run.weights[tr]
 
-    n = X.shape[0]
+
+def _target_scaling(model: Sequential, run: _Run, option: Any) -> TargetScaling | None:
+    """Standardise regression targets (training and validation) and the output layer with
+    them, per ``fit``'s ``target_scaling`` option; ``None`` when not done."""
+    if option not in (True, False, "auto"):
+        raise ValueError(f"target_scaling must be True, False or 'auto', got {describe(option)}")
+    if option is False or model.loss.task != "regression" or run.y.ndim != 2:
+        if option is True and model.loss.task != "regression":
+            raise ValueError(f"target_scaling needs a regression loss, got {model.loss.key!r}")
+        return None
+    scaling = TargetScaling.of(run.y, run.weights)
+    if not scaling.into_model(model):
+        if option is True:
+            raise ValueError(
+                "target_scaling=True needs a linear Dense output layer to fold the scaling "
+                f"into, got {model.layers[-1]!r}"
+            )
+        return None
+    run.y = scaling.scale(run.y)
+    if run.y_val is not None:
+        run.y_val = scaling.scale(run.y_val)
+    model.fit_target_scaling = scaling
+    return scaling
+
+
+def _batches(model: Sequential, run: _Run, batch_size: int | None) -> None:
+    """Batch size and steps per epoch; a last batch smaller than a layer's minimum batch size
+    (BatchNorm: 2) joins the one before it."""
+    n = run.X.shape[0]
     bs = n if batch_size is None else min(batch_size, n)
-    steps = math.ceil(n / bs)
-    # BatchNorm cannot normalise a final batch of one sample: fold it into the previous batch
-    has_bn = any(type(layer).__name__ == "BatchNorm" for layer in model.layers)
-    fold_last = has_bn and n > 1 and n % bs == 1
-    if fold_last:
-        steps -= 1
-    opt.steps_per_epoch = steps
+    run.batch_size, run.steps = bs, math.ceil(n / bs)
+    min_batch = max(layer.min_batch_size for layer in model.layers)
+    run.fold_last = n > bs and 0 < n % bs < min_batch
+    if run.fold_last:
+        run.steps -= 1
+    model.optimizer.steps_per_epoch = run.steps
 
-    # callbacks: progress display, NaN guard (unless the user brought one), then the user's
+
+def _callbacks(
+    model: Sequential, run: _Run, callbacks: list[Callback], verbose: int, seed: Any
+) -> None:
+    """The run's callbacks (progress display and NaN guard first, unless the user brought
+    their own) and its ``History``."""
     if verbose and not any(isinstance(cb, ProgressBar) for cb in callbacks):
         callbacks.append(ProgressBar(mode="bar" if verbose == 1 else "line"))
     if not any(isinstance(cb, NaNGuard) for cb in callbacks):
         callbacks.insert(0, NaNGuard())
-    history = History()
-    history.params = {
-        "epochs": epochs,
-        "batch_size": bs,
-        "samples": n,
-        "validation_samples": 0 if X_val is None else int(X_val.shape[0]),
-        "steps": steps,
+    run.history.params = {
+        "epochs": run.epochs,
+        "batch_size": run.batch_size,
+        "samples": int(run.X.shape[0]),
+        "validation_samples": 0 if run.X_val is None else int(run.X_val.shape[0]),
+        "steps": run.steps,
         "seed": seed,
-        "loss": loss_fn.key,
-        "optimizer": type(opt).__name__,
+        "loss": model.loss.key,
+        "optimizer": type(model.optimizer).__name__,
     }
-    params = dict(history.params)
+    if run.scaling is not None:
+        run.history.params["target_scaling"] = run.scaling.to_dict()
     for cb in callbacks:
-        if isinstance(cb, NaNGuard):
-            cb.inputs = X  # for its explanation, should the loss become NaN
-        cb.set_model(model, params)
-    batch_hooks = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
-    model.history = history
+        cb.set_training_data(run.X)
+        cb.set_model(model, dict(run.history.params))
+    run.callbacks = callbacks
+    run.batch_hooks = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
+    model.history = run.history
     model.stop_training = False
-    penalised = any(getattr(layer, "l1", 0) or getattr(layer, "l2", 0) for layer in model.layers)
-    track = model.metrics
 
-    # 4. the loop -------------------------------------------------------------------------------
-    for cb in callbacks:
-        cb.on_train_begin()
-    model._reuse_buffers(True)  # layers keep their per-step arrays until the end of fit
-    try:
-        for epoch in range(epochs):
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            lr_epoch = opt.current_lr
-            loss_sum, correct, seen = 0.0, 0.0, 0
-            for step in range(steps):
-                stop = n if (fold_last and step == steps - 1) else (step + 1) * bs
-                idx = order[step * bs : stop]
-                xb, yb = X[idx], y[idx]
-                wb = None if weights is None else weights[idx]
-                logits = model.forward(xb, training=True)  # forward pass
-                value, dlogits = loss_fn(logits, yb, wb, validate=False)  # loss, dL/dlogits
-                if penalised:
-                    value += model.penalty()
-                # backpropagation, last layer first; accumulate=False overwrites the gradients,
-                # which is zero_grad() then backward() in fewer passes over them
-                model.backward(dlogits, input_grad=False, accumulate=False)
-                opt.step(model)  # gradient-descent update
-                m = idx.size
-                history.iteration_loss.append(value)
-                loss_sum += value * m
-                seen += m
-                if "accuracy" in track:
-                    correct += _batch_correct(loss_fn, logits, yb)
-                if batch_hooks:
-                    blogs = {"loss": loss_sum / seen, "batch_size": m}
-                    if "accuracy" in track:
-                        blogs["accuracy"] = correct / seen
-                    blogs["loss_batch"] = value
-                    for cb in batch_hooks:
-                        cb.on_batch_end(step, blogs)
-                if model.stop_training:
-                    break
-            if not seen or not math.isfinite(loss_sum):
-                _record_nan(history, callbacks)
-                break
-            logs: dict[str, float] = {"loss": loss_sum / seen}
-            if "accuracy" in track:
-                logs["accuracy"] = correct / seen
-            others = [m for m in track if m != "accuracy"]
-            if others:  # metrics other than accuracy are computed on the whole training set
-                logs.update(_log_metrics(others, loss_fn, model.predict_logits(X), y))
-            if X_val is not None:
-                logs.update(evaluate(model, X_val, y_val, prefix="val_"))
-            logs["lr"] = lr_epoch
-            history.record(epoch, logs)
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
-            if model.stop_training:
-                history.stop_reason = history.stop_reason or "early_stopping"
-                history.stopped_epoch = epoch
-                break
-    except KeyboardInterrupt:
-        history.stop_reason = "interrupted"
-        history.warnings.append(
-            f"training interrupted by the user after {len(history.epoch)} complete epoch(s); "
-            "the model keeps the weights of the last completed step"
-        )
-        print(f"\n{history.warnings[-1]}", file=sys.stderr)
-    finally:
-        model._reuse_buffers(False)
-    for cb in callbacks:
-        cb.on_train_end()
-    for cb in callbacks:
-        if getattr(cb, "best_epoch", None) is not None:
-            history.best_epoch = cb.best_epoch
-    return history
+
+def _record_interrupt(history: History) -> None:
+    history.stop_reason = "interrupted"
+    history.warnings.append(
+        f"training interrupted by the user after {len(history.epoch)} complete epoch(s); "
+        "the model keeps the weights of the last completed step"
+    )
+    print(f"\n{history.warnings[-1]}", file=sys.stderr)
 
 
 def _batch_correct(loss: _losses.Loss, logits: np.ndarray, yb: np.ndarray) -> float:

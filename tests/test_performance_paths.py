@@ -187,19 +187,17 @@ def test_workspaces_exist_only_during_fit():
     class Peek(ln.Callback):
         def on_batch_end(self, batch, logs):
             for layer in self.model.layers:
-                seen[layer.name] = layer.reuse_buffers, sorted(k for k, _ in layer._buffers)
+                seen[layer.name] = sorted(k for k, _ in layer._buffers)
 
     model.fit(X, y, loss="cross_entropy", epochs=1, batch_size=8, verbose=0, callbacks=[Peek()])
     # z and the column of ones for the bias gradient in every layer; dx except in the first
     # layer; no dW / db: fit overwrites the gradients
     first, *rest = model.layers
-    assert seen[first.name] == (True, ["ones", "z"])
-    assert all(seen[layer.name] == (True, ["dx", "ones", "z"]) for layer in rest)
+    assert seen[first.name] == ["ones", "z"]
+    assert all(seen[layer.name] == ["dx", "ones", "z"] for layer in rest)
     for layer in model.layers:
-        for part in (layer, layer.activation):
-            if part is not None:
-                assert part.reuse_buffers is False
-                assert "_buffers" not in part.__dict__  # freed at the end of fit
+        for part in (layer, *layer.sublayers()):
+            assert "_buffers" not in part.__dict__  # freed at the end of fit
 
 
 def test_workspaces_are_released_after_an_exception_in_fit():
@@ -212,8 +210,9 @@ def test_workspaces_are_released_after_an_exception_in_fit():
 
     with pytest.raises(RuntimeError, match="boom"):
         model.fit(X, y, loss="cross_entropy", epochs=1, batch_size=8, verbose=0, callbacks=[Boom()])
-    assert all(layer.reuse_buffers is False for layer in model.layers)
-    assert all("_buffers" not in layer.__dict__ for layer in model.layers)
+    for layer in model.layers:
+        for part in (layer, *layer.sublayers()):
+            assert "_buffers" not in part.__dict__
 
 
 def test_outputs_kept_by_the_user_are_never_overwritten():
@@ -235,7 +234,7 @@ def test_outputs_kept_by_the_user_are_never_overwritten():
 # -- the individual shortcuts ----------------------------------------------------------------------
 
 
-def test_backward_without_input_grad_gives_the_same_parameter_gradients():
+def test_fast_backward_without_input_grad_gives_the_same_parameter_gradients():
     X, _ = toy_data(n=9)
     model = mlp(dtype="float64")
     model.build((X.shape[1],), seed=0)
@@ -244,28 +243,31 @@ def test_backward_without_input_grad_gives_the_same_parameter_gradients():
     model.zero_grad()
     dx = model.backward(dy)
     full = model.flat_parameters()[1].copy()
-    model.zero_grad()
-    assert model.backward(dy, input_grad=False) is None
-    np.testing.assert_array_equal(model.flat_parameters()[1], full)
+    model.fast_forward(X)
+    model.fast_backward(dy)  # the first layer skips dL/dx
+    np.testing.assert_allclose(model.flat_parameters()[1], full, rtol=1e-12, atol=1e-15)
     assert dx.shape == X.shape
+    first = model.layers[0]
+    first.fast_forward(X)
+    assert first.fast_backward(np.ones((9, first.units)), need_input_grad=False) is None
 
 
-def test_backward_without_input_grad_still_accumulates():
+def test_textbook_backward_accumulates():
     X, _ = toy_data(n=9)
     model = mlp(dtype="float64")
     model.build((X.shape[1],), seed=0)
     dy = np.random.default_rng(2).standard_normal((9, 3))
     model.forward(X, training=True)
     model.zero_grad()
-    model.backward(dy, input_grad=False)
+    model.backward(dy)
     once = model.flat_parameters()[1].copy()
-    model.backward(dy, input_grad=False)
+    model.backward(dy)
     np.testing.assert_allclose(model.flat_parameters()[1], 2 * once, rtol=1e-12)
 
 
-def test_backward_overwriting_equals_zero_grad_then_backward():
-    """accumulate=False (what fit uses) == zero_grad() + backward(), for Dense with L1/L2
-    penalties and for layers without the shortcut (BatchNorm zeroes its own gradients)."""
+def test_fast_backward_overwriting_equals_zero_grad_then_backward():
+    """fast_backward (what fit uses) == zero_grad() + backward(), for Dense with L1/L2
+    penalties and for layers without a fast path of their own (BatchNorm)."""
     rng = np.random.default_rng(3)
     model = ln.Sequential(
         [ln.Dense(5, activation="tanh", l1=0.01, l2=0.02), ln.BatchNorm(), ln.Dense(2)],
@@ -275,13 +277,13 @@ def test_backward_overwriting_equals_zero_grad_then_backward():
     x, dy = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
     model.forward(x, training=True)
     model.zero_grad()
-    expected_dx = model.backward(dy)
+    model.backward(dy)
     expected = model.flat_parameters()[1].copy()
     for _, _, grad in model.parameters():
         grad[...] = 7.0  # stale gradients that must not leak in
-    dx = model.backward(dy, accumulate=False)
+    model.fast_forward(x)
+    model.fast_backward(dy)
     np.testing.assert_allclose(model.flat_parameters()[1], expected, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(dx, expected_dx, rtol=1e-12)
 
 
 def test_dense_subclass_with_its_own_backward_still_trains():
@@ -304,23 +306,6 @@ def test_dense_subclass_with_its_own_backward_still_trains():
     for (W, b), (W2, b2) in zip(dense_weights(model), dense_weights(reference)):
         np.testing.assert_allclose(W, W2, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(b, b2, rtol=1e-6, atol=1e-7)
-
-
-def test_dense_accumulates_into_gradients_with_workspaces_on():
-    """The public contract (backward adds to grads) holds with the fit-time workspaces too."""
-    rng = np.random.default_rng(0)
-    layer = ln.Dense(4, activation="relu")
-    layer.build((3,), rng, np.float64)
-    x, dy = rng.standard_normal((5, 3)), rng.standard_normal((5, 4))
-    layer.reuse_buffers = True
-    layer.forward(x, training=True)
-    layer.backward(dy)
-    once = {k: g.copy() for k, g in layer.grads.items()}
-    layer.backward(dy)
-    for k, g in layer.grads.items():
-        np.testing.assert_allclose(g, 2 * once[k], rtol=1e-12)
-    mask = (x @ layer.params["W"] + layer.params["b"]) > 0
-    np.testing.assert_allclose(once["W"], x.T @ (dy * mask), rtol=1e-12)
 
 
 def test_relu_backward_mask_matches_where_reference():
