@@ -18,7 +18,7 @@ import numpy as np
 
 from ._validation import check_float, check_one_of, check_positive_int
 
-if TYPE_CHECKING:  # fit hands callbacks the model; a callback never imports it at run time
+if TYPE_CHECKING:  # types only: the model imports the loop, which imports the callbacks
     from tqdm import tqdm
 
     from .model import Sequential
