@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LINTED := $(wildcard lucidnet tests benchmarks examples)
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint imports typecheck install bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 
-test: lint
+imports: $(STAMP)  ## the import contract in pyproject.toml ([tool.importlinter])
+	$(BIN)/lint-imports --no-logo
+
+typecheck: $(STAMP)  ## mypy over the NumPy core ([tool.mypy] in pyproject.toml)
+	$(BIN)/mypy
+
+test: lint imports typecheck
 	$(BIN)/python -m pytest
 
 bench:  ## CPU speed vs PyTorch / scikit-learn / JAX / plain NumPy (~4 min; writes benchmarks/RESULTS.md)
@@ -30,4 +36,4 @@ bench:  ## CPU speed vs PyTorch / scikit-learn / JAX / plain NumPy (~4 min; writ
 	.venv-bench/bin/python benchmarks/run.py --markdown benchmarks/RESULTS.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache build *.egg-info

@@ -245,7 +245,7 @@ def component_floors(
 
 
 def workload_a(args, names: list[str], peak: float, log) -> dict:
-    n, n_test = (15_000, 5_000) if args.quick else (args.samples, 10_000)
+    n, n_test = args.samples, (5_000 if args.quick else 10_000)
     rounds = args.repeats or (2 if args.quick else 5)
     hidden, batch_size = (256, 128), 128
     X, y, X_test, y_test = make_workload_a(n, n_test)
@@ -516,7 +516,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated subset of {','.join(SYSTEMS)} (lucidnet is always included)",
     )
     p.add_argument("--repeats", type=int, default=None, help="A: timed epochs (default 5)")
-    p.add_argument("--samples", type=int, default=60_000, help="A: training samples")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="A: training samples (default 60,000; quick 15,000)",
+    )
     p.add_argument("--b-epochs", type=int, default=None, help="B: timed epochs (default 50)")
     p.add_argument("--c-rows", type=int, default=None, help="C: CSV rows (default 50,000)")
     p.add_argument("--c-epochs", type=int, default=None, help="C: training epochs (default 10)")
@@ -534,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--epochs", type=int, default=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.samples is None:
+        args.samples = 15_000 if args.quick else 60_000
     if args.memory_probe:
         return whole_process.memory_probe_main(args.samples, args.epochs, make_workload_a)
 

@@ -214,7 +214,7 @@ def workload_c(args, here: Path, log) -> dict:
         + ", ".join(f"import {m}: {t:.2f} s" for m, t in others.items() if math.isfinite(t))
     )
     out["targets"].append((f"import lucidnet well under 0.5 s: {t_imp:.3f} s", t_imp < 0.5))
-    n_mem = 15_000 if args.quick else args.samples
+    n_mem = args.samples
     mem = memory_probe(n_mem, 3, here)
     if "error" in mem:
         log(f"memory probe failed: {mem['error']}")

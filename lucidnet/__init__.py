@@ -22,7 +22,9 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 from typing import Any
 
 from . import activations, callbacks, initializers, layers, losses, metrics, optimizers, schedules
@@ -170,18 +172,24 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """``import lucidnet.prep`` (a module's home before the subpackages) gives the module in its
     new home, ``lucidnet.data.prep``: the same module object, not a copy."""
 
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
         short = fullname.removeprefix(f"{__name__}.")
         if short == fullname or short not in _LAZY_MODULES or _LAZY_MODULES[short] == fullname:
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
-    def create_module(self, spec: Any) -> Any:
+    def create_module(self, spec: ModuleSpec) -> ModuleType:
         module = importlib.import_module(_LAZY_MODULES[spec.name.removeprefix(f"{__name__}.")])
         spec.loader_state = module.__spec__  # the import system overwrites __spec__ next
         return module
 
-    def exec_module(self, module: Any) -> None:
+    def exec_module(self, module: ModuleType) -> None:
+        assert module.__spec__ is not None  # set by the import system from find_spec's answer
         module.__spec__ = module.__spec__.loader_state  # already executed in its own home
 
 

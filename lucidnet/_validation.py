@@ -10,6 +10,7 @@ import numbers
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 _FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -80,7 +81,7 @@ def check_array(
     x: Any,
     name: str,
     *,
-    dtype: np.dtype | None = None,
+    dtype: DTypeLike | None = None,
     min_ndim: int = 1,
     max_ndim: int | None = None,
     allow_nan: bool = False,
@@ -161,7 +162,7 @@ def check_same_length(x: np.ndarray, y: np.ndarray, x_name: str = "X", y_name: s
         )
 
 
-def check_one_of(value: Any, name: str, options: tuple) -> Any:
+def check_one_of(value: Any, name: str, options: tuple[Any, ...]) -> Any:
     """Check that ``value`` is one of ``options``."""
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {describe(value)}")

@@ -12,11 +12,16 @@ import math
 import os
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from ._validation import check_float, check_one_of, check_positive_int
+
+if TYPE_CHECKING:  # types only: the model imports the loop, which imports the callbacks
+    from tqdm import tqdm
+
+    from .model import Sequential
 
 _MAX_METRICS = ("acc", "f1", "precision", "recall", "r2")
 
@@ -25,10 +30,12 @@ class Callback:
     """Base class with no-op hooks."""
 
     def __init__(self) -> None:
-        self.model: Any = None
+        # None until fit calls set_model, which it does before the first hook: hooks may use
+        # self.model as a Sequential without a None check
+        self.model: Sequential = None  # type: ignore[assignment]
         self.params: dict[str, Any] = {}
 
-    def set_model(self, model: Any, params: dict[str, Any]) -> None:
+    def set_model(self, model: Sequential, params: dict[str, Any]) -> None:
         self.model = model
         self.params = params
 
@@ -181,14 +188,14 @@ class EarlyStopping(_Monitor):
         self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = check_positive_int(start_from_epoch, "start_from_epoch", minimum=0)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.wait = 0
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch: int | None = None
-        self.best_weights = None
+        self.best_weights: dict[str, np.ndarray] | None = None
         self.stopped_epoch: int | None = None
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         value = self._value(logs)
         if epoch < self.start_from_epoch:
             return
@@ -202,7 +209,7 @@ class EarlyStopping(_Monitor):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
@@ -216,7 +223,7 @@ class ModelCheckpoint(_Monitor):
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         monitor: str = "val_loss",
         save_best_only: bool = True,
         mode: str = "auto",
@@ -227,7 +234,7 @@ class ModelCheckpoint(_Monitor):
         self.save_best_only = bool(save_best_only)
         self.overwrite = bool(overwrite)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if os.path.exists(self.path) and not self.overwrite:
             raise FileExistsError(
                 f"ModelCheckpoint: {self.path!r} already exists; pass overwrite=True to replace it"
@@ -235,7 +242,7 @@ class ModelCheckpoint(_Monitor):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.saved_epochs: list[int] = []
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.save_best_only:
             value = self._value(logs)
             if not self._improved(value):
@@ -267,7 +274,7 @@ class ReduceLROnPlateau(_Monitor):
         self.cooldown = check_positive_int(cooldown, "cooldown", minimum=0)
         self.min_lr = check_float(min_lr, "min_lr", low=0.0)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         opt = self.model.optimizer
         if not isinstance(opt.lr, float):
             raise ValueError(
@@ -279,7 +286,7 @@ class ReduceLROnPlateau(_Monitor):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.reductions: list[tuple[int, float]] = []
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         value = self._value(logs)
         # an epoch in cooldown never counts towards patience (checking the counter after the
         # decrement, as Keras does, would make cooldown=1 a no-op)
@@ -322,14 +329,17 @@ class ProgressBar(Callback):
         update_every: batches between refreshes of the bar's numbers (keeps the overhead low).
     """
 
-    def __init__(self, mode: str = "bar", file: Any = None, update_every: int = 10) -> None:
+    def __init__(
+        self, mode: str = "bar", file: TextIO | None = None, update_every: int = 10
+    ) -> None:
         super().__init__()
         self.mode = check_one_of(mode, "mode", ("bar", "line"))
         self.file = file
         self.update_every = check_positive_int(update_every, "update_every")
-        self._bar = None
+        self._bar: tqdm[Any] | None = None
+        self._pending = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.mode != "bar":
             return
         from tqdm.auto import tqdm
@@ -345,7 +355,7 @@ class ProgressBar(Callback):
         )
         self._pending = 0
 
-    def on_batch_end(self, batch, logs):
+    def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
         if self._bar is None:
             return
         self._pending += 1
@@ -354,7 +364,7 @@ class ProgressBar(Callback):
             self._pending = 0
             self._bar.set_postfix_str(_format_logs(logs, skip=("lr", "batch_size")), refresh=False)
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self._bar is not None:
             self._bar.update(self._pending)
             self._bar.set_postfix_str(_format_logs(logs, skip=("lr",)), refresh=True)
@@ -365,7 +375,7 @@ class ProgressBar(Callback):
         epochs = self.params.get("epochs", "?")
         print(f"epoch {epoch + 1:>3}/{epochs}  {_format_logs(logs)}", file=stream, flush=True)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -382,14 +392,14 @@ class NaNGuard(Callback):
 
     inputs: np.ndarray | None = None
 
-    def set_training_data(self, X):
+    def set_training_data(self, X: np.ndarray) -> None:
         self.inputs = X
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch = epoch
         self._snapshot = self.model.get_weights()
 
-    def on_batch_end(self, batch, logs):
+    def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
         loss = logs.get("loss", 0.0)
         if math.isfinite(loss):
             return
@@ -409,7 +419,7 @@ class NaNGuard(Callback):
         )
         warnings.warn(self.message, RuntimeWarning, stacklevel=2)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.inputs = None  # a guard kept by the caller must not keep the training data alive
 
 

@@ -9,6 +9,7 @@ make ``import lucidnet`` slow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -138,7 +139,7 @@ def r2(y_true: Any, y_pred: Any) -> float:
 LABEL_METRICS = {"accuracy", "precision", "recall", "f1"}
 
 
-def get(name: str):
+def get(name: str) -> Callable[..., float | np.ndarray]:
     """The metric function called ``name``."""
     return METRICS.lookup(name)
 

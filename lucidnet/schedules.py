@@ -65,7 +65,7 @@ class StepDecay(Schedule):
     def value(self, t: int) -> float:
         return self.lr * self.gamma ** (t // self.step_size)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "step_size": self.step_size, "gamma": self.gamma}
 
 
@@ -83,7 +83,7 @@ class ExponentialDecay(Schedule):
     def value(self, t: int) -> float:
         return self.lr * self.decay_rate ** (t / self.decay_steps)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "decay_rate": self.decay_rate,
@@ -119,7 +119,7 @@ class CosineDecay(Schedule):
         u = min(t - self.warmup_steps, self.decay_steps) / self.decay_steps
         return self.lr * (self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * u)))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "decay_steps": self.decay_steps,
