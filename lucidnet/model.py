@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy as _copy
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from .optimizers import get as _get_optimizer
 from .training import evaluate as _evaluate
 from .training import fit as _fit
 from .training import resolve_metrics
+
+if TYPE_CHECKING:
+    from .callbacks import History
 
 #: Sequential methods whose work lives above this module (persistence, the glass box, ONNX):
 #: name -> a function returning the implementation. The package root, the top of the
@@ -147,7 +150,9 @@ class Sequential:
             self._layout.append((f"{layer.name}/{key}", offset, size, tuple(shape)))
         self._flat = (flat_p, flat_g)
 
-    def flat_parameters(self) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int, int, tuple]]]:
+    def flat_parameters(
+        self,
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int, int, tuple[int, ...]]]]:
         """All parameters and gradients as two flat vectors (views shared with the layers) and
         the layout ``[(name, offset, size, shape)]``. Re-packs if a layer's array was replaced.
 
@@ -208,8 +213,11 @@ class Sequential:
         """Backward pass through the layers' fast paths after ``fast_forward``: *overwrites*
         every gradient (the same as ``zero_grad()`` then ``backward(dy)``) and skips dL/d(input)
         of the first layer, which training never uses."""
-        for i in range(len(self.layers) - 1, -1, -1):
-            dy = self.layers[i].fast_backward(dy, need_input_grad=i > 0)
+        for layer in reversed(self.layers[1:]):
+            dx = layer.fast_backward(dy)
+            assert dx is not None  # need_input_grad=True: every layer returns dL/dx
+            dy = dx
+        self.layers[0].fast_backward(dy, need_input_grad=False)
 
     def release_workspaces(self) -> None:
         """Free the arrays the fast path keeps from one step to the next (end of ``fit``)."""
@@ -270,12 +278,14 @@ class Sequential:
         self.optimizer = _get_optimizer(optimizer)
         self.metrics = resolve_metrics(self.loss, metrics)
 
-    def fit(self, X: Any, y: Any = None, **kwargs: Any):
+    def fit(self, X: Any, y: Any = None, **kwargs: Any) -> History:
         """Train the model; see :func:`lucidnet.training.fit` for every argument."""
         return _fit(self, X, y, **kwargs)
 
-    def explain_step(self, x: Any, y: Any, **kwargs: Any):
-        """Explain one training step on ``(x, y)``; see :func:`lucidnet.explain.explain_step`."""
+    def explain_step(self, x: Any, y: Any, **kwargs: Any) -> Any:
+        """Explain one training step on ``(x, y)``; see
+        :func:`lucidnet.glassbox.explain.explain_step`. Returns its ``Explanation`` (typed
+        ``Any`` here: the core does not name types of the glass box, which sits above it)."""
         return _delegate("explain_step")(self, x, y, **kwargs)
 
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
@@ -346,14 +356,14 @@ class Sequential:
         return out
 
     def save(
-        self, path: str | os.PathLike, overwrite: bool = False, include_optimizer: bool = True
+        self, path: str | os.PathLike[str], overwrite: bool = False, include_optimizer: bool = True
     ) -> None:
         """Save architecture, weights, optimizer state, history and metadata to one file
         (safetensors with a JSON header; no pickle). Refuses to replace an existing file unless
         ``overwrite=True``."""
         _delegate("save")(self, path, overwrite=overwrite, include_optimizer=include_optimizer)
 
-    def export_onnx(self, path: str | os.PathLike, **kwargs: Any) -> Any:
+    def export_onnx(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Export to an ONNX file; see :func:`lucidnet.onnx_export.export_onnx` (needs ``onnx``)."""
         return _delegate("export_onnx")(self, path, **kwargs)
 

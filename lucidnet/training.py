@@ -146,8 +146,16 @@ def prepare_targets(model: Sequential, loss: _losses.Loss, y: Any, name: str = "
     return arr
 
 
+def _built_output_shape(model: Sequential) -> tuple[int, ...]:
+    """The built model's per-sample output shape."""
+    shape = _output_shape(model)
+    if shape is None:
+        raise ValueError("the model is not built yet: call build(input_shape) or fit first")
+    return shape
+
+
 def _output_shape(model: Sequential) -> tuple[int, ...] | None:
-    if not model.built:
+    if model.input_shape is None:  # not built
         return None
     shape = model.input_shape
     for layer in model.layers:
@@ -240,8 +248,10 @@ class TargetScaling:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
-def _log_metrics(names: list[str], loss: _losses.Loss, logits: np.ndarray, y: np.ndarray) -> dict:
-    out = {}
+def _log_metrics(
+    names: list[str], loss: _losses.Loss, logits: np.ndarray, y: np.ndarray
+) -> dict[str, float]:
+    out: dict[str, float] = {}
     if not names:
         return out
     if loss.task == "classification":
@@ -252,7 +262,7 @@ def _log_metrics(names: list[str], loss: _losses.Loss, logits: np.ndarray, y: np
     else:
         pred, true = logits, y
     for name in names:
-        out[name] = _metrics.get(name)(true, pred)
+        out[name] = float(_metrics.get(name)(true, pred))
     return out
 
 
@@ -338,11 +348,11 @@ def fit(
     run = _Run(epochs=check_positive_int(epochs, "epochs"), shuffle=bool(shuffle))
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
     verbose, callbacks = _check_options(verbose, seed, callbacks)
-    _compile(model, loss, optimizer, metrics)
+    run.loss, run.optimizer = _compile(model, loss, optimizer, metrics)
     run.rng = np.random.default_rng(seed)
-    run.X, run.y = _training_data(model, X, y, run.rng)
-    n_out = _output_shape(model)[0]
-    run.weights = sample_weights(model.loss, run.y, sample_weight, class_weight, n_out)
+    run.X, run.y = _training_data(model, run.loss, X, y, run.rng)
+    n_out = _built_output_shape(model)[0]
+    run.weights = sample_weights(run.loss, run.y, sample_weight, class_weight, n_out)
     _hold_out(model, run, validation_split, validation_data)
     run.scaling = _target_scaling(model, run, target_scaling)
     _batches(model, run, batch_size)
@@ -362,6 +372,8 @@ class _Run:
 
     epochs: int
     shuffle: bool
+    loss: _losses.Loss = field(default_factory=_losses.MSE)
+    optimizer: _optimizers.Optimizer = field(default_factory=_optimizers.Adam)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     X: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     y: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -379,7 +391,7 @@ class _Run:
 
 def _epochs(model: Sequential, run: _Run) -> None:
     """The loop: epochs of mini-batch steps, validation and callbacks, in a fixed order."""
-    loss_fn, opt, history, track = model.loss, model.optimizer, run.history, model.metrics
+    loss_fn, opt, history, track = run.loss, run.optimizer, run.history, model.metrics
     n, bs = run.X.shape[0], run.batch_size
     for cb in run.callbacks:
         cb.on_train_begin()
@@ -422,8 +434,9 @@ def _epochs(model: Sequential, run: _Run) -> None:
     for cb in run.callbacks:
         cb.on_train_end()
     for cb in run.callbacks:
-        if getattr(cb, "best_epoch", None) is not None:
-            history.best_epoch = cb.best_epoch
+        best = getattr(cb, "best_epoch", None)  # EarlyStopping's, or a user callback's
+        if best is not None:
+            history.best_epoch = best
 
 
 def _batch_end(
@@ -446,7 +459,7 @@ def _epoch_logs(
         logs["accuracy"] = accuracy
     others = [m for m in model.metrics if m != "accuracy"]
     if others:  # metrics other than accuracy are computed on the whole training set
-        logs.update(_log_metrics(others, model.loss, model.predict_logits(run.X), run.y))
+        logs.update(_log_metrics(others, run.loss, model.predict_logits(run.X), run.y))
     if run.X_val is not None:
         logs.update(evaluate(model, run.X_val, run.y_val, prefix="val_"))
     logs["lr"] = lr
@@ -467,25 +480,29 @@ def _check_options(verbose: Any, seed: Any, callbacks: Any) -> tuple[int, list[C
     return int(verbose), callbacks
 
 
-def _compile(model: Sequential, loss: Any, optimizer: Any, metrics: Any) -> None:
+def _compile(
+    model: Sequential, loss: Any, optimizer: Any, metrics: Any
+) -> tuple[_losses.Loss, _optimizers.Optimizer]:
     """The model's loss, optimizer (default Adam) and metric names for this run."""
-    if loss is None and model.loss is None:
+    if loss is not None:
+        model.loss = _losses.get(loss)
+    if model.loss is None:
         raise ValueError("fit needs a loss, e.g. loss='cross_entropy' or loss='mse'")
-    model.loss = _losses.get(loss) if loss is not None else model.loss
     if optimizer is not None:
         model.optimizer = _optimizers.get(optimizer)
     elif model.optimizer is None:
         model.optimizer = _optimizers.Adam()
     model.metrics = resolve_metrics(model.loss, metrics)
+    return model.loss, model.optimizer
 
 
 def _training_data(
-    model: Sequential, X: Any, y: Any, rng: np.random.Generator
+    model: Sequential, loss: _losses.Loss, X: Any, y: Any, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Checked inputs and targets; the model is built (seeded) and its layers reseeded."""
     X = model._check_X(X)
     model._ensure_built(X, rng)
-    y = prepare_targets(model, model.loss, y)
+    y = prepare_targets(model, loss, y)
     check_same_length(X, y)
     for layer in model.layers:  # dropout masks follow the run's seed
         layer.reseed(rng)
@@ -502,13 +519,13 @@ def _hold_out(model: Sequential, run: _Run, split: Any, data: Any) -> None:
                 f"validation_data must be a tuple (X_val, y_val), got {describe(data)}"
             )
         run.X_val = model._check_X(data[0], "validation_data[0]")
-        run.y_val = prepare_targets(model, model.loss, data[1], "validation_data[1]")
+        run.y_val = prepare_targets(model, run.loss, data[1], "validation_data[1]")
         check_same_length(run.X_val, run.y_val, "validation_data[0]", "validation_data[1]")
     elif split > 0:
         n = run.X.shape[0]
         if n < 2:
             raise ValueError(f"validation_split needs at least 2 samples, got {n}")
-        tr, va = split_indices(n, split, run.rng, label_strata(model.loss, run.y))
+        tr, va = split_indices(n, split, run.rng, label_strata(run.loss, run.y))
         if tr.size == 0 or va.size == 0:
             raise ValueError(
                 f"validation_split={split} leaves {tr.size} training and {va.size} "
@@ -523,9 +540,9 @@ def _target_scaling(model: Sequential, run: _Run, option: Any) -> TargetScaling 
     them, per ``fit``'s ``target_scaling`` option; ``None`` when not done."""
     if option not in (True, False, "auto"):
         raise ValueError(f"target_scaling must be True, False or 'auto', got {describe(option)}")
-    if option is False or model.loss.task != "regression" or run.y.ndim != 2:
-        if option is True and model.loss.task != "regression":
-            raise ValueError(f"target_scaling needs a regression loss, got {model.loss.key!r}")
+    if option is False or run.loss.task != "regression" or run.y.ndim != 2:
+        if option is True and run.loss.task != "regression":
+            raise ValueError(f"target_scaling needs a regression loss, got {run.loss.key!r}")
         return None
     # folding the identity changes nothing and tells whether the output layer can fold
     if not model.layers[-1].fold_output_scaling(np.ones(1), np.zeros(1)):
@@ -558,7 +575,7 @@ def _batches(model: Sequential, run: _Run, batch_size: int | None) -> None:
     run.fold_last = n > bs and 0 < n % bs < min_batch
     if run.fold_last:
         run.steps -= 1
-    model.optimizer.steps_per_epoch = run.steps
+    run.optimizer.steps_per_epoch = run.steps
 
 
 def _callbacks(
@@ -577,8 +594,8 @@ def _callbacks(
         "validation_samples": 0 if run.X_val is None else int(run.X_val.shape[0]),
         "steps": run.steps,
         "seed": seed,
-        "loss": model.loss.key,
-        "optimizer": type(model.optimizer).__name__,
+        "loss": run.loss.key,
+        "optimizer": type(run.optimizer).__name__,
     }
     if run.scaling is not None:
         run.history.params["target_scaling"] = run.scaling.to_dict()
