@@ -199,10 +199,49 @@ def test_loss_after_equals_next_real_step_and_model_untouched(batchnorm):
 def test_dropout_step_uses_the_next_mask_of_the_real_model():
     model, (x, y) = trained_model(dropout=0.5)
     e = explain_step(model, x, y)
+    dropout = model.layers[1]
     real_step(model, x, y)
     for p in e.update.params:
         np.testing.assert_array_equal(p.after, model.get_weights()[p.name])
     assert any("dropout mask" in n for n in e.notes)
+    # the loss after the update reuses exactly the mask the real step drew: rebuild that mask
+    # from the real step's first forward pass (the same random stream as the explained step)
+    twin, _ = trained_model(dropout=0.5)
+    twin.forward(x, training=True)
+    mask = (twin.layers[1]._scale != 0).astype(np.float32)
+    dropout.fixed_mask = mask
+    expected = model.loss(model.forward(x, training=True), y)[0]
+    assert e.loss_after == pytest.approx(expected, rel=1e-12)
+    assert 0 < mask.mean() < 1
+
+
+def test_explain_runs_train_step_on_the_textbook_path(monkeypatch):
+    from lucidnet.glassbox import explain as explain_module
+
+    calls = []
+    real_train_step = explain_module.train_step
+
+    def spy(model, xb, yb, loss, optimizer, sample_weight=None, *, fast=True):
+        calls.append((model, fast))
+        return real_train_step(model, xb, yb, loss, optimizer, sample_weight, fast=fast)
+
+    monkeypatch.setattr(explain_module, "train_step", spy)
+    model = tiny_model()
+    explain_step(model, X1[0], T1[0], loss="mse", optimizer="sgd")
+    assert len(calls) == 1 and calls[0][1] is False and calls[0][0] is not model
+    explain_step(model, X1[0], T1[0], loss="mse", optimizer="sgd", apply=True)
+    assert len(calls) == 2 and calls[1][0] is model
+
+
+def test_recording_leaves_no_trace_on_the_layers():
+    model, (x, y) = trained_model(batchnorm=True, dropout=0.2)
+    explain_step(model, x, y, apply=True)
+    assert all("forward" not in vars(layer) for layer in model.layers)
+    # a step that fails half-way (BatchNorm cannot train on one sample) restores them too
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        explain_step(model, x[0], y[0], apply=True)
+    assert all("forward" not in vars(layer) for layer in model.layers)
+    assert all("backward" not in vars(layer) for layer in model.layers)
 
 
 def test_apply_true_changes_the_model_like_a_real_step():

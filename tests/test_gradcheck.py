@@ -191,3 +191,38 @@ def test_outputs_and_errors():
         check_gradients(model, X[:, :3], LABELS, loss="cross_entropy")
     with pytest.raises(TypeError, match="model must be"):
         check_gradients(object(), X, LABELS, loss="cross_entropy")
+
+
+class MultiplicativeNoise(ln.Layer):
+    """A random layer other than Dropout: y = x * (1 + 0.5 n), n ~ N(0, 1) drawn per call from
+    its own stream, which ``reseed`` replaces (the hook gradcheck relies on)."""
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self.rng = np.random.default_rng()
+
+    def reseed(self, rng):
+        self.rng = np.random.default_rng(rng.integers(2**63))
+
+    def forward(self, x, training=False):
+        self._m = 1.0 + 0.5 * self.rng.standard_normal(x.shape) if training else 1.0
+        return x * self._m
+
+    def backward(self, dy):
+        return dy * self._m
+
+
+def test_any_layer_overriding_reseed_draws_the_same_numbers_in_every_pass():
+    # without the same draws in every forward pass the finite differences would be noise
+    model = built(
+        [ln.Dense(6, activation="tanh"), MultiplicativeNoise(), ln.Dropout(0.3), ln.Dense(3)],
+        dtype="float64",
+    )
+    report = check_gradients(model, X, LABELS, loss="cross_entropy")
+    assert report.passed, report.to_text()
+    assert report.max_rel_error < 1e-7
+    note = next(n for n in report.notes if "random draws" in n)
+    assert "multiplicativenoise_1" in note and "dropout_2" in note
+    # the layers that draw nothing random are not named
+    plain = check_gradients(built([ln.Dense(3)]), X, LABELS, loss="cross_entropy")
+    assert not any("random draws" in n for n in plain.notes)

@@ -145,3 +145,33 @@ def test_argument_errors(digits):
         find_learning_rate(model, X, y, loss="cross_entropy", num_steps=5)
     with pytest.raises(ValueError, match="needs a loss"):
         find_learning_rate(model, X, y)
+
+
+def test_each_step_is_one_fast_train_step(digits, monkeypatch):
+    from lucidnet.glassbox import lr_finder
+
+    calls = []
+    real_train_step = lr_finder.train_step
+
+    def spy(model, xb, yb, loss, optimizer, sample_weight=None, *, fast=True):
+        calls.append((xb.shape[0], optimizer.lr, fast))
+        return real_train_step(model, xb, yb, loss, optimizer, sample_weight, fast=fast)
+
+    monkeypatch.setattr(lr_finder, "train_step", spy)
+    result = find_learning_rate(
+        digits_model(), digits.X_train, digits.y_train, loss="cross_entropy", num_steps=20
+    )
+    assert [c[1] for c in calls] == list(result.lrs)
+    assert all(c[0] == 32 and c[2] for c in calls)
+
+
+def test_dropout_masks_follow_the_seed_not_the_model_stream(digits):
+    a = digits_model(dropout=0.3)
+    b = a.copy()
+    b.layers[1].rng.random(1000)  # advance the copy's dropout stream
+    kwargs = dict(loss="cross_entropy", num_steps=20, seed=7)
+    ra = find_learning_rate(a, digits.X_train, digits.y_train, **kwargs)
+    rb = find_learning_rate(b, digits.X_train, digits.y_train, **kwargs)
+    np.testing.assert_array_equal(ra.losses, rb.losses)
+    rc = find_learning_rate(a, digits.X_train, digits.y_train, **{**kwargs, "seed": 8})
+    assert not np.array_equal(ra.losses, rc.losses)

@@ -70,6 +70,7 @@ WARNING_KINDS = (
 )
 
 _METRICS = ("grad_norm", "update_ratio", "dead_fraction", "saturation")
+_WATCHED = ("relu", "sigmoid", "tanh")  # activations whose units are watched
 
 
 class TrainingWarning(UserWarning):
@@ -79,6 +80,22 @@ class TrainingWarning(UserWarning):
 def _act_key(layer: Any) -> str | None:
     act = getattr(layer, "activation", None)
     return None if act is None else getattr(act, "key", None)
+
+
+def _watched_layers(layers: list[Any]) -> list[tuple[str, Any, str]]:
+    """The layers whose units are watched: ``(watched name, Dense layer whose cached z is read,
+    activation key)`` for a Dense layer with a ReLU / sigmoid / tanh activation, and for such
+    an activation layer right after a Dense layer without one (``Dense(n), ReLU()``)."""
+    watch: list[tuple[str, Any, str]] = []
+    for i, layer in enumerate(layers):
+        key = _act_key(layer)
+        if key in _WATCHED and isinstance(layer, Dense):
+            watch.append((layer.name, layer, key))
+        elif getattr(layer, "key", None) in _WATCHED and i > 0:
+            prev = layers[i - 1]
+            if isinstance(prev, Dense) and prev.activation is None:
+                watch.append((layer.name, prev, layer.key))
+    return watch
 
 
 class Diagnostics(Callback):
@@ -163,8 +180,18 @@ class Diagnostics(Callback):
         self._reset()
         model = self.model
         p, _, layout = model.flat_parameters()
-        # per-layer sums over the flat parameter vector in three vectorised calls: reduceat sums
-        # each array's entries, bincount adds the arrays of a layer together
+        self._group_layout(layout)
+        self._watch = _watched_layers(model.layers)
+        for name in list(self._groups) + [w[0] for w in self._watch]:
+            self.layers.setdefault(name, {m: [] for m in _METRICS})
+        self.step_grad_norms = {name: [] for name in self._groups}
+        self.initial_weights = model.get_weights()
+        self._prev = p.copy()
+        self._new_epoch()
+
+    def _group_layout(self, layout: list[tuple[str, int, int, tuple[int, ...]]]) -> None:
+        """Index the flat parameter vector by layer, for per-layer sums in three vectorised
+        calls: reduceat sums each array's entries, bincount adds the arrays of a layer."""
         groups: dict[str, int] = {}
         owner, starts = [], []
         for name, offset, _size, _shape in layout:
@@ -180,22 +207,6 @@ class Diagnostics(Callback):
         )
         self._groups = groups
         self._trainable = list(groups)
-        # layers whose units we watch: (watched name, Dense layer holding z, activation key)
-        self._watch: list[tuple[str, Any, str]] = []
-        for i, layer in enumerate(model.layers):
-            key = _act_key(layer)
-            if key in ("relu", "sigmoid", "tanh") and isinstance(layer, Dense):
-                self._watch.append((layer.name, layer, key))
-            elif getattr(layer, "key", None) in ("relu", "sigmoid", "tanh") and i > 0:
-                prev = model.layers[i - 1]
-                if isinstance(prev, Dense) and prev.activation is None:  # Dense(n), ReLU()
-                    self._watch.append((layer.name, prev, layer.key))
-        for name in list(groups) + [w[0] for w in self._watch]:
-            self.layers.setdefault(name, {m: [] for m in _METRICS})
-        self.step_grad_norms = {name: [] for name in groups}
-        self.initial_weights = model.get_weights()
-        self._prev = p.copy()
-        self._new_epoch()
 
     def _new_epoch(self) -> None:
         self._samples: dict[str, dict[str, list[float]]] = {
@@ -321,7 +332,15 @@ class Diagnostics(Callback):
     def _check_epoch(self, epoch: int) -> None:
         losses = [v for v in self.train_loss if math.isfinite(v)]
         ratios = self._last("update_ratio")
-        # learning rate too high: the loss rises from epoch to epoch, or updates are huge
+        self._check_lr_high(epoch, losses, ratios)
+        self._check_lr_low(losses, ratios)
+        # dead ReLU units are checked before vanishing gradients, which dead units also cause
+        if not self._check_dead_units(epoch):
+            self._check_gradient_depth()
+        self._check_overfitting(epoch)
+
+    def _check_lr_high(self, epoch: int, losses: list[float], ratios: dict[str, float]) -> None:
+        """The loss rises from epoch to epoch, or updates are huge."""
         if len(losses) >= 2 and losses[-1] > self.rise_factor * min(losses[:-1]) > 0:
             self._warn_high(
                 f"the training loss rose to {losses[-1]:.4g} in epoch {epoch + 1}, from "
@@ -334,20 +353,25 @@ class Diagnostics(Callback):
                 f"each update changes layer {name}'s weights by {value:.2g} of their size "
                 "(a healthy ratio is about 0.001)"
             )
-        # learning rate too low: the loss has hardly moved since the start and updates are tiny
-        if len(self.epochs) >= self.patience_low and len(losses) >= 2 and ratios:
-            drop = (losses[0] - losses[-1]) / abs(losses[0]) if losses[0] else 0.0
-            top = max(ratios.values())
-            if drop < self.flat_tolerance and top < self.ratio_low:
-                self._warn(
-                    "lr_too_low",
-                    f"Learning rate too low: in {len(self.epochs)} epochs the training loss "
-                    f"barely moved ({losses[0]:.4g} -> {losses[-1]:.4g}) and each update changes "
-                    f"the weights by at most {top:.2g} of their size (a healthy ratio is about "
-                    "0.001). Fix: raise the learning rate 10x to 100x (ln.find_learning_rate "
-                    "suggests one).",
-                )
-        # dead ReLU units (checked before vanishing gradients, which dead units also cause)
+
+    def _check_lr_low(self, losses: list[float], ratios: dict[str, float]) -> None:
+        """The loss has hardly moved since the start and the updates are tiny."""
+        if not (len(self.epochs) >= self.patience_low and len(losses) >= 2 and ratios):
+            return
+        drop = (losses[0] - losses[-1]) / abs(losses[0]) if losses[0] else 0.0
+        top = max(ratios.values())
+        if drop < self.flat_tolerance and top < self.ratio_low:
+            self._warn(
+                "lr_too_low",
+                f"Learning rate too low: in {len(self.epochs)} epochs the training loss "
+                f"barely moved ({losses[0]:.4g} -> {losses[-1]:.4g}) and each update changes "
+                f"the weights by at most {top:.2g} of their size (a healthy ratio is about "
+                "0.001). Fix: raise the learning rate 10x to 100x (ln.find_learning_rate "
+                "suggests one).",
+            )
+
+    def _check_dead_units(self, epoch: int) -> bool:
+        """Warn when a ReLU layer has too many never-active units; return whether one has."""
         dead = {k: v for k, v in self._last("dead_fraction").items() if v > self.dead_threshold}
         if dead:
             name, frac = max(dead.items(), key=lambda kv: kv[1])
@@ -358,38 +382,44 @@ class Diagnostics(Callback):
                 "learn). Fix: lower the learning rate, check the bias initialisation (biases "
                 "should start near 0), or use LeakyReLU / ELU.",
             )
-        # exploding / vanishing gradients: compare the first and last trainable layers
+        return bool(dead)
+
+    def _check_gradient_depth(self) -> None:
+        """Exploding / vanishing gradients: the first and last trainable layers' RMS gradient."""
         norms = self._last("grad_norm")
         trainable = [n for n in self._trainable if n in norms]
-        if len(trainable) >= 2 and not dead:
-            first, last = trainable[0], trainable[-1]
-            rms_first = norms[first] / math.sqrt(self._size(first))
-            rms_last = norms[last] / math.sqrt(self._size(last))
-            if rms_last > 0 and rms_first / rms_last > self.depth_ratio:
-                self._warn(
-                    "exploding_gradients",
-                    f"Exploding gradients: the gradient reaching the first layer ({first}) is "
-                    f"{rms_first / rms_last:.3g}x larger per weight than at the last layer "
-                    f"({last}); it grows on its way back through the layers. Fix: smaller "
-                    "initial weights (He / Glorot initialisation), gradient clipping "
-                    "(clip_norm=1.0), BatchNorm, or fewer layers.",
-                )
-            elif rms_last > 0 and rms_first * self.depth_ratio < rms_last:
-                sat = self._last("saturation")
-                hint = ""
-                if sat:
-                    worst = max(sat.items(), key=lambda kv: kv[1])
-                    hint = f" {worst[1]:.0%} of layer {worst[0]}'s activations are saturated."
-                factor = f"{rms_last / rms_first:.3g}x smaller" if rms_first else "zero"
-                self._warn(
-                    "vanishing_gradients",
-                    f"Vanishing gradients: the gradient reaching the first layer ({first}) is "
-                    f"{factor} per weight compared with the last layer ({last}), so the early "
-                    f"layers barely learn.{hint} Fix: use ReLU-family activations instead of "
-                    "sigmoid / tanh in hidden layers, He initialisation, BatchNorm, or fewer "
-                    "layers.",
-                )
-        self._check_overfitting(epoch)
+        if len(trainable) < 2:
+            return
+        first, last = trainable[0], trainable[-1]
+        rms_first = norms[first] / math.sqrt(self._size(first))
+        rms_last = norms[last] / math.sqrt(self._size(last))
+        if rms_last > 0 and rms_first / rms_last > self.depth_ratio:
+            self._warn(
+                "exploding_gradients",
+                f"Exploding gradients: the gradient reaching the first layer ({first}) is "
+                f"{rms_first / rms_last:.3g}x larger per weight than at the last layer "
+                f"({last}); it grows on its way back through the layers. Fix: smaller "
+                "initial weights (He / Glorot initialisation), gradient clipping "
+                "(clip_norm=1.0), BatchNorm, or fewer layers.",
+            )
+        elif rms_last > 0 and rms_first * self.depth_ratio < rms_last:
+            self._warn_vanishing(first, last, rms_first, rms_last)
+
+    def _warn_vanishing(self, first: str, last: str, rms_first: float, rms_last: float) -> None:
+        sat = self._last("saturation")
+        hint = ""
+        if sat:
+            worst = max(sat.items(), key=lambda kv: kv[1])
+            hint = f" {worst[1]:.0%} of layer {worst[0]}'s activations are saturated."
+        factor = f"{rms_last / rms_first:.3g}x smaller" if rms_first else "zero"
+        self._warn(
+            "vanishing_gradients",
+            f"Vanishing gradients: the gradient reaching the first layer ({first}) is "
+            f"{factor} per weight compared with the last layer ({last}), so the early "
+            f"layers barely learn.{hint} Fix: use ReLU-family activations instead of "
+            "sigmoid / tanh in hidden layers, He initialisation, BatchNorm, or fewer "
+            "layers.",
+        )
 
     def _check_overfitting(self, epoch: int) -> None:
         val = self.val_loss

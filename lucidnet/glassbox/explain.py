@@ -1,8 +1,9 @@
 """Explain one training step: every number of forward pass, loss, backward pass and update.
 
-``explain_step(model, x, y)`` runs exactly what the training loop runs for one mini-batch
-(training-mode forward, loss, ``zero_grad``, backward, ``optimizer.step``) layer by layer, and
-records what each layer received and produced:
+``explain_step(model, x, y)`` runs one step of the training loop's own ``train_step`` on the
+textbook path (``fast=False``: training-mode ``forward``, loss, ``zero_grad``, ``backward``,
+``optimizer.textbook_step``), records what each layer received and produced while it runs, and
+reads the rest (``z``, gradients, the parameters' change, the optimizer's slots) afterwards:
 
 1. forward: for a ``Dense`` layer the input ``x``, ``W``, ``b``, ``z = x W + b`` and ``a = f(z)``;
 2. loss: how the value was computed from prediction and target (softmax probabilities and
@@ -12,8 +13,9 @@ records what each layer received and produced:
    each parameter before and after;
 5. the loss on the same batch after the update.
 
-The numbers are the real ones: the layers' own ``forward`` / ``backward`` and the optimizer's own
-``step`` produce them, so the explanation cannot drift from what training does.
+The numbers are the real ones: ``train_step`` with the layers' own ``forward`` / ``backward`` and
+the optimizer's own update produces them, so the explanation cannot drift from what training
+does.
 
 ``apply=False`` (default) works on ``model.copy()`` and a deep copy of the optimizer, leaving the
 model, its optimizer state and its dropout random stream untouched; ``apply=True`` performs the
@@ -34,9 +36,10 @@ from .. import losses as _losses
 from .. import optimizers as _optimizers
 from .._validation import check_array, check_positive_int, check_same_length, describe
 from ..activations import sigmoid, softmax
+from ..base import Layer
 from ..layers import Dense, Dropout
 from ..model import Sequential
-from ..training import prepare_targets
+from ..training import prepare_targets, train_step
 
 __all__ = [
     "StepExplanation",
@@ -187,113 +190,137 @@ class StepExplanation:
     def to_text(self, max_entries: int | None = None) -> str:
         """Readable terminal text, section by section."""
         k = self.max_entries if max_entries is None else max_entries
-        out: list[str] = []
-        add = out.append
-        n = int(self.x.shape[0])
-        chain = " -> ".join(f"{f.name} {f.description}" for f in self.forward)
-        add(
-            f"One training step on a batch of {n} sample{'s' if n != 1 else ''} "
-            f"({'applied to the model' if self.applied else 'on a copy: the model is unchanged'})"
-        )
-        add(f"model: {chain}")
-        add(f"loss: {self.loss.name}   optimizer: {self.update.optimizer}")
-        add("")
-        add("1. Forward pass (first layer to last, training mode)")
-        for i, f in enumerate(self.forward):
-            add(f"  {f.name}  {f.description}")
-            out_note = "network output" if i == len(self.forward) - 1 else None
-            if f.z is not None:
-                add(_row("input x", f.input, k))
-                for key, v in f.params.items():
-                    add(_row(key, v, k))
-                z_label = "z = x W + b" if "b" in f.params else "z = x W"
-                if f.activation is None:
-                    add(_row(z_label, f.z, k, out_note))
-                else:
-                    add(_row(z_label, f.z, k))
-                    add(_row(f"a = {f.activation}(z)", f.output, k, out_note))
-            else:
-                add(_row("input", f.input, k))
-                for key, v in f.params.items():
-                    add(_row(key, v, k))
-                add(_row("output", f.output, k, out_note))
-        add("")
-        lo = self.loss
-        add(f"2. Loss: {lo.name}")
-        for formula in lo.formulas:
-            add(f"    {formula}")
-        for key, v in lo.terms.items():
-            add(_row(key, v, k))
-        add(_row("data loss", lo.data_loss, k))
-        if lo.penalty:
-            add(_row("+ L1/L2 penalty", lo.penalty, k))
-            add(_row("= loss", lo.value, k))
-        add(f"    {lo.grad_formula}")
-        add(_row(lo.grad_formula.split(" = ")[0], lo.grad, k))
-        add("")
-        add("3. Backward pass (last layer to first)")
-        names = [f.name for f in self.forward]
-        for b in self.backward:
-            f = self.forward[names.index(b.name)]
-            pos = names.index(b.name)
-            source = "the loss" if pos == len(names) - 1 else names[pos + 1]
-            target = names[pos - 1] if pos > 0 else None
-            add(f"  {b.name}  {f.description}")
-            if b.d_z is not None:
-                add(_row("dL/da", b.d_output, k, f"from {source}"))
-                if f.activation is None:
-                    add(_row("dL/dz = dL/da", b.d_z, k, "no activation"))
-                else:
-                    deriv = _DERIVATIVES.get(f.activation, "f'(z)")
-                    add(_row("dL/dz = dL/da * f'(z)", b.d_z, k, deriv))
-                if "W" in b.grads:
-                    add(_row("dL/dW = x^T dL/dz", b.grads["W"], k, _reg_note(f)))
-                if "b" in b.grads:
-                    add(_row("dL/db = sum_batch dL/dz", b.grads["b"], k))
-            else:
-                add(_row("dL/d(output)", b.d_output, k, f"from {source}"))
-                for key, v in b.grads.items():
-                    add(_row(f"dL/d{key}", v, k))
-            what = f"passed back to {target}" if target else "w.r.t. the input; not used"
-            add(
-                _row(
-                    "dL/dx = dL/dz W^T" if b.d_z is not None else "dL/d(input)", b.d_input, k, what
-                )
-            )
-        add("")
-        up = self.update
-        add(f"4. Update: {up.optimizer}, step t = {up.t}, learning rate {up.lr:.6g}")
-        add(f"    gradient norm {up.grad_norm:.6g}" + (" (clipped)" if up.clipped else ""))
-        for formula in up.formulas:
-            add(f"    {formula}")
-        for key, v in up.scalars.items():
-            add(_row(key, v, k))
-        for p in up.params:
-            add(f"  {p.name}")
-            add(_row("before p", p.before, k))
-            add(_row("gradient g", p.grad, k))
-            if not np.array_equal(p.grad, p.applied_grad):
-                add(_row("g as applied", p.applied_grad, k, "after clipping / weight decay"))
-            for s, v in p.slots_after.items():
-                add(_row(f"{s} (new)", v, k))
-            for s, v in p.terms.items():
-                add(_row(s, v, k))
-            add(_row("step = after - before", p.step, k))
-            add(_row("after p_new", p.after, k))
-        add("")
-        add("5. Result")
-        change = self.loss_after - self.loss_before
-        rel = change / abs(self.loss_before) if self.loss_before else float("nan")
-        add(_row("loss before update", self.loss_before, k))
-        same = "same batch, same dropout mask" if self.notes else "same batch"
-        add(_row("loss after update", self.loss_after, k, same))
-        add(_row("change", change, k, f"{rel:+.2%}"))
-        for note in self.notes:
-            add(f"  note: {note}")
-        return "\n".join(out)
+        sections = [
+            _text_header(self),
+            _text_forward(self.forward, k),
+            _text_loss(self.loss, k),
+            _text_backward(self.forward, self.backward, k),
+            _text_update(self.update, k),
+            _text_result(self, k),
+        ]
+        return "\n\n".join("\n".join(lines) for lines in sections)
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+# --------------------------------------------------------------------------------------------
+# the text, section by section (each returns its lines)
+# --------------------------------------------------------------------------------------------
+
+
+def _text_header(e: StepExplanation) -> list[str]:
+    n = int(e.x.shape[0])
+    where = "applied to the model" if e.applied else "on a copy: the model is unchanged"
+    chain = " -> ".join(f"{f.name} {f.description}" for f in e.forward)
+    return [
+        f"One training step on a batch of {n} sample{'s' if n != 1 else ''} ({where})",
+        f"model: {chain}",
+        f"loss: {e.loss.name}   optimizer: {e.update.optimizer}",
+    ]
+
+
+def _text_forward(forward: list[LayerForward], k: int) -> list[str]:
+    lines = ["1. Forward pass (first layer to last, training mode)"]
+    for i, f in enumerate(forward):
+        out_note = "network output" if i == len(forward) - 1 else None
+        lines.append(f"  {f.name}  {f.description}")
+        rows = _dense_forward_rows if f.z is not None else _layer_forward_rows
+        lines += rows(f, k, out_note)
+    return lines
+
+
+def _dense_forward_rows(f: LayerForward, k: int, out_note: str | None) -> list[str]:
+    """input x, W, b, z = x W + b and a = f(z) (z is the output when there is no activation)."""
+    rows = [_row("input x", f.input, k)] + [_row(key, v, k) for key, v in f.params.items()]
+    z_label = "z = x W + b" if "b" in f.params else "z = x W"
+    if f.activation is None:
+        return rows + [_row(z_label, f.z, k, out_note)]
+    return rows + [_row(z_label, f.z, k), _row(f"a = {f.activation}(z)", f.output, k, out_note)]
+
+
+def _layer_forward_rows(f: LayerForward, k: int, out_note: str | None) -> list[str]:
+    rows = [_row("input", f.input, k)] + [_row(key, v, k) for key, v in f.params.items()]
+    return rows + [_row("output", f.output, k, out_note)]
+
+
+def _text_loss(lo: LossStep, k: int) -> list[str]:
+    lines = [f"2. Loss: {lo.name}"]
+    lines += [f"    {formula}" for formula in lo.formulas]
+    lines += [_row(key, v, k) for key, v in lo.terms.items()]
+    lines.append(_row("data loss", lo.data_loss, k))
+    if lo.penalty:
+        lines += [_row("+ L1/L2 penalty", lo.penalty, k), _row("= loss", lo.value, k)]
+    lines.append(f"    {lo.grad_formula}")
+    lines.append(_row(lo.grad_formula.split(" = ")[0], lo.grad, k))
+    return lines
+
+
+def _text_backward(forward: list[LayerForward], backward: list[LayerBackward], k: int) -> list[str]:
+    lines = ["3. Backward pass (last layer to first)"]
+    names = [f.name for f in forward]
+    for b in backward:
+        pos = names.index(b.name)
+        f = forward[pos]
+        source = "the loss" if pos == len(names) - 1 else names[pos + 1]
+        lines.append(f"  {b.name}  {f.description}")
+        if b.d_z is not None:
+            lines += _dense_backward_rows(f, b, source, k)
+        else:
+            lines.append(_row("dL/d(output)", b.d_output, k, f"from {source}"))
+            lines += [_row(f"dL/d{key}", v, k) for key, v in b.grads.items()]
+        what = f"passed back to {names[pos - 1]}" if pos > 0 else "w.r.t. the input; not used"
+        label = "dL/dx = dL/dz W^T" if b.d_z is not None else "dL/d(input)"
+        lines.append(_row(label, b.d_input, k, what))
+    return lines
+
+
+def _dense_backward_rows(f: LayerForward, b: LayerBackward, source: str, k: int) -> list[str]:
+    """dL/da, dL/dz with the activation's derivative, dL/dW and dL/db."""
+    rows = [_row("dL/da", b.d_output, k, f"from {source}")]
+    if f.activation is None:
+        rows.append(_row("dL/dz = dL/da", b.d_z, k, "no activation"))
+    else:
+        deriv = _DERIVATIVES.get(f.activation, "f'(z)")
+        rows.append(_row("dL/dz = dL/da * f'(z)", b.d_z, k, deriv))
+    if "W" in b.grads:
+        rows.append(_row("dL/dW = x^T dL/dz", b.grads["W"], k, _reg_note(f)))
+    if "b" in b.grads:
+        rows.append(_row("dL/db = sum_batch dL/dz", b.grads["b"], k))
+    return rows
+
+
+def _text_update(up: UpdateStep, k: int) -> list[str]:
+    lines = [
+        f"4. Update: {up.optimizer}, step t = {up.t}, learning rate {up.lr:.6g}",
+        f"    gradient norm {up.grad_norm:.6g}" + (" (clipped)" if up.clipped else ""),
+    ]
+    lines += [f"    {formula}" for formula in up.formulas]
+    lines += [_row(key, v, k) for key, v in up.scalars.items()]
+    for p in up.params:
+        lines += _param_rows(p, k)
+    return lines
+
+
+def _param_rows(p: ParamUpdate, k: int) -> list[str]:
+    rows = [f"  {p.name}", _row("before p", p.before, k), _row("gradient g", p.grad, k)]
+    if not np.array_equal(p.grad, p.applied_grad):
+        rows.append(_row("g as applied", p.applied_grad, k, "after clipping / weight decay"))
+    rows += [_row(f"{s} (new)", v, k) for s, v in p.slots_after.items()]
+    rows += [_row(s, v, k) for s, v in p.terms.items()]
+    return rows + [_row("step = after - before", p.step, k), _row("after p_new", p.after, k)]
+
+
+def _text_result(e: StepExplanation, k: int) -> list[str]:
+    change = e.loss_after - e.loss_before
+    rel = change / abs(e.loss_before) if e.loss_before else float("nan")
+    same = "same batch, same dropout mask" if e.notes else "same batch"
+    return [
+        "5. Result",
+        _row("loss before update", e.loss_before, k),
+        _row("loss after update", e.loss_after, k, same),
+        _row("change", change, k, f"{rel:+.2%}"),
+    ] + [f"  note: {note}" for note in e.notes]
 
 
 def _reg_note(f: LayerForward) -> str | None:
@@ -417,64 +444,96 @@ def _loss_terms(
     """Intermediate quantities of the loss (recomputed in float64 for display), the formulas,
     and the formula of dL/d(output)."""
     z = np.asarray(z, dtype=np.float64)
-    n = z.shape[0]
-    terms: dict[str, np.ndarray] = {}
     if isinstance(loss, _losses.CrossEntropy):
-        k = z.shape[1]
-        p = softmax(z.copy())
-        terms["logits z"] = z
-        terms["p = softmax(z)"] = p
         plain = y.ndim == 1 and not loss.label_smoothing and loss.class_weight is None
-        if plain:
-            rows = np.arange(n)
-            terms["target class"] = y
-            terms["p[target]"] = p[rows, y]
-            terms["-log p[target]"] = -np.log(p[rows, y])
-            formulas = [
-                "p = exp(z - max z) / sum exp(z - max z)   (softmax, per sample)",
-                "per-sample loss = -log p[target]",
-                f"loss = mean over the {n} sample(s)",
-            ]
-            return terms, formulas, f"dL/dz = (p - onehot(target)) / {n}"
-        t = np.zeros((n, k)) if y.ndim == 1 else np.asarray(y, dtype=np.float64)
-        if y.ndim == 1:
-            t[np.arange(n), y] = 1.0
-        if loss.label_smoothing:
-            t = (1 - loss.label_smoothing) * t + loss.label_smoothing / k
-        w = np.ones(k) if loss.class_weight is None else loss.class_weight
-        terms["target t"] = t
-        terms["-w t log p"] = -(w * t) * np.log(p)
-        terms["per-sample loss"] = terms["-w t log p"].sum(axis=1)
-        formulas = [
-            "p = softmax(z)",
-            "t = (1 - s) t + s / k (label smoothing s)" if loss.label_smoothing else "",
-            "per-sample loss = -sum_c w_c t_c log p_c",
-            f"loss = mean over the {n} sample(s)",
-        ]
-        grad = f"dL/dz = (p * sum_c(w_c t_c) - w t) / {n}"
-        return terms, [f for f in formulas if f], grad
+        return _cross_entropy_terms(z, y) if plain else _weighted_cross_entropy_terms(loss, z, y)
     t = np.asarray(y, dtype=np.float64)
-    units = int(np.prod(z.shape[1:]))
     if isinstance(loss, _losses.BinaryCrossEntropy):
-        s = sigmoid(z.copy())
-        terms["logits z"] = z
-        terms["s = sigmoid(z)"] = s
-        terms["target t"] = t
-        per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
-        if loss.class_weight is not None:
-            per = per * (t * loss.class_weight[1] + (1 - t) * loss.class_weight[0])
-        terms["-t log s - (1-t) log(1-s)"] = per
-        terms["per-sample loss"] = per.reshape(n, -1).mean(axis=1)
-        formulas = [
-            "s = 1 / (1 + exp(-z))",
-            "per-unit loss = -t log s - (1 - t) log(1 - s)",
-            f"per-sample loss = mean over the {units} output unit(s); loss = mean over {n}",
-        ]
-        return terms, formulas, f"dL/dz = (s - t) / ({units} * {n})"
+        return _binary_cross_entropy_terms(loss, z, t)
+    return _regression_terms(loss, z, t)
+
+
+def _cross_entropy_terms(
+    z: np.ndarray, y: np.ndarray
+) -> tuple[dict[str, np.ndarray], list[str], str]:
+    """Softmax cross-entropy on integer labels, without smoothing or class weights."""
+    n = z.shape[0]
+    p = softmax(z.copy())
+    rows = np.arange(n)
+    terms = {
+        "logits z": z,
+        "p = softmax(z)": p,
+        "target class": y,
+        "p[target]": p[rows, y],
+        "-log p[target]": -np.log(p[rows, y]),
+    }
+    formulas = [
+        "p = exp(z - max z) / sum exp(z - max z)   (softmax, per sample)",
+        "per-sample loss = -log p[target]",
+        f"loss = mean over the {n} sample(s)",
+    ]
+    return terms, formulas, f"dL/dz = (p - onehot(target)) / {n}"
+
+
+def _weighted_cross_entropy_terms(
+    loss: _losses.CrossEntropy, z: np.ndarray, y: np.ndarray
+) -> tuple[dict[str, np.ndarray], list[str], str]:
+    """Softmax cross-entropy with soft / one-hot targets, label smoothing or class weights."""
+    n, k = z.shape[0], z.shape[1]
+    p = softmax(z.copy())
+    t = np.zeros((n, k)) if y.ndim == 1 else np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        t[np.arange(n), y] = 1.0
+    if loss.label_smoothing:
+        t = (1 - loss.label_smoothing) * t + loss.label_smoothing / k
+    w = np.ones(k) if loss.class_weight is None else loss.class_weight
+    per_class = -(w * t) * np.log(p)
+    terms = {
+        "logits z": z,
+        "p = softmax(z)": p,
+        "target t": t,
+        "-w t log p": per_class,
+        "per-sample loss": per_class.sum(axis=1),
+    }
+    formulas = [
+        "p = softmax(z)",
+        "t = (1 - s) t + s / k (label smoothing s)" if loss.label_smoothing else "",
+        "per-sample loss = -sum_c w_c t_c log p_c",
+        f"loss = mean over the {n} sample(s)",
+    ]
+    grad = f"dL/dz = (p * sum_c(w_c t_c) - w t) / {n}"
+    return terms, [f for f in formulas if f], grad
+
+
+def _binary_cross_entropy_terms(
+    loss: _losses.BinaryCrossEntropy, z: np.ndarray, t: np.ndarray
+) -> tuple[dict[str, np.ndarray], list[str], str]:
+    n, units = z.shape[0], int(np.prod(z.shape[1:]))
+    per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    if loss.class_weight is not None:
+        per = per * (t * loss.class_weight[1] + (1 - t) * loss.class_weight[0])
+    terms = {
+        "logits z": z,
+        "s = sigmoid(z)": sigmoid(z.copy()),
+        "target t": t,
+        "-t log s - (1-t) log(1-s)": per,
+        "per-sample loss": per.reshape(n, -1).mean(axis=1),
+    }
+    formulas = [
+        "s = 1 / (1 + exp(-z))",
+        "per-unit loss = -t log s - (1 - t) log(1 - s)",
+        f"per-sample loss = mean over the {units} output unit(s); loss = mean over {n}",
+    ]
+    return terms, formulas, f"dL/dz = (s - t) / ({units} * {n})"
+
+
+def _regression_terms(
+    loss: _losses.Loss, z: np.ndarray, t: np.ndarray
+) -> tuple[dict[str, np.ndarray], list[str], str]:
+    """MSE, MAE and Huber per unit; any other loss only by its value and gradient."""
+    n, units = z.shape[0], int(np.prod(z.shape[1:]))
     r = z - t
-    terms["prediction p"] = z
-    terms["target t"] = t
-    terms["error p - t"] = r
+    terms = {"prediction p": z, "target t": t, "error p - t": r}
     if isinstance(loss, _losses.MSE):
         terms["(p - t)^2"] = r * r
         formulas = ["per-unit loss = (p - t)^2"]
@@ -548,11 +607,11 @@ def _update_formulas(opt: _optimizers.Optimizer, t: int) -> tuple[list[str], dic
 
 
 # --------------------------------------------------------------------------------------------
-# the step
+# the step: train_step on a copy, watched layer by layer
 # --------------------------------------------------------------------------------------------
 
 
-def _describe_layer(layer: Any) -> str:
+def _describe_layer(layer: Layer) -> str:
     text = repr(layer)
     if isinstance(layer, Dense) and (layer.l1 or layer.l2):
         text += f" + reg(l1={layer.l1:g}, l2={layer.l2:g})"
@@ -568,6 +627,223 @@ def _short_repr(obj: Any, name: str | None = None) -> str:
 
 def _slot_arrays(state: dict[str, Any], name: str) -> dict[str, np.ndarray]:
     return {s: arrays[name] for s, arrays in state.get("slots", {}).items() if name in arrays}
+
+
+class _LayerTaps:
+    """Inside a ``with`` block, records what every layer's textbook ``forward`` and ``backward``
+    received and returned (and the gradients ``backward`` left in ``grads``).
+
+    The recording wrappers are set on the layer *instances* and removed on exit (the classes
+    are untouched), so ``train_step`` runs exactly as in training and the records hold its own
+    numbers. ``Sequential`` offers no hook to observe a step, hence the wrappers.
+    """
+
+    _METHODS = ("forward", "backward")
+
+    def __init__(self, model: Sequential) -> None:
+        self.layers = list(model.layers)
+        self.forward: list[LayerForward] = []  # first layer first
+        self.backward: list[LayerBackward] = []  # last layer first, as computed
+        self._saved: list[dict[str, Any]] = []
+
+    def __enter__(self) -> _LayerTaps:
+        for layer in self.layers:
+            own = vars(layer)  # restore exactly what the instance had (normally nothing)
+            self._saved.append({m: own[m] for m in self._METHODS if m in own})
+            self._tap(layer)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for layer, saved in zip(self.layers, self._saved):
+            for m in self._METHODS:
+                vars(layer).pop(m, None)
+            vars(layer).update(saved)
+
+    def _tap(self, layer: Layer) -> None:
+        forward, backward = layer.forward, layer.backward
+
+        def recorded_forward(x: np.ndarray, training: bool = False) -> np.ndarray:
+            out = forward(x, training)
+            self.forward.append(_forward_record(layer, x, out))
+            return out
+
+        def recorded_backward(dy: np.ndarray) -> np.ndarray:
+            dx = backward(dy)
+            self.backward.append(_backward_record(layer, dy, dx))
+            return dx
+
+        vars(layer).update(forward=recorded_forward, backward=recorded_backward)
+
+
+def _forward_record(layer: Layer, x: np.ndarray, out: np.ndarray) -> LayerForward:
+    return LayerForward(
+        name=str(layer.name),
+        kind=type(layer).__name__,
+        description=_describe_layer(layer),
+        input=np.array(x),
+        output=np.array(out),
+        params={key: v.copy() for key, v in layer.params.items()},  # before the update
+    )
+
+
+def _backward_record(layer: Layer, dy: np.ndarray, dx: np.ndarray) -> LayerBackward:
+    return LayerBackward(
+        name=str(layer.name),
+        kind=type(layer).__name__,
+        d_output=np.array(dy),
+        d_z=None,
+        grads={key: g.copy() for key, g in layer.grads.items()},  # before the optimizer
+        d_input=np.array(dx),
+    )
+
+
+def _add_dense_details(
+    layers: list[Layer], forward: list[LayerForward], backward: list[LayerBackward]
+) -> None:
+    """For display, a Dense layer's z and dL/dz, read from its textbook caches after the step:
+    ``_z`` (z = x W + b) and its activation's cache, whose ``backward`` only reads it."""
+    by_name = {b.name: b for b in backward}
+    for layer, f in zip(layers, forward):
+        if not isinstance(layer, Dense):
+            continue
+        act = layer.activation
+        b = by_name[f.name]
+        f.z = np.array(layer._z)
+        f.activation = None if act is None else act.key
+        b.d_z = np.array(b.d_output if act is None else act.backward(b.d_output))
+
+
+@dataclass
+class _Step:
+    """What ``_run_step`` observed."""
+
+    forward: list[LayerForward]
+    backward: list[LayerBackward]
+    value: float  # train_step's loss: data loss + penalties
+    penalty: float
+    lr: float
+    t: int
+    state_before: dict[str, Any]
+
+
+def _run_step(
+    work: Sequential,
+    opt: _optimizers.Optimizer,
+    loss_fn: _losses.Loss,
+    xa: np.ndarray,
+    ya: np.ndarray,
+) -> _Step:
+    """One textbook training step, ``train_step(fast=False)``, with its layers recorded."""
+    penalty = work.penalty()  # of the weights before the update, as in train_step's loss
+    lr, t, state_before = opt.current_lr, opt.iterations + 1, opt.state_dict()
+    with _LayerTaps(work) as taps:
+        value, _ = train_step(work, xa, ya, loss_fn, opt, fast=False)
+    _add_dense_details(work.layers, taps.forward, taps.backward)
+    return _Step(taps.forward, taps.backward, float(value), penalty, lr, t, state_before)
+
+
+def _loss_record(loss_fn: _losses.Loss, step: _Step, ya: np.ndarray) -> LossStep:
+    output = step.forward[-1].output
+    # the data term alone: the same loss on the same output as inside train_step, which
+    # returns it plus the penalties
+    data_loss, _ = loss_fn(output, ya, validate=False)
+    terms, formulas, grad_formula = _loss_terms(loss_fn, output, ya)
+    return LossStep(
+        name=_short_repr(loss_fn, loss_fn.key),
+        value=step.value,
+        data_loss=data_loss,
+        penalty=step.penalty,
+        terms=terms,
+        formulas=formulas,
+        grad=step.backward[0].d_output,  # what the last layer's backward received
+        grad_formula=grad_formula,
+    )
+
+
+def _update_record(work: Sequential, opt: _optimizers.Optimizer, step: _Step) -> UpdateStep:
+    """The optimizer's step, read from the parameters, gradients and slots before and after."""
+    before = {f"{f.name}/{key}": v for f in step.forward for key, v in f.params.items()}
+    by_name = {f"{b.name}/{key}": g for b in step.backward for key, g in b.grads.items()}
+    grads = {name: by_name[name] for name, _, _ in work.parameters()}  # first layer first
+    state_after = opt.state_dict()
+    params = []
+    for name, p, g in work.parameters():
+        slots_after = _slot_arrays(state_after, name)
+        slots_before = _slot_arrays(step.state_before, name) or {
+            s: np.zeros_like(v) for s, v in slots_after.items()
+        }
+        params.append(
+            ParamUpdate(
+                name=name,
+                before=before[name],
+                grad=grads[name],
+                applied_grad=g.copy(),  # the optimizer clips / decays the gradients in place
+                after=p.copy(),
+                slots_before=slots_before,
+                slots_after=slots_after,
+                terms=_adam_terms(opt, slots_after, step.t, step.lr),
+            )
+        )
+    return _update_step(opt, step, grads, params)
+
+
+def _update_step(
+    opt: _optimizers.Optimizer, step: _Step, grads: dict[str, np.ndarray], params: list
+) -> UpdateStep:
+    default_norm = np.sqrt(sum(float(np.sum(v * v)) for v in grads.values()))
+    grad_norm = float(opt.last_step.get("grad_norm", default_norm))
+    formulas, scalars = _update_formulas(opt, step.t)
+    return UpdateStep(
+        optimizer=_short_repr(opt),
+        config=opt.get_config(),
+        lr=float(step.lr),
+        t=step.t,
+        grad_norm=grad_norm,
+        clipped=opt.clip_norm is not None and grad_norm > opt.clip_norm,
+        formulas=formulas,
+        scalars=scalars,
+        params=params,
+    )
+
+
+def _adam_terms(
+    opt: _optimizers.Optimizer, slots: dict[str, np.ndarray], t: int, lr: float
+) -> dict[str, np.ndarray]:
+    """Adam's bias-corrected moments and the resulting step, recomputed for display."""
+    if not isinstance(opt, _optimizers.Adam) or "m" not in slots:
+        return {}
+    m_hat = slots["m"].astype(np.float64) / (1.0 - opt.beta1**t)
+    v_hat = slots["v"].astype(np.float64) / (1.0 - opt.beta2**t)
+    return {
+        "m_hat": m_hat,
+        "v_hat": v_hat,
+        "-lr*m_hat/(sqrt v_hat+eps)": -lr * m_hat / (np.sqrt(v_hat) + opt.eps),
+    }
+
+
+def _loss_after_update(
+    replay: Sequential, work: Sequential, xa: np.ndarray, ya: np.ndarray, loss_fn: _losses.Loss
+) -> float:
+    """The loss on the same batch with the updated weights. ``replay`` is a copy of the model
+    taken just before the step: its random streams draw the step's dropout masks again, and
+    the working model's streams and BatchNorm running statistics are not advanced."""
+    replay.set_weights(work.get_weights())
+    value, _ = loss_fn(replay.forward(xa, training=True), ya)
+    return float(value + replay.penalty())
+
+
+def _replay_notes(layers: list[Layer]) -> list[str]:
+    # display only: name the layers whose random draws the loss after the update repeats
+    return [
+        f"{layer.name}: the loss after the update reuses the step's dropout mask"
+        for layer in layers
+        if isinstance(layer, Dropout) and layer.rate > 0
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# the public entry point
+# --------------------------------------------------------------------------------------------
 
 
 def explain_step(
@@ -602,27 +878,59 @@ def explain_step(
     Raises:
         TypeError / ValueError: bad arguments, or a model that is not built.
     """
+    _check_model(model)
+    max_entries = check_positive_int(max_entries, "max_entries")
+    loss_fn, opt = _loss_and_optimizer(model, loss, optimizer)
+    xa, ya = _batch(model, loss_fn, x, y)
+    work, work_opt = _working_pair(model, loss_fn, opt, apply)
+    replay = work.copy()  # before the step: see _loss_after_update
+    step = _run_step(work, work_opt, loss_fn, xa, ya)
+    return StepExplanation(
+        x=np.array(xa),
+        y=np.array(ya),
+        applied=bool(apply),
+        forward=step.forward,
+        loss=_loss_record(loss_fn, step, ya),
+        backward=step.backward,
+        update=_update_record(work, work_opt, step),
+        loss_before=step.value,
+        loss_after=_loss_after_update(replay, work, xa, ya, loss_fn),
+        max_entries=max_entries,
+        notes=_replay_notes(work.layers),
+    )
+
+
+def _check_model(model: Any) -> None:
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a lucidnet Sequential, got {describe(model)}")
     if not model.built:
         raise ValueError(
             "model is not built: call model.build(input_shape, seed=...) or fit it first"
         )
-    max_entries = check_positive_int(max_entries, "max_entries")
+
+
+def _loss_and_optimizer(
+    model: Sequential,
+    loss: str | _losses.Loss | None,
+    optimizer: str | _optimizers.Optimizer | None,
+) -> tuple[_losses.Loss, _optimizers.Optimizer]:
+    """The loss and optimizer to use: the arguments, else the model's (Adam() as in fit)."""
     if loss is None and model.loss is None:
         raise ValueError("explain_step needs a loss: pass loss='cross_entropy' / 'mse' ...")
     loss_fn = _losses.get(loss) if loss is not None else model.loss
     if optimizer is not None:
-        opt = _optimizers.get(optimizer)
-    else:
-        opt = model.optimizer if model.optimizer is not None else _optimizers.Adam()
+        return loss_fn, _optimizers.get(optimizer)
+    return loss_fn, model.optimizer if model.optimizer is not None else _optimizers.Adam()
 
+
+def _batch(
+    model: Sequential, loss_fn: _losses.Loss, x: Any, y: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` as a checked batch: one sample becomes a batch of one."""
     integer = model.layers[0].integer_input
     xa = np.asarray(x)
-    single = tuple(xa.shape) == tuple(model.input_shape)
-    if single:
-        xa = xa[None]
-        y = np.asarray(y)[None]
+    if tuple(xa.shape) == tuple(model.input_shape):
+        xa, y = xa[None], np.asarray(y)[None]
     xa = check_array(xa, "x", dtype=None if integer else model.dtype, min_ndim=2, integer=integer)
     if tuple(xa.shape[1:]) != model.input_shape:
         raise ValueError(
@@ -631,153 +939,17 @@ def explain_step(
         )
     ya = prepare_targets(model, loss_fn, y, "y")
     check_same_length(xa, ya, "x", "y")
-
-    if apply:
-        work, work_opt = model, opt
-        if model.optimizer is None:
-            model.optimizer = opt
-        if model.loss is None:
-            model.loss = loss_fn
-    else:
-        work, work_opt = model.copy(), _copy.deepcopy(opt)
-
-    # 1. forward, layer by layer (what Sequential.forward does)
-    forward: list[LayerForward] = []
-    h = xa
-    for layer in work.layers:
-        inp = h
-        h = layer.forward(inp, training=True)
-        rec = LayerForward(
-            name=layer.name,
-            kind=type(layer).__name__,
-            description=_describe_layer(layer),
-            input=np.array(inp),
-            output=np.array(h),
-            params={key: v.copy() for key, v in layer.params.items()},
-        )
-        if isinstance(layer, Dense):
-            rec.z = np.array(layer._z)
-            rec.activation = None if layer.activation is None else layer.activation.key
-        forward.append(rec)
-
-    # 2. loss
-    data_loss, dlogits = loss_fn(h, ya)
-    penalty = work.penalty()
-    terms, formulas, grad_formula = _loss_terms(loss_fn, h, ya)
-    loss_step = LossStep(
-        name=_short_repr(loss_fn, loss_fn.key),
-        value=data_loss + penalty,
-        data_loss=data_loss,
-        penalty=penalty,
-        terms=terms,
-        formulas=formulas,
-        grad=np.array(dlogits),
-        grad_formula=grad_formula,
-    )
-
-    # 3. backward, last layer first (what Sequential.backward does)
-    work.zero_grad()
-    backward: list[LayerBackward] = []
-    dy = dlogits
-    for layer in reversed(work.layers):
-        d_z = None
-        if isinstance(layer, Dense):
-            # activation.backward only reads its forward cache, so calling it here to show dL/dz
-            # does not change what layer.backward computes next
-            d_z = np.array(dy if layer.activation is None else layer.activation.backward(dy))
-        dx = layer.backward(dy)
-        backward.append(
-            LayerBackward(
-                name=layer.name,
-                kind=type(layer).__name__,
-                d_output=np.array(dy),
-                d_z=d_z,
-                grads={key: g.copy() for key, g in layer.grads.items()},
-                d_input=np.array(dx),
-            )
-        )
-        dy = dx
-
-    # 4. the optimizer's own step
-    before = {name: p.copy() for name, p, _ in work.parameters()}
-    grads = {name: g.copy() for name, _, g in work.parameters()}
-    state_before = work_opt.state_dict()
-    lr = work_opt.current_lr
-    t = work_opt.iterations + 1
-    work_opt.step(work)
-    last = work_opt.last_step
-    state_after = work_opt.state_dict()
-    formulas_u, scalars = _update_formulas(work_opt, t)
-    params = []
-    for name, p, g in work.parameters():
-        slots_after = _slot_arrays(state_after, name)
-        slots_before = _slot_arrays(state_before, name) or {
-            s: np.zeros_like(v) for s, v in slots_after.items()
-        }
-        params.append(
-            ParamUpdate(
-                name=name,
-                before=before[name],
-                grad=grads[name],
-                applied_grad=g.copy(),
-                after=p.copy(),
-                slots_before=slots_before,
-                slots_after=slots_after,
-                terms=_adam_terms(work_opt, slots_after, t, lr),
-            )
-        )
-    grad_norm = float(
-        last.get("grad_norm", np.sqrt(sum(float(np.sum(v * v)) for v in grads.values())))
-    )
-    update = UpdateStep(
-        optimizer=_short_repr(work_opt),
-        config=work_opt.get_config(),
-        lr=float(lr),
-        t=t,
-        grad_norm=grad_norm,
-        clipped=work_opt.clip_norm is not None and grad_norm > work_opt.clip_norm,
-        formulas=formulas_u,
-        scalars=scalars,
-        params=params,
-    )
-
-    # 5. the loss on the same batch after the update, on a throwaway copy (so BatchNorm running
-    # statistics and dropout random streams are not advanced) with the same dropout masks
-    probe = work.copy()
-    notes = []
-    for layer, rec in zip(probe.layers, forward):
-        if isinstance(layer, Dropout) and layer.rate > 0:
-            # an input of 0 gives 0 whatever the mask, elsewhere a non-zero output means "kept"
-            layer.fixed_mask = ((rec.input == 0) | (rec.output != 0)).astype(probe.dtype)
-            notes.append(f"{layer.name}: the loss after the update reuses the step's dropout mask")
-    value_after, _ = loss_fn(probe.forward(xa, training=True), ya)
-    value_after += probe.penalty()
-
-    return StepExplanation(
-        x=np.array(xa),
-        y=np.array(ya),
-        applied=bool(apply),
-        forward=forward,
-        loss=loss_step,
-        backward=backward,
-        update=update,
-        loss_before=float(data_loss + penalty),
-        loss_after=float(value_after),
-        max_entries=max_entries,
-        notes=notes,
-    )
+    return xa, ya
 
 
-def _adam_terms(
-    opt: _optimizers.Optimizer, slots: dict[str, np.ndarray], t: int, lr: float
-) -> dict[str, np.ndarray]:
-    """Adam's bias-corrected moments and the resulting step, recomputed for display."""
-    if not isinstance(opt, _optimizers.Adam) or "m" not in slots:
-        return {}
-    m_hat = slots["m"].astype(np.float64) / (1.0 - opt.beta1**t)
-    v_hat = slots["v"].astype(np.float64) / (1.0 - opt.beta2**t)
-    return {
-        "m_hat": m_hat,
-        "v_hat": v_hat,
-        "-lr*m_hat/(sqrt v_hat+eps)": -lr * m_hat / (np.sqrt(v_hat) + opt.eps),
-    }
+def _working_pair(
+    model: Sequential, loss_fn: _losses.Loss, opt: _optimizers.Optimizer, apply: bool
+) -> tuple[Sequential, _optimizers.Optimizer]:
+    """The model and optimizer the step runs on: copies, or (``apply``) the real ones."""
+    if not apply:
+        return model.copy(), _copy.deepcopy(opt)
+    if model.optimizer is None:
+        model.optimizer = opt
+    if model.loss is None:
+        model.loss = loss_fn
+    return model, opt

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import copy as _copy
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from .. import losses as _losses
 from .. import optimizers as _optimizers
 from .._validation import check_array, check_float, check_positive_int, check_same_length, describe
 from ..model import Sequential
-from ..training import prepare_targets
+from ..training import prepare_targets, train_step
 
 __all__ = ["LRFinderResult", "find_learning_rate", "suggest_learning_rate"]
 
@@ -213,72 +214,12 @@ def find_learning_rate(
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a lucidnet Sequential, got {describe(model)}")
-    min_lr = check_float(min_lr, "min_lr", low=0.0, low_inclusive=False)
-    max_lr = check_float(max_lr, "max_lr", low=0.0, low_inclusive=False)
-    if max_lr <= min_lr:
-        raise ValueError(f"max_lr must be larger than min_lr ({min_lr}), got {max_lr}")
-    num_steps = check_positive_int(num_steps, "num_steps", minimum=10)
-    batch_size = check_positive_int(batch_size, "batch_size")
-    seed = check_positive_int(seed, "seed", minimum=0)
-    smoothing = check_float(smoothing, "smoothing", low=0.0, high=1.0, high_inclusive=False)
-    diverge_factor = check_float(diverge_factor, "diverge_factor", low=1.0, low_inclusive=False)
-    if loss is None and model.loss is None:
-        raise ValueError("find_learning_rate needs a loss, e.g. loss='cross_entropy'")
-    loss_fn = _losses.get(loss) if loss is not None else model.loss
-    if isinstance(optimizer, _optimizers.Optimizer):
-        opt = _copy.deepcopy(optimizer)
-    elif isinstance(optimizer, str):
-        opt = _optimizers.get(optimizer)
-    else:
-        raise TypeError(f"optimizer must be a name or an Optimizer, got {describe(optimizer)}")
-
-    rng = np.random.default_rng(seed)
-    work = model.copy()  # deep copy: the caller's model, optimizer and dropout streams stay put
-    integer = bool(work.layers) and work.layers[0].integer_input
-    X = check_array(X, "X", dtype=None if integer else work.dtype, min_ndim=2, integer=integer)
-    if not work.built:
-        work.build(X.shape[1:], rng)
-    elif tuple(X.shape[1:]) != work.input_shape:
-        raise ValueError(
-            f"X must have per-sample shape {work.input_shape}, got {X.shape[1:]} (shape {X.shape})"
-        )
-    y = prepare_targets(work, loss_fn, y)
-    check_same_length(X, y)
-    for layer in work.layers:  # dropout masks of the copy follow the seed, not the model's stream
-        if hasattr(layer, "rng"):
-            layer.rng = np.random.default_rng(rng.integers(2**63))
-
-    n = X.shape[0]
-    bs = min(batch_size, n)
-    schedule = min_lr * (max_lr / min_lr) ** (np.arange(num_steps) / (num_steps - 1))
-    lrs, raw, smooth = [], [], []
-    avg, best = 0.0, math.inf
-    order, pos = rng.permutation(n), 0
-    stopped = False
-    for i, lr in enumerate(schedule):
-        if pos + bs > n:  # a new pass over the data
-            order, pos = rng.permutation(n), 0
-        idx = order[pos : pos + bs]
-        pos += bs
-        opt.lr = float(lr)
-        logits = work.forward(X[idx], training=True)
-        value, grad = loss_fn(logits, y[idx])
-        value += work.penalty()
-        work.zero_grad()
-        work.backward(grad)
-        opt.step(work)
-        avg = smoothing * avg + (1.0 - smoothing) * value
-        sm = avg / (1.0 - smoothing ** (i + 1)) if smoothing else value
-        lrs.append(float(lr))
-        raw.append(float(value))
-        smooth.append(float(sm))
-        if not math.isfinite(sm):
-            stopped = True
-            break
-        best = min(best, sm)
-        if i >= 10 and sm > diverge_factor * best:
-            stopped = True
-            break
+    sweep = _Sweep.checked(min_lr, max_lr, num_steps, batch_size, seed, smoothing, diverge_factor)
+    loss_fn, opt = _loss_and_optimizer(model, loss, optimizer)
+    rng = np.random.default_rng(sweep.seed)
+    work, X, y = _working_copy(model, X, y, loss_fn, rng)
+    sweep.batch_size = min(sweep.batch_size, X.shape[0])
+    lrs, raw, smooth, stopped = _run_sweep(work, X, y, loss_fn, opt, rng, sweep)
     suggestion, steep, at_min = suggest_learning_rate(lrs, smooth)
     return LRFinderResult(
         lrs=np.asarray(lrs),
@@ -290,14 +231,132 @@ def find_learning_rate(
         min_loss_lr=at_min,
         stopped_early=stopped,
         optimizer=type(opt).__name__,
-        settings={
-            "min_lr": min_lr,
-            "max_lr": max_lr,
-            "num_steps": num_steps,
-            "batch_size": bs,
-            "seed": seed,
-            "smoothing": smoothing,
-            "diverge_factor": diverge_factor,
-            "loss": loss_fn.key,
-        },
+        settings={**asdict(sweep), "loss": loss_fn.key},
     )
+
+
+@dataclass
+class _Sweep:
+    """The range test's settings (``LRFinderResult.settings``, in this order, plus the loss)."""
+
+    min_lr: float
+    max_lr: float
+    num_steps: int
+    batch_size: int
+    seed: int
+    smoothing: float
+    diverge_factor: float
+
+    @classmethod
+    def checked(
+        cls,
+        min_lr: float,
+        max_lr: float,
+        num_steps: int,
+        batch_size: int,
+        seed: int,
+        smoothing: float,
+        diverge_factor: float,
+    ) -> _Sweep:
+        min_lr = check_float(min_lr, "min_lr", low=0.0, low_inclusive=False)
+        max_lr = check_float(max_lr, "max_lr", low=0.0, low_inclusive=False)
+        if max_lr <= min_lr:
+            raise ValueError(f"max_lr must be larger than min_lr ({min_lr}), got {max_lr}")
+        return cls(
+            min_lr=min_lr,
+            max_lr=max_lr,
+            num_steps=check_positive_int(num_steps, "num_steps", minimum=10),
+            batch_size=check_positive_int(batch_size, "batch_size"),
+            seed=check_positive_int(seed, "seed", minimum=0),
+            smoothing=check_float(smoothing, "smoothing", low=0.0, high=1.0, high_inclusive=False),
+            diverge_factor=check_float(
+                diverge_factor, "diverge_factor", low=1.0, low_inclusive=False
+            ),
+        )
+
+    def learning_rates(self) -> np.ndarray:
+        """``num_steps`` learning rates growing geometrically from ``min_lr`` to ``max_lr``."""
+        steps = np.arange(self.num_steps) / (self.num_steps - 1)
+        return self.min_lr * (self.max_lr / self.min_lr) ** steps
+
+
+def _loss_and_optimizer(
+    model: Sequential,
+    loss: str | _losses.Loss | None,
+    optimizer: str | _optimizers.Optimizer,
+) -> tuple[_losses.Loss, _optimizers.Optimizer]:
+    """The loss (the argument, else the model's) and a fresh or deep-copied optimizer."""
+    if loss is None and model.loss is None:
+        raise ValueError("find_learning_rate needs a loss, e.g. loss='cross_entropy'")
+    loss_fn = _losses.get(loss) if loss is not None else model.loss
+    if isinstance(optimizer, _optimizers.Optimizer):
+        return loss_fn, _copy.deepcopy(optimizer)
+    if isinstance(optimizer, str):
+        return loss_fn, _optimizers.get(optimizer)
+    raise TypeError(f"optimizer must be a name or an Optimizer, got {describe(optimizer)}")
+
+
+def _working_copy(
+    model: Sequential, X: Any, y: Any, loss_fn: _losses.Loss, rng: np.random.Generator
+) -> tuple[Sequential, np.ndarray, np.ndarray]:
+    """A deep copy of the model (built and reseeded from ``rng``) and the checked data; the
+    caller's model, optimizer and dropout streams stay put."""
+    work = model.copy()
+    integer = bool(work.layers) and work.layers[0].integer_input
+    X = check_array(X, "X", dtype=None if integer else work.dtype, min_ndim=2, integer=integer)
+    if not work.built:
+        work.build(X.shape[1:], rng)
+    elif tuple(X.shape[1:]) != work.input_shape:
+        raise ValueError(
+            f"X must have per-sample shape {work.input_shape}, got {X.shape[1:]} (shape {X.shape})"
+        )
+    y = prepare_targets(work, loss_fn, y)
+    check_same_length(X, y)
+    for layer in work.layers:  # dropout masks of the copy follow the seed, not the model's stream
+        layer.reseed(rng)
+    return work, X, y
+
+
+def _batch_indices(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Row indices of successive mini-batches: full batches of a random order of the rows, a
+    new order for each pass over the data."""
+    order, pos = rng.permutation(n), 0
+    while True:
+        if pos + batch_size > n:
+            order, pos = rng.permutation(n), 0
+        yield order[pos : pos + batch_size]
+        pos += batch_size
+
+
+def _run_sweep(
+    work: Sequential,
+    X: np.ndarray,
+    y: np.ndarray,
+    loss_fn: _losses.Loss,
+    opt: _optimizers.Optimizer,
+    rng: np.random.Generator,
+    sweep: _Sweep,
+) -> tuple[list[float], list[float], list[float], bool]:
+    """One training step (``train_step``) per learning rate; returns the learning rates, the
+    batch losses, their smoothed values and whether the loss diverged (which ends the sweep)."""
+    beta = sweep.smoothing
+    lrs: list[float] = []
+    raw: list[float] = []
+    smooth: list[float] = []
+    avg, best = 0.0, math.inf
+    batches = _batch_indices(X.shape[0], sweep.batch_size, rng)
+    for i, lr in enumerate(sweep.learning_rates()):
+        idx = next(batches)
+        opt.lr = float(lr)
+        value, _ = train_step(work, X[idx], y[idx], loss_fn, opt)
+        avg = beta * avg + (1.0 - beta) * value
+        sm = avg / (1.0 - beta ** (i + 1)) if beta else value  # bias-corrected
+        lrs.append(float(lr))
+        raw.append(float(value))
+        smooth.append(float(sm))
+        if not math.isfinite(sm):
+            return lrs, raw, smooth, True
+        best = min(best, sm)
+        if i >= 10 and sm > sweep.diverge_factor * best:
+            return lrs, raw, smooth, True
+    return lrs, raw, smooth, False

@@ -430,17 +430,7 @@ def plot_loss_surface(
     params = {n: p for n, p, _ in model.parameters()}
     (n1, i1), (n2, i2) = (_parse_weight(model, w) for w in weights)
     center = (float(params[n1][i1]), float(params[n2][i2]))
-    traj = None
-    if trajectory is not None:
-        traj = check_array(trajectory, "trajectory", dtype=np.float64, min_ndim=2, max_ndim=2)
-        if traj.shape[1] != 2:
-            raise ValueError(f"trajectory must have shape (steps, 2), got {traj.shape}")
-    if span is None:
-        if traj is not None:
-            ext = np.abs(traj - np.asarray(center)).max(axis=0)
-            span = (max(1.25 * ext[0], 0.5), max(1.25 * ext[1], 0.5))
-        else:
-            span = 1.0
+    traj, span = _trajectory_and_span(trajectory, center, span)
     a, b, Z = loss_surface(
         model, X, y, weights, center=center, span=span, resolution=resolution, loss=loss
     )
@@ -462,3 +452,21 @@ def plot_loss_surface(
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _trajectory_and_span(
+    trajectory: Any, center: tuple[float, float], span: float | tuple[float, float] | None
+) -> tuple[np.ndarray | None, float | tuple[float, float]]:
+    """The checked (steps, 2) trajectory (or ``None``) and the grid's half-widths: ``span`` if
+    given, else 1.25x the trajectory's extent around ``center`` (at least 0.5), else 1.0."""
+    traj = None
+    if trajectory is not None:
+        traj = check_array(trajectory, "trajectory", dtype=np.float64, min_ndim=2, max_ndim=2)
+        if traj.shape[1] != 2:
+            raise ValueError(f"trajectory must have shape (steps, 2), got {traj.shape}")
+    if span is not None:
+        return traj, span
+    if traj is None:
+        return traj, 1.0
+    ext = np.abs(traj - np.asarray(center)).max(axis=0)
+    return traj, (max(1.25 * ext[0], 0.5), max(1.25 * ext[1], 0.5))

@@ -139,33 +139,53 @@ def render_report(
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a lucidnet Sequential, got {describe(model)}")
     values, meta, warnings_list = _history_parts(history)
-    diag = None
-    if diagnostics is not None:
-        diag = diagnostics.to_dict() if hasattr(diagnostics, "to_dict") else diagnostics
-        if not isinstance(diag, dict):
-            raise TypeError(
-                f"diagnostics must be a Diagnostics or its to_dict(), got {describe(diagnostics)}"
-            )
-        for w in diag.get("warnings", {}).values():
-            if w not in warnings_list:
-                warnings_list.append(w)
+    diag = _diagnostics_dict(diagnostics)
+    if diag is not None:
+        warnings_list += [w for w in diag.get("warnings", {}).values() if w not in warnings_list]
     metrics = dict(test_metrics or {})
     cm = metrics.pop("confusion_matrix", None)
     class_names = metrics.pop("class_names", None)
+    plots = _plots_module()
+    title = title or f"Training report: {model.name}"
+    parts = _head(title)
+    parts += _cards(model, values, meta, metrics)
+    parts += ["<h2>Data</h2>", _block(data_summary), "<h2>Preparation</h2>", _block(preparation)]
+    parts += ["<h2>Architecture</h2>", f"<pre>{_e(model.summary(print_fn=None))}</pre>"]
+    parts += _hyperparameters(model, hyperparameters, meta)
+    parts += _training(history, values, meta, plots)
+    parts += _diagnostics(model, diagnostics, diag, warnings_list, plots)
+    parts += _test_metrics(metrics, cm, class_names, plots)
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
+
+def _diagnostics_dict(diagnostics: Any) -> dict[str, Any] | None:
+    if diagnostics is None:
+        return None
+    diag = diagnostics.to_dict() if hasattr(diagnostics, "to_dict") else diagnostics
+    if not isinstance(diag, dict):
+        raise TypeError(
+            f"diagnostics must be a Diagnostics or its to_dict(), got {describe(diagnostics)}"
+        )
+    return diag
+
+
+def _plots_module() -> Any:
+    """``lucidnet.glassbox.plots`` when matplotlib can make figures, else ``None``."""
     from . import plots  # imports matplotlib only when a figure is made
 
     try:
         plots._new_figure()
-        can_plot = True
     except ImportError:
-        can_plot = False
+        return None
+    return plots
 
-    title = title or f"Training report: {model.name}"
-    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+
+def _head(title: str) -> list[str]:
     from .._version import __version__
 
-    parts = [
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
@@ -173,7 +193,11 @@ def render_report(
         f'<p class="note">written {now} by lucidnet {__version__}</p>',
     ]
 
-    # headline numbers
+
+def _cards(
+    model: Sequential, values: dict[str, list[float]], meta: dict[str, Any], metrics: dict
+) -> list[str]:
+    """The headline numbers: test metrics, final losses, epochs, parameters."""
     cards = {f"test {k}": v for k, v in metrics.items() if _is_num(v)}
     if values.get("loss"):
         cards.setdefault("final train loss", values["loss"][-1])
@@ -182,21 +206,17 @@ def render_report(
     if meta.get("epochs_run"):
         cards["epochs"] = meta["epochs_run"]
     cards["parameters"] = model.n_params
-    parts.append('<div class="cards">')
-    for k, v in cards.items():
-        parts.append(
-            f'<div class="card"><div>{_e(k)}</div><div class="v">{_e(_fmt(v))}</div></div>'
-        )
-    parts.append("</div>")
+    body = [
+        f'<div class="card"><div>{_e(k)}</div><div class="v">{_e(_fmt(v))}</div></div>'
+        for k, v in cards.items()
+    ]
+    return ['<div class="cards">', *body, "</div>"]
 
-    parts.append("<h2>Data</h2>")
-    parts.append(_block(data_summary))
-    parts.append("<h2>Preparation</h2>")
-    parts.append(_block(preparation))
-    parts.append("<h2>Architecture</h2>")
-    parts.append(f"<pre>{_e(model.summary(print_fn=None))}</pre>")
 
-    parts.append("<h2>Hyper-parameters</h2>")
+def _hyperparameters(
+    model: Sequential, hyperparameters: dict[str, Any] | None, meta: dict[str, Any]
+) -> list[str]:
+    """The given settings, else the history's parameters plus the optimizer and loss."""
     hp = dict(hyperparameters) if hyperparameters else {}
     if not hp:
         hp.update(meta.get("params", {}))
@@ -204,9 +224,14 @@ def render_report(
             hp["optimizer"] = repr(model.optimizer)
         if model.loss is not None:
             hp["loss"] = repr(model.loss)
-    parts.append(_table(hp) if hp else '<p class="note">not given</p>')
+    return ["<h2>Hyper-parameters</h2>", _table(hp) if hp else '<p class="note">not given</p>']
 
-    parts.append("<h2>Training</h2>")
+
+def _training(
+    history: Any, values: dict[str, list[float]], meta: dict[str, Any], plots: Any
+) -> list[str]:
+    """How training ended, the curves and the learning rate, and the last epoch's values."""
+    parts = ["<h2>Training</h2>"]
     stop = meta.get("stop_reason")
     if stop:
         where = meta.get("stopped_epoch")
@@ -216,7 +241,7 @@ def render_report(
         parts.append(f"<p>Best epoch: {meta['best_epoch'] + 1}.</p>")
     if not values:
         parts.append('<p class="note">no training history</p>')
-    elif not can_plot:
+    elif plots is None:
         parts.append(f'<p class="note">{_e(_NO_PLOTS)}</p>')
     else:
         parts.append(_img(plots.plot_history(history), "training and validation curves"))
@@ -228,48 +253,66 @@ def render_report(
     if values:
         last = {k: v[-1] for k, v in values.items() if v}
         parts.append("<p>Last epoch:</p>" + _table(last, ("quantity", "value")))
+    return parts
 
-    parts.append("<h2>Diagnostics</h2>")
+
+def _diagnostics(
+    model: Sequential,
+    diagnostics: Any,
+    diag: dict[str, Any] | None,
+    warnings_list: list[str],
+    plots: Any,
+) -> list[str]:
+    """The warnings, the per-layer table, gradient norms and weight histograms."""
+    parts = ["<h2>Diagnostics</h2>"]
     if warnings_list:
         parts.extend(f'<div class="warn">{_e(w)}</div>' for w in warnings_list)
     else:
         parts.append('<div class="ok">No warnings were raised during training.</div>')
-    if diag is not None:
-        parts.append(_diagnostics_table(diag))
-        if can_plot and diag.get("steps"):
-            parts.append(_img(plots.plot_gradient_norms(diag), "gradient norm per layer"))
-        initial = getattr(diagnostics, "initial_weights", None)
-        if can_plot and initial:
-            try:
-                fig = plots.plot_weight_histograms(initial, model)
-                parts.append(_img(fig, "weight histograms at the start and the end"))
-            except ValueError:
-                pass  # no weight matrices (e.g. a model of only BatchNorm layers)
+    if diag is None:
+        return parts
+    parts.append(_diagnostics_table(diag))
+    if plots is not None and diag.get("steps"):
+        parts.append(_img(plots.plot_gradient_norms(diag), "gradient norm per layer"))
+    initial = getattr(diagnostics, "initial_weights", None)
+    if plots is not None and initial:
+        try:
+            fig = plots.plot_weight_histograms(initial, model)
+            parts.append(_img(fig, "weight histograms at the start and the end"))
+        except ValueError:
+            pass  # no weight matrices (e.g. a model of only BatchNorm layers)
+    return parts
 
-    parts.append("<h2>Test metrics</h2>")
+
+def _test_metrics(metrics: dict[str, Any], cm: Any, class_names: Any, plots: Any) -> list[str]:
+    parts = ["<h2>Test metrics</h2>"]
     if metrics:
         parts.append(_table(metrics, ("metric", "value")))
     elif cm is None:
         parts.append('<p class="note">not given</p>')
     if cm is not None:
-        cm_arr = np.asarray(cm)
-        names = [str(c) for c in (class_names or range(cm_arr.shape[0]))]
-        if can_plot:
-            fig = plots.plot_confusion_matrix(cm_arr, class_names=names)
-            parts.append(_img(fig, "confusion matrix"))
-        head = "".join(f"<th>{_e(n)}</th>" for n in names)
-        body = "".join(
-            f"<tr><th>{_e(names[i])}</th>"
-            + "".join(f'<td class="num">{int(v)}</td>' for v in row)
-            + "</tr>"
-            for i, row in enumerate(cm_arr)
-        )
-        parts.append(
-            "<p>Confusion matrix (rows: true class, columns: predicted class):</p>"
-            f"<table><tr><th></th>{head}</tr>{body}</table>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        parts += _confusion_matrix(np.asarray(cm), class_names, plots)
+    return parts
+
+
+def _confusion_matrix(cm: np.ndarray, class_names: Any, plots: Any) -> list[str]:
+    """The confusion matrix as an image (when matplotlib is there) and as a table."""
+    names = [str(c) for c in (class_names or range(cm.shape[0]))]
+    parts = []
+    if plots is not None:
+        parts.append(_img(plots.plot_confusion_matrix(cm, class_names=names), "confusion matrix"))
+    head = "".join(f"<th>{_e(n)}</th>" for n in names)
+    body = "".join(
+        f"<tr><th>{_e(names[i])}</th>"
+        + "".join(f'<td class="num">{int(v)}</td>' for v in row)
+        + "</tr>"
+        for i, row in enumerate(cm)
+    )
+    parts.append(
+        "<p>Confusion matrix (rows: true class, columns: predicted class):</p>"
+        f"<table><tr><th></th>{head}</tr>{body}</table>"
+    )
+    return parts
 
 
 def _diagnostics_table(diag: dict[str, Any]) -> str:
