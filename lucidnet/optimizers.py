@@ -89,6 +89,7 @@ class Optimizer:
         self.steps_per_epoch = 1
         self.slots: dict[str, np.ndarray] = {}
         self._layout: list[tuple[str, int, int, tuple[int, ...]]] | None = None
+        self._layout_seen: list | None = None  # the layout list last checked against _layout
         self._flush_periods: dict[str, int] = {}
         self._buf: np.ndarray | None = None
         #: what the last step did: lr, gradient norm before / after clipping (for diagnostics).
@@ -117,7 +118,8 @@ class Optimizer:
         if not hasattr(model, "flat_parameters"):
             raise TypeError(f"{caller} expects a lucidnet Sequential model, got {describe(model)}")
         p, g, layout = model.flat_parameters()
-        self._ensure_slots(p, layout)
+        if layout is not self._layout_seen or self._buf.dtype != p.dtype:  # not every step
+            self._ensure_slots(p, layout)
         norm = self._clip_gradients(g)
         lr = self.current_lr
         self.iterations += 1
@@ -131,7 +133,7 @@ class Optimizer:
         """Make the slots on first use; refuse a model whose parameters differ from the first's."""
         if self._layout is None or self._buf is None or self._buf.dtype != p.dtype:
             self._init_slots(p, layout)
-        elif layout is not getattr(self, "_layout_seen", None):  # checked once per layout list
+        elif layout is not self._layout_seen:  # checked once per layout list
             if [entry[:3] for entry in layout] != [entry[:3] for entry in self._layout]:
                 raise ValueError(
                     "this optimizer was used with a model of different parameters; create a new "
