@@ -498,7 +498,7 @@ def load(path: str | os.PathLike, *, max_header_bytes: int | None = None) -> Seq
                 _check_optimizer_tensors(optimizer, declared, table, code)
             loss_info = info.get("loss")
             if loss_info:
-                loss_cls = _losses.LOSSES.lookup(_loss_key(loss_info["class"]))
+                loss_cls = _loss_class(loss_info["class"])
                 loss_config = loss_info["config"]
                 if isinstance(loss_config, dict) and isinstance(
                     loss_config.get("class_weight"), dict
@@ -561,14 +561,10 @@ def _corrupt(bad: str, exc: Exception) -> ModelFileError:
     return ModelFileError(f"{bad}: {detail}")
 
 
-def _loss_key(class_name: str) -> str:
-    for cls in (
-        _losses.MSE,
-        _losses.MAE,
-        _losses.Huber,
-        _losses.CrossEntropy,
-        _losses.BinaryCrossEntropy,
-    ):
+def _loss_class(class_name: str) -> type[_losses.Loss]:
+    """The registered loss class called ``class_name`` (a model file stores class names)."""
+    for key in _losses.LOSSES.names():
+        cls = _losses.LOSSES.lookup(key)
         if cls.__name__ == class_name:
-            return cls.key
+            return cls
     raise ValueError(f"unknown loss class {class_name!r}")

@@ -21,9 +21,18 @@ Conventions match PyTorch (``torch.optim``), so numbers can be compared one to o
   update is below ``lr * 1e-22``; frameworks that flush subnormals in hardware (JAX / XLA set the
   CPU's flush-to-zero mode) differ from the written formula by the same kind of amount.
 
-Implementation: a ``Sequential`` keeps all parameters (and gradients) in one flat buffer with each
-layer's arrays as views into it, so an update is a handful of vectorised NumPy operations on one
-vector whatever the number of layers. Optimizer slots (momentum, moments) are flat too.
+Two implementations of every update rule, which give the same numbers up to rounding
+(tests/test_fast_optimizers.py), share the bookkeeping above (clipping, coupled weight decay, the
+step counter and learning-rate schedule, flushing):
+
+* ``opt.step(model)``, the **fast** path ``fit`` runs: a ``Sequential`` keeps all parameters (and
+  gradients) in one flat buffer with each layer's arrays as views into it, and the optimizer's
+  slots (momentum, moments) are flat too, so ``_fast_update`` is a handful of vectorised, in-place
+  NumPy operations on one vector whatever the number of layers, with the algebra folded to save
+  passes (Adam's bias corrections). Compiled kernels plug in there.
+* ``opt.textbook_step(model)``, the **textbook** path: ``update(param, grad, slots, lr, t)`` on
+  each parameter array in turn, written as the class docstring's formulas. The arrays are views
+  of the same flat buffers, so both paths read and advance one state.
 """
 
 from __future__ import annotations
@@ -80,6 +89,7 @@ class Optimizer:
         self.steps_per_epoch = 1
         self.slots: dict[str, np.ndarray] = {}
         self._layout: list[tuple[str, int, int, tuple[int, ...]]] | None = None
+        self._layout_seen: list | None = None  # the layout list last checked against _layout
         self._flush_periods: dict[str, int] = {}
         self._buf: np.ndarray | None = None
         #: what the last step did: lr, gradient norm before / after clipping (for diagnostics).
@@ -93,21 +103,47 @@ class Optimizer:
             return self.lr(self.iterations, self.steps_per_epoch)
         return float(self.lr)
 
-    # -- the update -----------------------------------------------------------------------------
-    def step(self, model: Any) -> None:
-        """Apply one update to every trainable parameter of ``model`` using its ``grads``."""
+    # -- the update: shared bookkeeping ---------------------------------------------------------
+    def _begin_step(
+        self, model: Any, caller: str
+    ) -> tuple[np.ndarray, np.ndarray, list, float, int]:
+        """The bookkeeping both paths do before an update: slots for ``model``'s parameters,
+        gradient clipping, this update's learning rate and step counter, coupled weight decay.
+
+        Returns:
+            ``(p, g, layout, lr, t)``: the model's flat parameters and (clipped, decayed)
+            gradients, their layout ``[(name, offset, size, shape)]``, the learning rate and the
+            step number ``t`` (1 for the first update).
+        """
         if not hasattr(model, "flat_parameters"):
-            raise TypeError(f"opt.step expects a lucidnet Sequential model, got {describe(model)}")
+            raise TypeError(f"{caller} expects a lucidnet Sequential model, got {describe(model)}")
         p, g, layout = model.flat_parameters()
+        if layout is not self._layout_seen or self._buf.dtype != p.dtype:  # not every step
+            self._ensure_slots(p, layout)
+        norm = self._clip_gradients(g)
+        lr = self.current_lr
+        self.iterations += 1
+        if self.weight_decay and self.coupled_decay:
+            np.multiply(p, self.weight_decay, out=self._buf)
+            g += self._buf  # g <- g + wd * p
+        self.last_step = {"lr": lr, "grad_norm": norm}
+        return p, g, layout, lr, self.iterations
+
+    def _ensure_slots(self, p: np.ndarray, layout: list) -> None:
+        """Make the slots on first use; refuse a model whose parameters differ from the first's."""
         if self._layout is None or self._buf is None or self._buf.dtype != p.dtype:
             self._init_slots(p, layout)
-        elif layout is not getattr(self, "_layout_seen", None):  # checked once per layout list
+        elif layout is not self._layout_seen:  # checked once per layout list
             if [entry[:3] for entry in layout] != [entry[:3] for entry in self._layout]:
                 raise ValueError(
                     "this optimizer was used with a model of different parameters; create a new "
                     "optimizer for each model"
                 )
             self._layout_seen = layout
+
+    def _clip_gradients(self, g: np.ndarray) -> float:
+        """Clip the flat gradient ``g`` in place (``clip_norm``, then ``clip_value``); return its
+        global L2 norm before clipping."""
         # np.vdot: BLAS dot without NumPy's floating-point error check, so an overflow (handled
         # just below) neither warns nor raises, and without an np.errstate block every step
         sq = float(np.vdot(g, g))
@@ -122,20 +158,52 @@ class Optimizer:
             g *= self.clip_norm / norm
         if self.clip_value is not None:
             np.clip(g, -self.clip_value, self.clip_value, out=g)
-        lr = self.current_lr
-        self.iterations += 1
-        if self.weight_decay and self.coupled_decay:
-            np.multiply(p, self.weight_decay, out=self._buf)
-            g += self._buf
-        self._update(p, g, lr, self.iterations)
+        return norm
+
+    def _end_step(self) -> None:
+        """The bookkeeping both paths do after an update: flush decaying slots (module notes)."""
         for name, period in self._flush_periods.items():
             if self.iterations % period == 0:
                 _flush_subnormal(self.slots[name], self._buf)
-        self.last_step = {"lr": lr, "grad_norm": norm}
+
+    # -- the update: the two paths --------------------------------------------------------------
+    def step(self, model: Any) -> None:
+        """The fast path: one update of every trainable parameter of ``model`` from its
+        ``grads``, on the flat buffers at once (``_fast_update``)."""
+        p, g, _, lr, t = self._begin_step(model, "opt.step")
+        self._fast_update(p, g, lr, t)
+        self._end_step()
 
     def textbook_step(self, model: Any) -> None:
-        """The update as the docstring's formulas write it (placeholder: the fast step)."""
-        self.step(model)
+        """The textbook path: the same update as ``step``, computed by ``update`` one parameter
+        array at a time as the class docstring writes it. ``param``, ``grad`` and the slots are
+        views of the model's flat buffers and of this optimizer's flat slots, so the state is
+        the one ``step`` reads and writes (mixing the paths, or inspecting the slots, is fine)."""
+        p, g, layout, lr, t = self._begin_step(model, "opt.textbook_step")
+        for _, offset, size, shape in layout:
+            part = slice(offset, offset + size)
+            slots = {name: flat[part].reshape(shape) for name, flat in self.slots.items()}
+            self.update(p[part].reshape(shape), g[part].reshape(shape), slots, lr, t)
+        self._end_step()
+
+    def update(
+        self, param: np.ndarray, grad: np.ndarray, slots: dict[str, np.ndarray], lr: float, t: int
+    ) -> None:
+        """The textbook update of one parameter array, in place.
+
+        Args:
+            param: the parameter array (updated in place).
+            grad: its gradient, after clipping and coupled weight decay.
+            slots: ``{slot name: array shaped like param}`` (updated in place).
+            lr: this update's learning rate.
+            t: the step number, 1 for the first update.
+        """
+        raise NotImplementedError
+
+    def _fast_update(self, p: np.ndarray, g: np.ndarray, lr: float, t: int) -> None:
+        """The fast update of the flat parameter vector ``p`` from the flat gradient ``g``, on
+        the flat slots, in place (``self._buf`` is scratch space of the same size)."""
+        raise NotImplementedError
 
     def _decays(self) -> dict[str, float]:
         """{slot name: factor it is multiplied by every step} for slots that decay toward 0."""
@@ -154,9 +222,6 @@ class Optimizer:
             for name, factor in self._decays().items()
             if name in self.slots and factor > 0.0
         }
-
-    def _update(self, p: np.ndarray, g: np.ndarray, lr: float, t: int) -> None:
-        raise NotImplementedError
 
     # -- state ----------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -248,7 +313,18 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True requires momentum > 0, got momentum=0.0")
         self.slot_names = ("momentum",) if self.momentum else ()
 
-    def _update(self, p, g, lr, t):
+    def update(self, param, grad, slots, lr, t):
+        if not self.momentum:
+            param -= lr * grad  # p <- p - lr g
+            return
+        b = slots["momentum"]
+        b[...] = self.momentum * b + grad  # b <- mu b + g
+        if self.nesterov:
+            param -= lr * (grad + self.momentum * b)  # p <- p - lr (g + mu b)
+        else:
+            param -= lr * b  # p <- p - lr b
+
+    def _fast_update(self, p, g, lr, t):
         if not self.momentum:
             np.multiply(g, lr, out=self._buf)
             p -= self._buf
@@ -288,7 +364,12 @@ class AdaGrad(Optimizer):
         super().__init__(lr, weight_decay, clip_norm, clip_value)
         self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
 
-    def _update(self, p, g, lr, t):
+    def update(self, param, grad, slots, lr, t):
+        s = slots["sum_sq"]
+        s[...] = s + grad**2  # s <- s + g^2
+        param -= lr * grad / (np.sqrt(s) + self.eps)  # p <- p - lr g / (sqrt(s) + eps)
+
+    def _fast_update(self, p, g, lr, t):
         s, buf = self.slots["sum_sq"], self._buf
         np.multiply(g, g, out=buf)
         s += buf
@@ -328,7 +409,18 @@ class RMSprop(Optimizer):
         self.momentum = check_float(momentum, "momentum", low=0.0, high=1.0, high_inclusive=False)
         self.slot_names = ("sq_avg", "momentum") if self.momentum else ("sq_avg",)
 
-    def _update(self, p, g, lr, t):
+    def update(self, param, grad, slots, lr, t):
+        v = slots["sq_avg"]
+        v[...] = self.rho * v + (1.0 - self.rho) * grad**2  # v <- rho v + (1 - rho) g^2
+        scaled = grad / (np.sqrt(v) + self.eps)  # g / (sqrt(v) + eps)
+        if self.momentum:
+            b = slots["momentum"]
+            b[...] = self.momentum * b + scaled  # b <- mu b + g / (sqrt(v) + eps)
+            param -= lr * b  # p <- p - lr b
+        else:
+            param -= lr * scaled  # p <- p - lr g / (sqrt(v) + eps)
+
+    def _fast_update(self, p, g, lr, t):
         v, buf = self.slots["sq_avg"], self._buf
         v *= self.rho
         np.multiply(g, g, out=buf)
@@ -378,7 +470,16 @@ class Adam(Optimizer):
         self.beta2 = check_float(beta2, "beta2", low=0.0, high=1.0, high_inclusive=False)
         self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
 
-    def _update(self, p, g, lr, t):
+    def update(self, param, grad, slots, lr, t):
+        m, v = slots["m"], slots["v"]
+        b1, b2 = self.beta1, self.beta2
+        m[...] = b1 * m + (1.0 - b1) * grad  # m <- b1 m + (1 - b1) g
+        v[...] = b2 * v + (1.0 - b2) * grad**2  # v <- b2 v + (1 - b2) g^2
+        m_hat = m / (1.0 - b1**t)  # bias corrections
+        v_hat = v / (1.0 - b2**t)
+        param -= lr * m_hat / (np.sqrt(v_hat) + self.eps)  # eps outside the square root
+
+    def _fast_update(self, p, g, lr, t):
         m, v, buf = self.slots["m"], self.slots["v"], self._buf
         b1, b2 = self.beta1, self.beta2
         np.multiply(g, 1.0 - b1, out=buf)  # (1 - b1) g
@@ -429,10 +530,15 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm, clip_value)
 
-    def _update(self, p, g, lr, t):
+    def update(self, param, grad, slots, lr, t):
+        if self.weight_decay:
+            param *= 1.0 - lr * self.weight_decay  # p <- p (1 - lr wd), decoupled from g
+        super().update(param, grad, slots, lr, t)
+
+    def _fast_update(self, p, g, lr, t):
         if self.weight_decay:
             p *= 1.0 - lr * self.weight_decay
-        super()._update(p, g, lr, t)
+        super()._fast_update(p, g, lr, t)
 
 
 #: slots are flushed below this multiple of the dtype's smallest normal number.
@@ -468,7 +574,10 @@ def get(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
 
 def from_state(state: dict[str, Any]) -> Optimizer:
     """Build an optimizer from ``state_dict()["class"]`` and ``["config"]`` (slots not loaded)."""
-    classes = {c.__name__: c for c in (SGD, AdaGrad, RMSprop, Adam, AdamW)}
+    classes = {}
+    for key in OPTIMIZERS.names():
+        cls = OPTIMIZERS.lookup(key)
+        classes[cls.__name__] = cls
     name = state.get("class")
     if name not in classes:
         raise ValueError(f"unknown optimizer class {name!r}; valid: {', '.join(classes)}")

@@ -111,39 +111,9 @@ def resolve_metrics(loss: _losses.Loss, metrics: Any) -> list[str]:
 
 def prepare_targets(model: Sequential, loss: _losses.Loss, y: Any, name: str = "y") -> np.ndarray:
     """Validate ``y`` against the loss and the model's output shape; return it ready for the
-    loss (integer labels, or float arrays shaped like the output). 1-D targets for a model with
-    one output unit are reshaped to (n, 1) explicitly here, never broadcast silently."""
-    out_shape = _output_shape(model)
-    if isinstance(loss, _losses.CrossEntropy):
-        arr = np.asarray(y)
-        if arr.ndim == 1:
-            labels = check_array(arr, name, integer=True)
-            k = out_shape[0] if out_shape else None
-            if k is not None and (labels.min() < 0 or labels.max() >= k):
-                bad = labels[(labels < 0) | (labels >= k)][0]
-                raise ValueError(
-                    f"{name} contains label {bad} outside the known classes [0, {k}) (the model "
-                    f"has {k} output units); encode labels as 0..{k - 1}"
-                )
-            return labels
-        arr = check_array(arr, name, dtype=model.dtype, min_ndim=2, max_ndim=2)
-        if out_shape is not None and arr.shape[1:] != tuple(out_shape):
-            raise ValueError(
-                f"{name} must be labels (n,) or targets of shape (n, {out_shape[0]}), "
-                f"got {arr.shape}"
-            )
-        return arr
-    arr = check_array(y, name, dtype=model.dtype, min_ndim=1)
-    if arr.ndim == 1 and out_shape is not None and tuple(out_shape) == (1,):
-        arr = arr.reshape(-1, 1)
-    if out_shape is not None and arr.shape[1:] != tuple(out_shape):
-        raise ValueError(
-            f"{name} must have per-sample shape {tuple(out_shape)} to match the model's output, "
-            f"got {arr.shape[1:]} (full shape {arr.shape})"
-        )
-    if isinstance(loss, _losses.BinaryCrossEntropy) and np.any((arr < 0) | (arr > 1)):
-        raise ValueError(f"{name} must contain 0/1 labels for binary_cross_entropy")
-    return arr
+    loss (``Loss.prepare_targets``: integer labels, or float arrays shaped like the output, in
+    the model's dtype; 1-D targets for one output unit reshaped to (n, 1), never broadcast)."""
+    return loss.prepare_targets(y, _output_shape(model), model.dtype, name)
 
 
 def _built_output_shape(model: Sequential) -> tuple[int, ...]:

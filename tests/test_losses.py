@@ -183,24 +183,24 @@ def test_cross_entropy_gradient_is_softmax_minus_onehot_over_n():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1000.0])
-def test_cross_entropy_shortcut_agrees_with_the_per_sample_path(dtype, scale):
+def test_cross_entropy_shortcut_agrees_with_the_textbook_formula(dtype, scale):
     """Integer labels without weights take a shortcut with fewer NumPy calls (``fit`` uses it
-    every step); it must give the general path's mean and gradient."""
+    every step); it must give the textbook per-sample formula's mean and gradient."""
     rng = np.random.default_rng(int(scale))
     z = (rng.standard_normal((33, 7)) * scale).astype(dtype)
     y = rng.integers(0, 7, size=33)
     loss = ln.CrossEntropy()
-    value, grad = loss(z, y)
-    assert loss._mean_and_grad(z, y) is not None  # the shortcut was taken
-    per_sample, g = loss._per_sample(z, y)
+    assert loss._fast_mean_and_grad(z, y) is not None  # the shortcut is taken
+    value, grad = loss.fast(z, y)
+    per_sample, g = loss.per_sample(z, y)
     tol = 1e-6 if dtype == np.float32 else 1e-13
     assert value == pytest.approx(float(per_sample.sum()) / 33, rel=tol, abs=tol)
     np.testing.assert_allclose(grad, g / 33, rtol=tol, atol=tol / 33)
     assert grad.dtype == dtype
     # the shortcut does not apply with smoothing, class weights or soft targets
-    assert ln.CrossEntropy(label_smoothing=0.1)._mean_and_grad(z, y) is None
-    assert ln.CrossEntropy(class_weight=[1.0] * 7)._mean_and_grad(z, y) is None
-    assert loss._mean_and_grad(z, np.eye(7, dtype=dtype)[y]) is None
+    assert ln.CrossEntropy(label_smoothing=0.1)._fast_mean_and_grad(z, y) is None
+    assert ln.CrossEntropy(class_weight=[1.0] * 7)._fast_mean_and_grad(z, y) is None
+    assert loss._fast_mean_and_grad(z, np.eye(7, dtype=dtype)[y]) is None
 
 
 # -- numerical stability ----------------------------------------------------------------------

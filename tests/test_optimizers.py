@@ -39,10 +39,12 @@ def vector_model(init, dtype="float64") -> tuple[ln.Sequential, ParamVector]:
     return model, layer
 
 
-def apply_grad(model, layer, opt, g) -> None:
+def apply_grad(model, layer, opt, g, path: str = "step") -> None:
+    """Set the gradient to ``g`` and update through ``opt.step`` (the fast path) or
+    ``opt.textbook_step``."""
     model.zero_grad()
     layer.grads["w"][...] = g
-    opt.step(model)
+    getattr(opt, path)(model)
 
 
 # -- the formulas, written out independently of the implementation ----------------------------
@@ -132,12 +134,13 @@ FORMULA_CASES = [
 ]
 
 
+@pytest.mark.parametrize("path", ["step", "textbook_step"])
 @pytest.mark.parametrize(
     "kind, cfg",
     FORMULA_CASES,
     ids=[f"{k}-{'-'.join(f'{a}={b}' for a, b in c.items())}" for k, c in FORMULA_CASES],
 )
-def test_update_matches_formula_over_several_steps(kind, cfg):
+def test_update_matches_formula_over_several_steps(kind, cfg, path):
     rng = np.random.default_rng(0)
     p0 = rng.standard_normal(5)
     # gradients of varying size and sign, so that clipping is active on some steps only
@@ -146,7 +149,7 @@ def test_update_matches_formula_over_several_steps(kind, cfg):
     opt = CLASSES[kind](**cfg)
     expected = reference_steps(kind, cfg, p0, grads)
     for t, (g, want) in enumerate(zip(grads, expected), start=1):
-        apply_grad(model, layer, opt, g)
+        apply_grad(model, layer, opt, g, path)
         assert opt.iterations == t
         np.testing.assert_allclose(
             layer.params["w"], want, rtol=1e-12, atol=1e-14, err_msg=f"step {t}"
@@ -473,7 +476,8 @@ def _subnormal_count(a: np.ndarray) -> int:
     ],
 )
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_decaying_slots_never_become_subnormal(kind, cfg, slots, dtype):
+@pytest.mark.parametrize("path", ["step", "textbook_step"])
+def test_decaying_slots_never_become_subnormal(kind, cfg, slots, dtype, path):
     """A parameter whose gradient stays exactly 0 (a dead ReLU unit's weights) has its slots
     multiplied by beta every step; without flushing they reach the subnormal range, where x86
     arithmetic is 10-100x slower. The flush keeps them out of it and sets them to exact 0."""
@@ -483,7 +487,7 @@ def test_decaying_slots_never_become_subnormal(kind, cfg, slots, dtype):
     model, layer = vector_model([0.5, -0.5, 0.25], dtype=dtype)
     opt = CLASSES[kind](**cfg)
     for t in range(steps):
-        apply_grad(model, layer, opt, np.array([1e-3, 1.0, 0.0]) if t == 0 else 0.0)
+        apply_grad(model, layer, opt, np.array([1e-3, 1.0, 0.0]) if t == 0 else 0.0, path)
         for name in slots:
             assert _subnormal_count(opt.slots[name]) == 0, (name, t)
     for name in slots:
@@ -502,7 +506,8 @@ def test_flush_period_keeps_a_value_above_the_threshold_normal_until_the_next_fl
     assert optimizers._flush_period(0.9) > 100  # flushing costs ~3 passes every 100+ steps
 
 
-def test_flushing_changes_adam_by_far_less_than_float32_rounding():
+@pytest.mark.parametrize("path", ["step", "textbook_step"])
+def test_flushing_changes_adam_by_far_less_than_float32_rounding(path):
     """1,000 float32 Adam steps with a gradient that vanishes after step 1 (m decays into the
     subnormal range): the parameters equal the float64 formula, which never flushes."""
     p0, g0 = np.array([0.5, -0.5]), np.array([1e-3, 2.0])
@@ -510,6 +515,6 @@ def test_flushing_changes_adam_by_far_less_than_float32_rounding():
     opt = ln.Adam(lr=0.01)
     grads = [g0] + [np.zeros(2)] * 999
     for g in grads:
-        apply_grad(model, layer, opt, g)
+        apply_grad(model, layer, opt, g, path)
     want = reference_steps("adam", {"lr": 0.01}, p0, grads)[-1]
     np.testing.assert_allclose(layer.params["w"], want, rtol=1e-6)
