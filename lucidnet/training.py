@@ -17,7 +17,7 @@ anything else mini-batch gradient descent.
 ``train_step`` takes the fast path (``fast_forward`` / ``Loss.fast`` / ``fast_backward`` /
 ``Optimizer.step``) or, with ``fast=False``, the textbook one (``forward`` / ``loss(...)`` /
 ``backward`` / ``Optimizer.textbook_step``), which ``explain`` shows; the two give the same numbers
-(tests/test_fast_paths.py).
+(tests/test_fast_layers.py, test_fast_losses.py, test_fast_optimizers.py, test_train_step.py).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def evaluate(
         w = check_array(sample_weight, "sample_weight", dtype=model.dtype, min_ndim=1, max_ndim=1)
         check_same_length(X, w, "X", "sample_weight")
     logits = model.predict_logits(X, batch_size or _EVAL_BATCH)
-    value, _ = model.loss(logits, y, w)
+    value, _ = model.loss.fast(logits, y, w)  # targets and weights checked above
     logs = {f"{prefix}loss": value + model.penalty()}
     metrics = model.metrics or resolve_metrics(model.loss, None)
     for k, v in _log_metrics(metrics, model.loss, logits, y).items():
