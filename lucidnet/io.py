@@ -76,7 +76,7 @@ class ModelFileError(ValueError):
 
 def save_model(
     model: Sequential,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     overwrite: bool = False,
     include_optimizer: bool = True,
 ) -> None:
@@ -92,7 +92,8 @@ def save_model(
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it")
-    if not model.built:
+    input_shape = model.input_shape
+    if input_shape is None:  # not built
         raise ValueError("cannot save a model that is not built: fit it or call build() first")
     if model.fit_target_scaling is not None:  # saved mid-fit (a checkpoint): in target units
         model = model.copy()
@@ -110,7 +111,7 @@ def save_model(
         "lucidnet_version": __version__,
         "name": model.name,
         "dtype": model.dtype.name,
-        "input_shape": list(model.input_shape),
+        "input_shape": list(input_shape),
         "layers": [
             {"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers
         ],
@@ -174,7 +175,7 @@ class _Entry:
     end: int
 
 
-def _open(path: str | os.PathLike) -> tuple[str, IO[bytes]]:
+def _open(path: str | os.PathLike[str]) -> tuple[str, IO[bytes]]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
@@ -378,6 +379,8 @@ def _declared_model(
             )
         cls_name = spec.get("class")
         try:
+            if not isinstance(cls_name, str):  # LAYERS.lookup's own message, for a typed call
+                raise TypeError(f"layer must be a name (str), got {type(cls_name).__name__}")
             layers.append(LAYERS.lookup(cls_name).from_config(spec["config"]))
         except (TypeError, ValueError) as exc:
             label = cls_name[:60] if isinstance(cls_name, str) else describe(cls_name)
@@ -462,7 +465,7 @@ def _check_optimizer_tensors(
 
 
 # -- loading --------------------------------------------------------------------------------------
-def load(path: str | os.PathLike, *, max_header_bytes: int | None = None) -> Sequential:
+def load(path: str | os.PathLike[str], *, max_header_bytes: int | None = None) -> Sequential:
     """Load a model saved by :meth:`Sequential.save`.
 
     The declared architecture is checked against the tensors the file stores before anything is
@@ -491,10 +494,15 @@ def load(path: str | os.PathLike, *, max_header_bytes: int | None = None) -> Seq
                 raise ValueError(impossible)
             opt_info = info.get("optimizer")
             optimizer = None
+            opt_state: dict[str, Any] = {}  # for load_state_dict, once the tensors are read
             if opt_info:
                 if not isinstance(opt_info, dict):
                     raise ValueError(f"'optimizer' must be an object, got {describe(opt_info)}")
                 optimizer = _optimizers.from_state(opt_info)
+                opt_state = {
+                    "class": opt_info["class"],
+                    "iterations": opt_info.get("iterations", 0),
+                }
                 _check_optimizer_tensors(optimizer, declared, table, code)
             loss_info = info.get("loss")
             if loss_info:
@@ -537,14 +545,7 @@ def load(path: str | os.PathLike, *, max_header_bytes: int | None = None) -> Seq
                 if name.startswith("opt/"):
                     _, slot, rest = name.split("/", 2)
                     slots.setdefault(slot, {})[rest] = tensor(name, entry.shape)
-            model.optimizer.load_state_dict(
-                {
-                    "class": opt_info["class"],
-                    "iterations": opt_info.get("iterations", 0),
-                    "slots": slots,
-                },
-                model,
-            )
+            model.optimizer.load_state_dict({**opt_state, "slots": slots}, model)
         if info.get("history"):
             model.history = History.from_dict(info["history"])
         model.metadata = info.get("metadata") or {}

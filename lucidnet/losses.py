@@ -208,7 +208,7 @@ class MSE(Loss):
 
     key = "mse"
 
-    def per_sample(self, y_pred, y_true):
+    def per_sample(self, y_pred: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r = y_pred - y_true
         units = r[0].size
         return self._mean_units(r * r), r * (2.0 / units)
@@ -220,7 +220,7 @@ class MAE(Loss):
 
     key = "mae"
 
-    def per_sample(self, y_pred, y_true):
+    def per_sample(self, y_pred: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r = y_pred - y_true
         units = r[0].size
         return self._mean_units(np.abs(r)), np.sign(r) / units
@@ -236,7 +236,7 @@ class Huber(Loss):
     def __init__(self, delta: float = 1.0) -> None:
         self.delta = check_float(delta, "delta", low=0.0, low_inclusive=False)
 
-    def per_sample(self, y_pred, y_true):
+    def per_sample(self, y_pred: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r = y_pred - y_true
         a = np.abs(r)
         d = self.delta
@@ -244,7 +244,7 @@ class Huber(Loss):
         units = r[0].size
         return self._mean_units(per), np.clip(r, -d, d) / units
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"delta": self.delta}
 
 
@@ -334,7 +334,7 @@ class CrossEntropy(Loss):
         self.class_weight = resolve_class_weight(class_weight)
 
     # -- the textbook path ----------------------------------------------------------------------
-    def per_sample(self, y_pred, y_true):
+    def per_sample(self, y_pred: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = y_pred
         n, k = z.shape
         t = self.target_distribution(y_true, k, z.dtype)
@@ -364,7 +364,9 @@ class CrossEntropy(Loss):
         return w
 
     # -- the fast path --------------------------------------------------------------------------
-    def _fast_mean_and_grad(self, y_pred, y_true):
+    def _fast_mean_and_grad(
+        self, y_pred: np.ndarray, y_true: np.ndarray
+    ) -> tuple[float, np.ndarray] | None:
         # integer labels, no smoothing, no class weights: the common case, without a one-hot
         # matrix and in about a dozen NumPy calls, each chosen for its per-call cost on small
         # arrays (row max through argmax + take and row sums through a matrix-vector product
@@ -404,7 +406,9 @@ class CrossEntropy(Loss):
             )
         return consts
 
-    def _fast_per_sample(self, y_pred, y_true):
+    def _fast_per_sample(
+        self, y_pred: np.ndarray, y_true: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         n, k = y_pred.shape
         shifted = y_pred - y_pred.max(axis=1, keepdims=True)
         exp_shifted = np.exp(shifted)
@@ -434,7 +438,9 @@ class CrossEntropy(Loss):
         return losses, grad
 
     # -- targets --------------------------------------------------------------------------------
-    def prepare_targets(self, y, output_shape, dtype, name="y"):
+    def prepare_targets(
+        self, y: Any, output_shape: tuple[int, ...] | None, dtype: Any, name: str = "y"
+    ) -> np.ndarray:
         """Integer labels (n,) in [0, k), or float target distributions (n, k) in ``dtype``."""
         arr = np.asarray(y)
         if arr.ndim == 1:
@@ -455,7 +461,7 @@ class CrossEntropy(Loss):
             )
         return arr
 
-    def _check_target(self, y_pred, y_true):
+    def _check_target(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
         if y_pred.ndim != 2:
             raise ValueError(
                 f"cross_entropy: y_pred must be logits of shape (n, classes), got {y_pred.shape}"
@@ -481,7 +487,7 @@ class CrossEntropy(Loss):
             return labels
         return super()._check_target(y_pred, y_true)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         cw = None if self.class_weight is None else self.class_weight.tolist()
         return {"label_smoothing": self.label_smoothing, "class_weight": cw}
 
@@ -506,7 +512,7 @@ class BinaryCrossEntropy(Loss):
                 f"binary_cross_entropy: class_weight needs 2 entries, got {self.class_weight}"
             )
 
-    def per_sample(self, y_pred, y_true):
+    def per_sample(self, y_pred: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z, t = y_pred, y_true
         per_unit = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
         grad = sigmoid(z) - t
@@ -518,20 +524,22 @@ class BinaryCrossEntropy(Loss):
         units = z[0].size
         return self._mean_units(per_unit), grad / units
 
-    def prepare_targets(self, y, output_shape, dtype, name="y"):
+    def prepare_targets(
+        self, y: Any, output_shape: tuple[int, ...] | None, dtype: Any, name: str = "y"
+    ) -> np.ndarray:
         """Float targets shaped like the output, each in [0, 1]."""
         arr = super().prepare_targets(y, output_shape, dtype, name)
         if np.any((arr < 0) | (arr > 1)):
             raise ValueError(f"{name} must contain 0/1 labels for binary_cross_entropy")
         return arr
 
-    def _check_target(self, y_pred, y_true):
+    def _check_target(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
         y = super()._check_target(y_pred, y_true)
         if np.any((y < 0) | (y > 1)) or not np.all(np.isfinite(y)):
             raise ValueError("binary_cross_entropy: y_true must be in [0, 1] (labels 0/1)")
         return y
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         cw = None if self.class_weight is None else self.class_weight.tolist()
         return {"class_weight": cw}
 

@@ -49,6 +49,9 @@ from .registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 
+#: a model's parameter layout, ``[(name, offset, size, shape)]`` (``Sequential.flat_parameters``).
+_Layout = list[tuple[str, int, int, tuple[int, ...]]]
+
 
 class Optimizer:
     """Base class.
@@ -88,10 +91,13 @@ class Optimizer:
         self.iterations = 0
         self.steps_per_epoch = 1
         self.slots: dict[str, np.ndarray] = {}
-        self._layout: list[tuple[str, int, int, tuple[int, ...]]] | None = None
-        self._layout_seen: list | None = None  # the layout list last checked against _layout
+        self._layout: _Layout | None = None
+        self._layout_seen: _Layout | None = None  # the layout list last checked against _layout
         self._flush_periods: dict[str, int] = {}
-        self._buf: np.ndarray | None = None
+        # scratch space as large as the flat parameters, made by _init_slots on the first step
+        # (_layout is None until then); an empty placeholder rather than None, so that the hot
+        # path needs no None check
+        self._buf: np.ndarray = np.empty(0)
         #: what the last step did: lr, gradient norm before / after clipping (for diagnostics).
         self.last_step: dict[str, float] = {}
 
@@ -106,7 +112,7 @@ class Optimizer:
     # -- the update: shared bookkeeping ---------------------------------------------------------
     def _begin_step(
         self, model: Any, caller: str
-    ) -> tuple[np.ndarray, np.ndarray, list, float, int]:
+    ) -> tuple[np.ndarray, np.ndarray, _Layout, float, int]:
         """The bookkeeping both paths do before an update: slots for ``model``'s parameters,
         gradient clipping, this update's learning rate and step counter, coupled weight decay.
 
@@ -129,9 +135,9 @@ class Optimizer:
         self.last_step = {"lr": lr, "grad_norm": norm}
         return p, g, layout, lr, self.iterations
 
-    def _ensure_slots(self, p: np.ndarray, layout: list) -> None:
+    def _ensure_slots(self, p: np.ndarray, layout: _Layout) -> None:
         """Make the slots on first use; refuse a model whose parameters differ from the first's."""
-        if self._layout is None or self._buf is None or self._buf.dtype != p.dtype:
+        if self._layout is None or self._buf.dtype != p.dtype:
             self._init_slots(p, layout)
         elif layout is not self._layout_seen:  # checked once per layout list
             if [entry[:3] for entry in layout] != [entry[:3] for entry in self._layout]:
@@ -212,7 +218,7 @@ class Optimizer:
     #: whether ``weight_decay`` is added to the gradient (False for AdamW).
     coupled_decay = True
 
-    def _init_slots(self, p: np.ndarray, layout: list) -> None:
+    def _init_slots(self, p: np.ndarray, layout: _Layout) -> None:
         self._layout = list(layout)
         self._layout_seen = layout
         self.slots = {name: empty_aligned(p.shape, p.dtype, zero=True) for name in self.slot_names}
@@ -225,9 +231,11 @@ class Optimizer:
 
     # -- state ----------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        lr = self.lr
-        if isinstance(lr, _schedules.Schedule):
-            lr = {"class": type(lr).__name__, **lr.get_config()}
+        lr: float | dict[str, Any]
+        if isinstance(self.lr, _schedules.Schedule):
+            lr = {"class": type(self.lr).__name__, **self.lr.get_config()}
+        else:
+            lr = self.lr
         return {
             "lr": lr,
             "weight_decay": self.weight_decay,
@@ -313,7 +321,9 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True requires momentum > 0, got momentum=0.0")
         self.slot_names = ("momentum",) if self.momentum else ()
 
-    def update(self, param, grad, slots, lr, t):
+    def update(
+        self, param: np.ndarray, grad: np.ndarray, slots: dict[str, np.ndarray], lr: float, t: int
+    ) -> None:
         if not self.momentum:
             param -= lr * grad  # p <- p - lr g
             return
@@ -324,7 +334,7 @@ class SGD(Optimizer):
         else:
             param -= lr * b  # p <- p - lr b
 
-    def _fast_update(self, p, g, lr, t):
+    def _fast_update(self, p: np.ndarray, g: np.ndarray, lr: float, t: int) -> None:
         if not self.momentum:
             np.multiply(g, lr, out=self._buf)
             p -= self._buf
@@ -340,10 +350,10 @@ class SGD(Optimizer):
             np.multiply(b, lr, out=self._buf)
         p -= self._buf
 
-    def _decays(self):
+    def _decays(self) -> dict[str, float]:
         return {"momentum": self.momentum}
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
@@ -364,12 +374,14 @@ class AdaGrad(Optimizer):
         super().__init__(lr, weight_decay, clip_norm, clip_value)
         self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
 
-    def update(self, param, grad, slots, lr, t):
+    def update(
+        self, param: np.ndarray, grad: np.ndarray, slots: dict[str, np.ndarray], lr: float, t: int
+    ) -> None:
         s = slots["sum_sq"]
         s[...] = s + grad**2  # s <- s + g^2
         param -= lr * grad / (np.sqrt(s) + self.eps)  # p <- p - lr g / (sqrt(s) + eps)
 
-    def _fast_update(self, p, g, lr, t):
+    def _fast_update(self, p: np.ndarray, g: np.ndarray, lr: float, t: int) -> None:
         s, buf = self.slots["sum_sq"], self._buf
         np.multiply(g, g, out=buf)
         s += buf
@@ -379,7 +391,7 @@ class AdaGrad(Optimizer):
         buf *= lr
         p -= buf
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "eps": self.eps}
 
 
@@ -409,7 +421,9 @@ class RMSprop(Optimizer):
         self.momentum = check_float(momentum, "momentum", low=0.0, high=1.0, high_inclusive=False)
         self.slot_names = ("sq_avg", "momentum") if self.momentum else ("sq_avg",)
 
-    def update(self, param, grad, slots, lr, t):
+    def update(
+        self, param: np.ndarray, grad: np.ndarray, slots: dict[str, np.ndarray], lr: float, t: int
+    ) -> None:
         v = slots["sq_avg"]
         v[...] = self.rho * v + (1.0 - self.rho) * grad**2  # v <- rho v + (1 - rho) g^2
         scaled = grad / (np.sqrt(v) + self.eps)  # g / (sqrt(v) + eps)
@@ -420,7 +434,7 @@ class RMSprop(Optimizer):
         else:
             param -= lr * scaled  # p <- p - lr g / (sqrt(v) + eps)
 
-    def _fast_update(self, p, g, lr, t):
+    def _fast_update(self, p: np.ndarray, g: np.ndarray, lr: float, t: int) -> None:
         v, buf = self.slots["sq_avg"], self._buf
         v *= self.rho
         np.multiply(g, g, out=buf)
@@ -438,10 +452,10 @@ class RMSprop(Optimizer):
             buf *= lr
         p -= buf
 
-    def _decays(self):
+    def _decays(self) -> dict[str, float]:
         return {"sq_avg": self.rho, "momentum": self.momentum}
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rho": self.rho, "eps": self.eps, "momentum": self.momentum}
 
 
@@ -470,7 +484,9 @@ class Adam(Optimizer):
         self.beta2 = check_float(beta2, "beta2", low=0.0, high=1.0, high_inclusive=False)
         self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
 
-    def update(self, param, grad, slots, lr, t):
+    def update(
+        self, param: np.ndarray, grad: np.ndarray, slots: dict[str, np.ndarray], lr: float, t: int
+    ) -> None:
         m, v = slots["m"], slots["v"]
         b1, b2 = self.beta1, self.beta2
         m[...] = b1 * m + (1.0 - b1) * grad  # m <- b1 m + (1 - b1) g
@@ -479,7 +495,7 @@ class Adam(Optimizer):
         v_hat = v / (1.0 - b2**t)
         param -= lr * m_hat / (np.sqrt(v_hat) + self.eps)  # eps outside the square root
 
-    def _fast_update(self, p, g, lr, t):
+    def _fast_update(self, p: np.ndarray, g: np.ndarray, lr: float, t: int) -> None:
         m, v, buf = self.slots["m"], self.slots["v"], self._buf
         b1, b2 = self.beta1, self.beta2
         np.multiply(g, 1.0 - b1, out=buf)  # (1 - b1) g
@@ -502,10 +518,10 @@ class Adam(Optimizer):
         buf *= lr * math.sqrt(bc2) / bc1
         p -= buf
 
-    def _decays(self):
+    def _decays(self) -> dict[str, float]:
         return {"m": self.beta1, "v": self.beta2}
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 
@@ -530,12 +546,14 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm, clip_value)
 
-    def update(self, param, grad, slots, lr, t):
+    def update(
+        self, param: np.ndarray, grad: np.ndarray, slots: dict[str, np.ndarray], lr: float, t: int
+    ) -> None:
         if self.weight_decay:
             param *= 1.0 - lr * self.weight_decay  # p <- p (1 - lr wd), decoupled from g
         super().update(param, grad, slots, lr, t)
 
-    def _fast_update(self, p, g, lr, t):
+    def _fast_update(self, p: np.ndarray, g: np.ndarray, lr: float, t: int) -> None:
         if self.weight_decay:
             p *= 1.0 - lr * self.weight_decay
         super()._fast_update(p, g, lr, t)
