@@ -38,7 +38,7 @@ step counter and learning-rate schedule, flushing):
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from . import schedules as _schedules
 from ._validation import check_float, describe
 from .base import empty_aligned
 from .registry import Registry
+
+if TYPE_CHECKING:  # the model is above the optimizers; named for the type checker only
+    from .model import Sequential
 
 OPTIMIZERS = Registry("optimizer")
 
@@ -111,7 +114,7 @@ class Optimizer:
 
     # -- the update: shared bookkeeping ---------------------------------------------------------
     def _begin_step(
-        self, model: Any, caller: str
+        self, model: Sequential, caller: str
     ) -> tuple[np.ndarray, np.ndarray, _Layout, float, int]:
         """The bookkeeping both paths do before an update: slots for ``model``'s parameters,
         gradient clipping, this update's learning rate and step counter, coupled weight decay.
@@ -173,14 +176,14 @@ class Optimizer:
                 _flush_subnormal(self.slots[name], self._buf)
 
     # -- the update: the two paths --------------------------------------------------------------
-    def step(self, model: Any) -> None:
+    def step(self, model: Sequential) -> None:
         """The fast path: one update of every trainable parameter of ``model`` from its
         ``grads``, on the flat buffers at once (``_fast_update``)."""
         p, g, _, lr, t = self._begin_step(model, "opt.step")
         self._fast_update(p, g, lr, t)
         self._end_step()
 
-    def textbook_step(self, model: Any) -> None:
+    def textbook_step(self, model: Sequential) -> None:
         """The textbook path: the same update as ``step``, computed by ``update`` one parameter
         array at a time as the class docstring writes it. ``param``, ``grad`` and the slots are
         views of the model's flat buffers and of this optimizer's flat slots, so the state is
@@ -267,7 +270,7 @@ class Optimizer:
             "slots": slots,
         }
 
-    def load_state_dict(self, state: dict[str, Any], model: Any) -> None:
+    def load_state_dict(self, state: dict[str, Any], model: Sequential) -> None:
         """Restore slots saved by ``state_dict`` for ``model``'s parameters."""
         if state.get("class") != type(self).__name__:
             raise ValueError(
