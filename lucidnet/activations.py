@@ -3,10 +3,19 @@
 Each is usable as a layer (``ln.ReLU()``) and by name (``Dense(64, activation="relu")``). All are
 numerically stable for inputs of +/-1000: the sigmoid never evaluates ``exp`` of a large positive
 number, softmax subtracts the row maximum, ELU clamps before ``expm1``.
+
+Each class's ``forward`` / ``backward`` is the textbook pair and reads like the formula in its
+docstring. The hidden-layer activations (sigmoid, tanh, ReLU, leaky ReLU, ELU, GELU) also have a
+fast pair for ``fit`` (``fast_forward`` / ``fast_backward``, see :class:`lucidnet.base.Layer`):
+the same numbers into workspaces, with data-dependent selects (``np.where``, ~4.5 ns per element
+on random signs) replaced by exact 0/1-mask blends. Timings in the docstrings are one forward
+plus one backward, float32, on a 2-core Xeon, textbook -> fast; tests/test_fast_layers.py proves
+each fast pair equal to the textbook one.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,6 +24,12 @@ from .base import LAYERS, Layer
 from .registry import Registry
 
 ACTIVATIONS = Registry("activation")
+
+#: below this many elements the fast methods run the textbook pair instead: NumPy recycles small
+#: allocations, so there the workspace lookups (~0.3 us each) cost more than the passes over
+#: memory they save (measured crossovers: ~2,000 elements for sigmoid, leaky ReLU and ELU,
+#: ~6,000 for ReLU and tanh; batch 32 x 32 units is 1,024).
+FAST_MIN_SIZE = 4096
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -73,6 +88,34 @@ class Sigmoid(Activation):
         s = self._out
         return dy * s * (1.0 - s)
 
+    # fast path (fit): 128 x 256: 220 -> 85 us; 32 x 32 would lose (0.8x): textbook below
+    # FAST_MIN_SIZE
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        if x.size < FAST_MIN_SIZE:
+            return self.forward(x, training=True)
+        e = np.abs(x, out=self._workspace("e", x.shape, x.dtype))
+        np.negative(e, out=e)
+        np.exp(e, out=e)  # e = exp(-|x|) in [0, 1]: never overflows
+        d = np.add(e, 1.0, out=self._workspace("d", x.shape, x.dtype))
+        below = np.divide(e, d, out=e)  # e / (1 + e): sigmoid(x) for x < 0
+        above = np.divide(1.0, d, out=d)  # 1 / (1 + e): sigmoid(x) for x >= 0
+        # blend with the 0/1 mask instead of np.where: both candidates are finite, so
+        # above * 1 + below * 0 == above exactly, and the other way round (NaN stays NaN)
+        mask = np.greater_equal(x, 0, out=self._workspace("mask", x.shape, np.bool_))
+        out = np.multiply(above, mask, out=self._workspace("out", x.shape, x.dtype))
+        np.logical_not(mask, out=mask)
+        out += np.multiply(below, mask, out=below)
+        self._out = out
+        return out
+
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        if dy.size < FAST_MIN_SIZE:
+            return self.backward(dy)
+        s = self._out
+        dx = np.multiply(dy, s, out=self._workspace("dx", dy.shape, dy.dtype))
+        dx *= np.subtract(1.0, s, out=self._workspace("1-s", dy.shape, dy.dtype))
+        return dx
+
 
 @ACTIVATIONS.register("tanh")
 @LAYERS.register("Tanh")
@@ -88,6 +131,21 @@ class Tanh(Activation):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         t = self._out
         return dy * (1.0 - t * t)
+
+    # fast path (fit): the same operations into workspaces; 128 x 256: 34 -> 25 us
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        if x.size < FAST_MIN_SIZE:
+            return self.forward(x, training=True)
+        self._out = np.tanh(x, out=self._workspace("out", x.shape, x.dtype))
+        return self._out
+
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        if dy.size < FAST_MIN_SIZE:
+            return self.backward(dy)
+        t = self._out
+        slope = np.multiply(t, t, out=self._workspace("slope", dy.shape, dy.dtype))
+        np.subtract(1.0, slope, out=slope)
+        return np.multiply(dy, slope, out=self._workspace("dx", dy.shape, dy.dtype))
 
 
 @ACTIVATIONS.register("relu")
@@ -105,8 +163,11 @@ class ReLU(Activation):
         # where the output is 0 the unit was inactive (z <= 0) and passes no gradient
         return dy * (self._out > 0)
 
-    # fast path (fit): the same, into workspaces kept from step to step
+    # fast path (fit): the same, into workspaces kept from step to step; 128 x 256: 26 -> 19 us
+    # (32 x 32 would lose, 3.4 -> 4.4 us: textbook below FAST_MIN_SIZE)
     def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        if x.size < FAST_MIN_SIZE:
+            return self.forward(x, training=True)
         # max(x, 0) against an array of zeros: NumPy vectorises np.maximum between two arrays,
         # not with a scalar (~2x faster in float32)
         zeros = self._workspace("zeros", x.shape, x.dtype, fill=0.0)
@@ -114,7 +175,8 @@ class ReLU(Activation):
         return self._out
 
     def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
-        # multiplying by the 0/1 mask is ~3x faster than np.where (a NaN in dy stays NaN)
+        if dy.size < FAST_MIN_SIZE:
+            return self.backward(dy)
         mask = np.greater(self._out, 0, out=self._workspace("mask", dy.shape, np.bool_))
         return np.multiply(dy, mask, out=self._workspace("dx", dy.shape, dy.dtype))
 
@@ -136,6 +198,26 @@ class LeakyReLU(Activation):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return np.where(self._pos, dy, self.alpha * dy).astype(dy.dtype, copy=False)
+
+    # fast path (fit): forward computes the slope f'(x) (1 or alpha) once, as an exact 0/1-mask
+    # blend, and both passes multiply by it: 128 x 256: 305 -> 53 us
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        if x.size < FAST_MIN_SIZE:
+            return self.forward(x, training=True)
+        pos = np.greater(x, 0, out=self._workspace("pos", x.shape, np.bool_))
+        rest = np.logical_not(pos, out=self._workspace("rest", x.shape, np.bool_))
+        # alpha where x <= 0 (or NaN), 1 where x > 0: alpha * 0 + 1 == 1 exactly
+        slope = np.multiply(
+            rest, x.dtype.type(self.alpha), out=self._workspace("slope", x.shape, x.dtype)
+        )
+        slope += pos
+        self._slope = slope
+        return np.multiply(x, slope, out=self._workspace("out", x.shape, x.dtype))
+
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        if dy.size < FAST_MIN_SIZE:
+            return self.backward(dy)
+        return np.multiply(dy, self._slope, out=self._workspace("dx", dy.shape, dy.dtype))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha}
@@ -162,11 +244,38 @@ class ELU(Activation):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return np.where(self._pos, dy, dy * (self._out + self.alpha)).astype(dy.dtype, copy=False)
 
+    # fast path (fit): no np.where; forward also computes the slope f'(x), which backward
+    # multiplies by: 128 x 256: 345 -> 60 us
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        if x.size < FAST_MIN_SIZE:
+            return self.forward(x, training=True)
+        zeros = self._workspace("zeros", x.shape, x.dtype, fill=0.0)
+        neg = np.minimum(x, zeros, out=self._workspace("neg", x.shape, x.dtype))
+        np.expm1(neg, out=neg)
+        neg *= self.alpha  # alpha (e^min(x, 0) - 1): exactly 0 where x > 0
+        # x > 0: x + 0 == x;  x <= 0: 0 + neg == neg
+        out = np.maximum(x, zeros, out=self._workspace("out", x.shape, x.dtype))
+        out += neg
+        # slope: (neg + alpha) * 0 + 1 == 1 where x > 0, (neg + alpha) * 1 + 0 elsewhere
+        pos = np.greater(x, 0, out=self._workspace("pos", x.shape, np.bool_))
+        slope = np.add(neg, self.alpha, out=neg)
+        slope *= np.logical_not(pos, out=self._workspace("rest", x.shape, np.bool_))
+        slope += pos
+        self._out, self._slope = out, slope
+        return out
+
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        if dy.size < FAST_MIN_SIZE:
+            return self.backward(dy)
+        return np.multiply(dy, self._slope, out=self._workspace("dx", dy.shape, dy.dtype))
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha}
 
 
-_GELU_C = np.sqrt(2.0 / np.pi)
+# a Python float, so that float32 inputs are computed in float32 (an np.float64 constant would
+# promote every intermediate to float64)
+_GELU_C = math.sqrt(2.0 / math.pi)
 
 
 @ACTIVATIONS.register("gelu")
@@ -190,6 +299,37 @@ class GELU(Activation):
         x, t = self._x, self._t
         du = _GELU_C * (1.0 + 3 * 0.044715 * x * x)
         return (dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)).astype(dy.dtype, copy=False)
+
+    # fast path (fit): z^3 as z * z * z (NumPy's power is ~60 ns per element), in place into
+    # workspaces: 128 x 256: 2,440 -> 145 us; 32 x 32: 89 -> 20 us (so no FAST_MIN_SIZE)
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        t = np.multiply(x, x, out=self._workspace("t", x.shape, x.dtype))
+        t *= x
+        t *= 0.044715
+        t += x
+        t *= _GELU_C
+        self._t = np.tanh(t, out=t)  # tanh u
+        out = np.add(t, 1.0, out=self._workspace("out", x.shape, x.dtype))
+        out *= x
+        out *= 0.5
+        return out
+
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        x, t = self._x, self._t
+        du = np.multiply(x, 3 * 0.044715, out=self._workspace("du", x.shape, x.dtype))
+        du *= x
+        du += 1.0
+        du *= _GELU_C  # du/dz
+        slope = np.multiply(t, t, out=self._workspace("slope", x.shape, x.dtype))
+        np.subtract(1.0, slope, out=slope)
+        slope *= x
+        slope *= 0.5
+        slope *= du  # 0.5 z (1 - tanh^2 u) du/dz
+        half = np.add(t, 1.0, out=du)
+        half *= 0.5
+        slope += half  # + 0.5 (1 + tanh u)
+        return np.multiply(dy, slope, out=self._workspace("dx", x.shape, x.dtype))
 
 
 @ACTIVATIONS.register("softmax")

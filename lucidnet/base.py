@@ -1,10 +1,16 @@
-"""The ``Layer`` base class: a ``forward(x, training)`` / ``backward(dy)`` pair.
+"""The ``Layer`` base class: a textbook ``forward(x, training)`` / ``backward(dy)`` pair and a
+fast ``fast_forward(x)`` / ``fast_backward(dy, need_input_grad)`` pair.
 
 A layer caches in ``forward`` what ``backward`` needs. ``backward`` *accumulates* parameter
 gradients into ``self.grads`` (so gradients of several backward passes add up, as in PyTorch;
 call ``zero_grad()`` between steps) and returns the gradient with respect to the layer's input.
 ``params``, ``grads`` and ``state`` are same-keyed dicts of arrays so that optimizers, persistence
 and the gradient checker stay generic.
+
+``fit`` runs the fast pair instead: the same numbers (to float rounding) computed into reused
+workspaces, with gradients overwritten rather than accumulated. Layers without a faster way
+inherit defaults that call the textbook pair; tests/test_fast_layers.py proves every layer's
+fast pair equal to its textbook pair.
 """
 
 from __future__ import annotations
@@ -108,7 +114,7 @@ class Layer:
         raise NotImplementedError
 
     # -- fast path: what ``fit`` runs (``training.train_step``) ----------------------------------
-    # The same arithmetic as the textbook pair, proven equal by tests/test_fast_paths.py, with
+    # The same arithmetic as the textbook pair, proven equal by tests/test_fast_layers.py, with
     # the performance plumbing kept out of the textbook code: reused workspaces, in-place
     # operations, shortcuts. A layer without a faster way inherits these defaults. Compiled
     # kernels (numba) plug in here too.

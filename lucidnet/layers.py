@@ -231,6 +231,10 @@ class Dropout(Layer):
 
     The mask is drawn from the layer's own ``np.random.Generator`` (seeded by the model). For
     gradient checks, set ``fixed_mask`` to a 0/1 array to use the same mask on every call.
+
+    No fast pair: ``fit`` runs this textbook pair (the ``Layer`` defaults). Drawing the random
+    numbers takes most of the time; the same arithmetic into workspaces measured 0.8x-1.08x
+    (batch 32 x 32 to 128 x 256).
     """
 
     def __init__(self, rate: float, name: str | None = None) -> None:
@@ -310,6 +314,8 @@ class BatchNorm(Layer):
         self.state["running_var"] = np.ones(d, dtype=self.dtype)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Training: y = gamma x_hat + beta with the batch's statistics (cached for ``backward``)
+        and the running statistics updated; inference: the running statistics."""
         self._check_input(x)
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
@@ -317,36 +323,83 @@ class BatchNorm(Layer):
             return ((x - self.state["running_mean"]) * (gamma * inv_std) + beta).astype(
                 x.dtype, copy=False
             )
-        n = x.shape[0]
-        if n < 2:
-            raise ValueError(
-                "BatchNorm needs at least 2 samples per batch in training to estimate a variance, "
-                f"got a batch of {n}; use batch_size >= 2"
-            )
+        self._check_batch_size(x.shape[0])
         mean = x.mean(axis=0)
         xc = x - mean
         var = (xc * xc).mean(axis=0)
         inv_std = 1.0 / np.sqrt(var + self.eps)
         x_hat = xc * inv_std
         self._x_hat, self._inv_std = x_hat, inv_std
+        self._update_running_statistics(mean, var, x.shape[0])
+        return x_hat * gamma + beta
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dL/dgamma += sum(dy x_hat);  dL/dbeta += sum dy;  with dx_hat = dy gamma, returns
+        dL/dx = (1/n) inv_std (n dx_hat - sum dx_hat - x_hat sum(dx_hat x_hat)) (sums over the
+        batch)."""
+        x_hat, inv_std = self._x_hat, self._inv_std
+        n = dy.shape[0]
+        self.grads["gamma"] += (dy * x_hat).sum(axis=0)
+        self.grads["beta"] += dy.sum(axis=0)
+        dx_hat = dy * self.params["gamma"]
+        return (inv_std / n) * (
+            n * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0)
+        )
+
+    def _check_batch_size(self, n: int) -> None:
+        if n < 2:
+            raise ValueError(
+                "BatchNorm needs at least 2 samples per batch in training to estimate a variance, "
+                f"got a batch of {n}; use batch_size >= 2"
+            )
+
+    def _update_running_statistics(self, mean: np.ndarray, var: np.ndarray, n: int) -> None:
+        """running = momentum running + (1 - momentum) batch, with the unbiased batch variance
+        var * n / (n - 1); in place (the arrays may be views the model holds)."""
         m = self.momentum
         rm, rv = self.state["running_mean"], self.state["running_var"]
         rm *= m
         rm += (1.0 - m) * mean
         rv *= m
         rv += (1.0 - m) * var * (n / (n - 1))
-        return x_hat * gamma + beta
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        x_hat, inv_std = self._x_hat, self._inv_std
-        n = dy.shape[0]
-        self.grads["gamma"] += (dy * x_hat).sum(axis=0)
-        self.grads["beta"] += dy.sum(axis=0)
-        dx_hat = dy * self.params["gamma"]
-        # dL/dx = (1/n) inv_std (n dx_hat - sum dx_hat - x_hat sum(dx_hat x_hat))
-        return (inv_std / n) * (
-            n * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0)
+    # -- fast path (fit) ------------------------------------------------------------------------
+    # Column sums as products ones^T x (BLAS's matrix-vector product beats sum(axis=0), which
+    # adds the rows one by one), intermediates in workspaces, and dL/dx with the two sums over
+    # dx_hat = dy gamma replaced by the parameter gradients it already has:
+    # sum dx_hat = gamma dL/dbeta, sum(dx_hat x_hat) = gamma dL/dgamma. Forward + backward,
+    # float32: 128 x 256: 171 -> 98 us; 32 x 32: 41 -> 27 us.
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        self._check_batch_size(n)
+        ones = self._workspace("ones", (n,), x.dtype, fill=1.0)
+        mean = (ones @ x) / n
+        xc = np.subtract(x, mean, out=self._workspace("x_hat", x.shape, x.dtype))
+        var = (ones @ np.multiply(xc, xc, out=self._workspace("tmp", x.shape, x.dtype))) / n
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        self._x_hat, self._inv_std = np.multiply(xc, inv_std, out=xc), inv_std
+        self._update_running_statistics(mean, var, n)
+        out = np.multiply(
+            self._x_hat, self.params["gamma"], out=self._workspace("out", x.shape, x.dtype)
         )
+        out += self.params["beta"]
+        return out
+
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """dL/dgamma = sum(dy x_hat), dL/dbeta = sum dy (written, not added);
+        dL/dx = gamma inv_std / n (n dy - dL/dbeta - x_hat dL/dgamma)."""
+        x_hat, n = self._x_hat, dy.shape[0]
+        ones = self._workspace("ones", (n,), dy.dtype, fill=1.0)
+        tmp = np.multiply(dy, x_hat, out=self._workspace("tmp", dy.shape, dy.dtype))
+        g_gamma = np.matmul(ones, tmp, out=self.grads["gamma"])
+        g_beta = np.matmul(ones, dy, out=self.grads["beta"])
+        if not need_input_grad:
+            return None
+        dx = np.multiply(dy, n, out=self._workspace("dx", dy.shape, dy.dtype))
+        dx -= g_beta
+        dx -= np.multiply(x_hat, g_gamma, out=tmp)
+        dx *= self.params["gamma"] * self._inv_std / n
+        return dx
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "eps": self.eps}
@@ -354,7 +407,10 @@ class BatchNorm(Layer):
 
 @LAYERS.register("Flatten")
 class Flatten(Layer):
-    """Reshape (n, d1, d2, ...) to (n, d1 * d2 * ...), e.g. 28x28 images to 784 features."""
+    """Reshape (n, d1, d2, ...) to (n, d1 * d2 * ...), e.g. 28x28 images to 784 features.
+
+    Both passes are views (no copy for contiguous input), so the textbook pair is the fast one.
+    """
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (int(np.prod(input_shape)),)
@@ -377,6 +433,8 @@ class Embedding(Layer):
     (n, seq_len, output_dim) with ``pooling=None``.
 
     Backward scatters dL/d(output) into the rows of ``E`` that were used (``np.add.at``).
+    No fast pair: per-column ``np.bincount`` and sort + ``np.add.reduceat`` did not beat
+    ``np.add.at`` clearly at batch 128 x 50 tokens, vocabulary 5,000, 32 dimensions.
     """
 
     integer_input = True

@@ -155,3 +155,17 @@ def test_get_resolves_names_aliases_instances_and_none():
         activations.get(3)
     with pytest.raises(ValueError, match="unknown activation"):
         ln.Dense(3, activation="swish")
+
+
+def test_derivative_at_exactly_zero_takes_the_left_branch():
+    """At z = 0 the kinked activations use the z <= 0 branch: ReLU passes no gradient (as in
+    PyTorch), leaky ReLU and ELU pass alpha; their fast pairs agree (tests/test_fast_layers.py
+    puts exact zeros into their inputs)."""
+    z = np.array([[-0.5, 0.0, 0.5]], dtype=np.float32)
+    dy = np.array([[2.0, 2.0, 2.0]], dtype=np.float32)
+    for layer, slope_at_zero in ((ln.ReLU(), 0.0), (ln.LeakyReLU(0.1), 0.1), (ln.ELU(0.7), 0.7)):
+        layer.forward(z, training=True)
+        dx = layer.backward(dy)
+        assert dx.dtype == np.float32
+        assert dx[0, 1] == pytest.approx(2.0 * slope_at_zero, rel=1e-6), type(layer).__name__
+        assert dx[0, 2] == 2.0

@@ -1,6 +1,8 @@
 """Tests for lucidnet.layers: a contract test run on every layer class (shapes, parameter
-counts, float64 gradient check of input and parameter gradients, config and save/load round
-trips, in the style of Keras' ``run_layer_test``), then layer-specific behaviour."""
+counts, float64 gradient check of input and parameter gradients, gradients accumulating until
+``zero_grad``, config and save/load round trips, in the style of Keras' ``run_layer_test``),
+then layer-specific behaviour. These test the textbook pair; tests/test_fast_layers.py proves
+every fast pair equal to it."""
 
 from __future__ import annotations
 
@@ -106,6 +108,18 @@ def test_layer_contract(factory, input_shape, kind, out_shape, n_params, tmp_pat
     model.zero_grad()
     dx = model.backward(np.ones_like(model.forward(x, training=True)))
     assert dx.shape == x.shape
+
+    # backward accumulates into grads until zero_grad (fit's fast_backward overwrites instead:
+    # tests/test_fast_layers.py)
+    dy = rng.standard_normal(out.shape)
+    model.forward(x, training=True)
+    model.zero_grad()
+    model.backward(dy)
+    once = {k: g.copy() for k, g in layer.grads.items()}
+    model.backward(dy)
+    for key, g in layer.grads.items():
+        assert np.any(once[key] != 0), key
+        np.testing.assert_allclose(g, 2 * once[key], rtol=1e-12, err_msg=key)
 
     # config round trip: a layer rebuilt from its config has the same config
     config = layer.get_config()

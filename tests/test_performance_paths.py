@@ -1,11 +1,14 @@
-"""The optimised training paths compute what the straightforward ones compute.
+"""End-to-end properties of ``fit``'s fast path that per-layer tests cannot show.
 
-``fit`` takes shortcuts that the public, step-by-step API does not: layers write intermediate
-arrays into workspaces reused from one mini-batch to the next (``Layer._workspace``), the first
-layer skips dL/d(input) (``backward(input_grad=False)``), the loss skips re-validating targets
-(``validate=False``), ReLU's backward multiplies by a mask, and Adam folds its bias corrections
-into fewer passes. Each test compares a shortcut with a plain reference written out here, to
-float32 tolerance. No test measures time.
+``fit`` runs each layer's fast pair (``fast_forward`` / ``fast_backward``: workspaces reused
+from one mini-batch to the next, overwritten gradients, no dL/d(input) for the first layer),
+``Loss.fast`` and the optimizer's folded update. tests/test_fast_layers.py proves each layer's
+fast pair equal to its textbook pair; the tests here pin what only whole runs show: the weights
+after ``fit`` equal an independent float64 reference written out here (batches of several
+sizes, a second ``fit`` with another batch size), workspaces exist only during ``fit`` and are
+freed after it (also after an exception), arrays returned outside ``fit`` are never
+overwritten, a float32 step stays float32, the training data is not copied, and memory does
+not grow across epochs. No test measures time.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import pytest
 
 import lucidnet as ln
+from lucidnet.activations import FAST_MIN_SIZE
 
 # -- a plain float64 reference of the whole training step ------------------------------------------
 
@@ -85,28 +89,22 @@ def toy_data(n: int = 70, d: int = 6, classes: int = 3, seed: int = 0):
     return X, y
 
 
-def manual_training(model: ln.Sequential, X, y, batch_size: int, epochs: int, lr: float = 1e-3):
-    """The step-by-step public API, outside ``fit``: no workspaces, full backward, validating
-    loss; batches in order (as ``fit(shuffle=False)``)."""
-    loss, opt = ln.CrossEntropy(), ln.Adam(lr=lr)
-    for _ in range(epochs):
-        for start in range(0, len(X), batch_size):
-            xb, yb = X[start : start + batch_size], y[start : start + batch_size]
-            logits = model.forward(xb, training=True)
-            _, grad = loss(logits, yb)
-            model.zero_grad()
-            model.backward(grad)
-            opt.step(model)
-
-
 # -- fit against the references --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("batch_size", [16, 70, 1])
-def test_fit_matches_plain_float64_reference(batch_size):
-    """Uneven batches (70 = 4 x 16 + 6) exercise workspaces of two batch sizes in every epoch."""
+@pytest.mark.parametrize(
+    "hidden, batch_size",
+    [((16, 8), 16), ((16, 8), 70), ((16, 8), 1), ((80, 8), 64)],
+    ids=["16-8-batch16", "16-8-full-batch", "16-8-sgd", "80-8-batch64"],
+)
+def test_fit_matches_plain_float64_reference(hidden, batch_size):
+    """Uneven batches (70 = 4 x 16 + 6) exercise workspaces of two batch sizes in every epoch;
+    80 units x 64 rows is large enough for ReLU's own fast code (FAST_MIN_SIZE), and the last
+    batch of 6 rows hands it to the textbook pair in the same epoch."""
     X, y = toy_data()
-    model = mlp()
+    if hidden[0] == 80:
+        assert batch_size * 80 >= FAST_MIN_SIZE > 6 * 80  # both ReLU paths in one epoch
+    model = mlp(hidden)
     model.build((X.shape[1],), seed=1)
     start = dense_weights(model)
     epochs = 3 if batch_size > 1 else 1
@@ -128,28 +126,6 @@ def test_fit_matches_plain_float64_reference(batch_size):
         np.testing.assert_allclose(b, b_ref, rtol=1e-4, atol=2e-6)
     # and the weights really moved: the comparison is not between two untouched copies
     assert not np.allclose(dense_weights(model)[0][0], start[0][0], atol=1e-4)
-
-
-def test_fit_matches_step_by_step_public_api():
-    """fit's shortcuts (workspaces, no input gradient, no target re-validation) change nothing."""
-    X, y = toy_data(n=53)
-    fast, slow = mlp(), mlp()
-    fast.build((X.shape[1],), seed=3)
-    slow.build((X.shape[1],), seed=3)
-    fast.fit(
-        X,
-        y,
-        loss="cross_entropy",
-        optimizer=ln.Adam(lr=1e-2),
-        epochs=4,
-        batch_size=8,
-        shuffle=False,
-        verbose=0,
-    )
-    manual_training(slow, X, y, batch_size=8, epochs=4, lr=1e-2)
-    for (W, b), (W2, b2) in zip(dense_weights(fast), dense_weights(slow)):
-        np.testing.assert_allclose(W, W2, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(b, b2, rtol=1e-6, atol=1e-7)
 
 
 def test_fit_twice_with_other_batch_sizes_matches_reference():
@@ -179,37 +155,50 @@ def test_fit_twice_with_other_batch_sizes_matches_reference():
         np.testing.assert_allclose(b, b_ref, rtol=1e-4, atol=2e-6)
 
 
+def _workspace_names(part: ln.Layer) -> list[str]:
+    return sorted(key for key, _ in part.__dict__.get("_buffers", {}))
+
+
 def test_workspaces_exist_only_during_fit():
-    X, y = toy_data(n=32)
-    model = mlp()
+    X, y = toy_data(n=128)
+    model = mlp(hidden=(80, 8))  # 64 x 80: the first ReLU runs its own fast code
     seen = {}
 
     class Peek(ln.Callback):
         def on_batch_end(self, batch, logs):
             for layer in self.model.layers:
-                seen[layer.name] = sorted(k for k, _ in layer._buffers)
+                seen[layer.name] = _workspace_names(layer)
+                for act in layer.sublayers():
+                    seen[f"{layer.name}.relu"] = _workspace_names(act)
 
-    model.fit(X, y, loss="cross_entropy", epochs=1, batch_size=8, verbose=0, callbacks=[Peek()])
+    model.fit(X, y, loss="cross_entropy", epochs=1, batch_size=64, verbose=0, callbacks=[Peek()])
     # z and the column of ones for the bias gradient in every layer; dx except in the first
     # layer; no dW / db: fit overwrites the gradients
-    first, *rest = model.layers
+    first, second, last = model.layers
     assert seen[first.name] == ["ones", "z"]
-    assert all(seen[layer.name] == ["dx", "ones", "z"] for layer in rest)
+    assert seen[second.name] == seen[last.name] == ["dx", "ones", "z"]
+    assert seen[f"{first.name}.relu"] == ["dx", "mask", "out", "zeros"]
+    assert seen[f"{second.name}.relu"] == []  # 64 x 8 elements: the textbook pair
     for layer in model.layers:
         for part in (layer, *layer.sublayers()):
             assert "_buffers" not in part.__dict__  # freed at the end of fit
 
 
 def test_workspaces_are_released_after_an_exception_in_fit():
-    X, y = toy_data(n=30)
-    model = mlp()
+    X, y = toy_data(n=128)
+    model = mlp(hidden=(80, 8))
+    seen = []
 
     class Boom(ln.Callback):
         def on_batch_end(self, batch, logs):
+            seen.append(_workspace_names(self.model.layers[0].activation))
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        model.fit(X, y, loss="cross_entropy", epochs=1, batch_size=8, verbose=0, callbacks=[Boom()])
+        model.fit(
+            X, y, loss="cross_entropy", epochs=1, batch_size=64, verbose=0, callbacks=[Boom()]
+        )
+    assert seen == [["dx", "mask", "out", "zeros"]]
     for layer in model.layers:
         for part in (layer, *layer.sublayers()):
             assert "_buffers" not in part.__dict__
@@ -231,156 +220,61 @@ def test_outputs_kept_by_the_user_are_never_overwritten():
     np.testing.assert_array_equal(dx1, dx1_kept)
 
 
-# -- the individual shortcuts ----------------------------------------------------------------------
+def _float_arrays(part: ln.Layer):
+    """(name, array) for every floating-point array a layer holds: cached intermediates,
+    workspaces, parameters, gradients and state."""
+    for name, value in part.__dict__.items():
+        if isinstance(value, np.ndarray):
+            yield name, value
+    for (key, _), buf in part.__dict__.get("_buffers", {}).items():
+        yield f"buffer.{key}", buf
+    for kind in ("params", "grads", "state"):
+        for key, value in getattr(part, kind).items():
+            yield f"{kind}.{key}", value
 
 
-def test_fast_backward_without_input_grad_gives_the_same_parameter_gradients():
-    X, _ = toy_data(n=9)
-    model = mlp(dtype="float64")
-    model.build((X.shape[1],), seed=0)
-    dy = np.random.default_rng(1).standard_normal((9, 3))
-    model.forward(X, training=True)
-    model.zero_grad()
-    dx = model.backward(dy)
-    full = model.flat_parameters()[1].copy()
-    model.fast_forward(X)
-    model.fast_backward(dy)  # the first layer skips dL/dx
-    np.testing.assert_allclose(model.flat_parameters()[1], full, rtol=1e-12, atol=1e-15)
-    assert dx.shape == X.shape
-    first = model.layers[0]
-    first.fast_forward(X)
-    assert first.fast_backward(np.ones((9, first.units)), need_input_grad=False) is None
-
-
-def test_textbook_backward_accumulates():
-    X, _ = toy_data(n=9)
-    model = mlp(dtype="float64")
-    model.build((X.shape[1],), seed=0)
-    dy = np.random.default_rng(2).standard_normal((9, 3))
-    model.forward(X, training=True)
-    model.zero_grad()
-    model.backward(dy)
-    once = model.flat_parameters()[1].copy()
-    model.backward(dy)
-    np.testing.assert_allclose(model.flat_parameters()[1], 2 * once, rtol=1e-12)
-
-
-def test_fast_backward_overwriting_equals_zero_grad_then_backward():
-    """fast_backward (what fit uses) == zero_grad() + backward(), for Dense with L1/L2
-    penalties and for layers without a fast path of their own (BatchNorm)."""
-    rng = np.random.default_rng(3)
-    model = ln.Sequential(
-        [ln.Dense(5, activation="tanh", l1=0.01, l2=0.02), ln.BatchNorm(), ln.Dense(2)],
-        dtype="float64",
-    )
-    model.build((4,), seed=0)
-    x, dy = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
-    model.forward(x, training=True)
-    model.zero_grad()
-    model.backward(dy)
-    expected = model.flat_parameters()[1].copy()
-    for _, _, grad in model.parameters():
-        grad[...] = 7.0  # stale gradients that must not leak in
-    model.fast_forward(x)
-    model.fast_backward(dy)
-    np.testing.assert_allclose(model.flat_parameters()[1], expected, rtol=1e-12, atol=1e-15)
-
-
-def test_dense_subclass_with_its_own_backward_still_trains():
-    """Custom layers keep the plain contract backward(dy); fit zeroes their gradients."""
-    calls = []
-
-    class MyDense(ln.Dense):
-        def backward(self, dy):
-            calls.append(dy.shape)
-            return super().backward(dy)
-
-    X, y = toy_data(n=24)
-    model = ln.Sequential([MyDense(8, activation="relu"), ln.Dense(3)])
-    model.build((X.shape[1],), seed=0)
-    reference = ln.Sequential([ln.Dense(8, activation="relu"), ln.Dense(3)])
-    reference.build((X.shape[1],), seed=0)
-    for m in (model, reference):
-        m.fit(X, y, loss="cross_entropy", epochs=2, batch_size=8, shuffle=False, verbose=0)
-    assert len(calls) == 6
-    for (W, b), (W2, b2) in zip(dense_weights(model), dense_weights(reference)):
-        np.testing.assert_allclose(W, W2, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(b, b2, rtol=1e-6, atol=1e-7)
-
-
-def test_relu_backward_mask_matches_where_reference():
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((6, 5)).astype(np.float32)
-    z[0, :3] = 0.0  # at exactly 0 the gradient is 0 (as in PyTorch)
-    dy = rng.standard_normal((6, 5)).astype(np.float32)
-    relu = ln.ReLU()
-    relu.forward(z, training=True)
-    dx = relu.backward(dy)
-    assert dx.dtype == np.float32
-    np.testing.assert_array_equal(dx, np.where(z > 0, dy, 0))
-
-
-def test_cross_entropy_without_validation_is_identical():
-    rng = np.random.default_rng(0)
-    logits = rng.standard_normal((7, 4)).astype(np.float32) * 5
-    labels = rng.integers(0, 4, 7)
-    loss = ln.CrossEntropy()
-    v1, g1 = loss(logits, labels)
-    v2, g2 = loss(logits, labels, validate=False)
-    assert v1 == v2
-    np.testing.assert_array_equal(g1, g2)
-    # and against the textbook formula in float64
-    z = logits.astype(np.float64)
-    z_max = z.max(axis=1, keepdims=True)
-    log_p = z - z_max - np.log(np.exp(z - z_max).sum(axis=1, keepdims=True))
-    assert v1 == pytest.approx(-log_p[np.arange(7), labels].mean(), rel=1e-6)
-    onehot = np.eye(4)[labels]
-    np.testing.assert_allclose(g1, (np.exp(log_p) - onehot) / 7, atol=1e-7)
-
-
-def test_adam_folded_update_matches_textbook_formula():
-    """Adam moves sqrt(1 - b2^t) out of the denominator; the values are the same."""
-    model = ln.Sequential([ln.Dense(3)], dtype="float64")
-    model.build((4,), seed=0)
-    p, g, _ = model.flat_parameters()
-    rng = np.random.default_rng(0)
-    opt = ln.Adam(lr=0.01, eps=1e-3)  # a large eps makes its placement matter
-    ref_p, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
-    for t in range(1, 6):
-        g[:] = rng.standard_normal(g.size) * 10.0 ** rng.integers(-4, 2)
-        opt.step(model)
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g * g
-        ref_p -= 0.01 / (1 - 0.9**t) * m / (np.sqrt(v) / np.sqrt(1 - 0.999**t) + 1e-3)
-        np.testing.assert_allclose(p, ref_p, rtol=1e-12, atol=1e-15)
+def _dtypes(model: ln.Sequential) -> dict[str, np.dtype]:
+    """The dtype of every floating-point array the model and its optimizer hold."""
+    seen = {}
+    for layer in model.layers:
+        for part in (layer, *layer.sublayers()):
+            for name, arr in _float_arrays(part):
+                if arr.dtype.kind == "f":
+                    seen[f"{part.name or type(part).__name__}.{name}"] = arr.dtype
+    for slot, arr in model.optimizer.slots.items():
+        seen[f"{type(model.optimizer).__name__}.{slot}"] = arr.dtype
+    flat_p, flat_g, _ = model.flat_parameters()
+    seen["params"], seen["grads"] = flat_p.dtype, flat_g.dtype
+    return seen
 
 
 def test_a_float32_training_step_stays_float32():
-    """No silent float64 upcast anywhere in the step (a float64 array would halve the speed)."""
-    X, y = toy_data(n=32)
-    model = mlp()
+    """No silent float64 upcast anywhere in the step (a float64 array would halve the speed),
+    on the fast path of every hidden activation and BatchNorm, and on the textbook path."""
+    X, y = toy_data(n=128)
+    hidden = ["relu", "gelu", "elu", "tanh", "sigmoid", "leaky_relu"]
+    model = ln.Sequential(
+        [ln.Dense(80, activation="relu"), ln.BatchNorm()]
+        + [ln.Dense(80, activation=a) for a in hidden[1:]]
+        + [ln.Dense(3)]
+    )
     seen = {}
 
     class Inspect(ln.Callback):
         def on_batch_end(self, batch, logs):
-            for layer in self.model.layers:
-                for name in ("_x", "_z"):
-                    seen[f"{layer.name}.{name}"] = getattr(layer, name).dtype
-                if layer.activation is not None:
-                    seen[f"{layer.name}.relu_out"] = layer.activation._out.dtype
-                for key, buf in layer.__dict__.get("_buffers", {}).items():
-                    seen[f"{layer.name}.buffer.{key[0]}"] = buf.dtype
-            for slot, arr in self.model.optimizer.slots.items():
-                seen[f"adam.{slot}"] = arr.dtype
-            flat_p, flat_g, _ = self.model.flat_parameters()
-            seen["params"], seen["grads"] = flat_p.dtype, flat_g.dtype
+            seen.update(_dtypes(self.model))
 
-    model.fit(X, y, loss="cross_entropy", epochs=1, batch_size=8, verbose=0, callbacks=[Inspect()])
-    assert len(seen) > 10
+    model.fit(X, y, loss="cross_entropy", epochs=1, batch_size=64, verbose=0, callbacks=[Inspect()])
+    for a in hidden:  # each activation ran its own fast code (its workspaces are listed)
+        assert any(k.startswith(f"{type(ln.activations.get(a)).__name__}.buffer.") for k in seen), a
+    assert len(seen) > 50
     assert {k: v for k, v in seen.items() if v != np.float32} == {}
-    logits = model.forward(X[:4], training=True)
-    _, grad = model.loss(logits, y[:4], validate=False)
-    assert grad.dtype == np.float32
+    # the textbook step (what explain shows) too
+    _, out = ln.train_step(model, X[:64], y[:64], model.loss, model.optimizer, fast=False)
+    assert out.dtype == np.float32
+    textbook = _dtypes(model)
+    assert len(textbook) > 40
+    assert {k: v for k, v in textbook.items() if v != np.float32} == {}
 
 
 def test_fit_does_not_copy_float32_training_data():
