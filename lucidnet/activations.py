@@ -58,6 +58,11 @@ class Activation(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        """An activation has no parameters: its fast backward always returns dL/dx (the
+        default runs the textbook ``backward``)."""
+        return self.backward(dy)
+
 
 @ACTIVATIONS.register("linear", "identity", "none")
 @LAYERS.register("Linear")

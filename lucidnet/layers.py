@@ -93,7 +93,7 @@ class Dense(Layer):
                 f"Dense was declared with input_dim={self.input_dim}, got inputs with "
                 f"{input_shape[0]} features"
             )
-        shapes = {"param/W": (input_shape[0], self.units)}
+        shapes: dict[str, tuple[int, ...]] = {"param/W": (input_shape[0], self.units)}
         if self.use_bias:
             shapes["param/b"] = (self.units,)
         return shapes
