@@ -99,6 +99,27 @@ def save_model(
         model = model.copy()
         model.fit_target_scaling.out_of_model(model)
         model.fit_target_scaling = None
+    tensors, header = _tensors_and_header(model, input_shape, include_optimizer)
+    try:
+        meta = json.dumps(header, allow_nan=True)
+    except TypeError as exc:
+        raise TypeError(f"model.metadata must be JSON-serialisable: {exc}") from None
+    data = save(tensors, metadata={"lucidnet": meta})
+    (n_header,) = struct.unpack("<Q", data[:8])
+    if n_header > MAX_HEADER_BYTES:
+        # refuse here rather than write a file that load() would refuse
+        raise ValueError(
+            f"cannot save the model: its header (architecture, history and metadata) would be "
+            f"{n_header:,} bytes, more than the {MAX_HEADER_BYTES:,} bytes (MAX_HEADER_BYTES) "
+            "that lucidnet.load accepts; make model.metadata or model.history smaller"
+        )
+    _write_atomically(path, data)
+
+
+def _tensors_and_header(
+    model: Sequential, input_shape: tuple[int, ...], include_optimizer: bool
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays to store (``param/``, ``state/``, ``opt/`` names) and the JSON header."""
     tensors: dict[str, np.ndarray] = {}
     for layer in model.layers:
         for key, value in layer.params.items():
@@ -134,19 +155,12 @@ def save_model(
         for slot, arrays in state["slots"].items():
             for name, arr in arrays.items():
                 tensors[f"opt/{slot}/{name}"] = arr
-    try:
-        meta = json.dumps(header, allow_nan=True)
-    except TypeError as exc:
-        raise TypeError(f"model.metadata must be JSON-serialisable: {exc}") from None
-    data = save(tensors, metadata={"lucidnet": meta})
-    (n_header,) = struct.unpack("<Q", data[:8])
-    if n_header > MAX_HEADER_BYTES:
-        # refuse here rather than write a file that load() would refuse
-        raise ValueError(
-            f"cannot save the model: its header (architecture, history and metadata) would be "
-            f"{n_header:,} bytes, more than the {MAX_HEADER_BYTES:,} bytes (MAX_HEADER_BYTES) "
-            "that lucidnet.load accepts; make model.metadata or model.history smaller"
-        )
+    return tensors, header
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file in ``path``'s directory, then rename it into place:
+    a reader never sees a half-written file, and a failure leaves the old file intact."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".lnet-", dir=directory)
     try:
@@ -487,40 +501,65 @@ def load(path: str | os.PathLike[str], *, max_header_bytes: int | None = None) -
         cap = MAX_HEADER_BYTES if max_header_bytes is None else max_header_bytes
         info, table, data_len = _read_header(fh, path, cap)
         try:
-            model, declared, impossible = _declared_model(info)
-            code = _CODES[model.dtype.name]
-            _check_declared(declared, table, code, data_len)
-            if impossible is not None:
-                raise ValueError(impossible)
-            opt_info = info.get("optimizer")
-            optimizer = None
-            opt_state: dict[str, Any] = {}  # for load_state_dict, once the tensors are read
-            if opt_info:
-                if not isinstance(opt_info, dict):
-                    raise ValueError(f"'optimizer' must be an object, got {describe(opt_info)}")
-                optimizer = _optimizers.from_state(opt_info)
-                opt_state = {
-                    "class": opt_info["class"],
-                    "iterations": opt_info.get("iterations", 0),
-                }
-                _check_optimizer_tensors(optimizer, declared, table, code)
-            loss_info = info.get("loss")
-            if loss_info:
-                loss_cls = _loss_class(loss_info["class"])
-                loss_config = loss_info["config"]
-                if isinstance(loss_config, dict) and isinstance(
-                    loss_config.get("class_weight"), dict
-                ):
-                    # a {class: weight} dict allocates an array as long as its largest key;
-                    # lucidnet saves class weights as a list
-                    raise ValueError("the loss's class_weight must be a list, got a dict")
-                model.loss = loss_cls.from_config(loss_config)
+            plan = _plan(info, table, data_len)
         except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise _corrupt(bad, exc) from None
         # the header is consistent: read the tensor data, in one pass
         data = fh.read(data_len)
     if len(data) != data_len:
         raise ModelFileError(f"{bad}: the file is truncated (it changed while being read?)")
+    try:
+        _fill(plan, info, table, data)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as exc:
+        # MemoryError: only a user's own layer class (whose arrays cannot be derived before
+        # building it) can still ask for more memory than the file holds
+        raise _corrupt(bad, exc) from None
+    return plan.model
+
+
+@dataclass
+class _Plan:
+    """What a checked header declares, before any tensor data is read."""
+
+    model: Sequential  # unbuilt, with its loss
+    code: str  # safetensors dtype code of the parameters ("F32" / "F64")
+    optimizer: _optimizers.Optimizer | None
+    opt_state: dict[str, Any]  # for load_state_dict, once the tensors are read
+
+
+def _plan(info: dict[str, Any], table: dict[str, _Entry], data_len: int) -> _Plan:
+    """The model, loss and optimizer the header declares, with every declared array checked
+    against the tensor table (no allocation yet)."""
+    model, declared, impossible = _declared_model(info)
+    code = _CODES[model.dtype.name]
+    _check_declared(declared, table, code, data_len)
+    if impossible is not None:
+        raise ValueError(impossible)
+    opt_info = info.get("optimizer")
+    optimizer = None
+    opt_state: dict[str, Any] = {}
+    if opt_info:
+        if not isinstance(opt_info, dict):
+            raise ValueError(f"'optimizer' must be an object, got {describe(opt_info)}")
+        optimizer = _optimizers.from_state(opt_info)
+        opt_state = {"class": opt_info["class"], "iterations": opt_info.get("iterations", 0)}
+        _check_optimizer_tensors(optimizer, declared, table, code)
+    loss_info = info.get("loss")
+    if loss_info:
+        loss_cls = _loss_class(loss_info["class"])
+        loss_config = loss_info["config"]
+        if isinstance(loss_config, dict) and isinstance(loss_config.get("class_weight"), dict):
+            # a {class: weight} dict allocates an array as long as its largest key;
+            # lucidnet saves class weights as a list
+            raise ValueError("the loss's class_weight must be a list, got a dict")
+        model.loss = loss_cls.from_config(loss_config)
+    return _Plan(model, code, optimizer, opt_state)
+
+
+def _fill(plan: _Plan, info: dict[str, Any], table: dict[str, _Entry], data: bytes) -> None:
+    """Build the planned model and copy the stored tensors, optimizer state, history and
+    metadata into it."""
+    model, code = plan.model, plan.code
 
     def tensor(name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A read-only view of the stored tensor ``name``, checked to be ``shape``."""
@@ -530,30 +569,24 @@ def load(path: str | os.PathLike[str], *, max_header_bytes: int | None = None) -
         dtype = np.dtype("<f4" if code == "F32" else "<f8")
         return np.frombuffer(data, dtype, math.prod(shape), table[name].begin).reshape(shape)
 
-    try:
-        model.build(tuple(info["input_shape"]), seed=0)
-        for layer in model.layers:
-            for store, prefix in ((layer.params, "param"), (layer.state, "state")):
-                for key, arr in store.items():
-                    # (already checked for the known layer classes, not for a user's own)
-                    arr[...] = tensor(f"{prefix}/{layer.name}/{key}", arr.shape)
-        model.metrics = list(info.get("metrics", []))
-        if optimizer is not None:
-            model.optimizer = optimizer
-            slots: dict[str, dict[str, np.ndarray]] = {}
-            for name, entry in table.items():
-                if name.startswith("opt/"):
-                    _, slot, rest = name.split("/", 2)
-                    slots.setdefault(slot, {})[rest] = tensor(name, entry.shape)
-            model.optimizer.load_state_dict({**opt_state, "slots": slots}, model)
-        if info.get("history"):
-            model.history = History.from_dict(info["history"])
-        model.metadata = info.get("metadata") or {}
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as exc:
-        # MemoryError: only a user's own layer class (whose arrays cannot be derived before
-        # building it) can still ask for more memory than the file holds
-        raise _corrupt(bad, exc) from None
-    return model
+    model.build(tuple(info["input_shape"]), seed=0)
+    for layer in model.layers:
+        for store, prefix in ((layer.params, "param"), (layer.state, "state")):
+            for key, arr in store.items():
+                # (already checked for the known layer classes, not for a user's own)
+                arr[...] = tensor(f"{prefix}/{layer.name}/{key}", arr.shape)
+    model.metrics = list(info.get("metrics", []))
+    if plan.optimizer is not None:
+        model.optimizer = plan.optimizer
+        slots: dict[str, dict[str, np.ndarray]] = {}
+        for name, entry in table.items():
+            if name.startswith("opt/"):
+                _, slot, rest = name.split("/", 2)
+                slots.setdefault(slot, {})[rest] = tensor(name, entry.shape)
+        plan.optimizer.load_state_dict({**plan.opt_state, "slots": slots}, model)
+    if info.get("history"):
+        model.history = History.from_dict(info["history"])
+    model.metadata = info.get("metadata") or {}
 
 
 def _corrupt(bad: str, exc: Exception) -> ModelFileError:
