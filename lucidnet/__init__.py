@@ -43,7 +43,7 @@ from .losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Huber, Loss
 from .model import Sequential, register_delegate
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import Constant, CosineDecay, ExponentialDecay, Schedule, StepDecay
-from .training import fit
+from .training import fit, train_step
 
 # Modules and names outside the core, imported on first attribute access (PEP 562).
 #: short name -> module: ``ln.prep`` is ``lucidnet.data.prep``, and so on (the short names are
@@ -136,6 +136,7 @@ __all__ = [
     "ProgressBar",
     "NaNGuard",
     "fit",
+    "train_step",
     "load",
     "save_model",
     "ModelFileError",

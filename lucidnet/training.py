@@ -527,14 +527,20 @@ def _target_scaling(model: Sequential, run: _Run, option: Any) -> TargetScaling 
         if option is True and model.loss.task != "regression":
             raise ValueError(f"target_scaling needs a regression loss, got {model.loss.key!r}")
         return None
-    scaling = TargetScaling.of(run.y, run.weights)
-    if not scaling.into_model(model):
+    # folding the identity changes nothing and tells whether the output layer can fold
+    if not model.layers[-1].fold_output_scaling(np.ones(1), np.zeros(1)):
         if option is True:
             raise ValueError(
                 "target_scaling=True needs a linear Dense output layer to fold the scaling "
                 f"into, got {model.layers[-1]!r}"
             )
         return None
+    scaling = TargetScaling.of(run.y, run.weights)
+    # A trained model (one with a history) predicts in target units: its output layer is
+    # converted to the standardised target to continue from there. A fresh initialisation is
+    # scale-free already and is taken as predicting standardised values.
+    if model.history is not None:
+        scaling.into_model(model)
     run.y = scaling.scale(run.y)
     if run.y_val is not None:
         run.y_val = scaling.scale(run.y_val)

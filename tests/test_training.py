@@ -486,3 +486,155 @@ def test_training_accuracy_uses_the_same_definition_as_evaluate(blobs, kind):
     assert 0.05 < before < 0.95
     h = model.fit(X, t, epochs=1, batch_size=None, seed=0, verbose=0)
     assert h["accuracy"][0] == pytest.approx(before, abs=1e-12)
+
+
+# -- train_step: the one training step ---------------------------------------------------------
+def test_fit_is_train_step_on_consecutive_batches(blobs):
+    """fit (no shuffling) = train_step on consecutive mini-batches, on both paths."""
+    X, y = blobs
+
+    def net():
+        model = ln.Sequential([ln.Dense(8, activation="relu", l2=0.01), ln.Dense(3)])
+        model.build((4,), seed=0)
+        return model
+
+    fitted = net()
+    h = fitted.fit(X, y, loss="cross_entropy", optimizer=ln.Adam(lr=0.01), epochs=2,
+                   batch_size=50, shuffle=False, verbose=0)  # fmt: skip
+    for fast in (True, False):
+        manual, opt, loss = net(), ln.Adam(lr=0.01), ln.CrossEntropy()
+        values = []
+        for _ in range(2):
+            for i in range(0, 240, 50):
+                value, _ = training.train_step(
+                    manual, X[i : i + 50], y[i : i + 50], loss, opt, fast=fast
+                )
+                values.append(value)
+        for key, value in fitted.get_weights().items():
+            np.testing.assert_allclose(value, manual.get_weights()[key], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(h.iteration_loss, values, rtol=1e-6)
+
+
+def test_train_step_penalty_uses_the_weights_before_the_update(blobs):
+    X, y = blobs
+    model = ln.Sequential([ln.Dense(3, l2=0.5)])
+    model.build((4,), seed=0)
+    before = model.penalty()
+    logits = model.forward(X[:16])
+    expected = ln.CrossEntropy()(logits, y[:16])[0] + before
+    value, _ = ln.train_step(model, X[:16], y[:16], ln.CrossEntropy(), ln.SGD(lr=0.5))
+    assert value == pytest.approx(expected, rel=1e-6)
+    assert model.penalty() != pytest.approx(before)  # the step did change the weights
+
+
+def test_last_batch_below_a_layers_minimum_joins_the_previous_one(blobs):
+    """Layer.min_batch_size is a hook: a custom layer needing 3 rows is respected too."""
+    X, y = blobs
+    sizes = []
+
+    class NeedsThree(ln.layers.Linear):
+        min_batch_size = 3
+
+        def forward(self, x, training=False):
+            if training:
+                sizes.append(x.shape[0])
+            return x
+
+    model = ln.Sequential([ln.Dense(4), NeedsThree(), ln.Dense(3)])
+    model.fit(X[:42], y[:42], loss="cross_entropy", epochs=1, batch_size=20, verbose=0)
+    assert sizes == [20, 22]  # 42 = 20 + 20 + 2: the 2 rows join the second batch
+
+
+# -- target scaling ------------------------------------------------------------------------------
+def _regression(n=300, scale=1000.0, offset=5000.0, outputs=1, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3)).astype(np.float32)
+    W = rng.standard_normal((3, outputs))
+    y = (np.tanh(X @ W) * scale + offset).astype(np.float32)
+    return X, (y[:, 0] if outputs == 1 else y)
+
+
+def _mlp(out=1):
+    return ln.Sequential([ln.Dense(16, activation="tanh"), ln.Dense(out)])
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_regression_in_large_units_is_learned_with_target_scaling(outputs):
+    X, y = _regression(outputs=outputs)
+    model = _mlp(outputs)
+    h = model.fit(X, y, loss="mse", epochs=60, batch_size=32, seed=0, verbose=0)
+    pred = model.predict(X).reshape(y.shape)
+    r2 = 1 - ((pred - y) ** 2).sum() / ((y - y.mean(axis=0)) ** 2).sum()
+    assert r2 > 0.9  # in the target's own units
+    assert h.params["target_scaling"]["mean"] == pytest.approx(
+        np.atleast_1d(y.mean(axis=0)).tolist(), rel=1e-5
+    )
+    assert h.history["loss"][-1] < 0.1  # losses are on the standardised target
+    assert model.fit_target_scaling is None  # folded back after fit
+    raw = _mlp(outputs)
+    raw.fit(X, y, loss="mse", epochs=60, batch_size=32, seed=0, verbose=0, target_scaling=False)
+    raw_pred = raw.predict(X).reshape(y.shape)
+    assert ((raw_pred - y) ** 2).mean() > 10 * ((pred - y) ** 2).mean()
+
+
+def test_target_scaling_equals_training_on_standardised_targets_by_hand():
+    X, y = _regression()
+    auto = _mlp()
+    auto.build((3,), seed=1)
+    by_hand = auto.copy()
+    auto.fit(X, y, loss="mse", epochs=3, batch_size=50, shuffle=False, verbose=0)
+    mean, std = y.astype(np.float64).mean(), y.astype(np.float64).std()
+    by_hand.fit(X, (y - mean) / std, loss="mse", epochs=3, batch_size=50, shuffle=False,
+                verbose=0, target_scaling=False)  # fmt: skip
+    np.testing.assert_allclose(
+        auto.predict(X), by_hand.predict(X) * std + mean, rtol=1e-4, atol=1e-3 * std
+    )
+
+
+def test_a_second_fit_continues_in_target_units():
+    X, y = _regression()
+    model = _mlp()
+    model.fit(X, y, loss="mse", epochs=30, seed=0, verbose=0)
+    first = ((model.predict(X)[:, 0] - y) ** 2).mean()
+    model.fit(X, y, epochs=30, seed=1, verbose=0)  # same loss and optimizer, warm start
+    second = ((model.predict(X)[:, 0] - y) ** 2).mean()
+    assert second < first * 1.05
+
+
+def test_checkpoints_saved_during_fit_predict_in_target_units(tmp_path):
+    X, y = _regression()
+    path = tmp_path / "best.lnet"
+    model = _mlp()
+    model.fit(X, y, loss="mse", epochs=5, seed=0, verbose=0, validation_split=0.2,
+              callbacks=[ln.ModelCheckpoint(str(path), save_best_only=False)])  # fmt: skip
+    np.testing.assert_allclose(ln.load(path).predict(X), model.predict(X), rtol=1e-5, atol=1e-2)
+
+
+def test_target_scaling_option_is_checked():
+    X, y = _regression()
+    with pytest.raises(ValueError, match="target_scaling must be True, False or 'auto'"):
+        _mlp().fit(X, y, loss="mse", epochs=1, verbose=0, target_scaling="yes")
+    sig = ln.Sequential([ln.Dense(4), ln.Dense(1, activation="sigmoid")])
+    with pytest.raises(ValueError, match="needs a linear Dense output layer"):
+        sig.fit(X, y / y.max(), loss="mse", epochs=1, verbose=0, target_scaling=True)
+    # "auto" leaves a model it cannot fold into alone
+    h = sig.fit(X, y / y.max(), loss="mse", epochs=1, verbose=0)
+    assert "target_scaling" not in h.params
+    Xc, yc = blobs_like = (X, (y > y.mean()).astype(int))  # noqa: F841
+    with pytest.raises(ValueError, match="target_scaling needs a regression loss"):
+        _mlp(2).fit(Xc, yc, loss="cross_entropy", epochs=1, verbose=0, target_scaling=True)
+
+
+def test_an_interrupted_fit_still_folds_the_scaling_back():
+    X, y = _regression()
+
+    class Stop(ln.Callback):
+        def on_batch_end(self, batch, logs):
+            if batch == 3:
+                raise KeyboardInterrupt
+
+    model = _mlp()
+    model.fit(X, y, loss="mse", epochs=2, verbose=0, callbacks=[Stop()])
+    assert model.history.stop_reason == "interrupted"
+    assert model.fit_target_scaling is None
+    assert abs(float(model.predict(X).mean()) - float(y.mean())) < 0.5 * float(y.std())
