@@ -8,7 +8,7 @@ Two families of loaders live here:
 * :func:`load_digits`, :func:`load_iris`, :func:`load_breast_cancer`, :func:`load_wine` and
   :func:`load_diabetes` wrap the small data sets that scikit-learn ships, returning float32
   features and integer (classification) or float32 (regression) targets, already split and
-  standardised, as a :class:`Dataset`.
+  standardised, as a :class:`Dataset`; split by :func:`lucidnet.data.splits.train_val_test_split`.
 
 scikit-learn is imported inside the functions that need it so that ``import lucidnet`` stays fast.
 """
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from .splits import train_val_test_split
 
 __all__ = [
     "Dataset",
@@ -270,7 +272,8 @@ def _load_sklearn(
     scale: bool,
 ) -> Dataset | tuple[np.ndarray, np.ndarray]:
     """Shared body of the scikit-learn wrappers: load ``sklearn.datasets.<name>``, cast, split
-    (stratified for classification), standardise on the training split."""
+    (stratified for classification, by :func:`lucidnet.data.splits.train_val_test_split`),
+    standardise on the training split."""
     if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
         raise TypeError(f"test_size must be a float in (0, 1), got {test_size!r}")
     if not 0.0 < float(test_size) < 1.0:
@@ -280,53 +283,50 @@ def _load_sklearn(
 
     bunch = getattr(sklearn.datasets, name)()
     X = np.asarray(bunch.data, dtype=np.float32)
-    if task == "classification":
-        y = np.asarray(bunch.target, dtype=np.int64)
-    else:
-        y = np.asarray(bunch.target, dtype=np.float32)
+    y = np.asarray(bunch.target, dtype=np.int64 if task == "classification" else np.float32)
     if not split:
         return X, y
-
-    from sklearn.model_selection import train_test_split
-
-    X_train, X_test, y_train, y_test = train_test_split(
-        X,
-        y,
-        test_size=test_size,
-        random_state=seed,
-        # Stratify so small test splits keep the class proportions of the full set.
-        stratify=y if task == "classification" else None,
-    )
-
+    # Stratified for classification, so small test splits keep the class proportions.
+    rows = train_val_test_split(y, test_size=float(test_size), val_size=0.0, task=task, seed=seed)
+    X_train, X_test = X[rows.train], X[rows.test]
     mean = std = None
     if scale:
-        from sklearn.preprocessing import StandardScaler
-
-        # Fitted on the training split only: using test statistics would leak test information.
-        scaler = StandardScaler().fit(X_train)
-        mean = scaler.mean_.astype(np.float32)
-        std = scaler.scale_.astype(np.float32)  # scikit-learn maps zero variance to 1
-        X_train = ((X_train - mean) / std).astype(np.float32)
-        X_test = ((X_test - mean) / std).astype(np.float32)
-
-    # Some bunches hold names as a list, others as an ndarray (whose truth value is ambiguous).
-    feature_names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
-    if len(feature_names) != X.shape[1]:
-        feature_names = tuple(f"x{i}" for i in range(X.shape[1]))
-    target_names: tuple[str, ...] = ()
-    if task == "classification":
-        target_names = tuple(str(n) for n in bunch.target_names)
+        X_train, X_test, mean, std = _standardise(X_train, X_test)
     return Dataset(
         X_train=np.ascontiguousarray(X_train),
         X_test=np.ascontiguousarray(X_test),
-        y_train=np.ascontiguousarray(y_train),
-        y_test=np.ascontiguousarray(y_test),
-        feature_names=feature_names,
-        target_names=target_names,
+        y_train=np.ascontiguousarray(y[rows.train]),
+        y_test=np.ascontiguousarray(y[rows.test]),
+        feature_names=_feature_names(bunch, X.shape[1]),
+        target_names=tuple(str(n) for n in bunch.target_names) if task == "classification" else (),
         task=task,
         mean=mean,
         scale=std,
     )
+
+
+def _standardise(
+    X_train: np.ndarray, X_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Both parts standardised with the training part's mean and standard deviation (test
+    statistics would leak test information); returns them and ``(mean, std)``."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X_train)
+    mean = scaler.mean_.astype(np.float32)
+    std = scaler.scale_.astype(np.float32)  # scikit-learn maps zero variance to 1
+    return (
+        ((X_train - mean) / std).astype(np.float32),
+        ((X_test - mean) / std).astype(np.float32),
+        mean,
+        std,
+    )
+
+
+def _feature_names(bunch: Any, n_features: int) -> tuple[str, ...]:
+    # Some bunches hold names as a list, others as an ndarray (whose truth value is ambiguous).
+    names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
+    return names if len(names) == n_features else tuple(f"x{i}" for i in range(n_features))
 
 
 _LOADER_ARGS = """Args:
