@@ -217,6 +217,17 @@ def test_empty_feature_column_reported_and_no_features_error():
         TabularPreparer("y").fit(pd.DataFrame({"c": [1] * 5, "e": [np.nan] * 5, "y": range(5)}))
 
 
+def test_text_column_without_word_tokens_is_dropped_with_its_reason():
+    df = make_frame(60)
+    df["symbols"] = ["!! ?" if i % 2 else None for i in range(60)]  # no 2+ character words
+    prep = TabularPreparer("label", text=["review", "symbols"]).fit(df)
+    assert prep.state_["columns"]["text"] == ["review"]
+    assert prep.report["dropped"]["symbols"] == (
+        "empty: text column without any word tokens in the fitting rows"
+    )
+    assert prep.transform(df).shape[1] == len(prep.feature_names_out())
+
+
 def test_add_indicators():
     df = make_frame()
     prep = TabularPreparer("label", add_indicators=True).fit(df)

@@ -80,18 +80,42 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
             The message names the path and what was expected versus received.
     """
     path = Path(path)
+    raw = _idx_bytes(path)
+    dtype, shape, header_size = _idx_header(raw, path)
+    # Python ints, so the product cannot overflow on a corrupt header with huge dimensions.
+    n_items = 1
+    for d in shape:
+        n_items *= d
+    expected = n_items * dtype.itemsize
+    received = len(raw) - header_size
+    if received != expected:
+        raise ValueError(
+            f"{path}: expected {expected} bytes of data for shape {shape} ({dtype.name}), "
+            f"got {received}"
+        )
+    data = np.frombuffer(raw, dtype=dtype, count=n_items, offset=header_size)
+    # astype to the native-order dtype copies, which also makes the result writable
+    # (frombuffer over bytes is read-only).
+    return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+
+
+def _idx_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when they start with the gzip magic."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"IDX file not found: '{path}'") from None
-
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             # OSError covers gzip.BadGzipFile; EOFError a stream cut short.
             raise ValueError(f"{path}: corrupt gzip stream ({exc})") from exc
+    return raw
 
+
+def _idx_header(raw: bytes, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """``(element dtype, shape, header size in bytes)`` from an IDX header, checked."""
     if len(raw) < 4:
         raise ValueError(
             f"{path}: truncated IDX header: expected at least 4 bytes "
@@ -110,7 +134,6 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
         )
     if ndim == 0:
         raise ValueError(f"{path}: IDX header declares 0 dimensions: expected at least 1")
-
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
         raise ValueError(
@@ -118,24 +141,7 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
             f"dimension(s), got {len(raw)}"
         )
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-
-    dtype = _IDX_DTYPES[type_code]
-    # Python ints, so the product cannot overflow on a corrupt header with huge dimensions.
-    n_items = 1
-    for d in shape:
-        n_items *= d
-    expected = n_items * dtype.itemsize
-    received = len(raw) - header_size
-    if received != expected:
-        raise ValueError(
-            f"{path}: expected {expected} bytes of data for shape {shape} ({dtype.name}), "
-            f"got {received}"
-        )
-
-    data = np.frombuffer(raw, dtype=dtype, count=n_items, offset=header_size)
-    # astype to the native-order dtype copies, which also makes the result writable
-    # (frombuffer over bytes is read-only).
-    return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+    return _IDX_DTYPES[type_code], shape, header_size
 
 
 def _find_idx_file(directory: Path, names: list[str]) -> Path:

@@ -628,36 +628,10 @@ class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
                 f"type {kind!r}; wrap the estimator in sklearn.multioutput.MultiOutputClassifier"
             )
         dt = self.model_.dtype if not first else check_dtype(self.dtype)
-        if not first:
-            if multilabel != self._multilabel:
-                expected = "a binary indicator matrix" if self._multilabel else "class labels"
-                raise ValueError(f"y must be {expected} like in the first call, got {kind!r}")
-            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-                raise ValueError(
-                    f"classes={np.asarray(classes).tolist()} differs from the classes of the "
-                    f"first call {self.classes_.tolist()}"
-                )
-        elif multilabel:
-            self.classes_ = np.arange(y.shape[1])
-        else:
-            if classes is None and partial:
-                raise ValueError("classes must be passed on the first call to partial_fit")
-            found = np.unique(y if classes is None else np.asarray(classes))
-            if found.size < 2:
-                raise ValueError(
-                    f"y has only 1 class ({found[0]!r}); a classifier needs at least 2 classes "
-                    "(pass classes=... to partial_fit when a chunk holds one class)"
-                )
-            self.classes_ = found
         if first:
-            self._multilabel = multilabel
-            bce = multilabel or self.loss == "binary_cross_entropy"
-            if self.loss == "binary_cross_entropy" and not multilabel and len(self.classes_) > 2:
-                raise ValueError(
-                    f"loss='binary_cross_entropy' needs binary or multi-label targets, got "
-                    f"{len(self.classes_)} classes; use loss='cross_entropy'"
-                )
-            self.out_activation_ = "logistic" if bce else "softmax"
+            self._set_classes(y, multilabel, partial, classes)
+        else:
+            self._check_like_first_call(multilabel, kind, classes)
         if multilabel:
             if y.shape[1] != len(self.classes_):
                 raise ValueError(f"y must have {len(self.classes_)} columns, got {y.shape[1]}")
@@ -673,6 +647,40 @@ class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
         if self.out_activation_ == "logistic":
             return idx.astype(dt).reshape(-1, 1), "binary_cross_entropy"
         return idx.astype(np.int64), "cross_entropy"
+
+    def _set_classes(self, y: np.ndarray, multilabel: bool, partial: bool, classes: Any) -> None:
+        """``classes_``, ``_multilabel`` and ``out_activation_`` from the first call's targets."""
+        if multilabel:
+            self.classes_ = np.arange(y.shape[1])
+        else:
+            if classes is None and partial:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            found = np.unique(y if classes is None else np.asarray(classes))
+            if found.size < 2:
+                raise ValueError(
+                    f"y has only 1 class ({found[0]!r}); a classifier needs at least 2 classes "
+                    "(pass classes=... to partial_fit when a chunk holds one class)"
+                )
+            self.classes_ = found
+        self._multilabel = multilabel
+        bce = multilabel or self.loss == "binary_cross_entropy"
+        if self.loss == "binary_cross_entropy" and not multilabel and len(self.classes_) > 2:
+            raise ValueError(
+                f"loss='binary_cross_entropy' needs binary or multi-label targets, got "
+                f"{len(self.classes_)} classes; use loss='cross_entropy'"
+            )
+        self.out_activation_ = "logistic" if bce else "softmax"
+
+    def _check_like_first_call(self, multilabel: bool, kind: str, classes: Any) -> None:
+        """A later ``partial_fit`` call's targets must be of the first call's kind."""
+        if multilabel != self._multilabel:
+            expected = "a binary indicator matrix" if self._multilabel else "class labels"
+            raise ValueError(f"y must be {expected} like in the first call, got {kind!r}")
+        if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(
+                f"classes={np.asarray(classes).tolist()} differs from the classes of the "
+                f"first call {self.classes_.tolist()}"
+            )
 
     def _class_weights(self, y_enc: np.ndarray, partial: bool) -> np.ndarray | None:
         cw = self.class_weight
