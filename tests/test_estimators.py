@@ -330,6 +330,14 @@ def test_sample_weight_and_class_weight_shift_predictions():
     np.testing.assert_allclose(bal.predict_proba(X), sw.predict_proba(X), atol=1e-6)
     with pytest.raises(ValueError, match="partial_fit"):
         NeuralNetworkClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1])
+    # labels map to class indices: string labels, unlisted classes weigh 1, {} weighs nothing
+    labels = np.where(y == 1, "yes", "no")
+    by_label = NeuralNetworkClassifier(**params, class_weight={"yes": 20.0}).fit(X, labels)
+    np.testing.assert_allclose(by_label.predict_proba(X), heavy.predict_proba(X), atol=1e-6)
+    empty = NeuralNetworkClassifier(**params, class_weight={}).fit(X, y)
+    np.testing.assert_array_equal(empty.predict_proba(X), plain.predict_proba(X))
+    with pytest.raises(ValueError, match=r"not classes of y: \[5\]"):
+        NeuralNetworkClassifier(**params, class_weight={1: 2.0, 5: 3.0}).fit(X, y)
 
 
 # -- hyper-parameters -----------------------------------------------------------------------------

@@ -24,7 +24,14 @@ _MAX_NAMED = 5  # classes named in a note before "and N more"
 
 @dataclass(frozen=True)
 class Split:
-    """Sorted row indices of a train / validation / test split and how it was made."""
+    """Sorted row indices of a train / validation / test split and how it was made.
+
+    Attributes:
+        train, val, test: sorted int64 row indices, disjoint, together ``range(n)``.
+        stratified: both cuts were stratified by class (a class with a single row at a cut
+            stays in training and is named in ``note``).
+        note: what could not be done as asked, in words ("" when everything was).
+    """
 
     train: np.ndarray
     val: np.ndarray
