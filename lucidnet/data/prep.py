@@ -374,7 +374,8 @@ class TabularPreparer:
         """Fit the text columns (TF-IDF vocabularies or one token-id vocabulary) into
         ``state``; a column without any word token becomes ``"empty"`` and is dropped. Returns
         the TF-IDF matrices of the fitting rows (empty for ids)."""
-        text_cols, fitted_text = list(state["columns"]["text"]), []
+        text_cols = list(state["columns"]["text"])
+        fitted_text: list[Any] = []
         if text_cols and self.text_mode == "tfidf":
             state["text"], fitted_text, dropped = self._fit_tfidf(df, text_cols, min_df)
             text_cols = [c for c in text_cols if c not in dropped]

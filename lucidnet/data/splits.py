@@ -178,8 +178,8 @@ def _empty_parts(
     train: np.ndarray, val: np.ndarray, test: np.ndarray, test_size: float, val_size: float
 ) -> list[str]:
     """Names of the parts that were asked for but came out empty."""
-    wanted = (("training", train, True), ("test", test, test_size > 0))
-    wanted += (("validation", val, val_size > 0),)
+    wanted = [("training", train, True), ("test", test, test_size > 0)]
+    wanted.append(("validation", val, val_size > 0))
     return [name for name, part, asked in wanted if asked and not part.size]
 
 
