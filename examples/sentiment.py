@@ -24,6 +24,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import lucidnet as ln
 from lucidnet import metrics
@@ -66,44 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(data.preparer.summary())
     classes = [str(c) for c in data.preparer.classes_]
-
-    model = ln.Sequential(
-        [
-            ln.Dense(64, activation="relu"),
-            ln.Dropout(0.5),  # a wide sparse input on 10k rows overfits within a few epochs
-            ln.Dense(len(classes)),  # logits: cross-entropy applies the softmax itself
-        ],
-        name="tweets",
-    )
-    history = model.fit(
-        data.X_train,
-        data.y_train,
-        loss="cross_entropy",
-        optimizer=ln.Adam(lr=1e-3),
-        epochs=args.epochs,
-        batch_size=32,
-        validation_data=(data.X_val, data.y_val),
-        callbacks=[
-            ln.EarlyStopping(patience=3, restore_best_weights=True),
-            ln.ProgressBar(mode="line"),
-        ],
-        seed=0,
-        verbose=0,
-    )
-    pred = model.predict_classes(data.X_test)
-    accuracy = metrics.accuracy(data.y_test, pred)
+    model, history = train(data, len(classes), args.epochs)
     best = history.best_epoch
     print(
         f"\n{len(history.epoch)} epochs, best epoch {best + 1 if best is not None else '-'}; "
         f"total time {time.perf_counter() - start:.1f} s"
     )
-    print(f"Test accuracy: {accuracy:.4f}   macro F1: {metrics.f1(data.y_test, pred):.4f}")
-    per_class = metrics.precision_recall_f1(data.y_test, pred, n_classes=len(classes))
-    for i, c in enumerate(classes):
-        print(
-            f"  {c:<9} precision {per_class['precision'][i]:.3f}  recall "
-            f"{per_class['recall'][i]:.3f}  ({int(per_class['support'][i])} tweets)"
-        )
+    test(model, data, classes)
 
     # New rows go through the same fitted preparation.
     new = {
@@ -114,6 +84,47 @@ def main(argv: list[str] | None = None) -> int:
     for text, label in zip(new["text"], labels):
         print(f"  {label:<9} <- {text}")
     return 0
+
+
+def train(data: Any, n_classes: int, epochs: int) -> tuple[ln.Sequential, Any]:
+    """A 64-unit ReLU network trained with early stopping on the validation split."""
+    model = ln.Sequential(
+        [
+            ln.Dense(64, activation="relu"),
+            ln.Dropout(0.5),  # a wide sparse input on 10k rows overfits within a few epochs
+            ln.Dense(n_classes),  # logits: cross-entropy applies the softmax itself
+        ],
+        name="tweets",
+    )
+    history = model.fit(
+        data.X_train,
+        data.y_train,
+        loss="cross_entropy",
+        optimizer=ln.Adam(lr=1e-3),
+        epochs=epochs,
+        batch_size=32,
+        validation_data=(data.X_val, data.y_val),
+        callbacks=[
+            ln.EarlyStopping(patience=3, restore_best_weights=True),
+            ln.ProgressBar(mode="line"),
+        ],
+        seed=0,
+        verbose=0,
+    )
+    return model, history
+
+
+def test(model: ln.Sequential, data: Any, classes: list[str]) -> None:
+    """Accuracy, macro F1 and per-class precision / recall on the test split, printed."""
+    pred = model.predict_classes(data.X_test)
+    accuracy = metrics.accuracy(data.y_test, pred)
+    print(f"Test accuracy: {accuracy:.4f}   macro F1: {metrics.f1(data.y_test, pred):.4f}")
+    per_class = metrics.precision_recall_f1(data.y_test, pred, n_classes=len(classes))
+    for i, c in enumerate(classes):
+        print(
+            f"  {c:<9} precision {per_class['precision'][i]:.3f}  recall "
+            f"{per_class['recall'][i]:.3f}  ({int(per_class['support'][i])} tweets)"
+        )
 
 
 if __name__ == "__main__":

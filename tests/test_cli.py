@@ -126,7 +126,7 @@ def test_train_classification_story(clf):
         "price   dropped",
         "imputed",
         "Task: classification (picked automatically: non-numeric target values)",
-        "split: 210 train / 30 val / 60 test (stratified)",
+        "split: 209 train / 30 val / 61 test (stratified)",  # round(0.2 * rows) per class
         f"epoch   1/{EPOCHS}",  # line-mode progress (stdout is not a terminal)
         "val_loss=",
         "early stopping chose epoch",
@@ -211,6 +211,11 @@ def test_regression_end_to_end(reg, work):
     assert m["task"] == "regression"
     assert set(m["test"]) == {"mae", "rmse", "r2"}
     assert m["test"]["r2"] > 0.8
+    # trained on the standardised target (fit's target_scaling), and the file says so
+    price = pd.read_csv(work / "data.csv")["price"]
+    assert m["target_scaling"]["mean"] == pytest.approx(price.mean(), rel=0.05)
+    assert m["target_scaling"]["std"] == pytest.approx(price.std(), rel=0.1)
+    assert "standardised target" in m["target_scaling"]["note"]
     assert "epoch   1/" not in reg["out"]  # --quiet: no progress lines
     assert "R^2" in reg["out"]
     code, out, _ = run(["predict", reg["model"], work / "data.csv"])

@@ -269,7 +269,8 @@ def test_classification_wrappers(loader, n, n_features, n_classes):
     data = loader()
     assert isinstance(data, ds.Dataset)
     assert data.task == "classification"
-    n_test = int(np.ceil(0.2 * n))  # scikit-learn rounds the test size up
+    n_test = len(data.y_test)  # each class gives round(0.2 * its rows): 20% up to rounding
+    assert abs(n_test - 0.2 * n) <= n_classes / 2
     assert data.X_train.shape == (n - n_test, n_features)
     assert data.X_test.shape == (n_test, n_features)
     assert data.y_train.shape == (n - n_test,) and data.y_test.shape == (n_test,)
@@ -315,8 +316,8 @@ def test_scale_false_keeps_raw_values():
 def test_diabetes_regression():
     data = ds.load_diabetes()
     assert data.task == "regression"
-    assert data.X_train.shape == (353, 10) and data.X_test.shape == (89, 10)
-    assert data.y_train.shape == (353,) and data.y_test.shape == (89,)
+    assert data.X_train.shape == (354, 10) and data.X_test.shape == (88, 10)  # round(0.2 * 442)
+    assert data.y_train.shape == (354,) and data.y_test.shape == (88,)
     assert data.X_train.dtype == np.float32
     assert data.y_train.dtype == np.float32 and data.y_test.dtype == np.float32
     assert data.target_names == () and data.n_classes is None

@@ -231,6 +231,37 @@ def test_multi_output_regression():
     assert single.predict(X).shape == (500,)
 
 
+def test_regressor_standardises_targets_in_large_units():
+    """Targets in large units train like standardised ones; predictions come back in the
+    target's units, also after early stopping restored the best (standardised-frame) weights
+    and after partial_fit calls (the statistics of the first call stay fixed)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+    big = 5000.0 + 1000.0 * y
+    params = dict(hidden_layer_sizes=(16,), max_iter=100, random_state=0, dtype="float64")
+    unit = NeuralNetworkRegressor(**params).fit(X, y)
+    est = NeuralNetworkRegressor(**params).fit(X, big)
+    np.testing.assert_allclose(est.loss_curve_, unit.loss_curve_, rtol=1e-6)
+    np.testing.assert_allclose(est.predict(X), 5000.0 + 1000.0 * unit.predict(X), rtol=1e-6)
+    stopped = NeuralNetworkRegressor(
+        **{**params, "max_iter": 300}, learning_rate_init=0.01, early_stopping=True, tol=1e-3
+    ).fit(X, big)
+    assert stopped.early_stopped_ and stopped.score(X, big) > 0.9
+    assert stopped._target_scaling.mean[0] == pytest.approx(np.mean(big), rel=0.05)
+    scaling = est._target_scaling
+    for _ in range(3):
+        est.partial_fit(X[:100] + 1.0, big[:100] + 3000.0)
+    assert est._target_scaling is scaling and est.score(X, big) > 0.5
+    partial = NeuralNetworkRegressor(
+        **params, early_stopping=True, n_iter_no_change=2, tol=10.0, batch_size=20
+    )
+    partial.set_params(learning_rate_init=0.01)
+    for _ in range(4):  # tol=10: calls 2-4 exhaust the patience; best weights restored
+        partial.partial_fit(X, big)
+    assert partial.early_stopped_ and partial.score(X, big) > 0.9
+
+
 def test_multi_label_classification():
     X, Y = make_multilabel_classification(600, 20, n_classes=4, random_state=0)
     X_tr, X_te, Y_tr, Y_te = train_test_split(X, Y, random_state=0)
@@ -299,6 +330,14 @@ def test_sample_weight_and_class_weight_shift_predictions():
     np.testing.assert_allclose(bal.predict_proba(X), sw.predict_proba(X), atol=1e-6)
     with pytest.raises(ValueError, match="partial_fit"):
         NeuralNetworkClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1])
+    # labels map to class indices: string labels, unlisted classes weigh 1, {} weighs nothing
+    labels = np.where(y == 1, "yes", "no")
+    by_label = NeuralNetworkClassifier(**params, class_weight={"yes": 20.0}).fit(X, labels)
+    np.testing.assert_allclose(by_label.predict_proba(X), heavy.predict_proba(X), atol=1e-6)
+    empty = NeuralNetworkClassifier(**params, class_weight={}).fit(X, y)
+    np.testing.assert_array_equal(empty.predict_proba(X), plain.predict_proba(X))
+    with pytest.raises(ValueError, match=r"not classes of y: \[5\]"):
+        NeuralNetworkClassifier(**params, class_weight={1: 2.0, 5: 3.0}).fit(X, y)
 
 
 # -- hyper-parameters -----------------------------------------------------------------------------
@@ -453,6 +492,11 @@ def test_save_load_round_trip(tmp_path):
     # continued training works after loading (optimizer state is in the file)
     clf2.partial_fit(X, clf.predict(X))
     assert clf2.n_iter_ == clf.n_iter_ + 1
+    # ... with the regressor's target scaling too
+    np.testing.assert_array_equal(reg2._target_scaling.std, reg._target_scaling.std)
+    reg.partial_fit(df, reg.predict(df))
+    reg2.partial_fit(df, reg2.predict(df))
+    np.testing.assert_array_equal(reg2.predict(df), reg.predict(df))
     # the file is an ordinary lucidnet model too
     model = ln.load(tmp_path / "clf.lnet")
     np.testing.assert_allclose(model.predict(X), clf.predict_proba(X), atol=1e-6)

@@ -217,6 +217,17 @@ def test_empty_feature_column_reported_and_no_features_error():
         TabularPreparer("y").fit(pd.DataFrame({"c": [1] * 5, "e": [np.nan] * 5, "y": range(5)}))
 
 
+def test_text_column_without_word_tokens_is_dropped_with_its_reason():
+    df = make_frame(60)
+    df["symbols"] = ["!! ?" if i % 2 else None for i in range(60)]  # no 2+ character words
+    prep = TabularPreparer("label", text=["review", "symbols"]).fit(df)
+    assert prep.state_["columns"]["text"] == ["review"]
+    assert prep.report["dropped"]["symbols"] == (
+        "empty: text column without any word tokens in the fitting rows"
+    )
+    assert prep.transform(df).shape[1] == len(prep.feature_names_out())
+
+
 def test_add_indicators():
     df = make_frame()
     prep = TabularPreparer("label", add_indicators=True).fit(df)
@@ -305,9 +316,14 @@ def test_split_errors_and_fallback():
         train_val_test_split(100, test_size=0.6, val_size=0.4)
     with pytest.raises(ValueError, match="too few"):
         train_val_test_split(2, test_size=0.5, val_size=0.4)
-    y = np.array([0] * 30 + [1])  # one row of class 1 cannot be stratified
+    y = np.array([0] * 30 + [1])  # one row of class 1 cannot be stratified: kept in training
     s = train_val_test_split(y, task="classification", seed=0)
-    assert not s.stratified and "could not stratify" in s.note
+    assert s.stratified and s.note == "could not stratify class 1: a single row, kept in training"
+    assert 30 in s.train and (len(s.val), len(s.test)) == (3, 6)
+    # Classes of one or two rows: stratifying would leave the validation part empty.
+    s = train_val_test_split(np.array([0, 0, 1, 1]), 0.25, 0.25, task="classification")
+    assert not s.stratified and [len(p) for p in (s.train, s.val, s.test)] == [2, 1, 1]
+    assert "validation part would be empty" in s.note and "plain random split" in s.note
     assert len(train_val_test_split(50, val_size=0.0).val) == 0
 
 

@@ -227,12 +227,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lucidnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_command in (
+        _add_train,
+        _add_predict,
+        _add_evaluate,
+        _add_info,
+        _add_demo,
+        _add_explain,
+        _add_gradcheck,
+        _add_lr_find,
+        _add_export,
+    ):  # in the order `lucidnet --help` lists them
+        add_command(sub)
+    return parser
 
-    def add(name: str, help: str, epilog: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
-            name, help=help, description=help, epilog="examples:\n" + epilog, formatter_class=_FMT
-        )
 
+def _command(sub: Any, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
+    """A sub-command whose description is its help line, with examples as the epilog."""
+    return sub.add_parser(
+        name, help=help, description=help, epilog="examples:\n" + epilog, formatter_class=_FMT
+    )
+
+
+def _add_train(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="prepare a CSV file, train a network, test it and save it",
@@ -257,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--quiet", action="store_true", help="print only the final results")
 
-    p = add(
+
+def _add_predict(sub: Any) -> None:
+    p = _command(
+        sub,
         "predict",
         "predict with a trained model (applies the saved data preparation)",
         "  lucidnet predict model.lnet new.csv                 # CSV on stdout\n"
@@ -269,7 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="PREDICTIONS.csv", help="default: CSV on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
-    p = add(
+
+def _add_evaluate(sub: Any) -> None:
+    p = _command(
+        sub,
         "evaluate",
         "metrics of a trained model on a labelled CSV file",
         "  lucidnet evaluate model.lnet labelled.csv --metrics-json metrics.json",
@@ -278,14 +301,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-json", metavar="PATH")
     p.add_argument("--overwrite", action="store_true", help="replace an existing metrics file")
 
-    p = add(
+
+def _add_info(sub: Any) -> None:
+    p = _command(
+        sub,
         "info",
         "architecture, preparation, training history and test metrics of a model file",
         "  lucidnet info model.lnet",
     )
     _add_files(p, data=False)
 
-    p = add(
+
+def _add_demo(sub: Any) -> None:
+    p = _command(
+        sub,
         "demo",
         "train and test a network on scikit-learn's digits data set (what 'make demo' runs)",
         "  lucidnet demo\n  lucidnet demo --epochs 20 --seed 1",
@@ -293,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_pos_int, default=100)
     p.add_argument("--seed", type=_nonneg_int, default=0)
 
-    p = add(
+
+def _add_explain(sub: Any) -> None:
+    p = _command(
+        sub,
         "explain",
         "one training step on one row, layer by layer: forward values, gradients, update",
         "  lucidnet explain model.lnet data.csv --row 0\n"
@@ -303,7 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--row", type=_nonneg_int, required=True, help="0-based data row")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = add(
+
+def _add_gradcheck(sub: Any) -> None:
+    p = _command(
+        sub,
         "gradcheck",
         "compare backpropagation with finite differences on a few rows of a data file",
         "  lucidnet gradcheck model.lnet data.csv --rows 8",
@@ -311,7 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_files(p)
     p.add_argument("--rows", type=_pos_int, default=8, help="rows used (default 8)")
 
-    p = add(
+
+def _add_lr_find(sub: Any) -> None:
+    p = _command(
+        sub,
         "lr-find",
         "learning-rate range test: loss against an exponentially growing learning rate",
         "  lucidnet lr-find data.csv --target label --plot lr.png\n"
@@ -322,7 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="save the loss curve (needs matplotlib)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
 
-    p = add(
+
+def _add_export(sub: Any) -> None:
+    p = _command(
+        sub,
         "export",
         "export the network to ONNX (the data preparation is not part of the graph)",
         "  lucidnet export model.lnet --onnx model.onnx",
@@ -330,7 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_files(p, data=False)
     p.add_argument("--onnx", metavar="OUT.onnx", required=True)
     p.add_argument("--overwrite", action="store_true")
-    return parser
 
 
 # ------------------------------------------------------------------------------------------------

@@ -326,21 +326,6 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
     return data, model, optimizer, task, classes
 
 
-def _standardise_target(y_train: np.ndarray) -> tuple[float, float]:
-    """Regression targets are trained standardised (scale-free learning rate and loss); the
-    scaling is folded back into the output layer afterwards, see :func:`_fold_target_scaling`."""
-    mean, std = float(y_train.mean()), float(y_train.std())
-    return mean, std if std > 0 else 1.0
-
-
-def _fold_target_scaling(model: Any, mean: float, std: float) -> None:
-    """Make the last Dense layer output original units: y = (xW + b) * std + mean."""
-    last = model.layers[-1]
-    last.params["W"] *= std  # in place: the arrays are views into the model's flat buffer
-    last.params["b"] *= std
-    last.params["b"] += mean
-
-
 # ------------------------------------------------------------------------------------------------
 # Commands
 # ------------------------------------------------------------------------------------------------
@@ -348,19 +333,40 @@ def _fold_target_scaling(model: Any, mean: float, std: float) -> None:
 
 def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: str) -> tuple:
     """Train with early stopping on the validation split; returns (history, seconds, best epoch
-    (0-based) or None, target scaling (mean, std) or None, Diagnostics callback or None)."""
-    import warnings
+    (0-based) or None, target scaling ``{"mean", "std"}`` or None, Diagnostics callback or None).
 
+    Regression targets are standardised by ``fit`` (``target_scaling="auto"``) and the scaling is
+    folded into the output layer, so the saved model predicts in the target's units; the losses
+    in the history are on the standardised target."""
+    callbacks, stopper, diagnostics = _training_callbacks(args, data)
+    if not args.quiet:
+        stop = f", early stopping patience {args.patience}" if stopper else " (no validation set)"
+        _say(
+            "",
+            f"Training: {args.optimizer} lr={args.lr}, batch {args.batch_size}, up to "
+            f"{args.epochs} epochs{stop}",
+        )
+    start = time.perf_counter()
+    history = _run_fit(args, data, model, optimizer, task, callbacks)
+    seconds = time.perf_counter() - start
+    if history.stop_reason == "interrupted":
+        raise _InterruptedInFit  # fit has told the user already (one line on stderr)
+    best = stopper.best_epoch if stopper is not None else None
+    _report_training(args, history, seconds, best, diagnostics)
+    scaling = history.params.get("target_scaling")
+    if scaling is not None:  # one output: plain numbers in the model file
+        scaling = {k: float(v[0]) for k, v in scaling.items()}
+    return history, seconds, best, scaling, diagnostics
+
+
+def _training_callbacks(args: argparse.Namespace, data: Any) -> tuple[list[Any], Any, Any]:
+    """``(callbacks, EarlyStopping or None, Diagnostics or None)``: early stopping when there is
+    a validation set, progress output unless ``--quiet``, diagnostics with ``--diagnostics``."""
     from ..callbacks import EarlyStopping, ProgressBar
 
-    y_train, y_val, scaling = data.y_train, data.y_val, None
-    if task == "regression":
-        scaling = _standardise_target(y_train)
-        y_train, y_val = (y_train - scaling[0]) / scaling[1], (y_val - scaling[0]) / scaling[1]
-    has_val = len(data.X_val) > 0
     callbacks: list[Any] = []
     stopper = None
-    if has_val:
+    if len(data.X_val) > 0:
         stopper = EarlyStopping("val_loss", patience=args.patience, restore_best_weights=True)
         callbacks.append(stopper)
     if not args.quiet:  # a bar on a terminal, one line per epoch in a pipe or log file
@@ -374,39 +380,42 @@ def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: 
         # every 10th batch normally; small data sets still get a few samples per epoch
         diagnostics = Diagnostics(every=max(1, min(10, steps // 4)), emit=False)
         callbacks.append(diagnostics)
-    stop = f", early stopping patience {args.patience}" if has_val else " (no validation set)"
-    if not args.quiet:
-        _say(
-            "",
-            f"Training: {args.optimizer} lr={args.lr}, batch {args.batch_size}, up to "
-            f"{args.epochs} epochs{stop}",
-        )
-    start = time.perf_counter()
+    return callbacks, stopper, diagnostics
+
+
+def _run_fit(
+    args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: str, callbacks: list
+) -> Any:
+    """``model.fit`` with the command-line options; the History."""
+    import warnings
+
+    has_val = len(data.X_val) > 0
     with warnings.catch_warnings():  # NaNGuard's warning is also in history.warnings
         warnings.filterwarnings("ignore", message="training stopped: the loss became")
-        history = model.fit(
+        return model.fit(
             data.X_train,
-            y_train,
+            data.y_train,
             loss="cross_entropy" if task == "classification" else "mse",
             optimizer=optimizer,
             epochs=args.epochs,
             batch_size=args.batch_size,
-            validation_data=(data.X_val, y_val) if has_val else None,
+            validation_data=(data.X_val, data.y_val) if has_val else None,
             callbacks=callbacks,
             seed=args.seed,
             verbose=0,
             class_weight=None if args.class_weight == "none" else args.class_weight,
+            target_scaling="auto",  # regression: standardised targets, folded back afterwards
         )
-    seconds = time.perf_counter() - start
-    if history.stop_reason == "interrupted":
-        raise _InterruptedInFit  # fit has told the user already (one line on stderr)
-    if scaling is not None:
-        _fold_target_scaling(model, *scaling)
+
+
+def _report_training(
+    args: argparse.Namespace, history: Any, seconds: float, best: int | None, diagnostics: Any
+) -> None:
+    """Warnings on stderr, then what training did and which weights were kept."""
     shown = set() if diagnostics is None or args.quiet else set(diagnostics.warnings.values())
     for w in history.warnings:  # the diagnostics table below lists its own warnings
         if w not in shown:
             print(f"lucidnet: warning: {w}", file=sys.stderr)
-    best = stopper.best_epoch if stopper is not None else None
     if best is not None:
         why = "stopped early" if history.stop_reason == "early_stopping" else "ran all epochs"
         chose = (
@@ -420,7 +429,6 @@ def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: 
     )
     if diagnostics is not None and not args.quiet:
         _say(diagnostics.to_text())
-    return history, seconds, best, scaling, diagnostics
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -458,7 +466,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "epochs_run": len(history.epoch),
             "best_epoch": None if best is None else best + 1,
         },
-        "target_scaling": None if scaling is None else {"mean": scaling[0], "std": scaling[1]},
+        "target_scaling": scaling,  # {"mean", "std"} of the regression target, else None
         "split": split,
         "test_metrics": result,
     }
@@ -473,12 +481,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             epochs_run=len(history.epoch),
             best_epoch=None if best is None else best + 1,
             hyperparameters=hp,
+            **_scaling_note(scaling),
         )
         _write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
         _say(f"Metrics written to '{args.metrics_json}'")
     if args.report:
         _write_report(args, model, history, data, hp, result, diagnostics)
     return 0
+
+
+def _scaling_note(scaling: dict[str, float] | None) -> dict[str, Any]:
+    """For the metrics file: how the regression target was standardised for training."""
+    if scaling is None:
+        return {}
+    note = "training and validation losses are on the standardised target (y - mean) / std"
+    return {"target_scaling": {**scaling, "note": note}}
 
 
 def _write_report(args, model, history, data, hp, result, diagnostics) -> None:
@@ -654,15 +671,15 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     """``lucidnet lr-find``: learning-rate range test on the training split."""
     from ..glassbox.lr_finder import find_learning_rate
+    from ..training import TargetScaling
 
     if args.plot:
         _check_output(args.plot, args.overwrite, (args.data,), "plot")
     args.quiet = False
     data, model, optimizer, task, _ = _setup(args)
     y = data.y_train
-    if task == "regression":
-        mean, std = _standardise_target(y)
-        y = (y - mean) / std
+    if task == "regression":  # as fit trains: on the standardised target (scale-free lr)
+        y = TargetScaling.of(y.reshape(-1, 1)).scale(y.reshape(-1, 1)).ravel()
     loss = "cross_entropy" if task == "classification" else "mse"
     result = find_learning_rate(
         model,

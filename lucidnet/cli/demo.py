@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import metrics
 from ..callbacks import EarlyStopping, ProgressBar
+from ..data.splits import train_val_test_split
 from ..layers import Dense, Dropout
 from ..model import Sequential
 from ..optimizers import Adam
@@ -37,15 +38,13 @@ def format_confusion(cm: np.ndarray, labels: list[str]) -> str:
 def run_demo(epochs: int = 100, seed: int = 0, out: TextIO | None = None, bar: bool = True) -> dict:
     """Train and test on the digits data set; print the story and return the test scores."""
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
     out = out or sys.stdout
     X, y = load_digits(return_X_y=True)
     print(f"Data: scikit-learn digits, {X.shape[0]} images of 8x8 pixels, 10 classes", file=out)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.2, stratify=y, random_state=seed
-    )
+    rows = train_val_test_split(y, test_size=0.2, val_size=0.0, task="classification", seed=seed)
+    X_train, X_test, y_train, y_test = X[rows.train], X[rows.test], y[rows.train], y[rows.test]
     scaler = StandardScaler().fit(X_train)  # fitted on the training split only: no leakage
     X_train = scaler.transform(X_train).astype(np.float32)
     X_test = scaler.transform(X_test).astype(np.float32)

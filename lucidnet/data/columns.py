@@ -72,8 +72,30 @@ def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
         ValueError: a directory, an empty file (0 bytes, or a header without rows), binary
             content (NUL bytes or not UTF-8), or text that is not CSV.
     """
-    pd = _pd()
     p = os.fspath(path)
+    head = _csv_head(p)
+    first_line = head.decode("utf-8", errors="replace").splitlines()[0] if head.strip() else ""
+    df = _read_table(p, ",")
+    if df.shape[1] == 1:
+        counts = {s: first_line.count(s) for s in (";", "\t", "|")}
+        sep = max(counts, key=counts.get)
+        if counts[sep] > 0:
+            df = _read_table(p, sep)
+    if df.shape[1] == 1:
+        name = str(df.columns[0])
+        if len(name) > 64 or len(name.split()) >= 4:
+            raise ValueError(
+                f"data file '{p}' does not look like CSV: it parsed into a single column whose "
+                f"header is {name[:60]!r}; expected comma-separated columns with a header line"
+            )
+    if len(df) == 0:
+        raise ValueError(f"data file '{p}' has a header ({df.shape[1]} columns) but no data rows")
+    return df
+
+
+def _csv_head(p: str) -> bytes:
+    """The first 64 KiB of the file at ``p``, after checking that it exists, is a non-empty
+    file and holds text (no NUL bytes, UTF-8)."""
     if not os.path.exists(p):
         raise FileNotFoundError(f"data file '{p}' does not exist")
     if os.path.isdir(p):
@@ -92,34 +114,20 @@ def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
                 f"data file '{p}' is not UTF-8 text (undecodable byte at offset {exc.start}); "
                 "binary data, or re-save the CSV as UTF-8"
             ) from None
-    first_line = head.decode("utf-8", errors="replace").splitlines()[0] if head.strip() else ""
+    return head
 
-    def _read(sep: str) -> pd.DataFrame:
-        try:
-            return pd.read_csv(p, sep=sep, encoding="utf-8")
-        except pd.errors.EmptyDataError:
-            raise ValueError(f"data file '{p}' is empty (no header, no rows)") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"data file '{p}' is not UTF-8 text: {exc}") from None
-        except pd.errors.ParserError as exc:
-            raise ValueError(f"data file '{p}' could not be parsed as CSV: {exc}") from None
 
-    df = _read(",")
-    if df.shape[1] == 1:
-        counts = {s: first_line.count(s) for s in (";", "\t", "|")}
-        sep = max(counts, key=counts.get)
-        if counts[sep] > 0:
-            df = _read(sep)
-    if df.shape[1] == 1:
-        name = str(df.columns[0])
-        if len(name) > 64 or len(name.split()) >= 4:
-            raise ValueError(
-                f"data file '{p}' does not look like CSV: it parsed into a single column whose "
-                f"header is {name[:60]!r}; expected comma-separated columns with a header line"
-            )
-    if len(df) == 0:
-        raise ValueError(f"data file '{p}' has a header ({df.shape[1]} columns) but no data rows")
-    return df
+def _read_table(p: str, sep: str) -> pd.DataFrame:
+    """``pandas.read_csv`` with its errors turned into ValueErrors that name the file."""
+    pd = _pd()
+    try:
+        return pd.read_csv(p, sep=sep, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"data file '{p}' is empty (no header, no rows)") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"data file '{p}' is not UTF-8 text: {exc}") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"data file '{p}' could not be parsed as CSV: {exc}") from None
 
 
 def as_frame(data: Any, name: str = "data") -> pd.DataFrame:

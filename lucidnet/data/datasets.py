@@ -8,7 +8,7 @@ Two families of loaders live here:
 * :func:`load_digits`, :func:`load_iris`, :func:`load_breast_cancer`, :func:`load_wine` and
   :func:`load_diabetes` wrap the small data sets that scikit-learn ships, returning float32
   features and integer (classification) or float32 (regression) targets, already split and
-  standardised, as a :class:`Dataset`.
+  standardised, as a :class:`Dataset`; split by :func:`lucidnet.data.splits.train_val_test_split`.
 
 scikit-learn is imported inside the functions that need it so that ``import lucidnet`` stays fast.
 """
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from .splits import train_val_test_split
 
 __all__ = [
     "Dataset",
@@ -78,18 +80,42 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
             The message names the path and what was expected versus received.
     """
     path = Path(path)
+    raw = _idx_bytes(path)
+    dtype, shape, header_size = _idx_header(raw, path)
+    # Python ints, so the product cannot overflow on a corrupt header with huge dimensions.
+    n_items = 1
+    for d in shape:
+        n_items *= d
+    expected = n_items * dtype.itemsize
+    received = len(raw) - header_size
+    if received != expected:
+        raise ValueError(
+            f"{path}: expected {expected} bytes of data for shape {shape} ({dtype.name}), "
+            f"got {received}"
+        )
+    data = np.frombuffer(raw, dtype=dtype, count=n_items, offset=header_size)
+    # astype to the native-order dtype copies, which also makes the result writable
+    # (frombuffer over bytes is read-only).
+    return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+
+
+def _idx_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when they start with the gzip magic."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"IDX file not found: '{path}'") from None
-
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             # OSError covers gzip.BadGzipFile; EOFError a stream cut short.
             raise ValueError(f"{path}: corrupt gzip stream ({exc})") from exc
+    return raw
 
+
+def _idx_header(raw: bytes, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """``(element dtype, shape, header size in bytes)`` from an IDX header, checked."""
     if len(raw) < 4:
         raise ValueError(
             f"{path}: truncated IDX header: expected at least 4 bytes "
@@ -108,7 +134,6 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
         )
     if ndim == 0:
         raise ValueError(f"{path}: IDX header declares 0 dimensions: expected at least 1")
-
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
         raise ValueError(
@@ -116,24 +141,7 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
             f"dimension(s), got {len(raw)}"
         )
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-
-    dtype = _IDX_DTYPES[type_code]
-    # Python ints, so the product cannot overflow on a corrupt header with huge dimensions.
-    n_items = 1
-    for d in shape:
-        n_items *= d
-    expected = n_items * dtype.itemsize
-    received = len(raw) - header_size
-    if received != expected:
-        raise ValueError(
-            f"{path}: expected {expected} bytes of data for shape {shape} ({dtype.name}), "
-            f"got {received}"
-        )
-
-    data = np.frombuffer(raw, dtype=dtype, count=n_items, offset=header_size)
-    # astype to the native-order dtype copies, which also makes the result writable
-    # (frombuffer over bytes is read-only).
-    return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+    return _IDX_DTYPES[type_code], shape, header_size
 
 
 def _find_idx_file(directory: Path, names: list[str]) -> Path:
@@ -270,7 +278,8 @@ def _load_sklearn(
     scale: bool,
 ) -> Dataset | tuple[np.ndarray, np.ndarray]:
     """Shared body of the scikit-learn wrappers: load ``sklearn.datasets.<name>``, cast, split
-    (stratified for classification), standardise on the training split."""
+    (stratified for classification, by :func:`lucidnet.data.splits.train_val_test_split`),
+    standardise on the training split."""
     if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
         raise TypeError(f"test_size must be a float in (0, 1), got {test_size!r}")
     if not 0.0 < float(test_size) < 1.0:
@@ -280,53 +289,50 @@ def _load_sklearn(
 
     bunch = getattr(sklearn.datasets, name)()
     X = np.asarray(bunch.data, dtype=np.float32)
-    if task == "classification":
-        y = np.asarray(bunch.target, dtype=np.int64)
-    else:
-        y = np.asarray(bunch.target, dtype=np.float32)
+    y = np.asarray(bunch.target, dtype=np.int64 if task == "classification" else np.float32)
     if not split:
         return X, y
-
-    from sklearn.model_selection import train_test_split
-
-    X_train, X_test, y_train, y_test = train_test_split(
-        X,
-        y,
-        test_size=test_size,
-        random_state=seed,
-        # Stratify so small test splits keep the class proportions of the full set.
-        stratify=y if task == "classification" else None,
-    )
-
+    # Stratified for classification, so small test splits keep the class proportions.
+    rows = train_val_test_split(y, test_size=float(test_size), val_size=0.0, task=task, seed=seed)
+    X_train, X_test = X[rows.train], X[rows.test]
     mean = std = None
     if scale:
-        from sklearn.preprocessing import StandardScaler
-
-        # Fitted on the training split only: using test statistics would leak test information.
-        scaler = StandardScaler().fit(X_train)
-        mean = scaler.mean_.astype(np.float32)
-        std = scaler.scale_.astype(np.float32)  # scikit-learn maps zero variance to 1
-        X_train = ((X_train - mean) / std).astype(np.float32)
-        X_test = ((X_test - mean) / std).astype(np.float32)
-
-    # Some bunches hold names as a list, others as an ndarray (whose truth value is ambiguous).
-    feature_names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
-    if len(feature_names) != X.shape[1]:
-        feature_names = tuple(f"x{i}" for i in range(X.shape[1]))
-    target_names: tuple[str, ...] = ()
-    if task == "classification":
-        target_names = tuple(str(n) for n in bunch.target_names)
+        X_train, X_test, mean, std = _standardise(X_train, X_test)
     return Dataset(
         X_train=np.ascontiguousarray(X_train),
         X_test=np.ascontiguousarray(X_test),
-        y_train=np.ascontiguousarray(y_train),
-        y_test=np.ascontiguousarray(y_test),
-        feature_names=feature_names,
-        target_names=target_names,
+        y_train=np.ascontiguousarray(y[rows.train]),
+        y_test=np.ascontiguousarray(y[rows.test]),
+        feature_names=_feature_names(bunch, X.shape[1]),
+        target_names=tuple(str(n) for n in bunch.target_names) if task == "classification" else (),
         task=task,
         mean=mean,
         scale=std,
     )
+
+
+def _standardise(
+    X_train: np.ndarray, X_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Both parts standardised with the training part's mean and standard deviation (test
+    statistics would leak test information); returns them and ``(mean, std)``."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X_train)
+    mean = scaler.mean_.astype(np.float32)
+    std = scaler.scale_.astype(np.float32)  # scikit-learn maps zero variance to 1
+    return (
+        ((X_train - mean) / std).astype(np.float32),
+        ((X_test - mean) / std).astype(np.float32),
+        mean,
+        std,
+    )
+
+
+def _feature_names(bunch: Any, n_features: int) -> tuple[str, ...]:
+    # Some bunches hold names as a list, others as an ndarray (whose truth value is ambiguous).
+    names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
+    return names if len(names) == n_features else tuple(f"x{i}" for i in range(n_features))
 
 
 _LOADER_ARGS = """Args:

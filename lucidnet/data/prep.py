@@ -270,10 +270,6 @@ class TabularPreparer:
     def _fit(self, data: Any) -> list[Any]:
         """:meth:`fit`; returns the TF-IDF matrices of ``data``'s text columns (scipy sparse),
         computed by the fitting itself, for :meth:`fit_transform`."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.impute import SimpleImputer
-        from sklearn.preprocessing import MinMaxScaler, StandardScaler
-
         df = as_frame(data)
         if len(df) == 0:
             raise ValueError("data has no rows to fit on")
@@ -288,99 +284,15 @@ class TabularPreparer:
         cols = {r: [c for c, cr in roles.items() if cr.role == r] for r in FEATURE_ROLES}
         n = len(df)
         min_df = self.min_df if self.min_df is not None else (2 if n >= 50 else 1)
-        imputed: dict[str, dict[str, Any]] = {}
+        imputed: dict[str, dict[str, Any]] = {}  # column -> what was filled in, for the report
         state: dict[str, Any] = {"columns": dict(cols), "indicators": []}
-
         if cols["numeric"]:
-            num = np.column_stack([_num_array(df[c], c) for c in cols["numeric"]])
-            miss = np.isnan(num)
-            filled = SimpleImputer(strategy="median").fit(num)
-            x = filled.transform(num)
-            stats = filled.statistics_.tolist()
-            sc: dict[str, Any] = {"kind": self.scaling}
-            if self.scaling == "standard":
-                s = StandardScaler().fit(x)
-                sc.update(mean=s.mean_.tolist(), var=s.var_.tolist(), scale=s.scale_.tolist())
-            elif self.scaling == "minmax":
-                m = MinMaxScaler().fit(x)
-                sc.update(
-                    data_min=m.data_min_.tolist(),
-                    data_max=m.data_max_.tolist(),
-                    data_range=m.data_range_.tolist(),
-                    scale=m.scale_.tolist(),
-                    min=m.min_.tolist(),
-                )
-            sc["n_samples_seen"] = n
-            state["numeric"] = {"fill": stats, "scaler": sc}
-            for j, c in enumerate(cols["numeric"]):
-                if miss[:, j].any():
-                    k = int(miss[:, j].sum())
-                    imputed[c] = {"count": k, "value": stats[j], "how": "median"}
-                    if self.add_indicators:
-                        state["indicators"].append(c)
-
+            state["numeric"] = self._fit_numeric(df, cols["numeric"], imputed, state["indicators"])
         if cols["categorical"]:
-            raw = np.column_stack([_cat_array(df[c]) for c in cols["categorical"]])
-            imp = SimpleImputer(strategy="most_frequent").fit(raw)
-            filled_cat = imp.transform(raw)
-            fills, cats, seen = [], [], {}
-            for j, c in enumerate(cols["categorical"]):
-                k = int(_pd().isna(raw[:, j]).sum())
-                fills.append(str(imp.statistics_[j]))
-                if k:
-                    imputed[c] = {"count": k, "value": fills[-1], "how": "most frequent"}
-                    if self.add_indicators:
-                        state["indicators"].append(c)
-                counts = Counter(filled_cat[:, j].tolist())
-                top = sorted(counts, key=lambda v: (-counts[v], v))[: self.max_categories]
-                cats.append(sorted(top))
-                seen[c] = len(counts)
-            state["categorical"] = {"fill": fills, "categories": cats, "n_seen": seen}
-
-        text_cols, dropped_text = list(cols["text"]), {}
-        fitted_text: list[Any] = []  # TF-IDF of the fitting rows, reused by fit_transform
-        if text_cols and self.text_mode == "tfidf":
-            vecs = []
-            for c in list(text_cols):
-                docs = _text_list(df[c])
-                vec = None
-                for md in dict.fromkeys((min_df, 1)):  # retry with min_df=1 before giving up
-                    try:
-                        vec = TfidfVectorizer(
-                            ngram_range=self.ngram_range, max_features=self.max_features, min_df=md
-                        )
-                        fitted_text.append(vec.fit_transform(docs))
-                        break
-                    except ValueError:  # empty vocabulary: no tokens of 2+ word characters
-                        continue
-                if vec is None:
-                    text_cols.remove(c)
-                    dropped_text[c] = "text column without any word tokens in the fitting rows"
-                    continue
-                vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
-                vecs.append({"vocabulary": vocab, "idf": vec.idf_.tolist()})
-            state["text"] = {"vectorizers": vecs}
-        elif text_cols:
-            docs = [
-                " ".join(parts)
-                for parts in zip(*(_text_list(df[c]) for c in text_cols), strict=True)
-            ]
-            tokens = [_TOKEN_RE.findall(d.lower()) for d in docs]
-            dfreq = Counter(t for toks in tokens for t in set(toks))
-            vocab = sorted(
-                (t for t, k in dfreq.items() if k >= min_df), key=lambda t: (-dfreq[t], t)
+            state["categorical"] = self._fit_categorical(
+                df, cols["categorical"], imputed, state["indicators"]
             )
-            lengths = [len(t) for t in tokens]
-            max_len = self.max_len or int(min(256, max(1, np.percentile(lengths, 95))))
-            state["ids"] = {"vocabulary": vocab[: self.max_features], "max_len": max_len}
-        for c in text_cols:
-            k = int(df[c].isna().sum())
-            if k:
-                imputed[c] = {"count": k, "value": "", "how": "empty string"}
-        for c, why in dropped_text.items():
-            roles[c] = ColumnRole("empty", why)
-        state["columns"]["text"] = text_cols
-
+        fitted_text = self._fit_text(df, min_df, roles, imputed, state)
         if not any(state["columns"].values()):
             dropped = {c: f"{r.role}: {r.reason}" for c, r in roles.items() if r.role != "target"}
             raise ValueError(f"no usable feature columns in data; dropped: {dropped}")
@@ -388,6 +300,138 @@ class TabularPreparer:
         self._load_state(state)
         self.report_ = {"rows_fit": n, "imputed": imputed, "min_df": min_df}
         return fitted_text
+
+    def _fit_numeric(
+        self, df: pd.DataFrame, columns: list[str], imputed: dict, indicators: list[str]
+    ) -> dict[str, Any]:
+        """Median fill values and the scaler's statistics (after filling) of the numeric
+        columns; records the imputed columns (and their indicators)."""
+        from sklearn.impute import SimpleImputer
+
+        num = np.column_stack([_num_array(df[c], c) for c in columns])
+        miss = np.isnan(num)
+        filled = SimpleImputer(strategy="median").fit(num)
+        stats = filled.statistics_.tolist()
+        for j, c in enumerate(columns):
+            if miss[:, j].any():
+                imputed[c] = {"count": int(miss[:, j].sum()), "value": stats[j], "how": "median"}
+                if self.add_indicators:
+                    indicators.append(c)
+        return {"fill": stats, "scaler": self._scaler_state(filled.transform(num))}
+
+    def _scaler_state(self, x: np.ndarray) -> dict[str, Any]:
+        """The fitted scaler of ``self.scaling`` as plain lists (what :meth:`_load_state` reads)."""
+        from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+        sc: dict[str, Any] = {"kind": self.scaling}
+        if self.scaling == "standard":
+            s = StandardScaler().fit(x)
+            sc.update(mean=s.mean_.tolist(), var=s.var_.tolist(), scale=s.scale_.tolist())
+        elif self.scaling == "minmax":
+            m = MinMaxScaler().fit(x)
+            sc.update(
+                data_min=m.data_min_.tolist(),
+                data_max=m.data_max_.tolist(),
+                data_range=m.data_range_.tolist(),
+                scale=m.scale_.tolist(),
+                min=m.min_.tolist(),
+            )
+        sc["n_samples_seen"] = len(x)
+        return sc
+
+    def _fit_categorical(
+        self, df: pd.DataFrame, columns: list[str], imputed: dict, indicators: list[str]
+    ) -> dict[str, Any]:
+        """Most-frequent fill values and the kept categories (the ``max_categories`` most
+        frequent) of the categorical columns; records the imputed columns."""
+        from sklearn.impute import SimpleImputer
+
+        raw = np.column_stack([_cat_array(df[c]) for c in columns])
+        imp = SimpleImputer(strategy="most_frequent").fit(raw)
+        filled_cat = imp.transform(raw)
+        fills, cats, seen = [], [], {}
+        for j, c in enumerate(columns):
+            k = int(_pd().isna(raw[:, j]).sum())
+            fills.append(str(imp.statistics_[j]))
+            if k:
+                imputed[c] = {"count": k, "value": fills[-1], "how": "most frequent"}
+                if self.add_indicators:
+                    indicators.append(c)
+            counts = Counter(filled_cat[:, j].tolist())
+            top = sorted(counts, key=lambda v: (-counts[v], v))[: self.max_categories]
+            cats.append(sorted(top))
+            seen[c] = len(counts)
+        return {"fill": fills, "categories": cats, "n_seen": seen}
+
+    def _fit_text(
+        self,
+        df: pd.DataFrame,
+        min_df: int,
+        roles: dict[str, ColumnRole],
+        imputed: dict,
+        state: dict[str, Any],
+    ) -> list[Any]:
+        """Fit the text columns (TF-IDF vocabularies or one token-id vocabulary) into
+        ``state``; a column without any word token becomes ``"empty"`` and is dropped. Returns
+        the TF-IDF matrices of the fitting rows (empty for ids)."""
+        text_cols = list(state["columns"]["text"])
+        fitted_text: list[Any] = []
+        if text_cols and self.text_mode == "tfidf":
+            state["text"], fitted_text, dropped = self._fit_tfidf(df, text_cols, min_df)
+            text_cols = [c for c in text_cols if c not in dropped]
+        elif text_cols:
+            state["ids"], dropped = self._fit_ids(df, text_cols, min_df), {}
+        else:
+            dropped = {}
+        for c in text_cols:
+            k = int(df[c].isna().sum())
+            if k:
+                imputed[c] = {"count": k, "value": "", "how": "empty string"}
+        for c, why in dropped.items():
+            roles[c] = ColumnRole("empty", why)
+        state["columns"]["text"] = text_cols
+        return fitted_text
+
+    def _fit_tfidf(
+        self, df: pd.DataFrame, columns: list[str], min_df: int
+    ) -> tuple[dict[str, Any], list[Any], dict[str, str]]:
+        """One TF-IDF vectorizer per text column: ``(state, matrices of the fitting rows,
+        {dropped column: why})``."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vecs, fitted, dropped = [], [], {}
+        for c in columns:
+            docs = _text_list(df[c])
+            vec = None
+            for md in dict.fromkeys((min_df, 1)):  # retry with min_df=1 before giving up
+                attempt = TfidfVectorizer(
+                    ngram_range=self.ngram_range, max_features=self.max_features, min_df=md
+                )
+                try:
+                    fitted.append(attempt.fit_transform(docs))
+                except ValueError:  # empty vocabulary: no tokens of 2+ word characters
+                    continue
+                vec = attempt
+                break
+            if vec is None:
+                dropped[c] = "text column without any word tokens in the fitting rows"
+                continue
+            vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
+            vecs.append({"vocabulary": vocab, "idf": vec.idf_.tolist()})
+        return {"vectorizers": vecs}, fitted, dropped
+
+    def _fit_ids(self, df: pd.DataFrame, columns: list[str], min_df: int) -> dict[str, Any]:
+        """One token vocabulary over all text columns (most frequent first) and the sequence
+        length (``max_len``, else the 95th percentile of the token counts, at most 256)."""
+        docs = [
+            " ".join(parts) for parts in zip(*(_text_list(df[c]) for c in columns), strict=True)
+        ]
+        tokens = [_TOKEN_RE.findall(d.lower()) for d in docs]
+        dfreq = Counter(t for toks in tokens for t in set(toks))
+        vocab = sorted((t for t, k in dfreq.items() if k >= min_df), key=lambda t: (-dfreq[t], t))
+        lengths = [len(t) for t in tokens]
+        max_len = self.max_len or int(min(256, max(1, np.percentile(lengths, 95))))
+        return {"vocabulary": vocab[: self.max_features], "max_len": max_len}
 
     def fit_transform(self, data: Any) -> np.ndarray:
         """``fit(data)`` then ``transform(data)``, tokenising each text only once: the TF-IDF

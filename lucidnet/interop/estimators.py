@@ -22,6 +22,9 @@ Semantics worth knowing (they change numbers):
   improved by ``tol`` for more than ``n_iter_no_change`` consecutive calls the best weights are
   restored, ``early_stopped_`` becomes true and further ``partial_fit`` calls are ignored (with a
   warning) until ``fit`` is called. (scikit-learn's MLP refuses this combination.)
+* ``NeuralNetworkRegressor`` trains on standardised targets (mean 0, standard deviation 1 per
+  output, fixed at the first training call) and folds the scaling into its output layer, so
+  ``predict`` returns the target's units; its loss curves are on the standardised target.
 * ``sample_weight`` (and ``class_weight``) are rescaled to mean 1 over the training samples, so the
   loss is ``sum(w_i l_i) / sum(w_i)``: an integer weight acts like repeating the sample.
 * ``predict_proba`` / regression predictions are float64 whatever ``dtype`` the network uses.
@@ -41,19 +44,20 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import activations as _activations
+from .. import losses as _losses
 from .. import optimizers as _optimizers
 from .. import schedules as _schedules
 from .._validation import check_dtype, check_float, check_one_of, check_positive_int, describe
-from ..callbacks import Callback
+from ..callbacks import Callback, History
 from ..layers import BatchNorm, Dense, Dropout
 from ..model import Sequential
+from ..splitting import split_indices
+from ..training import TargetScaling, label_strata
 from ..training import fit as _train
-from ..training import split_indices
 
 __all__ = ["NeuralNetworkClassifier", "NeuralNetworkRegressor", "load_estimator"]
 
@@ -253,14 +257,17 @@ class _BaseNeuralNetwork(BaseEstimator):
         first call and checks later calls against them."""
         raise NotImplementedError
 
-    def _strata(self, y_enc: np.ndarray) -> np.ndarray | None:
+    def _class_weights(self, y_enc: np.ndarray, partial: bool) -> np.ndarray | None:
+        """Per-sample weights from ``class_weight`` (classifier), or ``None``."""
         return None
 
-    def _class_weights(self, y_enc: np.ndarray, partial: bool) -> np.ndarray | None:
+    def _new_target_scaling(self, y_enc: np.ndarray, w: np.ndarray) -> TargetScaling | None:
+        """The standardisation of the targets to train on (regressor), or ``None``."""
         return None
 
     # -- training ---------------------------------------------------------------------------------
     def _fit(self, X: Any, y: Any, sample_weight: Any, partial: bool, classes: Any = None):
+        """``fit`` (``partial=False``) and ``partial_fit`` (one epoch from the current state)."""
         cfg = self._check_params()
         first = not partial or not hasattr(self, "model_")
         if not first and self.early_stopping and self._partial_stopped:
@@ -272,6 +279,33 @@ class _BaseNeuralNetwork(BaseEstimator):
                 stacklevel=3,
             )
             return self
+        X, y_enc, loss, w = self._training_data(X, y, sample_weight, cfg, first, partial, classes)
+        if first:
+            self._rng = _generator(self.random_state)
+        X, y_enc, w, val = self._hold_out(X, y_enc, w, cfg["validation_fraction"], loss)
+        n_train = X.shape[0]
+        bs = min(200, n_train) if cfg["batch_size"] == "auto" else min(cfg["batch_size"], n_train)
+        if first:
+            self._start(cfg, X.shape[1], y_enc, loss, math.ceil(n_train / bs))
+            self._target_scaling = self._new_target_scaling(y_enc, w)
+        if self.early_stopping and self.validation_loss_curve_ is None:
+            self.validation_loss_curve_ = []  # early_stopping switched on between partial_fit calls
+        history = self._train_in_target_scale(cfg, X, y_enc, w, val, bs, partial, first)
+        self._after_training(cfg, history, partial)
+        return self
+
+    def _training_data(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        cfg: dict,
+        first: bool,
+        partial: bool,
+        classes: Any,
+    ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+        """Checked inputs, encoded targets, the loss name and the per-sample weights (sample
+        weights times class weights)."""
         X, y = validate_data(
             self,
             X,
@@ -282,65 +316,106 @@ class _BaseNeuralNetwork(BaseEstimator):
             y_numeric=isinstance(self, RegressorMixin),
         )
         y_enc, loss = self._encode_y(y, first, partial, classes)
-        n = X.shape[0]
-        w = _sample_weight(sample_weight, n)
+        w = _sample_weight(sample_weight, X.shape[0])
         cw = self._class_weights(y_enc, partial)
-        if cw is not None:
-            w = w * cw
-        if first:
-            self._rng = _generator(self.random_state)
-        rng = self._rng
+        return X, y_enc, loss, w if cw is None else w * cw
+
+    def _hold_out(
+        self, X: np.ndarray, y_enc: np.ndarray, w: np.ndarray, fraction: float, loss: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """With ``early_stopping``, hold out ``fraction`` of the rows (stratified by class when
+        the targets have single labels) as the validation data; the training weights rescaled
+        to mean 1 (the loss is ``sum(w l) / sum(w)``)."""
         val = None
         if self.early_stopping:
+            n = X.shape[0]
             if n < 2:
                 raise ValueError(f"early_stopping needs at least 2 samples to hold out, got {n}")
-            tr, va = split_indices(n, cfg["validation_fraction"], rng, self._strata(y_enc))
+            strata = label_strata(_losses.get(loss), y_enc)
+            tr, va = split_indices(n, fraction, self._rng, strata)
             if va.size == 0 or tr.size == 0:  # tiny classes: fall back to a plain random split
-                tr, va = split_indices(n, cfg["validation_fraction"], rng)
+                tr, va = split_indices(n, fraction, self._rng)
             val = (X[va], y_enc[va])
             X, y_enc, w = X[tr], y_enc[tr], w[tr]
         if not w.sum() > 0:
             raise ValueError(
                 "sample_weight is zero for every training sample; at least one weight must be > 0"
             )
-        w = w * (w.shape[0] / w.sum())  # mean 1: the loss is sum(w l) / sum(w)
-        n_train = X.shape[0]
-        bs = min(200, n_train) if cfg["batch_size"] == "auto" else min(cfg["batch_size"], n_train)
-        if first:
-            n_out = y_enc.shape[1] if y_enc.ndim == 2 else len(self.classes_)
-            self.model_ = self._build(cfg, X.shape[1], n_out, rng)
-            self.model_.compile(loss, self._make_optimizer(cfg, math.ceil(n_train / bs)))
-            self.loss_curve_: list[float] = []
-            self.validation_loss_curve_: list[float] | None = [] if self.early_stopping else None
-            self.n_iter_ = 0
-            self.best_loss_ = math.inf
-            self.early_stopped_ = False
-            self._no_improvement_count = 0
-            self._best_weights = None
-            self._partial_stopped = False
-        if self.early_stopping and self.validation_loss_curve_ is None:
-            self.validation_loss_curve_ = []  # early_stopping switched on between partial_fit calls
-        rule = _StoppingRule(
-            self, "val_loss" if val else "loss", keep_best=bool(val), stop=not partial
-        )
-        history = _train(
-            self.model_,
-            X,
-            y_enc,
-            epochs=1 if partial else cfg["max_iter"],
-            batch_size=bs,
-            validation_data=val,
-            shuffle=bool(self.shuffle),
-            callbacks=[rule],
-            seed=int(rng.integers(2**31)),
-            verbose=2 if self.verbose else 0,
-            sample_weight=w,
-        )
-        self.loss_curve_ += history.history.get("loss", [])
-        if val is not None:
-            self.validation_loss_curve_ += history.history.get("val_loss", [])
-        epochs_run = len(history.epoch)
-        self.n_iter_ += epochs_run
+        return X, y_enc, w * (w.shape[0] / w.sum()), val
+
+    def _start(
+        self, cfg: dict[str, Any], n_features: int, y_enc: np.ndarray, loss: str, steps: int
+    ) -> None:
+        """A new network and optimizer, and fresh training records (``fit`` / first call)."""
+        n_out = y_enc.shape[1] if y_enc.ndim == 2 else len(self.classes_)
+        self.model_ = self._build(cfg, n_features, n_out, self._rng)
+        self.model_.compile(loss, self._make_optimizer(cfg, steps))
+        self.loss_curve_: list[float] = []
+        self.validation_loss_curve_: list[float] | None = [] if self.early_stopping else None
+        self.n_iter_ = 0
+        self.best_loss_ = math.inf
+        self.early_stopped_ = False
+        self._no_improvement_count = 0
+        self._best_weights = None
+        self._partial_stopped = False
+
+    def _train_in_target_scale(
+        self,
+        cfg: dict[str, Any],
+        X: np.ndarray,
+        y_enc: np.ndarray,
+        w: np.ndarray,
+        val: tuple[np.ndarray, np.ndarray] | None,
+        batch_size: int,
+        partial: bool,
+        fresh: bool,
+    ) -> History:
+        """Train with the stopping rule.
+
+        A regressor trains on targets standardised with the statistics of its first call
+        (``fit``'s ``target_scaling``, done here so that they stay fixed over ``partial_fit``
+        calls): a fresh network is taken as predicting standardised values (as ``fit`` does), a
+        trained one has the scaling folded into its output layer first; it is folded out again
+        at the end. The best weights are kept and restored inside that standardised frame, so
+        they stay valid across ``partial_fit`` calls.
+        """
+        # None for a classifier (and a regressor pickled before target scaling existed)
+        scaling = getattr(self, "_target_scaling", None)
+        if scaling is not None:
+            if not fresh:
+                scaling.into_model(self.model_)
+            y_enc = scaling.scale(y_enc)
+            val = None if val is None else (val[0], scaling.scale(val[1]))
+        try:
+            history = _train(
+                self.model_,
+                X,
+                y_enc,
+                epochs=1 if partial else cfg["max_iter"],
+                batch_size=batch_size,
+                validation_data=val,
+                shuffle=bool(self.shuffle),
+                callbacks=[
+                    _StoppingRule(
+                        self, "val_loss" if val else "loss", keep_best=bool(val), stop=not partial
+                    )
+                ],
+                seed=int(self._rng.integers(2**31)),
+                verbose=2 if self.verbose else 0,
+                sample_weight=w,
+                target_scaling=False,  # done here, with statistics fixed at the first call
+            )
+            self.loss_curve_ += history.history.get("loss", [])
+            if val is not None:
+                self.validation_loss_curve_ += history.history.get("val_loss", [])
+            self._stop_and_restore(cfg, partial)
+        finally:
+            if scaling is not None:
+                scaling.out_of_model(self.model_)
+        return history
+
+    def _stop_and_restore(self, cfg: dict[str, Any], partial: bool) -> None:
+        """Whether the stopping rule ended training; with early stopping, the best weights."""
         stopped = self._no_improvement_count > cfg["n_iter_no_change"]
         if partial:  # partial_fit only stops (and restores) with early stopping
             stopped = stopped and bool(self.early_stopping)
@@ -350,9 +425,14 @@ class _BaseNeuralNetwork(BaseEstimator):
         if not partial:
             self._best_weights = None
         self.early_stopped_ = stopped
+
+    def _after_training(self, cfg: dict[str, Any], history: History, partial: bool) -> None:
+        """Count the epochs; warn when ``fit`` ran out of epochs before converging."""
+        epochs_run = len(history.epoch)
+        self.n_iter_ += epochs_run
         if (
             not partial
-            and not stopped
+            and not self.early_stopped_
             and history.stop_reason is None
             and epochs_run == cfg["max_iter"]
         ):
@@ -360,9 +440,8 @@ class _BaseNeuralNetwork(BaseEstimator):
                 f"Stochastic Optimizer: Maximum iterations ({cfg['max_iter']}) reached and the "
                 "optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        return self
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None):
         """Train a new network on ``(X, y)`` for up to ``max_iter`` epochs.
@@ -549,36 +628,10 @@ class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
                 f"type {kind!r}; wrap the estimator in sklearn.multioutput.MultiOutputClassifier"
             )
         dt = self.model_.dtype if not first else check_dtype(self.dtype)
-        if not first:
-            if multilabel != self._multilabel:
-                expected = "a binary indicator matrix" if self._multilabel else "class labels"
-                raise ValueError(f"y must be {expected} like in the first call, got {kind!r}")
-            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-                raise ValueError(
-                    f"classes={np.asarray(classes).tolist()} differs from the classes of the "
-                    f"first call {self.classes_.tolist()}"
-                )
-        elif multilabel:
-            self.classes_ = np.arange(y.shape[1])
-        else:
-            if classes is None and partial:
-                raise ValueError("classes must be passed on the first call to partial_fit")
-            found = np.unique(y if classes is None else np.asarray(classes))
-            if found.size < 2:
-                raise ValueError(
-                    f"y has only 1 class ({found[0]!r}); a classifier needs at least 2 classes "
-                    "(pass classes=... to partial_fit when a chunk holds one class)"
-                )
-            self.classes_ = found
         if first:
-            self._multilabel = multilabel
-            bce = multilabel or self.loss == "binary_cross_entropy"
-            if self.loss == "binary_cross_entropy" and not multilabel and len(self.classes_) > 2:
-                raise ValueError(
-                    f"loss='binary_cross_entropy' needs binary or multi-label targets, got "
-                    f"{len(self.classes_)} classes; use loss='cross_entropy'"
-                )
-            self.out_activation_ = "logistic" if bce else "softmax"
+            self._set_classes(y, multilabel, partial, classes)
+        else:
+            self._check_like_first_call(multilabel, kind, classes)
         if multilabel:
             if y.shape[1] != len(self.classes_):
                 raise ValueError(f"y must have {len(self.classes_)} columns, got {y.shape[1]}")
@@ -595,10 +648,39 @@ class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
             return idx.astype(dt).reshape(-1, 1), "binary_cross_entropy"
         return idx.astype(np.int64), "cross_entropy"
 
-    def _strata(self, y_enc: np.ndarray) -> np.ndarray | None:
-        if self._multilabel:
-            return None
-        return y_enc.astype(np.int64).ravel()
+    def _set_classes(self, y: np.ndarray, multilabel: bool, partial: bool, classes: Any) -> None:
+        """``classes_``, ``_multilabel`` and ``out_activation_`` from the first call's targets."""
+        if multilabel:
+            self.classes_ = np.arange(y.shape[1])
+        else:
+            if classes is None and partial:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            found = np.unique(y if classes is None else np.asarray(classes))
+            if found.size < 2:
+                raise ValueError(
+                    f"y has only 1 class ({found[0]!r}); a classifier needs at least 2 classes "
+                    "(pass classes=... to partial_fit when a chunk holds one class)"
+                )
+            self.classes_ = found
+        self._multilabel = multilabel
+        bce = multilabel or self.loss == "binary_cross_entropy"
+        if self.loss == "binary_cross_entropy" and not multilabel and len(self.classes_) > 2:
+            raise ValueError(
+                f"loss='binary_cross_entropy' needs binary or multi-label targets, got "
+                f"{len(self.classes_)} classes; use loss='cross_entropy'"
+            )
+        self.out_activation_ = "logistic" if bce else "softmax"
+
+    def _check_like_first_call(self, multilabel: bool, kind: str, classes: Any) -> None:
+        """A later ``partial_fit`` call's targets must be of the first call's kind."""
+        if multilabel != self._multilabel:
+            expected = "a binary indicator matrix" if self._multilabel else "class labels"
+            raise ValueError(f"y must be {expected} like in the first call, got {kind!r}")
+        if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(
+                f"classes={np.asarray(classes).tolist()} differs from the classes of the "
+                f"first call {self.classes_.tolist()}"
+            )
 
     def _class_weights(self, y_enc: np.ndarray, partial: bool) -> np.ndarray | None:
         cw = self.class_weight
@@ -615,14 +697,26 @@ class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
             )
         labels = y_enc.astype(np.int64).ravel()
         if isinstance(cw, dict):
-            weights = compute_class_weight(cw, classes=self.classes_, y=self.classes_[labels])
-        else:  # "balanced" over the classes present (fit always sees every class)
-            present = np.unique(labels)
-            weights = np.ones(len(self.classes_))
-            weights[present] = compute_class_weight(
-                cw, classes=self.classes_[present], y=self.classes_[labels]
-            )
+            cw = self._class_weight_by_index(cw)
+            if not cw:  # {}: every class weighs 1, as in scikit-learn
+                return None
+        # "balanced" is over the classes present (fit always sees every class)
+        weights = _losses.resolve_class_weight(cw, labels, len(self.classes_))
+        assert weights is not None
         return weights[labels]
+
+    def _class_weight_by_index(self, cw: dict[Any, Any]) -> dict[int, Any]:
+        """``{class label: weight}`` as ``{index into classes_: weight}``. As in scikit-learn,
+        labels that are not classes are an error only while some class has no weight."""
+        classes = self.classes_.tolist()
+        by_index = {i: cw[c] for i, c in enumerate(classes) if c in cw}
+        if len(by_index) < len(classes) and len(by_index) != len(cw):
+            unknown = [k for k in cw if k not in classes]
+            raise ValueError(
+                f"class_weight has labels that are not classes of y: {unknown} (classes: "
+                f"{classes}; unlisted classes weigh 1)"
+            )
+        return by_index
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None):
         """One epoch over ``(X, y)``, continuing from the current weights and optimizer state.
@@ -687,8 +781,11 @@ class NeuralNetworkRegressor(RegressorMixin, _BaseNeuralNetwork):
 
     Parameters as :class:`NeuralNetworkClassifier` (no ``class_weight``), except
     ``loss``: ``"mse"`` (alias ``"squared_error"``), ``"mae"`` (``"absolute_error"``) or
-    ``"huber"`` (delta 1). Targets are not rescaled: standardise them (e.g. with
-    ``sklearn.compose.TransformedTargetRegressor``) when they are far from unit scale.
+    ``"huber"`` (delta 1). Targets are standardised for training (per output, with the weighted
+    mean and standard deviation of the training targets of ``fit`` or of the first
+    ``partial_fit`` call, :class:`lucidnet.training.TargetScaling`) and the scaling is folded
+    into the output layer, so predictions are in the target's units whatever its scale;
+    ``loss_curve_``, ``validation_loss_curve_`` and ``tol`` are on the standardised target.
     ``predict`` returns (n_samples,) for a single output, else (n_samples, n_outputs), float64.
 
     Attributes: as the classifier (no ``classes_``), plus ``n_outputs_``.
@@ -707,6 +804,9 @@ class NeuralNetworkRegressor(RegressorMixin, _BaseNeuralNetwork):
         key = {"squared_error": "mse", "absolute_error": "mae"}.get(self.loss, self.loss)
         return y.astype(dt), key
 
+    def _new_target_scaling(self, y_enc: np.ndarray, w: np.ndarray) -> TargetScaling | None:
+        return TargetScaling.of(y_enc, w)
+
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None):
         """One epoch over ``(X, y)``, continuing from the current weights and optimizer state."""
         return self._fit(X, y, sample_weight, partial=True)
@@ -717,10 +817,19 @@ class NeuralNetworkRegressor(RegressorMixin, _BaseNeuralNetwork):
         return z.ravel() if z.shape[1] == 1 else z
 
     def _fitted_to_json(self) -> dict[str, Any]:
-        return {"n_outputs_": int(self.n_outputs_)}
+        scaling = getattr(self, "_target_scaling", None)
+        return {
+            "n_outputs_": int(self.n_outputs_),
+            "target_scaling": None if scaling is None else scaling.to_dict(),
+        }
 
     def _fitted_from_json(self, fitted: dict[str, Any]) -> None:
         self.n_outputs_ = int(fitted["n_outputs_"])
+        scaling = fitted.get("target_scaling")  # absent from files saved before it existed
+        self._target_scaling = None
+        if scaling is not None:
+            mean, std = (np.asarray(scaling[k], dtype=np.float64) for k in ("mean", "std"))
+            self._target_scaling = TargetScaling(mean=mean, std=std)
 
 
 _ESTIMATORS = {

@@ -218,38 +218,10 @@ def to_onnx(
     """
     onnx = _import_onnx()
     model, extra = _resolve(model)
-    opset = check_positive_int(opset, "opset")
-    latest = onnx.defs.onnx_opset_version()
-    if not _MIN_OPSET <= opset <= latest:
-        raise ValueError(
-            f"opset must be in [{_MIN_OPSET}, {latest}] (the installed onnx supports up to "
-            f"{latest}), got {opset}"
-        )
-    for arg, value in (("input_name", input_name), ("output_name", output_name)):
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"{arg} must be a non-empty str, got {describe(value)}")
+    opset = _check_names_and_opset(onnx, opset, input_name, output_name)
     g = _GraphBuilder(onnx, model.dtype, opset)
-    g._names.update((input_name, output_name))
-    integer_input = model.layers[0].integer_input
-    in_type = onnx.TensorProto.INT64 if integer_input else _onnx_type(g)
-    x = input_name
-    shape = tuple(model.input_shape)
-    for layer in model.layers:
-        x = _layer(g, layer, x)
-        shape = layer.output_shape(shape)
     act = None if model.loss is None else model.loss.output_activation
-    if include_output_activation and act == "softmax":
-        x = g.node("Softmax", [x], "output_activation", axis=-1)
-    elif include_output_activation and act == "sigmoid":
-        x = g.node("Sigmoid", [x], "output_activation")
-    g.nodes.append(onnx.helper.make_node("Identity", [x], [output_name], name="output"))
-    graph = onnx.helper.make_graph(
-        g.nodes,
-        model.name,
-        [onnx.helper.make_tensor_value_info(input_name, in_type, ["batch", *model.input_shape])],
-        [onnx.helper.make_tensor_value_info(output_name, _onnx_type(g), ["batch", *shape])],
-        initializer=g.initializers,
-    )
+    graph = _graph(g, model, act if include_output_activation else None, input_name, output_name)
     opset_ids = [onnx.helper.make_opsetid("", opset)]
     proto = onnx.helper.make_model(
         graph,
@@ -266,6 +238,47 @@ def to_onnx(
     onnx.helper.set_model_props(proto, {**meta, **extra})
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _check_names_and_opset(onnx: Any, opset: Any, input_name: Any, output_name: Any) -> int:
+    """The opset, checked against what the installed onnx supports, and the graph's names."""
+    opset = check_positive_int(opset, "opset")
+    latest = onnx.defs.onnx_opset_version()
+    if not _MIN_OPSET <= opset <= latest:
+        raise ValueError(
+            f"opset must be in [{_MIN_OPSET}, {latest}] (the installed onnx supports up to "
+            f"{latest}), got {opset}"
+        )
+    for arg, value in (("input_name", input_name), ("output_name", output_name)):
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{arg} must be a non-empty str, got {describe(value)}")
+    return opset
+
+
+def _graph(g: _GraphBuilder, model: Any, act: str | None, input_name: str, output_name: str) -> Any:
+    """The graph: one group of nodes per layer, then the output activation ``act`` (softmax,
+    sigmoid or None), typed input (batch, \\*input_shape) and output (batch, \\*output_shape)."""
+    onnx = g.onnx
+    g._names.update((input_name, output_name))
+    integer_input = model.layers[0].integer_input
+    in_type = onnx.TensorProto.INT64 if integer_input else _onnx_type(g)
+    x = input_name
+    shape = tuple(model.input_shape)
+    for layer in model.layers:
+        x = _layer(g, layer, x)
+        shape = layer.output_shape(shape)
+    if act == "softmax":
+        x = g.node("Softmax", [x], "output_activation", axis=-1)
+    elif act == "sigmoid":
+        x = g.node("Sigmoid", [x], "output_activation")
+    g.nodes.append(onnx.helper.make_node("Identity", [x], [output_name], name="output"))
+    return onnx.helper.make_graph(
+        g.nodes,
+        model.name,
+        [onnx.helper.make_tensor_value_info(input_name, in_type, ["batch", *model.input_shape])],
+        [onnx.helper.make_tensor_value_info(output_name, _onnx_type(g), ["batch", *shape])],
+        initializer=g.initializers,
+    )
 
 
 def export_onnx(
