@@ -75,6 +75,10 @@ class Sequential:
         #: while ``fit`` trains on standardised regression targets, their scaling (the output
         #: layer then predicts standardised values; saving folds it back), else ``None``.
         self.fit_target_scaling: Any = None
+        #: functions ``watch(stage, layer, received, returned)`` called after every layer call
+        #: of the textbook path: ``("forward", layer, x, y)`` and ``("backward", layer, dy, dx)``.
+        #: How the glass box watches a real step (``explain_step``); the fast path has none.
+        self.observers: list[Callable[[str, Layer, np.ndarray, np.ndarray], None]] = []
         self.input_shape: tuple[int, ...] | None = None
         self._views: list[tuple[Layer, str, np.ndarray, np.ndarray]] = []
         self._flat: tuple[np.ndarray, np.ndarray] | None = None
@@ -188,7 +192,10 @@ class Sequential:
             x = x.astype(self.dtype)
         self._ensure_built(x)
         for layer in self.layers:
-            x = layer.forward(x, training)
+            out = layer.forward(x, training)
+            for watch in self.observers:
+                watch("forward", layer, x, out)
+            x = out
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -197,7 +204,10 @@ class Sequential:
         if not self.built:
             raise ValueError("backward called before forward: the model is not built")
         for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+            dx = layer.backward(dy)
+            for watch in self.observers:
+                watch("backward", layer, dy, dx)
+            dy = dx
         return dy
 
     # -- fast path (fit, through training.train_step) ---------------------------------------------

@@ -230,15 +230,15 @@ def test_explain_runs_train_step_on_the_textbook_path(monkeypatch):
     assert len(calls) == 2 and calls[1][0] is model
 
 
-def test_recording_leaves_no_trace_on_the_layers():
+def test_recording_leaves_no_trace_on_the_model():
     model, (x, y) = trained_model(batchnorm=True, dropout=0.2)
     explain_step(model, x, y, apply=True)
-    assert all("forward" not in vars(layer) for layer in model.layers)
-    # a step that fails half-way (BatchNorm cannot train on one sample) restores them too
+    assert model.observers == []
+    # a step that fails half-way (BatchNorm cannot train on one sample) removes it too
     with pytest.raises(ValueError, match="at least 2 samples"):
         explain_step(model, x[0], y[0], apply=True)
+    assert model.observers == []
     assert all("forward" not in vars(layer) for layer in model.layers)
-    assert all("backward" not in vars(layer) for layer in model.layers)
 
 
 def test_apply_true_changes_the_model_like_a_real_step():

@@ -276,3 +276,23 @@ def test_summary_and_repr():
     ):
         assert part in text
     assert repr(model).startswith("Sequential([Dense(5, activation='relu'), BatchNorm(")
+
+
+def test_observers_see_every_textbook_layer_call_and_not_the_fast_path():
+    rng = np.random.default_rng(0)
+    model = ln.Sequential([ln.Dense(4, activation="relu"), ln.Dense(2)], dtype="float64")
+    model.build((3,), seed=0)
+    calls = []
+    model.observers.append(lambda stage, layer, got, out: calls.append((stage, layer.name)))
+    x = rng.standard_normal((5, 3))
+    y = model.forward(x, training=True)
+    model.backward(np.ones_like(y))
+    assert calls == [
+        ("forward", "dense_0"),
+        ("forward", "dense_1"),
+        ("backward", "dense_1"),
+        ("backward", "dense_0"),
+    ]
+    calls.clear()
+    model.fast_backward(np.ones_like(model.fast_forward(x)))
+    assert calls == []

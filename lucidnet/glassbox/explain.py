@@ -631,48 +631,27 @@ def _slot_arrays(state: dict[str, Any], name: str) -> dict[str, np.ndarray]:
 
 class _LayerTaps:
     """Inside a ``with`` block, records what every layer's textbook ``forward`` and ``backward``
-    received and returned (and the gradients ``backward`` left in ``grads``).
-
-    The recording wrappers are set on the layer *instances* and removed on exit (the classes
-    are untouched), so ``train_step`` runs exactly as in training and the records hold its own
-    numbers. ``Sequential`` offers no hook to observe a step, hence the wrappers.
-    """
-
-    _METHODS = ("forward", "backward")
+    received and returned (and the gradients ``backward`` left in ``grads``), through the
+    model's ``observers`` hook, so ``train_step`` runs exactly as in training and the records
+    hold its own numbers."""
 
     def __init__(self, model: Sequential) -> None:
-        self.layers = list(model.layers)
+        self.model = model
         self.forward: list[LayerForward] = []  # first layer first
         self.backward: list[LayerBackward] = []  # last layer first, as computed
-        self._saved: list[dict[str, Any]] = []
 
     def __enter__(self) -> _LayerTaps:
-        for layer in self.layers:
-            own = vars(layer)  # restore exactly what the instance had (normally nothing)
-            self._saved.append({m: own[m] for m in self._METHODS if m in own})
-            self._tap(layer)
+        self.model.observers.append(self._record)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for layer, saved in zip(self.layers, self._saved):
-            for m in self._METHODS:
-                vars(layer).pop(m, None)
-            vars(layer).update(saved)
+        self.model.observers.remove(self._record)
 
-    def _tap(self, layer: Layer) -> None:
-        forward, backward = layer.forward, layer.backward
-
-        def recorded_forward(x: np.ndarray, training: bool = False) -> np.ndarray:
-            out = forward(x, training)
-            self.forward.append(_forward_record(layer, x, out))
-            return out
-
-        def recorded_backward(dy: np.ndarray) -> np.ndarray:
-            dx = backward(dy)
-            self.backward.append(_backward_record(layer, dy, dx))
-            return dx
-
-        vars(layer).update(forward=recorded_forward, backward=recorded_backward)
+    def _record(self, stage: str, layer: Layer, received: np.ndarray, out: np.ndarray) -> None:
+        if stage == "forward":
+            self.forward.append(_forward_record(layer, received, out))
+        else:
+            self.backward.append(_backward_record(layer, received, out))
 
 
 def _forward_record(layer: Layer, x: np.ndarray, out: np.ndarray) -> LayerForward:
