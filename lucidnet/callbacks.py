@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # types only: the model imports the loop, which imports the c
     from tqdm import tqdm
 
     from .model import Sequential
+    from .optimizers import Optimizer
 
 _MAX_METRICS = ("acc", "f1", "precision", "recall", "r2")
 
@@ -274,8 +275,14 @@ class ReduceLROnPlateau(_Monitor):
         self.cooldown = check_positive_int(cooldown, "cooldown", minimum=0)
         self.min_lr = check_float(min_lr, "min_lr", low=0.0)
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    def _optimizer(self) -> Optimizer:
         opt = self.model.optimizer
+        if opt is None:  # fit always sets one before the callbacks run
+            raise ValueError("ReduceLROnPlateau needs a model with an optimizer (inside fit)")
+        return opt
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        opt = self._optimizer()
         if not isinstance(opt.lr, float):
             raise ValueError(
                 "ReduceLROnPlateau needs an optimizer with a constant float lr, got a schedule "
@@ -301,9 +308,11 @@ class ReduceLROnPlateau(_Monitor):
             return
         self.wait += 1
         if self.wait >= self.patience:
-            opt = self.model.optimizer
-            new_lr = max(opt.lr * self.factor, self.min_lr)
-            if new_lr < opt.lr:
+            opt = self._optimizer()
+            lr = opt.lr
+            assert isinstance(lr, float)  # checked in on_train_begin: not a schedule
+            new_lr = max(lr * self.factor, self.min_lr)
+            if new_lr < lr:
                 opt.lr = new_lr
                 self.reductions.append((epoch, new_lr))
             self.wait = 0

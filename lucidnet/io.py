@@ -95,9 +95,10 @@ def save_model(
     input_shape = model.input_shape
     if input_shape is None:  # not built
         raise ValueError("cannot save a model that is not built: fit it or call build() first")
-    if model.fit_target_scaling is not None:  # saved mid-fit (a checkpoint): in target units
+    scaling = model.fit_target_scaling
+    if scaling is not None:  # saved mid-fit (a checkpoint): in the target's units
         model = model.copy()
-        model.fit_target_scaling.out_of_model(model)
+        scaling.out_of_model(model)
         model.fit_target_scaling = None
     tensors, header = _tensors_and_header(model, input_shape, include_optimizer)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy as _copy
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -19,13 +19,12 @@ from . import losses as _losses
 from ._validation import check_array, check_dtype, check_positive_int, describe
 from .base import ALIGNMENT, Layer, empty_aligned
 from .losses import labels_from_logits
+from .callbacks import History
+from .optimizers import Optimizer
 from .optimizers import get as _get_optimizer
 from .training import evaluate as _evaluate
 from .training import fit as _fit
-from .training import resolve_metrics
-
-if TYPE_CHECKING:
-    from .callbacks import History
+from .training import TargetScaling, resolve_metrics
 
 #: Sequential methods whose work lives above this module (persistence, the glass box, ONNX):
 #: name -> a function returning the implementation. The package root, the top of the
@@ -67,14 +66,14 @@ class Sequential:
         self.name = name or "sequential"
         self.layers: list[Layer] = []
         self.loss: _losses.Loss | None = None
-        self.optimizer: Any = None
+        self.optimizer: Optimizer | None = None
         self.metrics: list[str] = []
-        self.history: Any = None
+        self.history: History | None = None
         self.metadata: dict[str, Any] = {}
         self.stop_training = False
         #: while ``fit`` trains on standardised regression targets, their scaling (the output
         #: layer then predicts standardised values; saving folds it back), else ``None``.
-        self.fit_target_scaling: Any = None
+        self.fit_target_scaling: TargetScaling | None = None
         #: functions ``watch(stage, layer, received, returned)`` called after every layer call
         #: of the textbook path: ``("forward", layer, x, y)`` and ``("backward", layer, dy, dx)``.
         #: How the glass box watches a real step (``explain_step``); the fast path has none.
