@@ -18,13 +18,13 @@ import numpy as np
 from . import losses as _losses
 from ._validation import check_array, check_dtype, check_positive_int, describe
 from .base import ALIGNMENT, Layer, empty_aligned
-from .losses import labels_from_logits
 from .callbacks import History
+from .losses import labels_from_logits
 from .optimizers import Optimizer
 from .optimizers import get as _get_optimizer
+from .training import TargetScaling, resolve_metrics
 from .training import evaluate as _evaluate
 from .training import fit as _fit
-from .training import TargetScaling, resolve_metrics
 
 #: Sequential methods whose work lives above this module (persistence, the glass box, ONNX):
 #: name -> a function returning the implementation. The package root, the top of the
