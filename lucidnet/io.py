@@ -28,7 +28,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from . import losses as _losses
 from . import optimizers as _optimizers
+from ._files import write_bytes_atomically
 from ._validation import describe
 from ._version import __version__
 from .base import LAYERS, Layer
@@ -160,23 +160,11 @@ def _tensors_and_header(
 
 
 def _write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file in ``path``'s directory, then rename it into place:
-    a reader never sees a half-written file, and a failure leaves the old file intact."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lnet-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        # mkstemp creates the file readable by its owner only (0600); give it the permissions
-        # an ordinary open() would (0666 minus the umask)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` whole or not at all: a temporary file in the same directory,
+    fsync-ed, then renamed into place, with the permissions ``open()`` would give (0666 minus the
+    umask; an existing file keeps its own). A reader never sees a half-written file, and a
+    failure or Ctrl-C leaves the old file intact (:mod:`lucidnet._files`)."""
+    write_bytes_atomically(path, data)
 
 
 # -- reading the header -----------------------------------------------------------------------

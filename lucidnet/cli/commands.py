@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import open_atomically, write_text_atomically
 from .._version import __version__
 from .args import DEFAULT_MAX_FEATURES as DEFAULT_MAX_FEATURES  # re-exported
 from .args import CLIError, _os_msg, parse_args
@@ -90,11 +92,87 @@ def _check_output(path: str, overwrite: bool, inputs: tuple[str, ...] = (), what
 
 
 def _write_text(path: str, text: str) -> None:
+    """Write an output text file whole or not at all (temporary file + rename), with the
+    permissions open() gives; an OS error becomes a one-line :class:`CLIError`."""
     try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        write_text_atomically(path, text, encoding="utf-8")
     except OSError as exc:
         raise CLIError(f"cannot write {_os_msg(exc)}") from None
+
+
+#: what a spreadsheet takes for the start of a formula (OWASP, "CSV Injection")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: a number as Python and pandas write one (``-1``, ``-1.5``, ``-1e-05``): text of this
+#: form is a value in any spreadsheet, never a formula, so it is left alone. A leading ``+`` is
+#: not part of it: no number is written that way, so ``+1`` in a text cell was put there on purpose.
+_PLAIN_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+
+
+def neutralise_formula(value: Any) -> Any:
+    """One CSV cell made safe to open in a spreadsheet (OWASP's rule against formula injection).
+
+    Text that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+    ``'``, which makes a spreadsheet show it as text instead of evaluating it
+    (``=cmd|' /C calc'!A0`` -> ``'=cmd|' /C calc'!A0``). Numbers, and text that is a plain
+    number (``-1.5``: a class label read from a numeric column), are returned unchanged.
+
+    Args:
+        value: a cell or a column header (any type; only ``str`` can be changed).
+
+    Returns:
+        ``value``, or ``"'" + value`` for text that a spreadsheet would run as a formula.
+    """
+    if (
+        isinstance(value, str)
+        and value.startswith(_FORMULA_STARTS)
+        and not _PLAIN_NUMBER.fullmatch(value)
+    ):
+        return "'" + value
+    return value
+
+
+def neutralise_formulas(table: Any) -> Any:
+    """Apply :func:`neutralise_formula` to every column header of a DataFrame about to be
+    written as CSV and to every cell of its text (object / string) columns, in place (the
+    table is the caller's own; no copy of a large table); returns the table.
+
+    Numeric and boolean columns are not touched: a negative probability or regression value
+    stays ``-1.5``.
+    """
+    import pandas as pd
+
+    table.columns = [neutralise_formula(c) for c in table.columns]
+    for j in range(table.shape[1]):
+        column = table.iloc[:, j]
+        if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+            table.isetitem(j, column.map(neutralise_formula))
+    return table
+
+
+def csv_line_end(table: Any) -> str | None:
+    """The line end to write ``table`` with: ``"\\r\\n"`` when a header or a text cell holds a
+    carriage return, else None (pandas' default, ``os.linesep``).
+
+    Python's csv writer quotes a cell only for the characters of its line end: before 3.11.9 /
+    3.12.3 (CPython gh-67044) a bare CR in a cell went out unquoted under ``"\\n"`` line ends,
+    and every CSV reader split the row there, so ``"a\\r=cmd|..."`` became a row whose first
+    cell is a formula, past :func:`neutralise_formula`. With CRLF line ends (RFC 4180) the cell
+    is quoted on every version.
+    """
+    import pandas as pd
+
+    def has_cr(value: Any) -> bool:
+        return isinstance(value, str) and "\r" in value
+
+    if any(has_cr(c) for c in table.columns):
+        return "\r\n"
+    for j in range(table.shape[1]):
+        column = table.iloc[:, j]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            continue
+        if column.map(has_cr).any():
+            return "\r\n"
+    return None
 
 
 def _read_csv(path: str) -> Any:
@@ -547,14 +625,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
             table[f"proba_{c}"] = proba[:, j]
     else:
         table = pd.DataFrame({"prediction": model.predict(X).ravel()})
+    # class labels come from the user's data: no cell or header may run as a spreadsheet formula
+    neutralise_formulas(table)
+    options = {"index": False, "float_format": "%.6g", "lineterminator": csv_line_end(table)}
     if args.out:
-        try:
-            table.to_csv(args.out, index=False, float_format="%.6g")
+        try:  # streamed to a temporary file, renamed into place when complete
+            with open_atomically(args.out, "w", encoding="utf-8", newline="") as fh:
+                table.to_csv(fh, **options)
         except OSError as exc:
             raise CLIError(f"cannot write {_os_msg(exc)}") from None
         print(f"{len(table)} predictions written to '{args.out}'", file=sys.stderr)
     else:
-        table.to_csv(sys.stdout, index=False, float_format="%.6g")
+        table.to_csv(sys.stdout, **options)
     return 0
 
 

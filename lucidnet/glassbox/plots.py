@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import write_bytes_atomically
 from .._validation import check_array, check_positive_int, describe
 from ..callbacks import Callback
 
@@ -48,8 +49,11 @@ def _new_figure(figsize: tuple[float, float] = (6.4, 4.0)) -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike | None, dpi: int = 100) -> Any:
+    """Save ``fig`` as a PNG at ``path`` (if given) and return it. Rendered in memory first, then
+    written whole or not at all with the permissions open() gives: a failure while drawing
+    or writing never leaves a truncated image or destroys the previous one."""
     if path is not None:
-        fig.savefig(os.fspath(path), format="png", dpi=dpi)
+        write_bytes_atomically(path, figure_to_png(fig, dpi=dpi))
     return fig
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import write_text_atomically
 from .._validation import describe
 from ..model import Sequential
 
@@ -388,7 +389,7 @@ def write_report(
         diagnostics=diagnostics,
         title=title,
     )
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)  # never leave a half-written report behind
+    # whole or not at all (a fixed "<name>.tmp" before: two writers shared it, and a failure
+    # left it behind), with the permissions open() gives
+    write_text_atomically(target, text, encoding="utf-8")
     return target

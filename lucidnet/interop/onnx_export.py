@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from .._files import write_bytes_atomically
 from .._validation import check_positive_int, describe
 from .._version import __version__
 
@@ -327,16 +327,8 @@ def export_onnx(
         input_name=input_name,
         output_name=output_name,
     )
-    data = proto.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=".onnx-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # whole or not at all, with the permissions open() gives (mkstemp's 0600 before)
+    write_bytes_atomically(path, proto.SerializeToString())
     return proto
 
 
