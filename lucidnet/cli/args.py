@@ -9,16 +9,26 @@ by key against the command's long options, and flags on the command line overrid
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 import numpy as np
 
 from .._version import __version__
+from ..data.limits import DEFAULT_MAX_CLASSES
 
-__all__ = ["CLIError", "DEFAULT_MAX_FEATURES", "build_parser", "parse_args"]
+__all__ = [
+    "CLIError",
+    "DEFAULT_MAX_CATEGORIES",
+    "DEFAULT_MAX_CLASSES",
+    "DEFAULT_MAX_FEATURES",
+    "build_parser",
+    "parse_args",
+]
 
 
 DEFAULT_MAX_FEATURES = 5000
+DEFAULT_MAX_CATEGORIES = 100  # TabularPreparer's default
 
 
 class CLIError(Exception):
@@ -67,10 +77,51 @@ def _number(kind: type, low: float | None, high: float | None = None, low_open: 
 
 
 _pos_int = _number(int, 1)
+_class_count = _number(int, 2)
 _nonneg_int = _number(int, 0)
 _pos_float = _number(float, 0.0, low_open=True)
 _nonneg_float = _number(float, 0.0)
 _fraction = _number(float, 0.0, 1.0)
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def _memory_size(text: str) -> int | str | None:
+    """``"auto"``, ``"none"`` (no memory check) or a size: ``"500M"``, ``"8G"``, ``"1.5GB"``,
+    ``"2GiB"``, ``"123456789"`` (bytes) -> bytes."""
+    low = text.strip().lower()
+    if low in ("auto", "none"):
+        return None if low == "none" else "auto"
+    match = re.fullmatch(r"([0-9.e+]+)\s*([a-z]*)", low)
+    number, unit = match.groups() if match else ("", "")
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        value = float("nan")
+    if not np.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a memory size like 500M, 8G, 2GiB (or 'auto', 'none'), got {text!r}"
+        )
+    return int(value)
+
+
+_memory_size.__name__ = "a memory size"
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -110,7 +161,10 @@ config file (TOML): keys are the long option names, e.g.
   drop = ["id", "notes"]
 
 memory: text columns become dense TF-IDF features, rows x (max-features per text column) x 4
-bytes (10,000 rows x 5,000 terms = 200 MB); lower --max-features for big text data.
+bytes (10,000 rows x 5,000 terms = 200 MB); lower --max-features for big text data. The feature
+matrix of all splits is estimated before any text is vectorised and refused, with the estimate
+and the --max-features that would fit, when it exceeds 80% of the memory available now
+(--max-memory sets another limit).
 """
 
 
@@ -168,6 +222,32 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
         DEFAULT_MAX_FEATURES,
         "TF-IDF terms kept per text column; memory: rows x N x 4 bytes",
         "N",
+    )
+    _valued(
+        g,
+        "--max-categories",
+        _pos_int,
+        DEFAULT_MAX_CATEGORIES,
+        "one-hot columns per categorical column (its most frequent values; the others encode "
+        "as all zeros); memory: rows x N x 4 bytes",
+        "N",
+    )
+    _valued(
+        g,
+        "--max-classes",
+        _class_count,
+        DEFAULT_MAX_CLASSES,
+        "most classes a classification target may have; checked before any work",
+        "N",
+    )
+    _valued(
+        g,
+        "--max-memory",
+        _memory_size,
+        "auto",
+        "most memory the prepared feature matrix may take, e.g. 4G; auto: 80%% of the memory "
+        "available now; none: no check",
+        "SIZE",
     )
     _valued(g, "--test-size", _fraction, 0.2, "fraction of rows held out for testing", "F")
     _valued(

@@ -34,6 +34,7 @@ import numpy as np
 
 from .._files import open_atomically, write_text_atomically
 from .._version import __version__
+from . import saving
 from .args import DEFAULT_MAX_FEATURES as DEFAULT_MAX_FEATURES  # re-exported
 from .args import CLIError, _os_msg, parse_args
 from .args import build_parser as build_parser  # re-exported
@@ -299,7 +300,11 @@ def _metrics_document(task: str, result: dict | None, **extra: Any) -> dict[str,
 
 
 def _prepare(args: argparse.Namespace, df: Any) -> Any:
-    """Run :func:`lucidnet.prep.prepare` with the command-line options (errors -> CLIError)."""
+    """Run :func:`lucidnet.prep.prepare` with the command-line options (errors -> CLIError).
+
+    The limits (:mod:`lucidnet.data.limits`: classes, memory of the feature matrix) are checked
+    inside, before the work they guard; their message names the command's options."""
+    from ..data.limits import LimitError, cli_option
     from ..data.prep import prepare
 
     empty = [c for c in (*args.categorical, *args.text, *args.numeric) if c in df.columns]
@@ -307,20 +312,26 @@ def _prepare(args: argparse.Namespace, df: Any) -> Any:
     if empty:
         raise CLIError(f"column {empty[0]!r} was given a role but is entirely empty (no values)")
     with _user_errors(f"'{args.data}'"):
-        return prepare(
-            df,
-            args.target,
-            test_size=args.test_size,
-            val_size=args.val_size,
-            seed=args.seed,
-            task=None if args.task == "auto" else args.task,
-            categorical=args.categorical,
-            text=args.text,
-            numeric=args.numeric,
-            drop=args.drop,
-            scaling=args.scaling,
-            max_features=args.max_features,
-        )
+        try:
+            return prepare(
+                df,
+                args.target,
+                test_size=args.test_size,
+                val_size=args.val_size,
+                seed=args.seed,
+                task=None if args.task == "auto" else args.task,
+                categorical=args.categorical,
+                text=args.text,
+                numeric=args.numeric,
+                drop=args.drop,
+                scaling=args.scaling,
+                max_features=args.max_features,
+                max_categories=args.max_categories,
+                max_classes=args.max_classes,
+                max_memory=args.max_memory,
+            )
+        except LimitError as exc:  # the same message, with the command's option names
+            raise CLIError(f"'{args.data}': {exc.message(cli_option)}") from None
 
 
 def build_model(
@@ -353,7 +364,8 @@ def build_model(
 def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     keys = (
         "task hidden activation optimizer lr batch_size epochs patience dropout batch_norm l2 "
-        "class_weight test_size val_size seed scaling max_features categorical text numeric drop"
+        "class_weight test_size val_size seed scaling max_features max_categories categorical "
+        "text numeric drop"
     ).split()
     hp = {k: getattr(args, k) for k in keys}
     hp["hidden"] = list(hp["hidden"])
@@ -510,7 +522,12 @@ def _report_training(
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``lucidnet train``: prepare, split, train with early stopping, test, save."""
+    """``lucidnet train``: prepare, split, train with early stopping, test, save.
+
+    Everything that could stop the run later is checked before training: the output paths,
+    the limits of the data preparation (classes, memory), the model file's header size and the
+    free disk space (:func:`_check_model_file`); if saving still fails, the trained model is
+    kept (:func:`lucidnet.cli.saving.save_trained`)."""
     out = args.out or f"{Path(args.data).stem}.lnet"
     outputs = [(out, "model file"), (args.metrics_json, "metrics file"), (args.report, "report")]
     for path, what in outputs:
@@ -519,6 +536,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len({os.path.realpath(p) for p, _ in outputs if p}) < sum(1 for p, _ in outputs if p):
         raise CLIError("--out, --metrics-json and --report must be different files")
     data, model, optimizer, task, classes = _setup(args)
+    _check_model_file(args, out, data, task, classes)  # before any time is spent training
     history, seconds, best, scaling, diagnostics = _fit(args, data, model, optimizer, task)
     result = None
     if len(data.X_test):
@@ -529,27 +547,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         _say("No test set (--test-size 0): no test metrics")
     hp = _hyperparameters(args)
     split = data.split.to_dict()
-    model.metadata = {
-        "created_by": "lucidnet train",
-        "lucidnet_version": __version__,
-        "data_file": os.path.basename(args.data),
-        "target": args.target,
-        "task": task,
-        "task_reason": data.preparer.target_["reason"],
-        "classes": (data.preparer.classes_ if task == "classification" else None),
-        "preparation": data.preparer.to_dict(),
-        "training": {
-            **hp,
-            "seconds": round(seconds, 3),
-            "epochs_run": len(history.epoch),
-            "best_epoch": None if best is None else best + 1,
-        },
-        "target_scaling": scaling,  # {"mean", "std"} of the regression target, else None
-        "split": split,
-        "test_metrics": result,
-    }
-    with _user_errors():
-        model.save(out, overwrite=args.overwrite)
+    model.metadata = _model_metadata(
+        args,
+        data,
+        task,
+        seconds=seconds,
+        epochs_run=len(history.epoch),
+        best=best,
+        scaling=scaling,
+        result=result,
+    )
+    saving.save_trained(model, out, args.overwrite)
     _say(f"Model saved to '{out}' (network + data preparation; 'lucidnet info {out}')")
     if args.metrics_json:
         doc = _metrics_document(
@@ -566,6 +574,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.report:
         _write_report(args, model, history, data, hp, result, diagnostics)
     return 0
+
+
+def _check_model_file(
+    args: argparse.Namespace, out: str, data: Any, task: str, classes: list[str]
+) -> None:
+    """Refuse, before training, a run whose model file could not be written: its header over
+    the limit ``load`` accepts (:func:`lucidnet.cli.saving.check_header_fits`, sized from the
+    metadata ``train`` will save), or the file larger than the free disk space."""
+    planned = _model_metadata(
+        args, data, task, seconds=0.0, epochs_run=args.epochs, best=None, scaling=None, result=None
+    )
+    header = saving.check_header_fits(args, data, task, classes, planned)
+    n_out = len(classes) if task == "classification" else 1
+    saving.check_disk_space(out, saving.file_bound(args, data.X_train.shape[1], n_out, header))
+
+
+def _model_metadata(
+    args: argparse.Namespace,
+    data: Any,
+    task: str,
+    *,
+    seconds: float,
+    epochs_run: int,
+    best: int | None,
+    scaling: dict[str, float] | None,
+    result: dict | None,
+) -> dict[str, Any]:
+    """``model.metadata`` of a model file written by ``train`` (what predict / evaluate / info
+    read); also sized before training by :func:`_check_model_file`."""
+    return {
+        "created_by": "lucidnet train",
+        "lucidnet_version": __version__,
+        "data_file": os.path.basename(args.data),
+        "target": args.target,
+        "task": task,
+        "task_reason": data.preparer.target_["reason"],
+        "classes": (data.preparer.classes_ if task == "classification" else None),
+        "preparation": data.preparer.to_dict(),
+        "training": {
+            **_hyperparameters(args),
+            "seconds": round(seconds, 3),
+            "epochs_run": epochs_run,
+            "best_epoch": None if best is None else best + 1,
+        },
+        "target_scaling": scaling,  # {"mean", "std"} of the regression target, else None
+        "split": data.split.to_dict(),
+        "test_metrics": result,
+    }
 
 
 def _scaling_note(scaling: dict[str, float] | None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import inspect
 import re
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,8 @@ from .columns import (
     infer_task,
     read_csv,
 )
+from .limits import DEFAULT_MAX_CLASSES as DEFAULT_MAX_CLASSES
+from .limits import FeatureWidths, LimitError, check_classes, check_matrix_memory
 from .splits import Split, train_val_test_split
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,6 +65,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "ColumnRole",
+    "LimitError",
     "PreparedData",
     "Split",
     "TabularPreparer",
@@ -76,6 +80,12 @@ __all__ = [
 FORMAT = "lucidnet.prep"
 FORMAT_VERSION = 1
 _TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")  # TfidfVectorizer's default token pattern
+#: :meth:`TabularPreparer.transform` works through the rows in chunks whose float64 intermediate
+#: blocks (parsed and scaled numbers, one-hot columns) take about this many bytes, so that its
+#: memory is the float32 result plus a bounded amount, whatever the number of rows; every step
+#: is row by row, so the result is the same as in one piece.
+TRANSFORM_CHUNK_BYTES = 32 * 2**20
+_MIN_CHUNK_ROWS = 1024  # below this, per-call overheads of scikit-learn would dominate
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,9 +277,16 @@ class TabularPreparer:
         self._fit(data)
         return self
 
-    def _fit(self, data: Any) -> list[Any]:
+    def _fit(
+        self, data: Any, check_widths: Callable[[FeatureWidths], None] | None = None
+    ) -> list[Any]:
         """:meth:`fit`; returns the TF-IDF matrices of ``data``'s text columns (scipy sparse),
-        computed by the fitting itself, for :meth:`fit_transform`."""
+        computed by the fitting itself, for :meth:`fit_transform`.
+
+        ``check_widths`` (:func:`prepare`'s memory check) is called with the output's columns
+        once the roles, the numeric and the categorical columns are fitted, before any text
+        column is tokenised (text columns counted at their ``max_features`` cap); it raises to
+        stop the fit."""
         df = as_frame(data)
         if len(df) == 0:
             raise ValueError("data has no rows to fit on")
@@ -292,6 +309,8 @@ class TabularPreparer:
             state["categorical"] = self._fit_categorical(
                 df, cols["categorical"], imputed, state["indicators"]
             )
+        if check_widths is not None:
+            check_widths(self._widths_before_text(state))
         fitted_text = self._fit_text(df, min_df, roles, imputed, state)
         if not any(state["columns"].values()):
             dropped = {c: f"{r.role}: {r.reason}" for c, r in roles.items() if r.role != "target"}
@@ -301,6 +320,21 @@ class TabularPreparer:
         self.report_ = {"rows_fit": n, "imputed": imputed, "min_df": min_df}
         return fitted_text
 
+    def _widths_before_text(self, state: dict[str, Any]) -> FeatureWidths:
+        """The output columns known once numeric and categorical columns are fitted, with each
+        TF-IDF text column at its cap (``max_features``), for the memory check."""
+        cols = state["columns"]
+        tfidf = self.text_mode == "tfidf"
+        return FeatureWidths(
+            numeric=len(cols["numeric"]) + len(state["indicators"]),
+            one_hot=sum(len(c) for c in state.get("categorical", {}).get("categories", [])),
+            text=tuple(self.max_features for _ in cols["text"]) if tfidf else (),
+            max_features=self.max_features,
+            max_categories=self.max_categories,
+            categorical_columns=len(cols["categorical"]),
+            ids_bytes_per_row=8 * (self.max_len or 256) if cols["text"] and not tfidf else 0,
+        )
+
     def _fit_numeric(
         self, df: pd.DataFrame, columns: list[str], imputed: dict, indicators: list[str]
     ) -> dict[str, Any]:
@@ -309,15 +343,18 @@ class TabularPreparer:
         from sklearn.impute import SimpleImputer
 
         num = np.column_stack([_num_array(df[c], c) for c in columns])
-        miss = np.isnan(num)
-        filled = SimpleImputer(strategy="median").fit(num)
-        stats = filled.statistics_.tolist()
+        stats = []
         for j, c in enumerate(columns):
-            if miss[:, j].any():
-                imputed[c] = {"count": int(miss[:, j].sum()), "value": stats[j], "how": "median"}
+            # one column at a time: the imputer's masked median holds several copies of its
+            # input (~5x), so this bounds the temporary memory by one column; same medians
+            stats += SimpleImputer(strategy="median").fit(num[:, [j]]).statistics_.tolist()
+            miss = np.isnan(num[:, j])
+            if miss.any():
+                imputed[c] = {"count": int(miss.sum()), "value": stats[j], "how": "median"}
                 if self.add_indicators:
                     indicators.append(c)
-        return {"fill": stats, "scaler": self._scaler_state(filled.transform(num))}
+                num[miss, j] = stats[j]  # what the fitted imputer's transform writes
+        return {"fill": stats, "scaler": self._scaler_state(num)}
 
     def _scaler_state(self, x: np.ndarray) -> dict[str, Any]:
         """The fitted scaler of ``self.scaling`` as plain lists (what :meth:`_load_state` reads)."""
@@ -436,8 +473,13 @@ class TabularPreparer:
     def fit_transform(self, data: Any) -> np.ndarray:
         """``fit(data)`` then ``transform(data)``, tokenising each text only once: the TF-IDF
         matrices computed while fitting are reused (they equal what ``transform`` computes)."""
+        return self._fit_transform(data)
+
+    def _fit_transform(
+        self, data: Any, check_widths: Callable[[FeatureWidths], None] | None = None
+    ) -> np.ndarray:
         df = as_frame(data)
-        return self._transform(df, self._fit(df))
+        return self._transform(df, self._fit(df, check_widths))
 
     # ---- rebuilding scikit-learn objects from plain state ------------------------------------
 
@@ -517,11 +559,22 @@ class TabularPreparer:
 
     def _transform(self, data: Any, text: list[Any] | None) -> np.ndarray:
         """:meth:`transform`, with the TF-IDF matrices of the text columns given (``fit_transform``)
-        or computed."""
+        or computed; in chunks of rows (:data:`TRANSFORM_CHUNK_BYTES`)."""
         df = self._check_input(data)
+        width = self._n_features_out()
+        # one float32 matrix, each chunk's blocks written into its rows once (no float64 copy of
+        # the whole matrix; the sparse TF-IDF blocks are scattered in, never densified on their own)
+        out = np.zeros((len(df), width), dtype=np.float32)
+        step = max(_MIN_CHUNK_ROWS, TRANSFORM_CHUNK_BYTES // (8 * max(1, width)))
+        for start in range(0, len(df), step):
+            stop = min(len(df), start + step)
+            part = [m[start:stop] for m in text] if text else None
+            self._transform_rows(df.iloc[start:stop], part, out[start:stop])
+        return out
+
+    def _transform_rows(self, df: pd.DataFrame, text: list[Any] | None, out: np.ndarray) -> None:
+        """Write the features of the rows of ``df`` into ``out`` (their rows of the result)."""
         cols = self.state_["columns"]
-        if len(df) == 0:
-            return np.zeros((0, len(self.feature_names_out())), dtype=np.float32)
         blocks: list[Any] = []
         if cols["numeric"]:
             x = np.column_stack([_num_array(df[c], c) for c in cols["numeric"]])
@@ -543,9 +596,6 @@ class TabularPreparer:
                 blocks.append(self._encoder.transform(self._cat_imputer.transform(raw)))
         for j, ((c, _), vec) in enumerate(zip(self._tfidf_state(), self._vectorizers, strict=True)):
             blocks.append(text[j] if text else vec.transform(_text_list(df[c])))
-        # one float32 matrix, each block written into its columns once (no float64 copy of the
-        # whole matrix; the sparse TF-IDF blocks are scattered in, never densified on their own)
-        out = np.zeros((len(df), sum(b.shape[1] for b in blocks)), dtype=np.float32)
         start = 0
         for b in blocks:
             width = b.shape[1]
@@ -555,7 +605,14 @@ class TabularPreparer:
                 coo = b.tocoo()
                 out[coo.row, start + coo.col] = coo.data
             start += width
-        return out
+
+    def _n_features_out(self) -> int:
+        """``len(feature_names_out())``, without building the names."""
+        st = self._fitted_state()
+        n = len(st["columns"]["numeric"]) + len(st["indicators"])
+        if "categorical" in st:
+            n += sum(len(c) for c in st["categorical"]["categories"])
+        return n + sum(len(v["vocabulary"]) for _, v in self._tfidf_state())
 
     def transform_text_ids(self, data: Any) -> np.ndarray:
         """Token ids ``(n_rows, max_len)`` int64 for ``text_mode="ids"`` (0 pad, 1 unknown)."""
@@ -789,17 +846,45 @@ def prepare(
     test_size: float = 0.2,
     val_size: float = 0.1,
     seed: int = 0,
+    max_classes: int | None = DEFAULT_MAX_CLASSES,
+    max_memory: int | str | None = "auto",
     **preparer_kwargs: Any,
 ) -> PreparedData:
     """Read / accept data, encode the target, split (seeded, stratified) and fit on train only.
 
-    ``preparer_kwargs`` go to :class:`TabularPreparer` (``task``, ``categorical``, ``scaling``...).
+    Two limits are checked before the work they guard (:mod:`lucidnet.data.limits`): the number
+    of classes right after the target is read, and the memory of the float32 feature matrix of
+    all splits once the column roles are known, before any text column is tokenised and before
+    the matrix is allocated.
+
+    Args:
+        max_classes: the most classes a classification target may have (None: no limit).
+        max_memory: the most bytes the feature matrix (all splits) may take: ``"auto"``
+            (``limits.MEMORY_FRACTION`` of the memory available now), a number, or None (no
+            check).
+        preparer_kwargs: go to :class:`TabularPreparer` (``task``, ``categorical``,
+            ``scaling``, ``max_features``...).
+
+    Raises:
+        LimitError: too many classes, or a feature matrix that would not fit (the message gives
+            the estimate and the ``max_features`` / ``max_categories`` that would fit).
+        ValueError: bad data or arguments (see :class:`TabularPreparer`).
     """
+    check_positive_int(max_classes, "max_classes", allow_none=True)
     prep = TabularPreparer(target, **preparer_kwargs)
     df, y = prep.prepare_target(as_frame(data))
+    if prep.target_["task"] == "classification":
+        check_classes(len(prep.classes_), max_classes, target)
     split = train_val_test_split(y, test_size, val_size, task=prep.target_["task"], seed=seed)
     parts = {k: df.iloc[getattr(split, k)] for k in ("train", "val", "test")}
-    X_train = prep.fit_transform(parts["train"])  # statistics from the training rows only
+    n_rows = len(df)
+    del df  # the parts hold the rows now; a dropped-target copy can be freed
+
+    def check_memory(widths: FeatureWidths) -> None:
+        check_matrix_memory(n_rows, widths, max_memory)
+
+    # statistics from the training rows only
+    X_train = prep._fit_transform(parts["train"], check_memory)
     ids = {
         k: prep.transform_text_ids(v) if "ids" in prep.state_ else None for k, v in parts.items()
     }
