@@ -715,3 +715,35 @@ def test_two_concurrent_trains_to_the_same_file_leave_one_valid_model(tmp_path):
     X = np.random.default_rng(0).normal(0.0, 1.0, (20, model.input_shape[0])).astype(np.float32)
     np.testing.assert_allclose(model.predict(X), ln.load(ref).predict(X), rtol=1e-5, atol=1e-6)
     assert json.loads(json.dumps(model.metadata["classes"])) == sorted(HOSTILE)
+
+
+def test_sigterm_during_a_write_keeps_the_previous_file_and_exits_143(
+    monkeypatch, capsys, tmp_path
+):
+    """SIGTERM raises like Ctrl-C inside the command, so a write in progress removes its
+    temporary file and the previous output stays; main reports one line and exits 143, and
+    the previous SIGTERM handler comes back."""
+    import os
+    import signal
+
+    from lucidnet._files import open_atomically
+    from lucidnet.cli import commands
+
+    target = tmp_path / "out.txt"
+    target.write_text("previous")
+
+    def command(args):
+        with open_atomically(target, "w") as fh:
+            fh.write("half of the new ")
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-write
+            fh.write("content")
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setitem(commands.COMMANDS, "info", command)
+    assert commands.main(["info", "x.lnet"]) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "terminated (SIGTERM)" in err[0]
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left
+    assert signal.getsignal(signal.SIGTERM) is before

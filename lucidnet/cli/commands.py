@@ -24,7 +24,9 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +43,7 @@ from .args import build_parser as build_parser  # re-exported
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
 
 class _InterruptedInFit(KeyboardInterrupt):
@@ -870,22 +873,50 @@ COMMANDS = {
 }
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that a write in progress removes its temporary file and
+    leaves the previous output intact (``lucidnet._files``), and training stops cleanly."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`_Terminated` (main thread only: signal
+    handlers cannot be set elsewhere); the previous handler is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lucidnet`` command; returns the exit status.
 
-    0: success; 2: a user mistake (one line on stderr); 130: interrupted (Ctrl-C). Anything
-    else raised is a bug and propagates with its traceback.
+    0: success; 2: a user mistake (one line on stderr); 130: interrupted (Ctrl-C); 143:
+    terminated (SIGTERM). Anything else raised is a bug and propagates with its traceback.
     """
     try:
         try:
             args = parse_args(argv)
         except SystemExit as exc:  # --help / --version
             return int(exc.code or 0)
-        return COMMANDS[args.command](args)
+        with _sigterm_as_interrupt():
+            return COMMANDS[args.command](args)
     except CLIError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the library wrote
         print(f"lucidnet: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except _Terminated:
+        print("lucidnet: terminated (SIGTERM); files being written were left as they were",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_TERMINATED
     except KeyboardInterrupt as exc:
         if not isinstance(exc, _InterruptedInFit):
             print("lucidnet: interrupted by the user (Ctrl-C)", file=sys.stderr)
