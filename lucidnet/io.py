@@ -91,6 +91,9 @@ MAX_LAYERS = 10_000
 #: 8 GiB per sample in float32; a larger declared shape is taken for a corrupt file.
 MAX_SAMPLE_VALUES = 2**31
 _MAX_NDIM = 32  # NumPy's own limit is 64
+#: the deepest nesting of JSON objects / lists a header may have (a lucidnet header nests about
+#: 8 levels deep; user metadata gets the rest)
+MAX_JSON_DEPTH = 64
 #: the largest optimizer step counter a file may declare (2**53: exact in a float64, which
 #: schedules compute with)
 MAX_ITERATIONS = 2**53
@@ -276,6 +279,7 @@ def _read_header(
         # RecursionError: deeply nested JSON
         raise ModelFileError(f"{bad}: its header is not valid safetensors JSON") from None
     del raw
+    _check_depth(header, f"{bad}: its safetensors header")
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or "lucidnet" not in meta:
         raise ModelFileError(f"{bad}: it is a safetensors file from another program")
@@ -283,6 +287,7 @@ def _read_header(
         info = json.loads(meta["lucidnet"])
     except (TypeError, ValueError, RecursionError):
         raise ModelFileError(f"{bad}: its lucidnet header is corrupt") from None
+    _check_depth(info, f"{bad}: its lucidnet header")
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         found = info.get("format") if isinstance(info, dict) else info
         raise ModelFileError(f"{bad}: unexpected format {describe(found)}")
@@ -298,6 +303,20 @@ def _read_header(
     except ValueError as exc:
         raise ModelFileError(f"{path!r} is a corrupt lucidnet model file: {exc}") from None
     return info, table, data_len
+
+
+def _check_depth(value: Any, what: str) -> None:
+    """Refuse JSON nested deeper than ``MAX_JSON_DEPTH``. Python's JSON parser accepts up to
+    ~1,000 levels, but anything that then walks the value recursively (``repr`` in an error
+    message, ``copy.deepcopy`` in ``Sequential.copy``) would hit the recursion limit on it:
+    checked here once, without recursion."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ModelFileError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def _is_size(value: Any) -> bool:

@@ -15,6 +15,7 @@ traceback.
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -380,6 +381,25 @@ def test_fit_report_dropped_with_preparation_warning(bases: Bases) -> None:
     assert "imputed" not in restored.report_
     assert "imputed (fitting rows)" not in restored.summary()
     assert restored.report_["rows_fit"] == saved["fit_report"]["rows_fit"]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [("metadata", "user"), ("metadata", "preparation", "fit_report", "x"), ("history", "params")],
+)
+def test_deep_nesting_is_refused(where: tuple, bases: Bases, tmp_path: Path) -> None:
+    """JSON nested 600 deep parses, but copying it (``explain`` copies the model) or printing
+    it hit Python's recursion limit (a RecursionError traceback): refused at load."""
+    path = rewrite(bases.clf, tmp_path / "deep.lnet", at(*where, value="__deep__"))
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    text = raw[8 : 8 + n].replace(b'\\"__deep__\\"', b"[" * 600 + b"]" * 600)
+    assert len(text) > n
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n :])
+    out = _all(readers(path, bases, tmp_path / "out.onnx", cli_data=True))
+    for reader in ("load", "info", "predict", "evaluate", "explain", "export", "onnx"):
+        assert out[reader].kind == "refused", out[reader]
+        assert "nested more than 64 levels deep" in out[reader].detail
 
 
 # ---- the network must fit the metadata -------------------------------------------------------

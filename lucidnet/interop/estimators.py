@@ -591,7 +591,7 @@ class _BaseNeuralNetwork(BaseEstimator):
             try:
                 if not isinstance(value, list):
                     raise ValueError(f"expected a list of numbers, got {describe(value)}")
-                setattr(self, key, [_fitted_number(v, key) for v in value])
+                setattr(self, key, [_fitted_number(v, key, allow_nan=True) for v in value])
             except ValueError as exc:
                 warnings.warn(
                     f"{path!r}: the estimator's {key} is malformed and was dropped ({exc})",
@@ -612,9 +612,14 @@ def _fitted_count(value: Any, name: str, minimum: int = 0) -> int:
     return value
 
 
-def _fitted_number(value: Any, name: str) -> float:
-    """A fitted number as a float (infinities allowed: best_loss_ starts at inf)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+def _fitted_number(value: Any, name: str, allow_nan: bool = False) -> float:
+    """A fitted number as a float (infinities allowed: best_loss_ starts at inf; NaN where
+    ``allow_nan``: a diverging run's loss curve holds it)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (value != value and not allow_nan)
+    ):
         raise ValueError(f"{name} must be a number, got {describe(value)}")
     try:
         return float(value)
