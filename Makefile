@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LINTED := $(wildcard lucidnet tests benchmarks examples)
 
-.PHONY: demo test lint imports typecheck install bench clean
+.PHONY: demo test lint imports typecheck install bench clean fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ typecheck: $(STAMP)  ## mypy over the NumPy core ([tool.mypy] in pyproject.toml)
 
 test: lint imports typecheck
 	$(BIN)/python -m pytest
+
+fuzz: $(STAMP)  ## the model-file fuzzer with a large budget (20,000 cases, ~5 min on 2 cores; `make test` runs 2,000)
+	LUCIDNET_FUZZ_EXAMPLES=$${LUCIDNET_FUZZ_EXAMPLES:-20000} $(BIN)/python -m pytest -q -s tests/test_fuzz_model_files.py
 
 bench:  ## CPU speed vs PyTorch / scikit-learn / JAX / plain NumPy (~4 min; writes benchmarks/RESULTS.md)
 	@test -x .venv-bench/bin/python || ($(PYTHON) -m venv .venv-bench && .venv-bench/bin/python -m pip install --quiet -e . torch==2.13.0 jax jaxlib scikit-learn threadpoolctl)

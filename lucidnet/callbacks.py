@@ -60,6 +60,45 @@ def _overrides(cb: Callback, hook: str) -> bool:
     return getattr(type(cb), hook) is not getattr(Callback, hook)
 
 
+#: the largest epoch index a history read from a file may hold (a corrupt one is refused)
+_MAX_EPOCH = 2**31 - 1
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for error messages, without printing a possibly huge value."""
+    if isinstance(value, (list, dict)):
+        return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value)} entries"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}" + ("..." if len(value) > 40 else "")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
+def _is_epoch(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_EPOCH
+
+
+def _epoch_list(values: Any, where: str) -> list[int]:
+    if not isinstance(values, list) or not all(_is_epoch(v) for v in values):
+        raise ValueError(
+            f"{where} must be a list of epoch indices (integers >= 0), got {_kind(values)}"
+        )
+    return list(values)
+
+
+def _number_list(values: Any, where: str) -> list[float]:
+    """``values`` as floats if it is a list of JSON numbers (not bools) that fit a float."""
+    if not isinstance(values, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(f"{where} must be a list of numbers, got {_kind(values)}")
+    try:
+        return [float(v) for v in values]
+    except OverflowError:  # an integer beyond the float range
+        raise ValueError(f"{where} holds a number too large for a float") from None
+
+
 class History:
     """What happened during ``fit``.
 
@@ -112,18 +151,54 @@ class History:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
+    def from_dict(cls, data: Any) -> History:
+        """Rebuild a History from :meth:`to_dict`'s form (as read back from a model file).
+
+        Every entry is checked before it is used: ``epoch`` a list of epoch indices, ``history``
+        a name -> list of numbers map with one value per epoch, ``iteration_loss`` a list of
+        numbers (NaN and infinities allowed: a diverging run records them), ``best_epoch`` /
+        ``stopped_epoch`` an epoch index or None, ``stop_reason`` a string or None,
+        ``warnings`` a list of strings, ``params`` an object. Missing entries take their
+        defaults (files written by older versions).
+
+        Raises:
+            ValueError: naming the first malformed entry (``lucidnet.load`` drops the history of
+                such a file with a warning: the history only describes the training run).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"history must be an object, got {_kind(data)}")
         h = cls()
-        h.epoch = [int(e) for e in data.get("epoch", [])]
-        h.history = {
-            str(k): [float(v) for v in vals] for k, vals in data.get("history", {}).items()
-        }
-        h.iteration_loss = [float(v) for v in data.get("iteration_loss", [])]
-        h.best_epoch = data.get("best_epoch")
-        h.stopped_epoch = data.get("stopped_epoch")
-        h.stop_reason = data.get("stop_reason")
-        h.warnings = [str(w) for w in data.get("warnings", [])]
-        h.params = dict(data.get("params", {}))
+        h.epoch = _epoch_list(data.get("epoch", []), "history.epoch")
+        curves = data.get("history", {})
+        if not isinstance(curves, dict):
+            raise ValueError(f"history.history must be an object, got {_kind(curves)}")
+        for key, values in curves.items():
+            h.history[key] = _number_list(values, f"history.history[{key!r:.40}]")
+            if len(h.history[key]) != len(h.epoch):
+                raise ValueError(
+                    f"history.history[{key!r:.40}] has {len(h.history[key])} values for "
+                    f"{len(h.epoch)} epochs"
+                )
+        h.iteration_loss = _number_list(data.get("iteration_loss", []), "history.iteration_loss")
+        for attr in ("best_epoch", "stopped_epoch"):
+            value = data.get(attr)
+            if value is not None and not _is_epoch(value):
+                raise ValueError(
+                    f"history.{attr} must be an epoch index or null, got {_kind(value)}"
+                )
+            setattr(h, attr, value)
+        reason = data.get("stop_reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ValueError(f"history.stop_reason must be a string or null, got {_kind(reason)}")
+        h.stop_reason = reason
+        notes = data.get("warnings", [])
+        if not isinstance(notes, list) or not all(isinstance(w, str) for w in notes):
+            raise ValueError(f"history.warnings must be a list of strings, got {_kind(notes)}")
+        h.warnings = list(notes)
+        params = data.get("params", {})
+        if not isinstance(params, dict):
+            raise ValueError(f"history.params must be an object, got {_kind(params)}")
+        h.params = dict(params)
         return h
 
     def __repr__(self) -> str:

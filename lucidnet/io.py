@@ -12,6 +12,36 @@ Layout of a ``.lnet`` file (a valid safetensors file, readable by any safetensor
 Loading parses JSON and raw little-endian arrays only, and resolves class names through the
 layer / loss / optimizer registries: nothing in the file can make Python execute code.
 
+The header has one schema, checked at load before any field is used; each part is checked by
+the layer that owns it, so that no module needs to know another's fields:
+
+==========================  ==============================================  ===================
+field                       checked by                                      when invalid
+==========================  ==============================================  ===================
+format, format_version      this module (``_read_header``)                  refused
+dtype, input_shape, layers  this module against the tensor table            refused
+loss                        this module (class, config, class weights per   refused
+                            output unit) and the loss's ``from_config``
+optimizer                   this module (class, config, iterations) and     refused
+                            the tensor table
+metrics                     ``training.resolve_metrics``                    dropped, warning
+history                     :meth:`lucidnet.callbacks.History.from_dict`    dropped, warning
+name                        this module                                     dropped, warning
+metadata                    this module: an object; its *fields* belong to  dropped, warning
+                            whoever wrote them (``lucidnet train``: the
+                            command's ``cli/model_meta.py``; the
+                            estimators: ``interop/estimators.py``; the
+                            preparation: ``data/_prep_state.py``), which
+                            check them when they read the file
+==========================  ==============================================  ===================
+
+"Refused" raises :class:`ModelFileError`: a field needed to rebuild and run the network. A
+field that only describes the run is dropped with a :class:`ModelFileWarning` (the model is
+usable, and ``lucidnet info`` shows everything that is valid). The checks are plain Python
+functions on the parsed JSON (no JSON Schema library): the rules that matter are relations
+between fields (class weights per output unit, the tensors the architecture declares), which a
+schema language cannot state, and the core stays NumPy-only.
+
 Loading never trusts the header's sizes. It reads the header only (at most
 ``MAX_HEADER_BYTES``), checks the safetensors tensor table against the file size (contiguous,
 in bounds: a truncated file is caught here), derives every parameter's and state array's shape
@@ -28,6 +58,8 @@ import json
 import math
 import os
 import struct
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -41,6 +73,7 @@ from ._version import __version__
 from .base import LAYERS, Layer
 from .callbacks import History
 from .model import Sequential
+from .training import resolve_metrics
 
 FORMAT = "lucidnet-model"
 FORMAT_VERSION = 1
@@ -58,6 +91,12 @@ MAX_LAYERS = 10_000
 #: 8 GiB per sample in float32; a larger declared shape is taken for a corrupt file.
 MAX_SAMPLE_VALUES = 2**31
 _MAX_NDIM = 32  # NumPy's own limit is 64
+#: the deepest nesting of JSON objects / lists a header may have (a lucidnet header nests about
+#: 8 levels deep; user metadata gets the rest)
+MAX_JSON_DEPTH = 64
+#: the largest optimizer step counter a file may declare (2**53: exact in a float64, which
+#: schedules compute with)
+MAX_ITERATIONS = 2**53
 
 # safetensors dtype codes of the float dtypes lucidnet models use
 _CODES = {"float32": "F32", "float64": "F64"}
@@ -72,6 +111,11 @@ _ITEMSIZE = {
 
 class ModelFileError(ValueError):
     """A file that is missing, corrupt, truncated, or not a lucidnet model."""
+
+
+class ModelFileWarning(UserWarning):
+    """A model file field that only describes the training run (history, metrics, name,
+    metadata) was malformed and has been dropped; the model itself loaded."""
 
 
 def save_model(
@@ -223,6 +267,7 @@ def _read_header(
         # RecursionError: deeply nested JSON
         raise ModelFileError(f"{bad}: its header is not valid safetensors JSON") from None
     del raw
+    _check_depth(header, f"{bad}: its safetensors header")
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or "lucidnet" not in meta:
         raise ModelFileError(f"{bad}: it is a safetensors file from another program")
@@ -230,6 +275,7 @@ def _read_header(
         info = json.loads(meta["lucidnet"])
     except (TypeError, ValueError, RecursionError):
         raise ModelFileError(f"{bad}: its lucidnet header is corrupt") from None
+    _check_depth(info, f"{bad}: its lucidnet header")
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         found = info.get("format") if isinstance(info, dict) else info
         raise ModelFileError(f"{bad}: unexpected format {describe(found)}")
@@ -245,6 +291,20 @@ def _read_header(
     except ValueError as exc:
         raise ModelFileError(f"{path!r} is a corrupt lucidnet model file: {exc}") from None
     return info, table, data_len
+
+
+def _check_depth(value: Any, what: str) -> None:
+    """Refuse JSON nested deeper than ``MAX_JSON_DEPTH``. Python's JSON parser accepts up to
+    ~1,000 levels, but anything that then walks the value recursively (``repr`` in an error
+    message, ``copy.deepcopy`` in ``Sequential.copy``) would hit the recursion limit on it:
+    checked here once, without recursion."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ModelFileError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def _is_size(value: Any) -> bool:
@@ -359,10 +419,11 @@ def _size(shape: tuple[int, ...], code: str) -> str:
 
 def _declared_model(
     info: dict[str, Any],
-) -> tuple[Sequential, dict[str, tuple[int, ...]], str | None]:
+) -> tuple[Sequential, dict[str, tuple[int, ...]], str | None, tuple[int, ...]]:
     """The unbuilt model the header declares, the tensors (name -> shape) its parameters and
-    state need, and why the architecture is impossible (a layer's output too large; ``None``
-    if it is not); allocates nothing that grows with the declared sizes."""
+    state need, why the architecture is impossible (a layer's output too large; ``None`` if it
+    is not) and its per-sample output shape; allocates nothing that grows with the declared
+    sizes."""
     specs = info["layers"]
     if not isinstance(specs, list) or not specs:
         raise ValueError(f"'layers' must be a non-empty list of layers, got {describe(specs)}")
@@ -403,8 +464,8 @@ def _declared_model(
         except ValueError as exc:
             # the arrays declared so far (this layer's included) are checked first: their
             # mismatch with the stored tensors is the more useful message
-            return model, declared, str(exc)
-    return model, declared, None
+            return model, declared, str(exc), shape
+    return model, declared, None, shape
 
 
 def _mismatch(name: str, shape: tuple[int, ...], entry: _Entry | None, code: str) -> str | None:
@@ -503,6 +564,7 @@ def load(path: str | os.PathLike[str], *, max_header_bytes: int | None = None) -
         # MemoryError: only a user's own layer class (whose arrays cannot be derived before
         # building it) can still ask for more memory than the file holds
         raise _corrupt(bad, exc) from None
+    _describe_run(plan.model, info, path)
     return plan.model
 
 
@@ -519,30 +581,68 @@ class _Plan:
 def _plan(info: dict[str, Any], table: dict[str, _Entry], data_len: int) -> _Plan:
     """The model, loss and optimizer the header declares, with every declared array checked
     against the tensor table (no allocation yet)."""
-    model, declared, impossible = _declared_model(info)
+    model, declared, impossible, output_shape = _declared_model(info)
     code = _CODES[model.dtype.name]
     _check_declared(declared, table, code, data_len)
     if impossible is not None:
         raise ValueError(impossible)
-    opt_info = info.get("optimizer")
-    optimizer = None
-    opt_state: dict[str, Any] = {}
-    if opt_info:
-        if not isinstance(opt_info, dict):
-            raise ValueError(f"'optimizer' must be an object, got {describe(opt_info)}")
-        optimizer = _optimizers.from_state(opt_info)
-        opt_state = {"class": opt_info["class"], "iterations": opt_info.get("iterations", 0)}
+    optimizer, opt_state = _declared_optimizer(info.get("optimizer"))
+    if optimizer is not None:
         _check_optimizer_tensors(optimizer, declared, table, code)
-    loss_info = info.get("loss")
-    if loss_info:
-        loss_cls = _loss_class(loss_info["class"])
-        loss_config = loss_info["config"]
-        if isinstance(loss_config, dict) and isinstance(loss_config.get("class_weight"), dict):
-            # a {class: weight} dict allocates an array as long as its largest key;
-            # lucidnet saves class weights as a list
-            raise ValueError("the loss's class_weight must be a list, got a dict")
-        model.loss = loss_cls.from_config(loss_config)
+    model.loss = _declared_loss(info.get("loss"), output_shape)
     return _Plan(model, code, optimizer, opt_state)
+
+
+def _class_and_config(spec: Any, what: str) -> tuple[str, dict[str, Any]]:
+    """``spec`` as ``{"class": name, "config": {...}}`` (the loss's and the optimizer's form)."""
+    if (
+        not isinstance(spec, dict)
+        or not isinstance(spec.get("class"), str)
+        or not isinstance(spec.get("config", {}), dict)
+    ):
+        raise ValueError(
+            f"{what!r} must be an object {{'class': name, 'config': {{...}}}} or null, got "
+            f"{describe(spec)}"
+        )
+    return spec["class"], spec.get("config", {})
+
+
+def _declared_optimizer(spec: Any) -> tuple[_optimizers.Optimizer | None, dict[str, Any]]:
+    """The optimizer the header declares (its slots are loaded later) and its step counter."""
+    if spec is None:
+        return None, {}
+    name, config = _class_and_config(spec, "optimizer")
+    iterations = spec.get("iterations", 0)
+    if not _is_size(iterations) or iterations > MAX_ITERATIONS:
+        raise ValueError(
+            f"the optimizer's 'iterations' must be an integer in [0, {MAX_ITERATIONS}], got "
+            f"{describe(iterations)}"
+        )
+    optimizer = _optimizers.from_state({"class": name, "config": config})
+    return optimizer, {"class": name, "iterations": iterations}
+
+
+def _declared_loss(spec: Any, output_shape: tuple[int, ...]) -> _losses.Loss | None:
+    """The loss the header declares, its class weights checked against the output units."""
+    if spec is None:
+        return None
+    name, config = _class_and_config(spec, "loss")
+    if isinstance(config.get("class_weight"), dict):
+        # a {class: weight} dict allocates an array as long as its largest key;
+        # lucidnet saves class weights as a list
+        raise ValueError("the loss's class_weight must be a list, got a dict")
+    loss = _loss_class(name).from_config(config)
+    weights = getattr(loss, "class_weight", None)
+    if (
+        isinstance(loss, _losses.CrossEntropy)
+        and weights is not None
+        and len(weights) != output_shape[-1]
+    ):
+        raise ValueError(
+            f"the loss's class_weight has {len(weights)} entries for the {output_shape[-1]} "
+            "classes (output units) of the network"
+        )
+    return loss
 
 
 def _fill(plan: _Plan, info: dict[str, Any], table: dict[str, _Entry], data: bytes) -> None:
@@ -564,7 +664,6 @@ def _fill(plan: _Plan, info: dict[str, Any], table: dict[str, _Entry], data: byt
             for key, arr in store.items():
                 # (already checked for the known layer classes, not for a user's own)
                 arr[...] = tensor(f"{prefix}/{layer.name}/{key}", arr.shape)
-    model.metrics = list(info.get("metrics", []))
     if plan.optimizer is not None:
         model.optimizer = plan.optimizer
         slots: dict[str, dict[str, np.ndarray]] = {}
@@ -573,9 +672,56 @@ def _fill(plan: _Plan, info: dict[str, Any], table: dict[str, _Entry], data: byt
                 _, slot, rest = name.split("/", 2)
                 slots.setdefault(slot, {})[rest] = tensor(name, entry.shape)
         plan.optimizer.load_state_dict({**plan.opt_state, "slots": slots}, model)
-    if info.get("history"):
-        model.history = History.from_dict(info["history"])
-    model.metadata = info.get("metadata") or {}
+
+
+def _describe_run(model: Sequential, info: dict[str, Any], path: str) -> None:
+    """Set the fields that only describe the run (metrics, history, name, metadata): each one
+    that is malformed is dropped with a :class:`ModelFileWarning` naming it."""
+    for field, default, read in _DESCRIPTIVE:
+        value = info.get(field)
+        if value is None:
+            value = default(model)
+        else:
+            try:
+                value = read(model, value)
+            except (TypeError, ValueError, OverflowError) as exc:
+                warnings.warn(
+                    f"{path!r}: its {field!r} entry is malformed and was dropped ({exc})",
+                    ModelFileWarning,
+                    stacklevel=3,
+                )
+                value = default(model)
+        setattr(model, field, value)
+
+
+def _read_metrics(model: Sequential, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise ValueError(f"expected a list of metric names, got {describe(value)}")
+    if model.loss is not None:
+        resolve_metrics(model.loss, value)  # known names, that fit the loss
+    return list(value)
+
+
+def _read_name(model: Sequential, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {describe(value)}")
+    return value
+
+
+def _read_metadata(model: Sequential, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, got {describe(value)}")
+    return value
+
+
+#: the descriptive fields: (header key == model attribute, default, reader raising ValueError)
+_DESCRIPTIVE: tuple[tuple[str, Callable[[Sequential], Any], Callable[[Sequential, Any], Any]], ...]
+_DESCRIPTIVE = (
+    ("metrics", lambda model: [], _read_metrics),
+    ("history", lambda model: None, lambda model, value: History.from_dict(value)),
+    ("name", lambda model: model.name, _read_name),
+    ("metadata", lambda model: {}, _read_metadata),
+)
 
 
 def _corrupt(bad: str, exc: Exception) -> ModelFileError:

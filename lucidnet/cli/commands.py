@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,27 +187,60 @@ def _read_csv(path: str) -> Any:
         return read_csv(path)
 
 
+@contextlib.contextmanager
+def _model_file_warnings() -> Iterator[None]:
+    """Print the warnings of a model file's loader (a malformed descriptive field dropped:
+    ``ModelFileWarning``, ``PreparationWarning``) as one ``lucidnet: warning:`` line each,
+    instead of Python's two-line warning format."""
+    from ..data.prep import PreparationWarning
+    from ..io import ModelFileWarning
+
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ModelFileWarning)
+            warnings.simplefilter("always", PreparationWarning)
+            yield
+    finally:  # (after catch_warnings has put Python's own showwarning back)
+        for w in caught:
+            if issubclass(w.category, (ModelFileWarning, PreparationWarning)):
+                print(f"lucidnet: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+            else:  # anything else as Python would have shown it
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def _load_model(path: str) -> tuple[Any, dict[str, Any], Any]:
-    """Load a model file written by ``lucidnet train``: (model, metadata, preparer)."""
-    from ..data.prep import TabularPreparer
-    from ..io import load
+    """Load a model file written by ``lucidnet train``: (model, metadata, preparer).
+
+    Every field is checked before it is used (:mod:`lucidnet.cli.model_meta`): a file whose
+    fields needed to predict are malformed is refused (one line, exit status 2); each malformed
+    descriptive field is dropped with one warning line on stderr. The metadata returned has
+    ``task``, ``classes`` (strings, or None) and ``target`` set and only valid fields."""
+    from .model_meta import read_trained_model
 
     with _user_errors():
-        model = load(path)
-    meta = model.metadata or {}
-    if not isinstance(meta.get("preparation"), dict):
-        raise CLIError(
-            f"model file '{path}' has no stored data preparation (it was not written by "
-            "'lucidnet train'); use the Python API to predict with it"
-        )
-    with _user_errors(f"model file '{path}'"):
-        preparer = TabularPreparer.from_dict(meta["preparation"])
-    return model, meta, preparer
+        trained = read_trained_model(path)
+    for note in trained.warnings:
+        print(f"lucidnet: warning: {note}", file=sys.stderr)
+    return trained.model, trained.metadata, trained.preparer
 
 
 def _features(preparer: Any, df: Any, path: str) -> np.ndarray:
-    with _user_errors(f"'{path}'"):
-        return preparer.transform(df)
+    """The prepared float32 features of ``df``, all finite: a value that the saved scaling
+    takes beyond the float32 range (1e300 in the CSV, or a crafted statistic in the model file)
+    is refused here, with its row and feature, rather than inside the network."""
+    # (the float32 cast of such a value overflows: refused below, no NumPy warning first)
+    with _user_errors(f"'{path}'"), np.errstate(over="ignore", invalid="ignore"):
+        X = preparer.transform(df)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        raise CLIError(
+            f"'{path}': row {row + 1} gives a non-finite value for the feature "
+            f"{preparer.feature_names_out()[col]!r} after the saved preparation (a value "
+            "beyond the float32 range, about 3.4e38, once scaled)"
+        )
+    return X
 
 
 def _labelled(preparer: Any, meta: dict[str, Any], df: Any, path: str) -> tuple[Any, np.ndarray]:
@@ -226,6 +260,7 @@ def _labelled(preparer: Any, meta: dict[str, Any], df: Any, path: str) -> tuple[
 
 
 def _class_names(meta: dict[str, Any]) -> list[str]:
+    """The class labels of checked metadata (:func:`_load_model`), as strings."""
     return [str(c) for c in meta.get("classes") or []]
 
 
@@ -706,7 +741,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, meta, preparer = _load_model(args.model)
     df, y = _labelled(preparer, meta, _read_csv(args.data), args.data)
     X = _features(preparer, df, args.data)
-    task = meta.get("task") or preparer.target_["task"]
+    task = meta["task"]  # checked against the preparation by _load_model
     result = test_metrics(task, model, X, y, _class_names(meta))
     _say(format_metrics(task, result, len(y), title=f"'{args.data}'"))
     if args.metrics_json:
@@ -847,7 +882,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         from ..interop.onnx_export import export_model_file
 
-        with _user_errors():  # missing / corrupt / foreign model file, unsupported layer
+        # missing / corrupt / foreign model file, unsupported layer; dropped fields: warnings
+        with _user_errors(), _model_file_warnings():
             info = export_model_file(args.model, args.onnx, overwrite=args.overwrite)
     except ImportError as exc:
         raise CLIError(f"export needs the onnx package ({exc}); pip install onnx") from None

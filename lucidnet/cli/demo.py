@@ -23,9 +23,14 @@ from ..optimizers import Adam
 
 
 def format_confusion(cm: np.ndarray, labels: list[str]) -> str:
-    """A confusion matrix as text: rows are true classes, columns predicted classes."""
-    longest = max(len(s) for s in labels)
-    width = max(4, longest + 1, len(str(int(cm.max()))) + 1)
+    """A confusion matrix as text: rows are true classes, columns predicted classes.
+
+    Args:
+        cm: (k, k) counts, ``cm[i, j]`` = rows of true class i predicted as class j.
+        labels: the k class names.
+    """
+    longest = max((len(s) for s in labels), default=0)
+    width = max(4, longest + 1, len(str(int(cm.max()))) + 1 if cm.size else 0)
     first = max(10, longest + 2)  # the row-label column fits long class names
     head = "true\\pred".ljust(first) + "".join(s.rjust(width) for s in labels)
     rows = [

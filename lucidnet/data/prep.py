@@ -34,7 +34,9 @@ import numpy as np
 
 from .._validation import check_one_of, check_positive_int, describe
 from ._prep_state import FEATURE_ROLES as FEATURE_ROLES
-from ._prep_state import validate_state
+from ._prep_state import PreparationWarning as PreparationWarning
+from ._prep_state import clean_fit_report, validate_state, validate_target
+from ._prep_state import kind as state_kind
 from .columns import ID_MIN_ROWS as ID_MIN_ROWS
 from .columns import MAX_CLASS_FRACTION as MAX_CLASS_FRACTION
 from .columns import MAX_CLASSES as MAX_CLASSES
@@ -772,6 +774,11 @@ class TabularPreparer:
     def from_dict(cls, d: Any) -> TabularPreparer:
         """Rebuild a preparer saved by :meth:`to_dict`; its transform output is bit-identical.
 
+        Every part is checked before anything is built from it (the schema is in
+        :mod:`lucidnet.data._prep_state`): ``config`` by the constructor, ``state`` and
+        ``target`` entry by entry. A malformed ``fit_report`` entry (it only describes the
+        fitting) is dropped with a ``PreparationWarning``.
+
         Raises:
             ValueError: ``d`` is not a lucidnet preparer dict of a supported version, or is
                 malformed (the message says which entry).
@@ -781,39 +788,31 @@ class TabularPreparer:
             return ValueError(f"malformed preparer dict: {msg}")
 
         if not isinstance(d, dict):
-            raise bad(f"expected a dict, got {describe(d)}")
+            raise bad(f"expected a dict, got {state_kind(d)}")
         if d.get("format") != FORMAT:
-            raise bad(f"'format' must be {FORMAT!r}, got {d.get('format')!r}")
-        if d.get("version") != FORMAT_VERSION:
+            raise bad(f"'format' must be {FORMAT!r}, got {state_kind(d.get('format'))}")
+        if d.get("version") != FORMAT_VERSION or isinstance(d.get("version"), bool):
             raise bad(
-                f"unsupported 'version' {d.get('version')!r} (this lucidnet reads {FORMAT_VERSION})"
+                f"unsupported 'version' {state_kind(d.get('version'))} (this lucidnet reads "
+                f"{FORMAT_VERSION})"
             )
-        for key, typ in (("config", dict), ("state", dict), ("fit_report", dict)):
-            if not isinstance(d.get(key), typ):
-                raise bad(f"{key!r} must be a dict, got {describe(d.get(key))}")
-        if d.get("target") is not None and not isinstance(d["target"], dict):
-            raise bad(f"'target' must be a dict or None, got {describe(d['target'])}")
+        for key in ("config", "state"):
+            if not isinstance(d.get(key), dict):
+                raise bad(f"{key!r} must be a dict, got {state_kind(d.get(key))}")
         try:
             prep = cls(**d["config"])
         except (TypeError, ValueError) as exc:
             raise bad(f"invalid 'config': {exc}") from None
-        st = d["state"]
         try:
-            validate_state(st, prep.scaling)
-            if d["target"] is not None:
-                t = d["target"]
-                if t.get("task") not in ("classification", "regression") or not isinstance(
-                    t.get("name"), str
-                ):
-                    raise ValueError("'target' needs 'name' (str) and 'task'")
-                if t["task"] == "classification" and not isinstance(t.get("classes"), list):
-                    raise ValueError("'target' of a classification task needs a 'classes' list")
-            prep._load_state(copy.deepcopy(st))
+            validate_state(d["state"], prep.scaling, prep.text_mode)
+            validate_target(d.get("target"), prep._config())
+            prep._load_state(copy.deepcopy(d["state"]))
         except KeyError as exc:
             raise bad(f"missing entry {exc} in 'state'") from None
-        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        except (TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
             raise bad(str(exc)) from None
-        prep.target_, prep.report_ = copy.deepcopy(d["target"]), copy.deepcopy(d["fit_report"])
+        prep.target_ = copy.deepcopy(d.get("target"))
+        prep.report_ = clean_fit_report(copy.deepcopy(d.get("fit_report", {})))
         return prep
 
 

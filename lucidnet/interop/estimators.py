@@ -494,9 +494,16 @@ class _BaseNeuralNetwork(BaseEstimator):
     def load(cls, path: str | os.PathLike):
         """Load an estimator saved by :meth:`save`.
 
+        Every field of ``model.metadata["sklearn_estimator"]`` is checked before it is used:
+        the parameters as ``fit`` checks them, the fitted attributes by type and range, and
+        against the network (one input per feature, one output unit per class or target, the
+        loss of the estimator's kind). The loss curves only describe training: a malformed
+        one is dropped with a ``lucidnet.io.ModelFileWarning``.
+
         Raises:
             FileNotFoundError: no such file.
-            lucidnet.ModelFileError: corrupt file, or not saved by ``cls.save``.
+            lucidnet.ModelFileError: corrupt file, or not saved by ``cls.save``, or a
+                malformed estimator field (the message names it).
         """
         from ..io import ModelFileError, load
 
@@ -507,30 +514,125 @@ class _BaseNeuralNetwork(BaseEstimator):
                 f"{os.fspath(path)!r} holds a lucidnet model but no scikit-learn estimator; "
                 "load it with lucidnet.load"
             )
-        if cls is not _BaseNeuralNetwork and meta.get("class") != cls.__name__:
+        name = meta.get("class")
+        if not isinstance(name, str) or name not in _ESTIMATORS:
             raise ModelFileError(
-                f"{os.fspath(path)!r} holds a {meta.get('class')}, not a {cls.__name__}; "
+                f"{os.fspath(path)!r}: unknown estimator class {describe(name)}; expected one "
+                f"of {', '.join(_ESTIMATORS)}"
+            )
+        if cls is not _BaseNeuralNetwork and name != cls.__name__:
+            raise ModelFileError(
+                f"{os.fspath(path)!r} holds a {name}, not a {cls.__name__}; "
                 "use lucidnet.estimators.load_estimator"
             )
         try:
-            target = _ESTIMATORS[meta["class"]]
-            params = {k: _param_from_json(k, v) for k, v in meta["params"].items()}
-            est = target(**params)
-            fitted = dict(meta["fitted"])
-            names = fitted.pop("feature_names_in_", None)
-            if names is not None:
-                est.feature_names_in_ = np.asarray(names, dtype=object)
-            for key in _FITTED_ATTRIBUTES:
-                setattr(est, key, fitted[key])
-            est._fitted_from_json(fitted)
-        except (KeyError, TypeError, ValueError) as exc:
+            est = _ESTIMATORS[name]._from_metadata(meta, model, os.fspath(path))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ModelFileError(
-                f"{os.fspath(path)!r}: corrupt estimator metadata ({exc})"
+                f"{os.fspath(path)!r}: corrupt estimator metadata ({detail})"
             ) from None
-        est._best_weights = None
-        est._rng = _generator(est.random_state)
         est.model_ = model
         return est
+
+    @classmethod
+    def _from_metadata(cls, meta: dict[str, Any], model: Sequential, path: str):
+        """The estimator ``meta`` describes, each field checked (errors: ValueError and kin)."""
+        if meta.get("version") != 1 or isinstance(meta.get("version"), bool):
+            raise ValueError(f"unsupported version {describe(meta.get('version'))}")
+        params, fitted = meta["params"], meta["fitted"]
+        if not isinstance(params, dict) or not isinstance(fitted, dict):
+            raise ValueError("'params' and 'fitted' must be objects")
+        unknown = sorted(set(params) - set(cls._get_param_names()))
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown[:5]} for {cls.__name__}")
+        est = cls(**{k: _param_from_json(k, v) for k, v in params.items()})
+        est._check_params()  # as fit would: a parameter fit would refuse is refused here
+        est._rng = _generator(est.random_state)
+        est._best_weights = None
+        shape = tuple(model.input_shape or ())
+        n = _fitted_count(fitted["n_features_in_"], "n_features_in_", minimum=1)
+        if shape != (n,):
+            raise ValueError(f"n_features_in_ is {n} but the network's input shape is {shape}")
+        est.n_features_in_ = n
+        names = fitted.get("feature_names_in_")
+        if names is not None:
+            if not isinstance(names, list) or len(names) != n:
+                raise ValueError(f"feature_names_in_ must be a list of {n} strings")
+            if not all(isinstance(f, str) for f in names) or len(set(names)) != n:
+                raise ValueError(f"feature_names_in_ must be {n} distinct strings")
+            est.feature_names_in_ = np.asarray(names, dtype=object)
+        est.n_iter_ = _fitted_count(fitted["n_iter_"], "n_iter_")
+        est._no_improvement_count = _fitted_count(
+            fitted["_no_improvement_count"], "_no_improvement_count"
+        )
+        for key in ("early_stopped_", "_partial_stopped"):
+            if not isinstance(fitted[key], bool):
+                raise ValueError(f"{key} must be true or false, got {describe(fitted[key])}")
+            setattr(est, key, fitted[key])
+        est.best_loss_ = _fitted_number(fitted["best_loss_"], "best_loss_")
+        est._curves_from_json(fitted, path)
+        est._fitted_from_json(fitted)
+        est._check_network(model)
+        return est
+
+    def _curves_from_json(self, fitted: dict[str, Any], path: str) -> None:
+        """``loss_curve_`` / ``validation_loss_curve_`` (descriptive: dropped with a warning)."""
+        from ..io import ModelFileWarning
+
+        for key, empty in (
+            ("loss_curve_", []),
+            ("validation_loss_curve_", [] if self.early_stopping else None),
+        ):
+            value = fitted.get(key)
+            if value is None and key == "validation_loss_curve_":
+                setattr(self, key, None)
+                continue
+            try:
+                if not isinstance(value, list):
+                    raise ValueError(f"expected a list of numbers, got {describe(value)}")
+                setattr(self, key, [_fitted_number(v, key, allow_nan=True) for v in value])
+            except ValueError as exc:
+                warnings.warn(
+                    f"{path!r}: the estimator's {key} is malformed and was dropped ({exc})",
+                    ModelFileWarning,
+                    stacklevel=4,
+                )
+                setattr(self, key, empty)
+
+    def _check_network(self, model: Sequential) -> None:
+        """The network's output and loss fit the fitted attributes (subclasses)."""
+        raise NotImplementedError
+
+
+def _fitted_count(value: Any, name: str, minimum: int = 0) -> int:
+    """A fitted count (an int, not a bool, in [minimum, 2**53])."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 2**53:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {describe(value)}")
+    return value
+
+
+def _fitted_number(value: Any, name: str, allow_nan: bool = False) -> float:
+    """A fitted number as a float (infinities allowed: best_loss_ starts at inf; NaN where
+    ``allow_nan``: a diverging run's loss curve holds it)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (value != value and not allow_nan)
+    ):
+        raise ValueError(f"{name} must be a number, got {describe(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} holds an integer beyond the float range") from None
+
+
+def _output_units(model: Sequential) -> int | None:
+    """The number of output units of a network with (n, k) outputs, else None."""
+    shape = tuple(model.input_shape or ())
+    for layer in model.layers:
+        shape = tuple(layer.output_shape(shape))
+    return shape[0] if len(shape) == 1 else None
 
 
 def _merged_signature(init: Any, base_init: Any, *, after: str) -> inspect.Signature:
@@ -770,10 +872,31 @@ class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
         }
 
     def _fitted_from_json(self, fitted: dict[str, Any]) -> None:
-        dtype = fitted["classes_dtype"]
-        self.classes_ = np.asarray(fitted["classes_"], dtype=object if dtype == "object" else dtype)
-        self.out_activation_ = fitted["out_activation_"]
-        self._multilabel = bool(fitted["_multilabel"])
+        self.classes_ = _classes_from_json(fitted["classes_"], fitted["classes_dtype"])
+        act, multilabel = fitted["out_activation_"], fitted["_multilabel"]
+        if act not in ("softmax", "logistic") or not isinstance(multilabel, bool):
+            raise ValueError(
+                "out_activation_ must be 'softmax' or 'logistic' and _multilabel true or false"
+            )
+        self.out_activation_, self._multilabel = act, multilabel
+
+    def _check_network(self, model: Sequential) -> None:
+        k, units = len(self.classes_), _output_units(model)
+        if self.out_activation_ == "softmax":
+            expected, loss, why = k, _losses.CrossEntropy, f"one per class ({k})"
+        elif self._multilabel:
+            expected, loss, why = k, _losses.BinaryCrossEntropy, f"one per label ({k})"
+        else:
+            expected, loss, why = 1, _losses.BinaryCrossEntropy, "1 for a binary classifier"
+        if k < 2 and not self._multilabel:
+            raise ValueError(f"classes_ must hold 2 or more classes, got {k}")
+        if self._multilabel and self.out_activation_ != "logistic":
+            raise ValueError("a multi-label classifier has out_activation_ 'logistic'")
+        if units != expected or not isinstance(model.loss, loss):
+            raise ValueError(
+                f"the network must have {expected} output units ({why}) and a "
+                f"{loss.__name__} loss, got {units} units and loss {type(model.loss).__name__}"
+            )
 
 
 class NeuralNetworkRegressor(RegressorMixin, _BaseNeuralNetwork):
@@ -824,12 +947,30 @@ class NeuralNetworkRegressor(RegressorMixin, _BaseNeuralNetwork):
         }
 
     def _fitted_from_json(self, fitted: dict[str, Any]) -> None:
-        self.n_outputs_ = int(fitted["n_outputs_"])
+        self.n_outputs_ = _fitted_count(fitted["n_outputs_"], "n_outputs_", minimum=1)
         scaling = fitted.get("target_scaling")  # absent from files saved before it existed
         self._target_scaling = None
         if scaling is not None:
-            mean, std = (np.asarray(scaling[k], dtype=np.float64) for k in ("mean", "std"))
-            self._target_scaling = TargetScaling(mean=mean, std=std)
+            if not isinstance(scaling, dict) or set(scaling) != {"mean", "std"}:
+                raise ValueError("target_scaling must be null or {'mean': [...], 'std': [...]}")
+            arrays = {}
+            for key, values in scaling.items():
+                if not isinstance(values, list) or len(values) != self.n_outputs_:
+                    raise ValueError(f"target_scaling.{key} must hold {self.n_outputs_} numbers")
+                arrays[key] = np.array([_fitted_number(v, key) for v in values])
+            if not (np.all(np.isfinite(arrays["mean"])) and np.all(arrays["std"] > 0)):
+                raise ValueError("target_scaling must have finite means and positive stds")
+            if not np.all(np.isfinite(arrays["std"])):
+                raise ValueError("target_scaling must have finite stds")
+            self._target_scaling = TargetScaling(mean=arrays["mean"], std=arrays["std"])
+
+    def _check_network(self, model: Sequential) -> None:
+        units = _output_units(model)
+        if units != self.n_outputs_ or model.loss is None or model.loss.task != "regression":
+            raise ValueError(
+                f"the network must have n_outputs_ ({self.n_outputs_}) output units and a "
+                f"regression loss, got {units} units and loss {type(model.loss).__name__}"
+            )
 
 
 _ESTIMATORS = {
@@ -907,6 +1048,37 @@ def _param_from_json(name: str, value: Any) -> Any:
     if name == "hidden_layer_sizes" and isinstance(value, list):
         return tuple(value)
     return value
+
+
+def _classes_from_json(classes: Any, dtype: Any) -> np.ndarray:
+    """``classes_`` from JSON: distinct, sorted labels (``np.unique``'s order, which ``fit``
+    gives and ``partial_fit`` relies on) of a plain dtype: strings (``"object"`` or ``<U..``,
+    whose declared width is not trusted), integers, floats or bools of at most 8 bytes."""
+    if not isinstance(classes, list) or not isinstance(dtype, str):
+        raise ValueError("classes_ must be a list and classes_dtype a dtype name")
+    if dtype == "object" or dtype.lstrip("<>|=").startswith("U"):
+        if not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"classes_ of dtype {dtype[:20]!r} must be strings")
+        arr = np.asarray(classes, dtype=object if dtype == "object" else str)
+    else:
+        try:
+            np_dtype = np.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"classes_dtype {dtype[:20]!r} is not a dtype") from None
+        if np_dtype.kind not in "biuf" or np_dtype.itemsize > 8:
+            raise ValueError(f"classes_dtype must be a plain number type, got {dtype[:20]!r}")
+        kinds = {"b": bool, "i": int, "u": int, "f": (int, float)}[np_dtype.kind]
+        if not all(
+            isinstance(c, kinds) and (np_dtype.kind == "b") == (c is True or c is False)
+            for c in classes
+        ):
+            raise ValueError(f"classes_ of dtype {dtype[:20]!r} must be {np_dtype.kind} values")
+        arr = np.asarray(classes, dtype=np_dtype)
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError("classes_ must be finite numbers")
+    if arr.ndim != 1 or len(np.unique(arr)) != len(arr) or not np.array_equal(np.unique(arr), arr):
+        raise ValueError("classes_ must be distinct labels in sorted order")
+    return arr
 
 
 def _hashable(key: Any) -> Any:
