@@ -39,7 +39,7 @@ from .callbacks import (
     ProgressBar,
     ReduceLROnPlateau,
 )
-from .io import ModelFileError, load, save_model
+from .io import ModelFileError, ModelFileWarning, load, save_model
 from .layers import BatchNorm, Dense, Dropout, Embedding, Flatten, Layer
 from .losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Huber, Loss
 from .model import Sequential, register_delegate
@@ -142,6 +142,7 @@ __all__ = [
     "load",
     "save_model",
     "ModelFileError",
+    "ModelFileWarning",
 ]
 
 
