@@ -362,12 +362,25 @@ def _add_predict(sub: Any) -> None:
         "predict with a trained model (applies the saved data preparation)",
         "  lucidnet predict model.lnet new.csv                 # CSV on stdout\n"
         "  lucidnet predict model.lnet new.csv --out predictions.csv\n"
+        "  lucidnet predict model.lnet new.csv --keep id --out predictions.csv\n"
         "output columns: prediction (the class label or the value), and for classification\n"
-        "proba_<class> per class; one row per input row, in order. The target may be absent.",
+        "proba_<class> per class, after the --keep columns; one row per input row, in order.\n"
+        "The target may be absent. Categories not seen in training and columns the training\n"
+        "data did not have are reported on stderr (one warning line each); a missing feature\n"
+        "column is an error.",
     )
     _add_files(p)
     p.add_argument("--out", metavar="PREDICTIONS.csv", help="default: CSV on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument(
+        "--keep",
+        metavar="COL",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="copy these input columns (ids) into the output, before the predictions, in the"
+        " input's order (repeatable; put DATA.csv before it)",
+    )
 
 
 def _add_evaluate(sub: Any) -> None:

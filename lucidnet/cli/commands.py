@@ -225,10 +225,20 @@ def _load_model(path: str) -> tuple[Any, dict[str, Any], Any]:
     return trained.model, trained.metadata, trained.preparer
 
 
-def _features(preparer: Any, df: Any, path: str) -> np.ndarray:
+def _features(preparer: Any, df: Any, path: str, drift: bool = False) -> np.ndarray:
     """The prepared float32 features of ``df``, all finite: a value that the saved scaling
     takes beyond the float32 range (1e300 in the CSV, or a crafted statistic in the model file)
-    is refused here, with its row and feature, rather than inside the network."""
+    is refused here, with its row and feature, rather than inside the network.
+
+    With ``drift`` (predict, evaluate), what the preparation handles silently is reported first,
+    one ``lucidnet: warning:`` line each: per categorical column the rows with a category not
+    seen in training, then the columns the training data did not have (ignored). A feature
+    column that is missing is an error naming it, as without ``drift``."""
+    if drift:
+        with _user_errors(f"'{path}'"):
+            report = preparer.input_drift(df)
+        for line in report.messages():
+            print(f"lucidnet: warning: {line}", file=sys.stderr)
     # (the float32 cast of such a value overflows: refused below, no NumPy warning first)
     with _user_errors(f"'{path}'"), np.errstate(over="ignore", invalid="ignore"):
         X = preparer.transform(df)
@@ -704,22 +714,27 @@ def _write_report(args, model, history, data, hp, result, diagnostics) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``lucidnet predict``: predictions for every row of a CSV file."""
-    import pandas as pd
 
     if args.out:
         _check_output(args.out, args.overwrite, (args.data, args.model), "output file")
     model, meta, preparer = _load_model(args.model)
     df = _read_csv(args.data)
-    X = _features(preparer, df, args.data)
-    if meta.get("task") == "classification":
+    classification = meta.get("task") == "classification"
+    classes = _class_names(meta) if classification else []
+    names = ["prediction"] + [f"proba_{c}" for c in classes]
+    keep = _kept_columns(df, args.keep, args.data, names)
+    X = _features(preparer, df, args.data, drift=True)
+    if classification:
         proba = model.predict(X)
-        classes = _class_names(meta)
-        table = pd.DataFrame({"prediction": np.asarray(classes, dtype=object)[proba.argmax(1)]})
-        for j, c in enumerate(classes):
-            table[f"proba_{c}"] = proba[:, j]
+        columns = [np.asarray(classes, dtype=object)[proba.argmax(1)]]
+        columns += [proba[:, j] for j in range(len(classes))]
     else:
-        table = pd.DataFrame({"prediction": model.predict(X).ravel()})
-    # class labels come from the user's data: no cell or header may run as a spreadsheet formula
+        columns = [model.predict(X).ravel()]
+    table = _kept_table(df, keep)
+    for name, values in zip(names, columns, strict=True):  # after the kept columns
+        table[name] = values
+    # class labels and kept columns come from the user's data: no cell or header may run as a
+    # spreadsheet formula
     neutralise_formulas(table)
     options = {"index": False, "float_format": "%.6g", "lineterminator": csv_line_end(table)}
     if args.out:
@@ -734,13 +749,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kept_columns(df: Any, keep: list[str] | None, path: str, outputs: list[str]) -> list[str]:
+    """The ``--keep`` columns in the input's order (each once); a one-line error names the
+    first that ``path`` does not have, or one named like a prediction column (``outputs``)."""
+    wanted = set(keep or [])
+    for name in dict.fromkeys(keep or []):
+        if name not in df.columns:
+            shown = ", ".join(repr(str(c)[:40]) for c in list(df.columns)[:20])
+            more = f" and {len(df.columns) - 20} more" if len(df.columns) > 20 else ""
+            raise CLIError(f"--keep: '{path}' has no column {name!r}; its columns: {shown}{more}")
+        if name in outputs:
+            raise CLIError(
+                f"--keep: column {name!r} has the name of a prediction column "
+                f"({', '.join(map(repr, outputs[:5]))}{' ...' if len(outputs) > 5 else ''}); "
+                "rename it in the input file"
+            )
+    return [c for c in df.columns if c in wanted]
+
+
+def _kept_table(df: Any, keep: list[str]) -> Any:
+    """A new frame of the ``keep`` columns of ``df`` (none: an empty frame of ``len(df)`` rows).
+
+    A float column is written as text that reads back to the same value (``repr``; a whole
+    number as an integer, ``12`` not ``12.0``), not through the predictions' ``%.6g``
+    (``1234567.89`` would become ``1.23457e+06``): a kept column is a copy, not a result."""
+    import pandas as pd
+
+    table = pd.DataFrame(index=range(len(df)))
+    for c in keep:
+        column = df[c].reset_index(drop=True)
+        if pd.api.types.is_float_dtype(column):
+            column = column.astype(object).map(_exact_float)
+        table[c] = column
+    return table
+
+
+def _exact_float(value: Any) -> Any:
+    if value != value:  # NaN: an empty cell, as in the input
+        return None
+    value = float(value)
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``lucidnet evaluate``: metrics on a labelled CSV file."""
     if args.metrics_json:
         _check_output(args.metrics_json, args.overwrite, (args.data, args.model), "metrics file")
     model, meta, preparer = _load_model(args.model)
     df, y = _labelled(preparer, meta, _read_csv(args.data), args.data)
-    X = _features(preparer, df, args.data)
+    X = _features(preparer, df, args.data, drift=True)
     task = meta["task"]  # checked against the preparation by _load_model
     result = test_metrics(task, model, X, y, _class_names(meta))
     _say(format_metrics(task, result, len(y), title=f"'{args.data}'"))

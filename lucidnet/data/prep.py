@@ -67,10 +67,12 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "ColumnRole",
+    "InputDrift",
     "LimitError",
     "PreparedData",
     "Split",
     "TabularPreparer",
+    "UnseenCategories",
     "as_frame",
     "infer_roles",
     "infer_task",
@@ -551,13 +553,51 @@ class TabularPreparer:
         """Features as a float32 array ``(n_rows, n_features_out)``.
 
         Extra columns (and the target) are ignored; missing values are imputed with the training
-        statistics; unseen categories encode as all zeros.
+        statistics; unseen categories encode as all zeros (:meth:`input_drift` reports both).
 
         Raises:
             ValueError: feature columns used at fit time are missing (the error names them), or a
                 numeric column holds values that are not numbers.
         """
         return self._transform(data, None)
+
+    def input_drift(self, data: Any, max_examples: int = 3) -> InputDrift:
+        """What :meth:`transform` would handle silently in ``data``: per categorical column, the
+        rows whose category is not one of those kept at fit time (they encode as all zeros), and
+        the columns that the fitting data did not have (ignored). Reads ``data`` only: the
+        numbers :meth:`transform` gives are the same whether or not this is called.
+
+        Args:
+            data: the frame to be transformed (``n_rows`` rows).
+            max_examples: at most this many example categories per column, most frequent first.
+
+        Returns:
+            An :class:`InputDrift`; ``messages()`` gives one line per finding.
+
+        Raises:
+            ValueError: feature columns used at fit time are missing (as :meth:`transform`).
+        """
+        st = self._fitted_state()
+        df = self._check_input(data)
+        pd = _pd()
+        known = set(st["roles"]) | ({self.target} if self.target is not None else set())
+        extra = [str(c) for c in df.columns if str(c) not in known]
+        unseen: dict[str, UnseenCategories] = {}
+        cat = st.get("categorical")
+        for j, c in enumerate(st["columns"]["categorical"]):
+            kept = cat["categories"][j]
+            # the values the one-hot encoder sees: missing values are filled (never unseen)
+            values = pd.Series(_cat_array(df[c]), dtype=object)
+            new = values[values.notna() & ~values.isin(kept)]
+            if len(new):
+                top = new.value_counts(sort=True).index[:max_examples]
+                unseen[c] = UnseenCategories(
+                    rows=len(new),
+                    examples=[str(v) for v in top],
+                    kept=len(kept),
+                    seen=int(cat["n_seen"].get(c, len(kept))),
+                )
+        return InputDrift(unseen=unseen, extra=extra)
 
     def _transform(self, data: Any, text: list[Any] | None) -> np.ndarray:
         """:meth:`transform`, with the TF-IDF matrices of the text columns given (``fit_transform``)
@@ -819,6 +859,57 @@ class TabularPreparer:
 # --------------------------------------------------------------------------------------------
 # One call for the CLI
 # --------------------------------------------------------------------------------------------
+
+
+def _short(value: str, limit: int = 40) -> str:
+    """``repr`` of a name or value from the data, cut to about ``limit`` characters: one line
+    whatever it holds (a newline in a column name is shown as ``\\n``)."""
+    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
+
+
+@dataclass(frozen=True)
+class UnseenCategories:
+    """Rows of one categorical column whose category :meth:`TabularPreparer.transform` encodes
+    as all zeros: ``rows`` of them, ``examples`` (most frequent first); ``kept`` one-hot columns
+    out of ``seen`` distinct categories in the fitting rows (``seen > kept``: a category seen
+    but too rare to be kept counts here too)."""
+
+    rows: int
+    examples: list[str]
+    kept: int
+    seen: int
+
+
+@dataclass(frozen=True)
+class InputDrift:
+    """How a frame to transform differs from the fitting data (:meth:`TabularPreparer.input_drift`):
+    ``unseen`` categories per categorical column, ``extra`` columns (ignored)."""
+
+    unseen: dict[str, UnseenCategories]
+    extra: list[str]
+
+    def messages(self, max_columns: int = 10) -> list[str]:
+        """One line per categorical column with unseen categories, then one for the extra
+        columns (at most ``max_columns`` named); names and values quoted, cut to 40 characters."""
+        lines = []
+        for c, u in self.unseen.items():
+            what = "not seen in training"
+            if u.seen > u.kept:  # a rare training category is encoded like an unseen one
+                what += f" (or too rare: only the {u.kept} most frequent of {u.seen} were kept)"
+            examples = ", ".join(_short(v) for v in u.examples)
+            lines.append(
+                f"{_short(c)}: {u.rows} row{'s' if u.rows != 1 else ''} with categories {what} "
+                f"(e.g. {examples}); they get no one-hot column"
+            )
+        if self.extra:
+            names = ", ".join(_short(c) for c in self.extra[:max_columns])
+            more = len(self.extra) - max_columns
+            names += f" and {more} more" if more > 0 else ""
+            n = len(self.extra)
+            lines.append(
+                f"{n} column{'s' if n != 1 else ''} not in the training data, ignored: {names}"
+            )
+        return lines
 
 
 @dataclass
