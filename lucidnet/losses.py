@@ -7,7 +7,9 @@ Conventions (written down because they change the numbers):
   binary cross-entropy (via ``max(z, 0) - z t + log(1 + e^-|z|)``). This never takes the log of 0
   and gives the simple gradients ``softmax(z) - t`` and ``sigmoid(z) - t``.
 * ``value`` is the mean over the batch of the per-sample loss, where the per-sample loss is the
-  mean over output units (MSE, MAE, Huber, BCE) or the sum over classes (cross-entropy).
+  mean over output units (MSE, MAE, Huber, BCE, Poisson) or the sum over classes (cross-entropy).
+* The Poisson loss takes the raw output as the **log of the rate** (log link) and ``predict``
+  returns ``exp(z)``, which is never negative (``output_activation = "exp"``).
 * ``sample_weight`` (n,) multiplies each sample's loss; the weighted sum is divided by ``n``, not by
   the sum of the weights (Keras' convention), so a mini-batch gradient is an unbiased estimate of
   the full weighted loss's gradient.
@@ -50,8 +52,11 @@ class Loss:
     key = ""
     #: "classification" or "regression", used to choose metrics.
     task = "regression"
-    #: non-linearity ``predict`` applies to the logits ("softmax", "sigmoid" or None).
+    #: non-linearity ``predict`` applies to the logits ("softmax", "sigmoid", "exp" or None).
     output_activation: str | None = None
+    #: whether ``fit(target_scaling="auto")`` may standardise the targets of this (regression)
+    #: loss; ``False`` for a loss whose link needs the targets in their own units (Poisson).
+    scale_targets = True
 
     # -- the textbook path ----------------------------------------------------------------------
     def __call__(
@@ -142,6 +147,16 @@ class Loss:
         in fewer NumPy calls (for small networks the per-call overhead dominates a training
         step); ``None`` falls back to ``_fast_per_sample``. Must agree with the textbook path
         (tests/test_fast_losses.py)."""
+        return None
+
+    def initial_output(self, y: np.ndarray, weights: np.ndarray | None) -> np.ndarray | None:
+        """For a loss that keeps the targets' units (``scale_targets = False``): the constant
+        raw output (per unit) that ``fit`` starts a fresh model's output bias at, or ``None``.
+
+        Args:
+            y: prepared targets (n, units).
+            weights: per-sample weights (n,) or ``None``.
+        """
         return None
 
     # -- targets --------------------------------------------------------------------------------
@@ -246,6 +261,102 @@ class Huber(Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {"delta": self.delta}
+
+
+#: largest log-rate the Poisson loss and ``predict`` exponentiate (a rate of about 1e13):
+#: z is clipped to it before ``exp`` so that neither float32 (overflow past 88.7) nor the sums
+#: over a batch can overflow.
+MAX_LOG_RATE = 30.0
+
+
+def _rate(z: np.ndarray) -> np.ndarray:
+    """``exp(min(z, MAX_LOG_RATE))``: the Poisson rate of a log-rate output, overflow-free."""
+    return np.exp(np.minimum(z, MAX_LOG_RATE))
+
+
+@LOSSES.register("poisson")
+class Poisson(Loss):
+    """Poisson negative log-likelihood with a log link, for counts (non-negative targets).
+
+    The raw output z is the log of the rate, lambda = e^z, so that ``predict`` (which returns
+    e^z) is never negative. Per unit ``l = e^z - t z``; ``dl/dz = e^z - t``. Mean over output
+    units. This is -log P(t | lambda) without the constant ``log t!`` (it does not depend on the
+    network), the convention of scikit-learn's ``MLPRegressor(loss="poisson")`` up to that
+    constant and of Keras' ``poisson`` up to the parametrisation (Keras takes the rate itself);
+    the loss is therefore not 0 at a perfect fit and can be negative. Targets may be any
+    non-negative numbers (counts, or rates such as counts per exposure).
+
+    Numerics: z is clipped at ``MAX_LOG_RATE`` (30) before ``exp`` in the loss, its gradient and
+    ``predict``; below it every formula is exact, above it the rate is e^30 and the gradient
+    ``e^30 - t`` still points back down. The targets are not standardised by ``fit`` (the log
+    link needs them in their own units): ``scale_targets = False``.
+    """
+
+    key = "poisson"
+    output_activation = "exp"
+    scale_targets = False
+
+    def per_sample(self, y_pred: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z, t = y_pred, y_true
+        rate = _rate(z)  # lambda = e^z
+        units = z[0].size
+        return self._mean_units(rate - t * z), (rate - t) / units
+
+    def _fast_per_sample(
+        self, y_pred: np.ndarray, y_true: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = y_pred.shape[0]
+        rate = _rate(y_pred)
+        units = rate[0].size
+        tz = np.multiply(y_true, y_pred)
+        # per-sample mean over units of e^z - t z; the gradient reuses the rate's array
+        losses = (rate.reshape(n, -1).sum(axis=1) - tz.reshape(n, -1).sum(axis=1)) / units
+        grad = np.subtract(rate, y_true, out=rate)
+        if units != 1:
+            grad /= units
+        return losses, grad
+
+    def _fast_mean_and_grad(
+        self, y_pred: np.ndarray, y_true: np.ndarray
+    ) -> tuple[float, np.ndarray] | None:
+        # L = (sum e^z - sum t z) / (n units),  dL/dz = (e^z - t) / (n units)
+        size = y_pred.size
+        rate = _rate(y_pred)
+        value = (float(rate.sum()) - float(np.vdot(y_true, y_pred))) / size
+        grad = np.subtract(rate, y_true, out=rate)
+        grad *= 1.0 / size
+        return value, grad
+
+    def initial_output(self, y: np.ndarray, weights: np.ndarray | None) -> np.ndarray | None:
+        """``log`` of the (weighted) mean target per unit, the best constant log-rate: a fresh
+        model starts predicting the mean count instead of e^0 = 1 (``None`` if a mean is 0)."""
+        if weights is not None and not np.any(weights > 0):
+            weights = None
+        mean = np.average(y.reshape(y.shape[0], -1).astype(np.float64), axis=0, weights=weights)
+        return np.log(mean) if np.all(mean > 0) else None
+
+    def prepare_targets(
+        self, y: Any, output_shape: tuple[int, ...] | None, dtype: Any, name: str = "y"
+    ) -> np.ndarray:
+        """Float targets shaped like the output, each non-negative (counts or rates)."""
+        arr = super().prepare_targets(y, output_shape, dtype, name)
+        _check_non_negative(arr, name)
+        return arr
+
+    def _check_target(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+        y = super()._check_target(y_pred, y_true)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("poisson: y_true must be finite non-negative counts")
+        _check_non_negative(y, "poisson: y_true")
+        return y
+
+
+def _check_non_negative(y: np.ndarray, name: str) -> None:
+    if y.size and y.min() < 0:
+        raise ValueError(
+            f"{name} must be non-negative (counts or rates) for the poisson loss, got "
+            f"{int(np.count_nonzero(y < 0))} negative value(s), the smallest {float(y.min())!r}"
+        )
 
 
 def resolve_class_weight(
@@ -554,12 +665,15 @@ def get(loss: str | Loss, **kwargs: Any) -> Loss:
 
 
 def output_transform(loss: Loss | None, logits: np.ndarray) -> np.ndarray:
-    """Apply the loss's output non-linearity (softmax / sigmoid) to logits for ``predict``."""
+    """Apply the loss's output non-linearity to logits for ``predict``: softmax, sigmoid, or
+    ``exp`` (the rate of a log-link output, z clipped at ``MAX_LOG_RATE``: never negative)."""
     act = None if loss is None else loss.output_activation
     if act == "softmax":
         return softmax(logits)
     if act == "sigmoid":
         return sigmoid(logits)
+    if act == "exp":
+        return _rate(logits)
     return logits
 
 

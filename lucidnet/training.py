@@ -230,7 +230,7 @@ def _log_metrics(
         if true is None:  # multi-label: element-wise
             true, pred = (y > 0.5).astype(np.int64), (logits > 0).astype(np.int64)
     else:
-        pred, true = logits, y
+        pred, true = _losses.output_transform(loss, logits), y  # Poisson: on the rate e^z
     for name in names:
         out[name] = float(_metrics.get(name)(true, pred))
     return out
@@ -513,6 +513,13 @@ def _target_scaling(model: Sequential, run: _Run, option: Any) -> TargetScaling 
     if option is False or run.loss.task != "regression" or run.y.ndim != 2:
         if option is True and run.loss.task != "regression":
             raise ValueError(f"target_scaling needs a regression loss, got {run.loss.key!r}")
+        return None
+    if not run.loss.scale_targets:  # a link that needs the targets' own units (Poisson)
+        if option is True:
+            raise ValueError(f"target_scaling=True cannot be used with loss {run.loss.key!r}")
+        start = run.loss.initial_output(run.y, run.weights)
+        if model.history is None and start is not None:  # fresh: start at the best constant
+            model.layers[-1].fold_output_scaling(np.ones_like(start), start)
         return None
     # folding the identity changes nothing and tells whether the output layer can fold
     if not model.layers[-1].fold_output_scaling(np.ones(1), np.zeros(1)):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lucidnet as ln
-from lucidnet.losses import LOSSES
+from lucidnet.losses import LOSSES, Poisson
 
 N = 17  # odd: no batch-size coincidence
 K = 5
@@ -25,6 +25,7 @@ CONFIGS: dict[type, list[tuple[str, object, tuple[str, ...]]]] = {
         ("huber", ln.Huber, ("real", "real_1_unit")),
         ("huber_delta_0.3", lambda: ln.Huber(delta=0.3), ("real",)),
     ],
+    Poisson: [("poisson", Poisson, ("counts", "counts_1_unit"))],
     ln.CrossEntropy: [
         ("ce", ln.CrossEntropy, ("labels", "onehot", "soft")),
         (
@@ -74,6 +75,9 @@ def make_batch(target: str, scale: float, rng: np.random.Generator):
         y = z + rng.standard_normal((N, units)) * scale * rng.choice([0.1, 1.0, 3.0], (N, units))
         y[0] = z[0]  # residual exactly 0 (MAE's and Huber's kink)
         return z, y[:, 0] if units == 1 else y  # one unit: 1-D targets, as users pass them
+    if target.startswith("counts"):
+        y = rng.poisson(rng.choice([0.5, 3.0, 40.0], (N, units))).astype(float)
+        return z, y[:, 0] if units == 1 else y
     labels = rng.integers(0, K, size=N)
     if target == "labels":
         return z, labels

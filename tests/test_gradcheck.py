@@ -15,6 +15,7 @@ RNG = np.random.default_rng(0)
 X = RNG.normal(size=(12, 5))
 LABELS = RNG.integers(0, 3, size=12)
 TARGETS = RNG.normal(size=(12, 2))
+COUNTS = np.random.default_rng(12).poisson(2.0, size=(12, 2)).astype(float)
 
 
 def built(layers, dtype="float32", shape=(5,)):
@@ -81,6 +82,7 @@ class DenseWrongInputGrad(ln.Dense):
             LABELS,
         ),
         ([ln.Dense(4, activation="tanh"), ln.Dense(2), ln.Softmax()], "mse", TARGETS),
+        ([ln.Dense(6, activation="tanh"), ln.Dense(2)], "poisson", COUNTS),
         (
             [ln.Dense(6, activation="relu"), ln.Dense(1)],
             "binary_cross_entropy",

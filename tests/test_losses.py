@@ -39,6 +39,10 @@ def _case(name: str, rng: np.random.Generator):
         r = away_from_zero(rng, (N, K), 0.6, 2.0)
         r[::2] = away_from_zero(rng, (N // 2, K), 0.05, 0.4)
         return ln.Huber(delta=0.5), z, z - r
+    if name == "poisson":
+        return losses.Poisson(), z, rng.poisson(3.0, size=(N, K)).astype(float)
+    if name == "poisson_1_unit":
+        return losses.Poisson(), z[:, :1], rng.poisson(0.5, size=(N, 1)).astype(float)
     if name == "bce":
         return ln.BinaryCrossEntropy(), z, rng.integers(0, 2, size=(N, K)).astype(float)
     if name == "bce_soft_targets":
@@ -67,6 +71,8 @@ CASES = [
     "mae",
     "huber",
     "huber_delta_0.5",
+    "poisson",
+    "poisson_1_unit",
     "bce",
     "bce_soft_targets",
     "bce_class_weight",
@@ -298,6 +304,7 @@ def test_get_resolves_names_and_lists_valid_ones():
         ln.Huber(0.3),
         ln.CrossEntropy(0.1, [1.0, 2.0]),
         ln.BinaryCrossEntropy([1, 3]),
+        losses.Poisson(),
     ],
 )
 def test_loss_config_round_trip(loss):
@@ -312,3 +319,9 @@ def test_output_transform():
     np.testing.assert_allclose(losses.output_transform(ln.BinaryCrossEntropy(), z), [[0.5, 0.75]])
     np.testing.assert_array_equal(losses.output_transform(ln.MSE(), z), z)
     np.testing.assert_array_equal(losses.output_transform(None, z), z)
+    np.testing.assert_allclose(losses.output_transform(losses.Poisson(), z), [[1.0, 3.0]])
+    # the Poisson rate never overflows: z is clipped at MAX_LOG_RATE before exp
+    big = np.array([[1e4, -1e4]], dtype=np.float32)
+    with np.errstate(over="raise"):
+        rate = losses.output_transform(losses.Poisson(), big)
+    assert rate[0, 0] == np.float32(np.exp(losses.MAX_LOG_RATE)) and rate[0, 1] == 0.0

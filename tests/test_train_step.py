@@ -11,7 +11,7 @@ import pytest
 
 import lucidnet as ln
 from lucidnet import training
-from lucidnet.losses import LOSSES
+from lucidnet.losses import LOSSES, Poisson
 
 # the last batch is smaller (a second batch shape); odd sizes, so that MAE's bias gradient (a
 # mean of signs) is never exactly 0, where rounding in the backward passes would decide the sign
@@ -30,6 +30,7 @@ LOSS_CASES = {
         lambda: ln.CrossEntropy(label_smoothing=0.1, class_weight=[1.0, 2.0, 0.5, 1.5]),
         "labels",
     ),
+    "poisson": (Poisson, "counts"),
     "binary_cross_entropy": (ln.BinaryCrossEntropy, 1),
     "binary_cross_entropy_multilabel_class_weight": (
         lambda: ln.BinaryCrossEntropy(class_weight=[0.5, 2.0]),
@@ -56,6 +57,8 @@ def data(target, dtype, rng):
     if target in ("labels", "onehot"):
         labels = rng.integers(0, 4, size=n)
         return X, (labels if target == "labels" else np.eye(4)[labels]), 4
+    if target == "counts":  # non-negative counts for the Poisson loss, 3 output units
+        return X, rng.poisson(2.0, size=(n, 3)).astype(float), 3
     y = rng.standard_normal((n, target)) * 2
     if target == 1:
         y = y[:, 0]  # 1-D targets for one output unit, as users pass them

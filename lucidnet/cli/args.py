@@ -196,7 +196,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
         choices=("auto", "classification", "regression"),
         default="auto",
         help=_D(
-            "auto: strings, booleans, few distinct integers -> classification, else regression"
+            "auto: strings, booleans, few distinct integers -> classification; counts "
+            "(non-negative integers, > 10 values or a count-like name) -> regression with the "
+            "Poisson loss; else regression"
         ),
     )
     for role in ("categorical", "text", "numeric", "drop"):
@@ -292,6 +294,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         choices=("none", "balanced"),
         default="none",
         help=_D("balanced: weight classes by inverse frequency"),
+    )
+    g.add_argument(
+        "--loss",
+        choices=("auto", "mse", "mae", "huber", "poisson"),
+        default="auto",
+        help=_D(
+            "regression loss; auto: poisson for count targets (predictions exp(z), never "
+            "negative), mse otherwise; classification always uses cross-entropy"
+        ),
     )
 
 

@@ -413,11 +413,32 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     keys = (
         "task hidden activation optimizer lr batch_size epochs patience dropout batch_norm l2 "
         "class_weight test_size val_size seed scaling max_features max_categories categorical "
-        "text numeric drop"
+        "text numeric drop loss"
     ).split()
     hp = {k: getattr(args, k) for k in keys}
     hp["hidden"] = list(hp["hidden"])
     return hp
+
+
+def _choose_loss(option: str, task: str, count: bool) -> tuple[str, str]:
+    """The loss ``train`` / ``lr-find`` fit with, and a note for the task line: cross-entropy
+    for classification; for regression ``--loss``, or by default Poisson for a count target
+    (non-negative integers: its predictions exp(z) are never negative) and MSE otherwise."""
+    if task == "classification":
+        if option not in ("auto", "cross_entropy"):
+            raise CLIError(
+                f"--loss {option} is a regression loss; the target is classification (it uses "
+                "cross-entropy): set --task regression to fit it as numbers"
+            )
+        return "cross_entropy", ""
+    if option != "auto":
+        return option, f"; loss {option} (set with --loss)"
+    if count:
+        return "poisson", (
+            ": Poisson regression (log link: predictions exp(z), never negative; --loss mse to "
+            "change)"
+        )
+    return "mse", ""
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
@@ -438,13 +459,14 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
         )
     classes = [str(c) for c in prep.classes_ or []]
     how = "set with --task" if args.task != "auto" else f"picked automatically: {reason}"
+    args.loss, loss_note = _choose_loss(args.loss, task, bool(prep.target_.get("count")))
     n, f = data.X_train.shape
     mib = 4 * f * (n + len(data.X_val) + len(data.X_test)) / 2**20
     if not args.quiet:
         _say(
             f"Data: '{args.data}', {len(df)} rows x {df.shape[1]} columns",
             prep.summary(),
-            f"Task: {task} ({how})",
+            f"Task: {task} ({how}){loss_note}",
             f"Feature matrix: {f} float32 columns, {mib:,.0f} MiB for all splits "
             f"(prepared in {time.perf_counter() - t0:.1f} s)",
         )
@@ -475,7 +497,8 @@ def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: 
 
     Regression targets are standardised by ``fit`` (``target_scaling="auto"``) and the scaling is
     folded into the output layer, so the saved model predicts in the target's units; the losses
-    in the history are on the standardised target."""
+    in the history are on the standardised target. Count targets (Poisson loss) are not scaled:
+    the log link needs the counts themselves."""
     callbacks, stopper, diagnostics = _training_callbacks(args, data)
     if not args.quiet:
         stop = f", early stopping patience {args.patience}" if stopper else " (no validation set)"
@@ -533,7 +556,7 @@ def _run_fit(
         return model.fit(
             data.X_train,
             data.y_train,
-            loss="cross_entropy" if task == "classification" else "mse",
+            loss=args.loss,  # chosen by _setup (_choose_loss)
             optimizer=optimizer,
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -913,9 +936,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     args.quiet = False
     data, model, optimizer, task, _ = _setup(args)
     y = data.y_train
-    if task == "regression":  # as fit trains: on the standardised target (scale-free lr)
-        y = TargetScaling.of(y.reshape(-1, 1)).scale(y.reshape(-1, 1)).ravel()
-    loss = "cross_entropy" if task == "classification" else "mse"
+    loss = args.loss  # chosen by _setup (_choose_loss)
+    if task == "regression" and loss != "poisson":  # as fit trains: on the standardised
+        y = TargetScaling.of(y.reshape(-1, 1)).scale(y.reshape(-1, 1)).ravel()  # target
     result = find_learning_rate(
         model,
         data.X_train,

@@ -15,8 +15,15 @@ Column roles (:func:`infer_roles`; inferred on the fitting rows unless overridde
   the rows distinct and mostly multi-word (e.g. names, titles).
 
 Task inference (:func:`infer_task`): string / bool / category targets -> classification; numbers
-with a non-integer value -> regression; integers with 2 distinct values, or with <= 20 distinct
-values that are at most 5% of the rows, -> classification; other integers -> regression.
+with a non-integer value -> regression; integers with 2 distinct values -> classification;
+**counts** -> regression (the CLI fits them with the Poisson loss); other integers with <= 20
+distinct values that are at most 5% of the rows -> classification; other integers -> regression.
+
+A count is a non-negative integer target that reaches down towards 0 (its smallest value is at
+most its range, max - min: so 0..14 or 1..900 but not years 1990..2020) with either more than 10
+distinct values (more than the ten digits, the most class codes usually used) or a name that says
+count (``count``, ``n_*``, ``num``, ``number``, ``total``, ...: then 3 or more values suffice).
+Integer class codes 0/1/2 or digits 0-9 stay classification; ``--task`` overrides.
 
 The private value converters (``_num_array``, ``_cat_array``, ``_text_list``) turn one column
 into the arrays that :class:`lucidnet.prep.TabularPreparer` feeds to scikit-learn.
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +50,9 @@ __all__ = ["ColumnRole", "as_frame", "infer_roles", "infer_task", "read_csv"]
 
 MAX_CLASSES = 20  # integer targets with more distinct values are treated as regression
 MAX_CLASS_FRACTION = 0.05  # ... and so are those whose distinct values exceed 5% of the rows
+MAX_CODE_VALUES = 10  # integer targets with more distinct values (reaching 0) are counts
+_COUNT_WORDS = {"count", "counts", "cnt", "num", "number", "n", "total", "freq", "frequency"}
+_COUNT_WORDS |= {"quantity", "qty", "visits", "calls", "events", "claims", "cases"}
 ID_MIN_ROWS = 20  # below this, "all values distinct" says nothing about being an identifier
 TEXT_MIN_WORDS = 3.0
 _NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "empty")  # infer_dtype
@@ -298,29 +309,90 @@ def infer_roles(
 
 
 def _infer_task(y: Any) -> tuple[str, str]:
+    task, reason, _ = _infer_target(y)
+    return task, reason
+
+
+def _infer_target(y: Any, task: str | None = None) -> tuple[str, str, bool]:
+    """``(task, reason, count)`` for a target (rule in the module docstring); with ``task``
+    given (by the user) only whether a regression target holds counts is decided."""
     pd = _pd()
     s = pd.Series(np.asarray(y).ravel()) if not isinstance(y, pd.Series) else y
+    name = str(s.name) if s.name is not None else ""
     values = s.dropna()
     kind = pd.api.types.infer_dtype(values, skipna=True)
-    if kind == "boolean":
-        return "classification", "boolean target"
-    if isinstance(s.dtype, pd.CategoricalDtype) or kind not in _NUMBER_KINDS:
-        return "classification", "non-numeric target values"
+    numeric = not isinstance(s.dtype, pd.CategoricalDtype) and kind in _NUMBER_KINDS
+    if task is not None or not numeric:
+        return _given_or_non_numeric(task, kind, values, name)
     v = values.to_numpy(dtype=np.float64)
     v = v[np.isfinite(v)]
-    if not np.all(v == np.round(v)):
-        return "regression", "non-integer target values"
+    integer = bool(np.all(v == np.round(v)))
     k = len(np.unique(v))
-    if k <= 2 or (k <= MAX_CLASSES and k <= MAX_CLASS_FRACTION * len(v)):
-        return "classification", f"integer target with {k} distinct values in {len(v)} rows"
-    return "regression", (
-        f"integer target with {k} distinct values in {len(v)} rows (more than {MAX_CLASSES}, "
-        f"or more than {MAX_CLASS_FRACTION:.0%} of the rows)"
+    count = _count_reason(v, k, name) if integer else None
+    if not integer:
+        return "regression", "non-integer target values", False
+    if k <= 2:
+        return "classification", f"integer target with {k} distinct values in {len(v)} rows", False
+    if count is not None:
+        return "regression", count, True
+    if k <= MAX_CLASSES and k <= MAX_CLASS_FRACTION * len(v):
+        return (
+            "classification",
+            (
+                f"integer target with {k} distinct values in {len(v)} rows (class codes: "
+                f"not counts, which need more than {MAX_CODE_VALUES} values reaching towards 0 "
+                "or a count-like name)"
+            ),
+            False,
+        )
+    return (
+        "regression",
+        (
+            f"integer target with {k} distinct values in {len(v)} rows (more than {MAX_CLASSES}, "
+            f"or more than {MAX_CLASS_FRACTION:.0%} of the rows)"
+        ),
+        False,
     )
 
 
+def _given_or_non_numeric(
+    task: str | None, kind: str, values: Any, name: str
+) -> tuple[str, str, bool]:
+    """The task set by the user (counts: a regression target of counts), or classification
+    for non-numeric values."""
+    if task is None:
+        why = "boolean target" if kind == "boolean" else "non-numeric target values"
+        return "classification", why, False
+    if task != "regression" or kind not in _NUMBER_KINDS or kind == "boolean":
+        return task, "set by user", False
+    v = values.to_numpy(dtype=np.float64)
+    v = v[np.isfinite(v)]
+    integer = bool(np.all(v == np.round(v)))
+    count = integer and _count_reason(v, len(np.unique(v)), name, user_regression=True)
+    return task, "set by user", bool(count)
+
+
+def _count_reason(v: np.ndarray, k: int, name: str, user_regression: bool = False) -> str | None:
+    """Why integer values ``v`` (``k`` distinct) are counts, or ``None`` when they are not:
+    non-negative, reaching towards 0, and more than ``MAX_CODE_VALUES`` values or a count-like
+    name (any number of values once the user has said regression)."""
+    if v.size == 0 or v.min() < 0 or v.min() > v.max() - v.min():
+        return None
+    words = {w.lower() for w in re.findall(r"[A-Za-z][a-z]*|[A-Z]+(?![a-z])", name)}
+    what = f"count target (non-negative integers, {k} distinct values from {v.min():.0f} to "
+    what += f"{v.max():.0f}"
+    if k > MAX_CODE_VALUES:
+        return f"{what}: more than {MAX_CODE_VALUES}, too many for class codes)"
+    if words & _COUNT_WORDS and k >= 3:
+        return f"{what}: the name {name!r} says count)"
+    if user_regression:
+        return f"{what})"
+    return None
+
+
 def infer_task(y: Any) -> str:
-    """``"classification"`` or ``"regression"`` for a target (rule in the module docstring)."""
+    """``"classification"`` or ``"regression"`` for a target (rule in the module docstring;
+    counts are regression). A ``pandas.Series`` lends its name to the count rule."""
     return _infer_task(y)[0]
 
 

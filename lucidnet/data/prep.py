@@ -45,7 +45,7 @@ from .columns import (
     ColumnRole,
     _as_list,
     _cat_array,
-    _infer_task,
+    _infer_target,
     _label_key,
     _num_array,
     _pd,
@@ -216,7 +216,7 @@ class TabularPreparer:
                 f"target column {t!r} is entirely empty (all {len(df)} values missing)"
             )
         df = df.loc[~missing].reset_index(drop=True)
-        task, reason = (self.task, "set by user") if self.task else _infer_task(df[t])
+        task, reason, count = _infer_target(df[t], self.task)
         info: dict[str, Any] = {
             "name": t,
             "task": task,
@@ -224,6 +224,8 @@ class TabularPreparer:
             "rows_in": int(len(missing)),
             "rows_dropped_missing": int(missing.sum()),
         }
+        if task == "regression":  # non-negative integers: the CLI fits them as counts (Poisson)
+            info["count"] = count
         if task == "classification":
             classes = sorted({_label_key(v) for v in df[t].astype(object)}, key=_sort_key)
             if len(classes) < 2:

@@ -22,9 +22,9 @@ lucidnet layer     ONNX nodes
 =================  ==========================================================================
 
 The loss's output non-linearity (softmax for ``cross_entropy``, sigmoid for
-``binary_cross_entropy``) is appended, so the ONNX output equals ``model.predict``; pass
-``include_output_activation=False`` for raw logits. The batch dimension is dynamic
-(``"batch"``). ``onnx`` is needed only here: ``pip install lucidnet[onnx]``.
+``binary_cross_entropy``, exp for ``poisson``) is appended, so the ONNX output equals
+``model.predict``; pass ``include_output_activation=False`` for raw logits. The batch
+dimension is dynamic (``"batch"``). ``onnx`` is needed only here: ``pip install lucidnet[onnx]``.
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def to_onnx(
         ir_version=onnx.helper.find_min_ir_version_for(opset_ids),
     )
     if include_output_activation and act is not None:
-        kind = "probabilities"
+        kind = "rates" if act == "exp" else "probabilities"
     else:
         kind = "logits" if act is not None else "values"
     meta = {"lucidnet_output": kind, "lucidnet_loss": "" if model.loss is None else model.loss.key}
@@ -271,6 +271,8 @@ def _graph(g: _GraphBuilder, model: Any, act: str | None, input_name: str, outpu
         x = g.node("Softmax", [x], "output_activation", axis=-1)
     elif act == "sigmoid":
         x = g.node("Sigmoid", [x], "output_activation")
+    elif act == "exp":  # poisson: the rate e^z (predict also clips z at 30; Exp does not)
+        x = g.node("Exp", [x], "output_activation")
     g.nodes.append(onnx.helper.make_node("Identity", [x], [output_name], name="output"))
     return onnx.helper.make_graph(
         g.nodes,
