@@ -517,9 +517,7 @@ def _target_scaling(model: Sequential, run: _Run, option: Any) -> TargetScaling 
     if not run.loss.scale_targets:  # a link that needs the targets' own units (Poisson)
         if option is True:
             raise ValueError(f"target_scaling=True cannot be used with loss {run.loss.key!r}")
-        start = run.loss.initial_output(run.y, run.weights)
-        if model.history is None and start is not None:  # fresh: start at the best constant
-            model.layers[-1].fold_output_scaling(np.ones_like(start), start)
+        _start_at_best_constant(model, run)
         return None
     # folding the identity changes nothing and tells whether the output layer can fold
     if not model.layers[-1].fold_output_scaling(np.ones(1), np.zeros(1)):
@@ -540,6 +538,15 @@ def _target_scaling(model: Sequential, run: _Run, option: Any) -> TargetScaling 
         run.y_val = scaling.scale(run.y_val)
     model.fit_target_scaling = scaling
     return scaling
+
+
+def _start_at_best_constant(model: Sequential, run: _Run) -> None:
+    """A fresh model whose loss does not standardise its targets (Poisson's log link) starts
+    with its output bias at the loss's best constant prediction (log of the mean count), so that
+    training does not spend its first epochs climbing from a rate of e^0 = 1."""
+    start = run.loss.initial_output(run.y, run.weights)
+    if model.history is None and start is not None:
+        model.layers[-1].fold_output_scaling(np.ones_like(start), start)
 
 
 def _batches(model: Sequential, run: _Run, batch_size: int | None) -> None:
