@@ -313,3 +313,25 @@ def test_unreadable_files_one_line(tmp_path, plain, name, content, fragment):
         code, _, err = run(argv)
         assert_one_line_error(code, err, str(path), fragment)
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("compression", ["gzip", "xz", "bz2"])
+def test_stream_cut_after_the_head_one_line(tmp_path, plain, compression):
+    """The first 64 KiB decompress fine; the rest of the stream is missing."""
+    text = make_frame(n=6000).to_csv(index=False).encode()
+    assert len(text) > 2 * 65536
+    packed = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": __import__("lzma").compress}
+    blob = packed[compression](text)
+    path = tmp_path / f"cut.csv.{compression}"
+    path.write_bytes(blob[: int(len(blob) * 0.8)])
+    code, _, err = run(["predict", plain["model"], path])
+    assert_one_line_error(code, err, str(path), f"{compression}-compressed", "decompressed")
+
+
+def test_text_that_starts_like_a_magic_number_is_text(tmp_path):
+    path = tmp_path / "bz.csv"
+    path.write_text("BZh_score,PAR,label\n1.5,2,x\n2.5,3,y\n")
+    df, options = read_table(path)
+    assert options.compression is None and list(df.columns) == ["BZh_score", "PAR", "label"]
+    path.write_text("PAR1,b\n1,2\n")
+    assert read_table(path)[1].format == "csv"

@@ -26,6 +26,8 @@ pandas is imported inside the functions so that ``import lucidnet`` stays fast.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import numbers
 import os
 import re
@@ -74,7 +76,7 @@ _SEPARATORS = (",", ";", "\t", "|")  # candidates, in order of preference on a t
 # magic bytes -> compression (the names pandas' ``compression=`` takes)
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bz2"),
+    (b"BZh", "bz2"),  # (+ a block size digit and the block magic: checked in _file_format)
     (b"\xfd7zXZ\x00", "xz"),
     (b"PK\x03\x04", "zip"),
     (b"\x28\xb5\x2f\xfd", "zstd"),
@@ -215,7 +217,7 @@ def read_table(
         return _read_parquet(p), ReadOptions("parquet", None, None, None, None)
     hint = hint or {}
     raw = _head_bytes(p, compression)
-    enc = encoding or _detect_encoding(raw, hint.get("encoding"))
+    enc = codecs.lookup(encoding or _detect_encoding(raw, hint.get("encoding"))).name
     text = _head_text(p, raw, enc, explicit=encoding is not None)
     records = _sample_records(text, truncated=len(raw) >= HEAD_BYTES)
     sep = sep or _detect_sep(records, hint.get("sep"))
@@ -248,12 +250,16 @@ def _file_format(p: str) -> tuple[str, str | None]:
     if os.path.getsize(p) == 0:
         raise ValueError(f"data file '{p}' is empty (0 bytes)")
     with open(p, "rb") as fh:
-        magic = fh.read(8)
-    if magic.startswith(_PARQUET_MAGIC):
+        magic = fh.read(16)
+        fh.seek(max(0, os.path.getsize(p) - 4))
+        tail = fh.read(4)
+    if magic.startswith(_PARQUET_MAGIC) and tail == _PARQUET_MAGIC:  # Parquet: PAR1 ... PAR1
         return "parquet", None
     for prefix, compression in _MAGIC:
         if magic.startswith(prefix):
-            return "csv", compression
+            # a text header may start "BZh": bz2 also has a size digit and the pi block magic
+            if compression != "bz2" or re.match(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", magic):
+                return "csv", compression
     ext = os.path.splitext(p)[1].lower()
     if ext in (".parquet", ".pq"):
         raise ValueError(f"data file '{p}' is named {ext} but is not Parquet (no PAR1 header)")
@@ -306,25 +312,39 @@ def _zstd_module(p: str) -> Any:
     return zstandard
 
 
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    """What a corrupt or cut compressed stream raises (gzip / bz2: OSError, EOFError; xz:
+    LZMAError; zip: BadZipFile, zlib.error; zstd: ZstdError)."""
+    import lzma
+    import zipfile
+    import zlib
+
+    errors: list[type[BaseException]] = [
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        lzma.LZMAError,
+        zlib.error,
+    ]
+    with contextlib.suppress(ImportError):
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    return tuple(errors)
+
+
 def _head_bytes(p: str, compression: str | None) -> bytes:
     """The first :data:`HEAD_BYTES` bytes of the (decompressed) content of ``p``."""
-    import zipfile
-
     try:
         with _open_decompressed(p, compression) as fh:
             return bytes(fh.read(HEAD_BYTES))
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except _decompression_errors() as exc:
+        if compression is None:
+            raise
         raise ValueError(
             f"data file '{p}' looks {compression}-compressed but could not be decompressed: "
             f"{_first_line(exc)}"
         ) from None
-    except Exception as exc:  # lzma.LZMAError, zstandard.ZstdError, zlib.error: no common base
-        if type(exc).__module__.split(".")[0] in ("_lzma", "lzma", "zstandard", "zlib", "_bz2"):
-            raise ValueError(
-                f"data file '{p}' looks {compression}-compressed but could not be "
-                f"decompressed: {_first_line(exc)}"
-            ) from None
-        raise
 
 
 def _first_line(exc: BaseException) -> str:
@@ -344,7 +364,7 @@ def _detect_encoding(raw: bytes, hint: str | None) -> str:
 def _head_text(p: str, raw: bytes, encoding: str, explicit: bool) -> str:
     """The head decoded, after checking that it is text: no NUL bytes (in a byte-oriented
     encoding) or characters, and decodable (a character cut by the head limit is allowed)."""
-    wide = encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32"))
+    wide = encoding.startswith(("utf-16", "utf-32"))  # (a name from codecs.lookup)
     if not wide and b"\x00" in raw:
         raise ValueError(f"data file '{p}' is not a CSV text file: it contains NUL bytes (binary?)")
     try:
@@ -439,9 +459,11 @@ def _read_delimited(p: str, o: ReadOptions) -> pd.DataFrame:
         raise ValueError(f"data file '{p}' is not {o.encoding} text: {exc}") from None
     except pd.errors.ParserError as exc:
         raise ValueError(f"data file '{p}' could not be parsed as CSV: {exc}") from None
-    except (OSError, EOFError) as exc:  # a compressed stream cut or corrupt after the head
+    except _decompression_errors() as exc:  # a compressed stream cut or corrupt after the head
+        if o.compression is None:
+            raise
         raise ValueError(
-            f"data file '{p}' could not be read ({o.compression or 'uncompressed'}): "
+            f"data file '{p}' looks {o.compression}-compressed but could not be decompressed: "
             f"{_first_line(exc)}"
         ) from None
 
