@@ -335,3 +335,14 @@ def test_text_that_starts_like_a_magic_number_is_text(tmp_path):
     assert options.compression is None and list(df.columns) == ["BZh_score", "PAR", "label"]
     path.write_text("PAR1,b\n1,2\n")
     assert read_table(path)[1].format == "csv"
+
+
+def test_utf16_tab_export(tmp_path, plain):
+    """Excel's "Unicode text": UTF-16 with a byte-order mark, tab-separated (NUL bytes and all)."""
+    path = tmp_path / "unicode.txt"
+    plain["df"].to_csv(path, sep="\t", index=False, encoding="utf-16")
+    assert b"\x00" in path.read_bytes()
+    df, options = read_table(path)
+    assert (options.sep, options.encoding) == ("\t", "utf-16")
+    pd.testing.assert_frame_equal(df, read_csv(plain["path"]))
+    pd.testing.assert_frame_equal(predict(plain["model"], path), plain["pred"])

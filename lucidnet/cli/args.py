@@ -167,7 +167,8 @@ def _add_reading_options(g: Any) -> None:
         "--sep",
         type=_reading_type("sep", _SEP_ALIASES),
         metavar="CHAR",
-        help="field separator, e.g. ';' or tab (default: detected among , ; tab |)",
+        help="field separator, e.g. ';' or tab (default: detected among , ; tab |; predict, "
+        "evaluate, explain, gradcheck prefer the one the model was trained with)",
     )
     g.add_argument(
         "--decimal",
