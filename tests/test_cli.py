@@ -404,10 +404,10 @@ def test_bad_input_is_one_line_exit_2(clf, work, bad_files, argv, fragments):
 
 
 def test_keyboard_interrupt_exits_130(work, monkeypatch):
-    def interrupt(path):
+    def interrupt(path, **options):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("lucidnet.data.prep.read_csv", interrupt)
+    monkeypatch.setattr("lucidnet.data.columns.read_table", interrupt)
     code, _, err = run(["train", work / "data.csv", "--target", "label", "--out", work / "k.lnet"])
     assert code == 130
     assert err.strip().splitlines() == ["lucidnet: interrupted by the user (Ctrl-C)"]

@@ -139,11 +139,60 @@ def _hidden(text: str) -> tuple[int, ...]:
     return units
 
 
+def _reading_type(name: str, aliases: dict[str, str]) -> Any:
+    """An option type for ``--sep`` / ``--decimal`` / ``--encoding``, checked as
+    :func:`lucidnet.data.columns.check_read_options` checks them."""
+    from ..data.columns import check_read_options
+
+    def convert(text: str) -> str:
+        value = aliases.get(text.strip().lower(), text)
+        try:
+            check_read_options(**{name: value})
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    convert.__name__ = name
+    return convert
+
+
+_SEP_ALIASES = {"\\t": "\t", "tab": "\t", "semicolon": ";", "comma": ",", "pipe": "|"}
+_DECIMAL_ALIASES = {"comma": ",", "point": ".", "dot": "."}
+
+
+def _add_reading_options(g: Any) -> None:
+    """``--sep``, ``--decimal``, ``--encoding``: how to read a CSV data file (detected when
+    not given; ``predict`` / ``evaluate`` reuse the ones the model was trained with)."""
+    g.add_argument(
+        "--sep",
+        type=_reading_type("sep", _SEP_ALIASES),
+        metavar="CHAR",
+        help="field separator, e.g. ';' or tab (default: detected among , ; tab |; predict, "
+        "evaluate, explain, gradcheck prefer the one the model was trained with)",
+    )
+    g.add_argument(
+        "--decimal",
+        type=_reading_type("decimal", _DECIMAL_ALIASES),
+        metavar="CHAR",
+        help="decimal mark of numbers, '.' or ',' (default: detected; ',' in a European "
+        "export with ';' separators)",
+    )
+    g.add_argument(
+        "--encoding",
+        type=_reading_type("encoding", {}),
+        metavar="NAME",
+        help="text encoding, e.g. cp1252, latin-1 (default: UTF-8, or UTF-16 with a BOM)",
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # Parser
 # ------------------------------------------------------------------------------------------------
 
 _FMT = argparse.RawDescriptionHelpFormatter
+_DATA_HELP = (
+    "CSV file with a header line (also gzip / bz2 / xz / zip / zstd compressed), or a Parquet file"
+)
 
 _TRAIN_EPILOG = """\
 examples:
@@ -184,12 +233,14 @@ def _add_files(p: argparse.ArgumentParser, data: bool = True) -> None:
     """The positional MODEL_FILE (and DATA.csv) of the commands that use a trained model."""
     p.add_argument("model", metavar="MODEL_FILE")
     if data:
-        p.add_argument("data", metavar="DATA.csv")
+        p.add_argument("data", metavar="DATA.csv", help=_DATA_HELP)
+        _add_reading_options(p.add_argument_group("reading the data file"))
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("data", metavar="DATA.csv", help="CSV file with a header line")
+    g.add_argument("data", metavar="DATA.csv", help=_DATA_HELP)
+    _add_reading_options(g)
     g.add_argument("--target", metavar="COL", help="column to predict (required)")
     g.add_argument(
         "--task",

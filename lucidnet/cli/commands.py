@@ -180,11 +180,35 @@ def csv_line_end(table: Any) -> str | None:
     return None
 
 
-def _read_csv(path: str) -> Any:
-    from ..data.prep import read_csv
+def _read_csv(args: argparse.Namespace, meta: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """Read ``args.data`` (CSV, compressed CSV or Parquet): (DataFrame, ReadOptions).
 
+    ``--sep`` / ``--decimal`` / ``--encoding`` override the detection; for a command that uses
+    a model file, the options the model was trained with (``meta["reading"]``) are preferred
+    where the file agrees with them (:func:`lucidnet.data.columns.read_table`). Stored options
+    that are malformed are ignored with one warning line."""
+    from ..data.columns import check_read_options, read_table
+
+    hint = None if meta is None else meta.get("reading")
+    if hint is not None:
+        try:
+            if not isinstance(hint, dict) or set(hint) - {"sep", "decimal", "encoding"}:
+                raise ValueError("expected an object with sep, decimal, encoding")
+            check_read_options(hint.get("sep"), hint.get("decimal"), hint.get("encoding"))
+        except ValueError as exc:
+            print(
+                f"lucidnet: warning: model file: stored reading options ignored ({exc})",
+                file=sys.stderr,
+            )
+            hint = None
     with _user_errors():
-        return read_csv(path)
+        return read_table(
+            args.data,
+            sep=getattr(args, "sep", None),
+            decimal=getattr(args, "decimal", None),
+            encoding=getattr(args, "encoding", None),
+            hint=hint,
+        )
 
 
 @contextlib.contextmanager
@@ -447,7 +471,8 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
 
     if args.class_weight == "balanced" and args.task == "regression":
         raise CLIError("--class-weight balanced needs a classification task")
-    df = _read_csv(args.data)
+    df, reading = _read_csv(args)
+    args.reading = reading.to_dict()  # saved in the model file (_model_metadata) for predict
     t0 = time.perf_counter()
     data = _prepare(args, df)
     prep = data.preparer
@@ -464,7 +489,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
     mib = 4 * f * (n + len(data.X_val) + len(data.X_test)) / 2**20
     if not args.quiet:
         _say(
-            f"Data: '{args.data}', {len(df)} rows x {df.shape[1]} columns",
+            f"Data: '{args.data}', {len(df)} rows x {df.shape[1]} columns ({reading.describe()})",
             prep.summary(),
             f"Task: {task} ({how}){loss_note}",
             f"Feature matrix: {f} float32 columns, {mib:,.0f} MiB for all splits "
@@ -692,6 +717,7 @@ def _model_metadata(
         "target_scaling": scaling,  # {"mean", "std"} of the regression target, else None
         "split": data.split.to_dict(),
         "test_metrics": result,
+        "reading": getattr(args, "reading", None),  # sep / decimal / encoding, None: Parquet
     }
 
 
@@ -741,7 +767,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out:
         _check_output(args.out, args.overwrite, (args.data, args.model), "output file")
     model, meta, preparer = _load_model(args.model)
-    df = _read_csv(args.data)
+    df, _ = _read_csv(args, meta)
     classification = meta.get("task") == "classification"
     classes = _class_names(meta) if classification else []
     names = ["prediction"] + [f"proba_{c}" for c in classes]
@@ -821,7 +847,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.metrics_json:
         _check_output(args.metrics_json, args.overwrite, (args.data, args.model), "metrics file")
     model, meta, preparer = _load_model(args.model)
-    df, y = _labelled(preparer, meta, _read_csv(args.data), args.data)
+    df, y = _labelled(preparer, meta, _read_csv(args, meta)[0], args.data)
     X = _features(preparer, df, args.data, drift=True)
     task = meta["task"]  # checked against the preparation by _load_model
     result = test_metrics(task, model, X, y, _class_names(meta))
@@ -881,7 +907,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _row(args: argparse.Namespace) -> tuple[Any, Any, np.ndarray, np.ndarray | None, Any]:
     """Model, metadata, features of ``data`` and its encoded target (None when absent)."""
     model, meta, preparer = _load_model(args.model)
-    df = _read_csv(args.data)
+    df, _ = _read_csv(args, meta)
     target = meta.get("target")
     y = None
     if target in df.columns:

@@ -33,6 +33,8 @@ pandas is imported inside the functions so that ``import lucidnet`` stays fast.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import numbers
 import os
 import re
@@ -46,7 +48,16 @@ from .._validation import describe
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["ColumnRole", "as_frame", "infer_roles", "infer_task", "read_csv"]
+__all__ = [
+    "ColumnRole",
+    "ReadOptions",
+    "as_frame",
+    "check_read_options",
+    "infer_roles",
+    "infer_task",
+    "read_csv",
+    "read_table",
+]
 
 MAX_CLASSES = 20  # integer targets with more distinct values are treated as regression
 MAX_CLASS_FRACTION = 0.05  # ... and so are those whose distinct values exceed 5% of the rows
@@ -69,29 +80,164 @@ def _pd() -> Any:
 # Reading
 # --------------------------------------------------------------------------------------------
 
+HEAD_BYTES = 65536  # how much of a file (decompressed) the checks and the format sniffing read
+SNIFF_RECORDS = 200  # records of the head used to detect the separator and the decimal mark
+_SEPARATORS = (",", ";", "\t", "|")  # candidates, in order of preference on a tie
+# magic bytes -> compression (the names pandas' ``compression=`` takes)
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),  # (+ a block size digit and the block magic: checked in _file_format)
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+_EXTENSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd"}
+_PARQUET_MAGIC = b"PAR1"
+_PARQUET_INSTALL = 'pip install "lucidnet[parquet]"'
+_COMMA_NUMBER = re.compile(r"[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?")
+_DOT_NUMBER = re.compile(r"[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?")
 
-def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a CSV file into a DataFrame, with errors that name the file and the problem.
 
-    A file that parses into a single column is re-read with ``;``, tab or ``|`` when its first
-    line contains one of them (European / TSV exports). A single column whose header looks like
-    prose (more than 64 characters, or 4+ words) is rejected as "not CSV"; other single-column
-    files are accepted (a one-feature model's prediction input is legitimate).
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a data file was read (what :func:`read_table` detected or was told).
+
+    Attributes:
+        format: ``"csv"`` (any delimited text) or ``"parquet"``.
+        compression: ``"gzip"``, ``"bz2"``, ``"xz"``, ``"zip"``, ``"zstd"`` or None.
+        sep: the field separator (CSV only, else None).
+        decimal: the decimal mark of numbers, ``"."`` or ``","`` (CSV only, else None).
+        encoding: the text encoding (CSV only, else None).
+    """
+
+    format: str = "csv"
+    compression: str | None = None
+    sep: str | None = ","
+    decimal: str | None = "."
+    encoding: str | None = "utf-8"
+
+    def describe(self) -> str:
+        """One phrase for a data summary line, e.g. ``"separator ';', decimal ','"``."""
+        if self.format == "parquet":
+            parts = ["Parquet"]
+        else:
+            sep = "tab" if self.sep == "\t" else repr(self.sep)
+            parts = [f"separator {sep}", f"decimal {self.decimal!r}"]
+            if self.encoding not in ("utf-8", "utf-8-sig"):
+                parts.append(f"encoding {self.encoding!r}")
+        if self.compression:
+            parts.insert(0, f"{self.compression}-compressed")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, str] | None:
+        """The options a file of the same format needs (``sep``, ``decimal``, ``encoding``),
+        JSON-ready; None for Parquet (nothing to remember)."""
+        if self.format != "csv":
+            return None
+        return {"sep": str(self.sep), "decimal": str(self.decimal), "encoding": str(self.encoding)}
+
+
+def check_read_options(
+    sep: Any = None, decimal: Any = None, encoding: Any = None, what: str = ""
+) -> None:
+    """Check reading options given by a user (or stored in a model file); None is "detect".
+
+    Raises:
+        ValueError: ``sep`` / ``decimal`` not a single character that can separate fields (not
+            a quote, a newline or alphanumeric), ``decimal`` equal to ``sep``, or ``encoding``
+            not the name of a text encoding Python knows.
+    """
+    pre = f"{what}: " if what else ""
+    for name, value in (("sep", sep), ("decimal", decimal)):
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) != 1 or value in "\"'\r\n" or value.isalnum():
+            shown = repr(value) if isinstance(value, str) else describe(value)
+            raise ValueError(
+                f"{pre}{name} must be a single character that is not a quote, a line break, a "
+                f"letter or a digit, got {shown}"
+            )
+    if sep is not None and decimal is not None and sep == decimal:
+        raise ValueError(f"{pre}decimal {decimal!r} is also the separator; they must differ")
+    if encoding is not None:
+        if not isinstance(encoding, str):
+            raise ValueError(f"{pre}encoding must be a string, got {describe(encoding)}")
+        try:
+            "a".encode(encoding)
+        except LookupError:
+            raise ValueError(
+                f"{pre}unknown encoding {encoding!r} (expected a text encoding such as "
+                "'utf-8', 'cp1252', 'latin-1', 'utf-16')"
+            ) from None
+
+
+def read_csv(
+    path: str | os.PathLike[str],
+    *,
+    sep: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
+) -> pd.DataFrame:
+    """Read a data file into a DataFrame (:func:`read_table` without the options it used)."""
+    return read_table(path, sep=sep, decimal=decimal, encoding=encoding)[0]
+
+
+def read_table(
+    path: str | os.PathLike[str],
+    *,
+    sep: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
+    hint: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, ReadOptions]:
+    """Read a CSV (plain or compressed) or Parquet file, with errors that name the file and the
+    problem; returns the frame and the :class:`ReadOptions` used.
+
+    * Format and compression come from the file's first bytes (``PAR1``: Parquet; gzip, bz2, xz,
+      zip with one member, zstd (needs the ``zstandard`` package) magic numbers), so a
+      misnamed file is still read; Parquet needs ``pyarrow`` (``pip install
+      "lucidnet[parquet]"``).
+    * The separator is the one of ``,`` ``;`` tab ``|`` that splits the first records into the
+      same number (> 1) of fields (the most fields wins); the decimal mark is ``,`` when the
+      separator is not ``,`` and the fields hold more numbers written ``20,1`` than ``20.1``
+      (a European spreadsheet export). The encoding is UTF-8, or UTF-16 with a byte-order mark.
+    * ``sep`` / ``decimal`` / ``encoding`` override the detection; ``hint`` (the options a model
+      was trained with) is preferred when the file agrees with it: its separator when that
+      splits the records consistently, its decimal mark with that separator, its encoding
+      unless the file has a byte-order mark.
+
+    A single column whose header looks like prose (more than 64 characters, or 4+ words) is
+    rejected as "not CSV"; other single-column files are accepted (a one-feature model's
+    prediction input is legitimate).
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: a directory, an empty file (0 bytes, or a header without rows), binary
-            content (NUL bytes or not UTF-8), or text that is not CSV.
+            content (NUL bytes, or not text in the encoding), text that is not CSV, a corrupt
+            compressed or Parquet file, a bad option, or a missing optional package.
     """
     p = os.fspath(path)
-    head = _csv_head(p)
-    first_line = head.decode("utf-8", errors="replace").splitlines()[0] if head.strip() else ""
-    df = _read_table(p, ",")
-    if df.shape[1] == 1:
-        counts = {s: first_line.count(s) for s in (";", "\t", "|")}
-        sep = max(counts, key=counts.get)
-        if counts[sep] > 0:
-            df = _read_table(p, sep)
+    check_read_options(sep, decimal, encoding)
+    if hint:
+        check_read_options(
+            hint.get("sep"), hint.get("decimal"), hint.get("encoding"), "reading options"
+        )
+    fmt, compression = _file_format(p)
+    if fmt == "parquet":
+        return _read_parquet(p), ReadOptions("parquet", None, None, None, None)
+    hint = hint or {}
+    raw = _head_bytes(p, compression)
+    enc = codecs.lookup(encoding or _detect_encoding(raw, hint.get("encoding"))).name
+    text = _head_text(p, raw, enc, explicit=encoding is not None)
+    records = _sample_records(text, truncated=len(raw) >= HEAD_BYTES)
+    sep = sep or _detect_sep(records, hint.get("sep"))
+    if decimal is None:
+        decimal = hint.get("decimal") if hint.get("sep") == sep else None
+        decimal = decimal or _detect_decimal(records, sep)
+    if sep == decimal:
+        raise ValueError(f"data file '{p}': the decimal mark {decimal!r} is also the separator")
+    options = ReadOptions("csv", compression, sep, decimal, enc)
+    df = _read_delimited(p, options)
     if df.shape[1] == 1:
         name = str(df.columns[0])
         if len(name) > 64 or len(name.split()) >= 4:
@@ -101,12 +247,12 @@ def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
             )
     if len(df) == 0:
         raise ValueError(f"data file '{p}' has a header ({df.shape[1]} columns) but no data rows")
-    return df
+    return df, options
 
 
-def _csv_head(p: str) -> bytes:
-    """The first 64 KiB of the file at ``p``, after checking that it exists, is a non-empty
-    file and holds text (no NUL bytes, UTF-8)."""
+def _file_format(p: str) -> tuple[str, str | None]:
+    """``("parquet", None)`` or ``("csv", compression or None)``, from the first bytes, after
+    checking that ``p`` exists and is a non-empty file."""
     if not os.path.exists(p):
         raise FileNotFoundError(f"data file '{p}' does not exist")
     if os.path.isdir(p):
@@ -114,35 +260,248 @@ def _csv_head(p: str) -> bytes:
     if os.path.getsize(p) == 0:
         raise ValueError(f"data file '{p}' is empty (0 bytes)")
     with open(p, "rb") as fh:
-        head = fh.read(65536)
-    if b"\x00" in head:
+        magic = fh.read(16)
+        fh.seek(max(0, os.path.getsize(p) - 4))
+        tail = fh.read(4)
+    if magic.startswith(_PARQUET_MAGIC) and tail == _PARQUET_MAGIC:  # Parquet: PAR1 ... PAR1
+        return "parquet", None
+    for prefix, compression in _MAGIC:
+        if magic.startswith(prefix):
+            # a text header may start "BZh": bz2 also has a size digit and the pi block magic
+            if compression != "bz2" or re.match(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", magic):
+                return "csv", compression
+    ext = os.path.splitext(p)[1].lower()
+    if ext in (".parquet", ".pq"):
+        raise ValueError(f"data file '{p}' is named {ext} but is not Parquet (no PAR1 header)")
+    if ext in _EXTENSIONS and magic.startswith(b"\x00"):  # not text either: say what was expected
+        raise ValueError(
+            f"data file '{p}' is named {ext} but is not {_EXTENSIONS[ext]}-compressed data"
+        )
+    return "csv", None
+
+
+def _open_decompressed(p: str, compression: str | None) -> Any:
+    """A binary file object over the decompressed content of ``p``."""
+    if compression is None:
+        return open(p, "rb")
+    if compression == "gzip":
+        import gzip
+
+        return gzip.open(p, "rb")
+    if compression == "bz2":
+        import bz2
+
+        return bz2.open(p, "rb")
+    if compression == "xz":
+        import lzma
+
+        return lzma.open(p, "rb")
+    if compression == "zip":
+        import zipfile
+
+        zf = zipfile.ZipFile(p)
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        if len(names) != 1:
+            zf.close()
+            raise ValueError(
+                f"data file '{p}' is a zip archive with {len(names)} files "
+                f"{names[:5]}; expected exactly one CSV file in it"
+            )
+        return zf.open(names[0])
+    return _zstd_module(p).open(p, "rb")
+
+
+def _zstd_module(p: str) -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise ValueError(
+            f"data file '{p}' is zstd-compressed; reading it needs the zstandard package "
+            "(pip install zstandard)"
+        ) from None
+    return zstandard
+
+
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    """What a corrupt or cut compressed stream raises (gzip / bz2: OSError, EOFError; xz:
+    LZMAError; zip: BadZipFile, zlib.error; zstd: ZstdError)."""
+    import lzma
+    import zipfile
+    import zlib
+
+    errors: list[type[BaseException]] = [
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        lzma.LZMAError,
+        zlib.error,
+    ]
+    with contextlib.suppress(ImportError):
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    return tuple(errors)
+
+
+def _head_bytes(p: str, compression: str | None) -> bytes:
+    """The first :data:`HEAD_BYTES` bytes of the (decompressed) content of ``p``."""
+    try:
+        with _open_decompressed(p, compression) as fh:
+            return bytes(fh.read(HEAD_BYTES))
+    except _decompression_errors() as exc:
+        if compression is None:
+            raise
+        raise ValueError(
+            f"data file '{p}' looks {compression}-compressed but could not be decompressed: "
+            f"{_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _detect_encoding(raw: bytes, hint: str | None) -> str:
+    """UTF-16 / UTF-8 by byte-order mark, else the hint, else UTF-8."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    return hint or "utf-8"
+
+
+def _head_text(p: str, raw: bytes, encoding: str, explicit: bool) -> str:
+    """The head decoded, after checking that it is text: no NUL bytes (in a byte-oriented
+    encoding) or characters, and decodable (a character cut by the head limit is allowed)."""
+    wide = encoding.startswith(("utf-16", "utf-32"))  # (a name from codecs.lookup)
+    if not wide and b"\x00" in raw:
         raise ValueError(f"data file '{p}' is not a CSV text file: it contains NUL bytes (binary?)")
     try:
-        head.decode("utf-8")
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a multi-byte character cut by the 64 KiB limit
+        if exc.start < len(raw) - 4 or len(raw) < HEAD_BYTES:
+            if explicit or encoding != "utf-8":
+                raise ValueError(
+                    f"data file '{p}' is not {encoding} text (undecodable byte at offset "
+                    f"{exc.start})"
+                ) from None
             raise ValueError(
                 f"data file '{p}' is not UTF-8 text (undecodable byte at offset {exc.start}); "
-                "binary data, or re-save the CSV as UTF-8"
+                "binary data, or text in another encoding: give it with --encoding (encoding= "
+                "in Python), e.g. cp1252, or re-save the CSV as UTF-8"
             ) from None
-    return head
+        text = raw[: exc.start].decode(encoding)
+    if "\x00" in text:
+        raise ValueError(f"data file '{p}' is not a CSV text file: it contains NUL characters")
+    return text
 
 
-def _read_table(p: str, sep: str) -> pd.DataFrame:
+def _sample_records(text: str, truncated: bool) -> dict[str, list[list[str]]]:
+    """The first records of ``text`` split by each candidate separator (quotes respected);
+    the last record is dropped when the head was cut."""
+    import csv
+    import io
+
+    out: dict[str, list[list[str]]] = {}
+    for sep in _SEPARATORS:
+        rows: list[list[str]] = []
+        try:
+            for row in csv.reader(io.StringIO(text), delimiter=sep):
+                if row:
+                    rows.append(row)
+                if len(rows) > SNIFF_RECORDS:
+                    break
+        except csv.Error:
+            rows = []  # (malformed quoting for this separator: not a candidate)
+        if truncated and len(rows) <= SNIFF_RECORDS and rows:
+            rows = rows[:-1]
+        out[sep] = rows[:SNIFF_RECORDS]
+    return out
+
+
+def _consistent(rows: list[list[str]]) -> int:
+    """The number of fields when every record has the same number (> 1), else 0."""
+    if not rows or len(rows[0]) < 2:
+        return 0
+    n = len(rows[0])
+    return n if all(len(r) == n for r in rows) else 0
+
+
+def _detect_sep(records: dict[str, list[list[str]]], hint: str | None) -> str:
+    """The hint when it splits the records consistently; else the candidate splitting them
+    consistently into the most fields; else the one with the most header fields; else ``,``."""
+    if hint in records and _consistent(records[hint]):
+        return str(hint)
+    scores = {s: _consistent(records[s]) for s in _SEPARATORS}
+    best = max(_SEPARATORS, key=lambda s: scores[s])  # (max keeps the first on a tie)
+    if scores[best]:
+        return best
+    header = {s: len(records[s][0]) if records[s] else 0 for s in _SEPARATORS}
+    best = max(_SEPARATORS, key=lambda s: header[s])
+    return best if header[best] > 1 else ","
+
+
+def _detect_decimal(records: dict[str, list[list[str]]], sep: str) -> str:
+    """``,`` when the separator is not ``,`` and the data fields hold more numbers written with
+    a decimal comma than with a decimal point; else ``.``."""
+    if sep == ",":
+        return "."
+    comma = dot = 0
+    for row in records[sep][1:]:
+        for field in row:
+            f = field.strip()
+            comma += _COMMA_NUMBER.fullmatch(f) is not None
+            dot += _DOT_NUMBER.fullmatch(f) is not None
+    return "," if comma > dot else "."
+
+
+def _read_delimited(p: str, o: ReadOptions) -> pd.DataFrame:
     """``pandas.read_csv`` with its errors turned into ValueErrors that name the file."""
     pd = _pd()
     try:
-        return pd.read_csv(p, sep=sep, encoding="utf-8")
+        return pd.read_csv(
+            p, sep=o.sep, decimal=o.decimal, encoding=o.encoding, compression=o.compression
+        )
     except pd.errors.EmptyDataError:
         raise ValueError(f"data file '{p}' is empty (no header, no rows)") from None
     except UnicodeDecodeError as exc:
-        raise ValueError(f"data file '{p}' is not UTF-8 text: {exc}") from None
+        raise ValueError(f"data file '{p}' is not {o.encoding} text: {exc}") from None
     except pd.errors.ParserError as exc:
         raise ValueError(f"data file '{p}' could not be parsed as CSV: {exc}") from None
+    except _decompression_errors() as exc:  # a compressed stream cut or corrupt after the head
+        if o.compression is None:
+            raise
+        raise ValueError(
+            f"data file '{p}' looks {o.compression}-compressed but could not be decompressed: "
+            f"{_first_line(exc)}"
+        ) from None
+
+
+def _read_parquet(p: str) -> pd.DataFrame:
+    """``pandas.read_parquet`` through pyarrow, with one-line errors naming the file."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            f"data file '{p}' is Parquet; reading it needs pyarrow: {_PARQUET_INSTALL}"
+        ) from None
+    try:
+        df = _pd().read_parquet(p, engine="pyarrow")
+    except (ValueError, OSError, TypeError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise ValueError(
+            f"data file '{p}' could not be read as Parquet: {_first_line(exc)}"
+        ) from None
+    if df.shape[1] == 0:
+        raise ValueError(f"data file '{p}' is a Parquet file without columns")
+    if len(df) == 0:
+        raise ValueError(f"data file '{p}' has a header ({df.shape[1]} columns) but no data rows")
+    return df
 
 
 def as_frame(data: Any, name: str = "data") -> pd.DataFrame:
-    """Accept a DataFrame, a NumPy array (columns ``x0``, ``x1``, ...), a dict or a CSV path.
+    """Accept a DataFrame, a NumPy array (columns ``x0``, ``x1``, ...), a dict or the path of a
+    CSV (plain or compressed) or Parquet file (read by :func:`read_table`, options detected).
 
     Non-string column names are converted to strings so that the fitted state stays JSON.
     """
