@@ -151,6 +151,9 @@ def test_role_table_says_what_was_done_per_column():
     assert rows["city"].endswith(f"; {n_city} missing -> own category '(missing)'")
     assert "missing" not in rows["full"] and "missing" not in rows["kind"]
     assert "1 missing indicators" in prep.summary()
+    df["note"] = [None if i % 5 == 0 else f"words here {i % 7} and there" for i in range(len(df))]
+    text = TabularPreparer("label", text=["note"]).fit(df).summary()
+    assert f"; {len(df[::5])} missing -> empty string\n" in text
     old = TabularPreparer("label", add_indicators=False, missing_category=False).fit(df)
     text = old.summary()
     assert f"{n_x} missing -> median {median:.6g}\n" in text + "\n"

@@ -857,6 +857,8 @@ def _missing_note(imputed: dict[str, Any] | None, indicator: bool) -> str:
         done = f"median {value:.6g}"
     elif how == "own category":
         done = f"own category {value!r}"
+    elif how == "empty string":  # text columns
+        done = how
     else:
         done = f"{how} {value!r}"
     return f"; {imputed['count']} missing -> {done}" + " + indicator" * indicator
