@@ -124,7 +124,7 @@ def test_train_classification_story(clf):
         "review  text",
         "blank   empty        all",  # the entirely empty column is dropped, with its reason
         "price   dropped",
-        "imputed",
+        "missing -> ",  # what was done with missing values, in the role table
         "Task: classification (picked automatically: non-numeric target values)",
         "split: 209 train / 30 val / 61 test (stratified)",  # round(0.2 * rows) per class
         f"epoch   1/{EPOCHS}",  # line-mode progress (stdout is not a terminal)

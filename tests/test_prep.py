@@ -188,8 +188,8 @@ def test_unknown_categories_nan_and_extra_columns():
     out = prep.transform(new.drop(columns=["label"]))
     assert out.dtype == np.float32
     assert out[0, cols].sum() == 0  # unseen category -> all zeros
-    fill = prep.report["imputed"]["city"]["value"]
-    assert out[1, names.index(f"city={fill}")] == 1  # missing -> most frequent training value
+    assert out[1, names.index("city=(missing)")] == 1  # missing -> its own category
+    assert out[1, cols].sum() == 1
     assert out[2, names.index("city=Lyon")] == 1
     assert np.isfinite(out).all()
 
@@ -230,11 +230,19 @@ def test_text_column_without_word_tokens_is_dropped_with_its_reason():
 
 def test_add_indicators():
     df = make_frame()
-    prep = TabularPreparer("label", add_indicators=True).fit(df)
+    names = TabularPreparer("label").fit(df).feature_names_out()  # on by default
+    assert "age is missing" in names and "city=(missing)" in names
+    assert "city is missing" not in names  # the (missing) category already says it
+    # the behaviour before missing categories existed: mode fill plus an indicator
+    prep = TabularPreparer("label", missing_category=False).fit(df)
     names = prep.feature_names_out()
-    assert {"age__missing", "city__missing"} <= set(names)
+    assert {"age is missing", "city is missing"} <= set(names)
+    assert "city=(missing)" not in names
     out = prep.transform(df)
-    assert out[:, names.index("age__missing")].sum() == df["age"].isna().sum()
+    assert out[:, names.index("age is missing")].sum() == df["age"].isna().sum()
+    assert out[:, names.index("city is missing")].sum() == df["city"].isna().sum()
+    off = TabularPreparer("label", add_indicators=False, missing_category=False).fit(df)
+    assert not any(n.endswith(" is missing") for n in off.feature_names_out())
 
 
 # ---- target ---------------------------------------------------------------------------------
@@ -401,13 +409,17 @@ def test_report_and_summary():
     json.dumps(rep)  # JSON-serialisable
     assert rep["target"]["rows_dropped_missing"] == int(df["label"].isna().sum())
     assert rep["rows_fit"] == len(d.split.train) == len(d.X_train)
-    assert rep["categories"]["city"] == {"n_seen": 3, "n_kept": 3}
+    assert rep["categories"]["city"] == {"n_seen": 4, "n_kept": 4}  # with "(missing)"
     assert rep["text_vocabulary"]["review"] > 0
     assert rep["n_features_out"] == d.X_train.shape[1]
     assert set(rep["dropped"]) == {"id", "const", "empty", "code"}
     text = d.preparer.summary()
     for word in ("classification", "identifier", "constant", "median", "dropped", "features"):
         assert word in text
+    age = rep["imputed"]["age"]
+    assert f"{age['count']} missing -> median {age['value']:.6g} + indicator" in text
+    city = rep["imputed"]["city"]["count"]
+    assert f"{city} missing -> own category '(missing)'" in text
 
 
 def test_prepare_numpy_regression():

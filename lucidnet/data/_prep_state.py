@@ -10,7 +10,9 @@ anything is built from it:
   those the columns call for (``numeric`` with numeric columns, ``categorical`` with
   categorical ones, ``text`` in TF-IDF mode, ``ids`` in token-id mode with text columns); every
   list has the length the columns imply; numbers are finite; vocabularies and categories are
-  distinct strings; missing-value indicators name feature columns. Invalid: the file is refused;
+  distinct strings; missing-value indicators name feature columns; a categorical column's
+  missing category (``categorical.missing``, absent in files written before it existed) is its
+  fill value and one of its categories. Invalid: the file is refused;
 * ``target`` (:func:`validate_target`): the target column, task and classes, which
   ``encode_target`` / ``decode_target`` use. Invalid: refused;
 * ``fit_report`` (:func:`clean_fit_report`): what fitting did (rows, imputed values, split),
@@ -180,8 +182,11 @@ def _check_numeric(num: Any, n: int, scaling: str) -> None:
 
 def _check_categorical(cat: Any, columns: list[str]) -> None:
     """``state.categorical``: one fill value, a non-empty list of distinct categories and a
-    count per column."""
-    cat = _keys(cat, "state.categorical", {"fill", "categories", "n_seen"})
+    count per column, and, in files written since missing values have a category of their own,
+    ``missing`` (:func:`_check_missing_categories`)."""
+    base = {"fill", "categories", "n_seen"}
+    has_missing = isinstance(cat, dict) and "missing" in cat
+    cat = _keys(cat, "state.categorical", base | {"missing"} if has_missing else base)
     n = len(columns)
     _list(cat["fill"], "state.categorical.fill", n, str)
     cats = cat["categories"]
@@ -197,6 +202,33 @@ def _check_categorical(cat: Any, columns: list[str]) -> None:
         raise ValueError("state.categorical.n_seen must have one count per categorical column")
     for c, k in seen.items():
         _count(k, f"state.categorical.n_seen[{c[:40]!r}]")
+    if has_missing:
+        _check_missing_categories(cat)
+
+
+def _check_missing_categories(cat: dict[str, Any]) -> None:
+    """``state.categorical.missing``: per column the label of its missing category (it must be
+    the column's fill value and one of its categories), or null for a column that had no
+    missing values when fitted (its fill value must then be no category, so that a missing
+    value encodes as all zeros, like an unseen one). Absent in older files: there missing
+    values take the fill value, the most frequent training value."""
+    labels, fills, cats = cat["missing"], cat["fill"], cat["categories"]
+    where = "state.categorical.missing"
+    if not isinstance(labels, list) or len(labels) != len(fills):
+        raise ValueError(
+            f"{where} must be a list of {len(fills)} strings or nulls, got {kind(labels)}"
+        )
+    for j, label in enumerate(labels):
+        if label is None:
+            if fills[j] in cats[j]:
+                raise ValueError(
+                    f"state.categorical.fill[{j}] must not be a category when {where}[{j}] is null"
+                )
+        elif not isinstance(label, str) or label != fills[j] or label not in cats[j]:
+            raise ValueError(
+                f"{where}[{j}] must be null or the column's fill value and one of its "
+                f"categories, got {kind(label)}"
+            )
 
 
 def _check_tfidf(text: Any, n: int) -> None:

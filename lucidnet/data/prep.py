@@ -101,10 +101,18 @@ class TabularPreparer:
     """Turns a frame into a float32 matrix: impute, scale, one-hot, TF-IDF (scikit-learn style).
 
     Output columns, in order: numeric (imputed with the training median, then scaled), missing
-    indicators (``add_indicators=True``: one 0/1 column per numeric or categorical column that had
-    missing values in the fitting rows), one-hot categoricals (missing -> most frequent training
-    value; at most ``max_categories`` most frequent categories per column, others and unseen
-    values encode as all zeros), then TF-IDF per text column (missing -> empty string).
+    indicators (``add_indicators=True``, the default: one 0/1 column ``"<col> is missing"`` per
+    numeric column that had missing values in the fitting rows), one-hot categoricals, then
+    TF-IDF per text column (missing -> empty string).
+
+    Categorical columns keep at most ``max_categories`` categories each (the most frequent;
+    others and unseen values encode as all zeros). With ``missing_category=True`` (the default)
+    a column with missing values in the fitting rows gets a category of its own, one-hot column
+    ``"<col>=(missing)"``, always kept: a missing value often means something (no complaint
+    reason = not a complaint) that a filled-in value would hide. A missing value in a column
+    that had none in the fitting rows encodes as all zeros, like an unseen value. With
+    ``missing_category=False`` missing values take the most frequent training value (and, with
+    ``add_indicators``, a ``"<col> is missing"`` column), as before this option existed.
 
     With ``text_mode="ids"`` the text columns are left out of :meth:`transform` and
     :meth:`transform_text_ids` gives ``(n, max_len)`` int64 token ids for an ``Embedding`` layer
@@ -117,7 +125,10 @@ class TabularPreparer:
         task: ``"classification"`` / ``"regression"``, or None to infer it from the target.
         numeric, categorical, text, drop: column-role overrides.
         scaling: ``"standard"``, ``"minmax"`` or ``"none"`` for the numeric columns.
-        add_indicators: add the missing-indicator columns.
+        add_indicators: add the missing-indicator columns (numeric columns; categorical ones
+            too when ``missing_category=False``).
+        missing_category: a category of its own for missing categorical values (else the most
+            frequent training value).
         text_mode: ``"tfidf"`` or ``"ids"``.
         max_features: vocabulary cap per text column (TF-IDF) or in total (ids).
         ngram_range: TF-IDF word n-grams, default unigrams + bigrams.
@@ -136,7 +147,8 @@ class TabularPreparer:
         text: list[str] | None = None,
         drop: list[str] | None = None,
         scaling: str = "standard",
-        add_indicators: bool = False,
+        add_indicators: bool = True,
+        missing_category: bool = True,
         text_mode: str = "tfidf",
         max_features: int = 20000,
         ngram_range: tuple[int, int] = (1, 2),
@@ -155,7 +167,11 @@ class TabularPreparer:
         self.scaling = check_one_of(scaling, "scaling", ("standard", "minmax", "none"))
         if not isinstance(add_indicators, bool):
             raise TypeError(f"add_indicators must be True or False, got {describe(add_indicators)}")
-        self.add_indicators = add_indicators
+        if not isinstance(missing_category, bool):
+            raise TypeError(
+                f"missing_category must be True or False, got {describe(missing_category)}"
+            )
+        self.add_indicators, self.missing_category = add_indicators, missing_category
         self.text_mode = check_one_of(text_mode, "text_mode", ("tfidf", "ids"))
         self.max_features = check_positive_int(max_features, "max_features")
         ng = list(ngram_range) if isinstance(ngram_range, (list, tuple)) else []
@@ -385,26 +401,45 @@ class TabularPreparer:
     def _fit_categorical(
         self, df: pd.DataFrame, columns: list[str], imputed: dict, indicators: list[str]
     ) -> dict[str, Any]:
-        """Most-frequent fill values and the kept categories (the ``max_categories`` most
-        frequent) of the categorical columns; records the imputed columns."""
+        """The fill values and the kept categories (the ``max_categories`` most frequent) of
+        the categorical columns; records the imputed columns (and their indicators).
+
+        With ``missing_category`` the fill value of a column is its missing label
+        (:func:`_missing_label`), kept as a category when the column had missing values (the
+        state's ``missing`` entry says which); otherwise the most frequent value."""
         from sklearn.impute import SimpleImputer
 
         raw = np.column_stack([_cat_array(df[c]) for c in columns])
-        imp = SimpleImputer(strategy="most_frequent").fit(raw)
-        filled_cat = imp.transform(raw)
-        fills, cats, seen = [], [], {}
+        if not self.missing_category:
+            modes = SimpleImputer(strategy="most_frequent").fit(raw).statistics_
+        fills, cats, seen, labels = [], [], {}, []
         for j, c in enumerate(columns):
-            k = int(_pd().isna(raw[:, j]).sum())
-            fills.append(str(imp.statistics_[j]))
-            if k:
-                imputed[c] = {"count": k, "value": fills[-1], "how": "most frequent"}
-                if self.add_indicators:
-                    indicators.append(c)
-            counts = Counter(filled_cat[:, j].tolist())
-            top = sorted(counts, key=lambda v: (-counts[v], v))[: self.max_categories]
+            miss = _pd().isna(raw[:, j])
+            counts = Counter(raw[~miss, j].tolist())
+            k = int(miss.sum())
+            if self.missing_category:
+                fills.append(_missing_label(counts))
+                labels.append(fills[-1] if k else None)
+            else:
+                fills.append(str(modes[j]))
+                counts[fills[-1]] += k
+            top = sorted(counts, key=lambda v: (-counts[v], v))
+            if labels and labels[-1] is not None:  # the missing category is always kept
+                top = top[: self.max_categories - 1] + [labels[-1]]
+                seen[c] = len(counts) + 1
+            else:
+                top = top[: self.max_categories]
+                seen[c] = len(counts)
             cats.append(sorted(top))
-            seen[c] = len(counts)
-        return {"fill": fills, "categories": cats, "n_seen": seen}
+            if k:
+                how = "own category" if self.missing_category else "most frequent"
+                imputed[c] = {"count": k, "value": fills[-1], "how": how}
+                if self.add_indicators and not self.missing_category:
+                    indicators.append(c)
+        state: dict[str, Any] = {"fill": fills, "categories": cats, "n_seen": seen}
+        if self.missing_category:
+            state["missing"] = labels
+        return state
 
     def _fit_text(
         self,
@@ -683,10 +718,10 @@ class TabularPreparer:
         return len(self.state_["ids"]["vocabulary"]) + 2
 
     def feature_names_out(self) -> list[str]:
-        """Names of the :meth:`transform` columns: ``age``, ``age__missing``, ``city=Paris``,
-        ``review:good``."""
+        """Names of the :meth:`transform` columns: ``age``, ``age is missing``, ``city=Paris``,
+        ``city=(missing)``, ``review:good``."""
         st = self._fitted_state()
-        names = list(st["columns"]["numeric"]) + [f"{c}__missing" for c in st["indicators"]]
+        names = list(st["columns"]["numeric"]) + [f"{c} is missing" for c in st["indicators"]]
         if "categorical" in st:
             for c, cats in zip(
                 st["columns"]["categorical"], st["categorical"]["categories"], strict=True
@@ -764,13 +799,8 @@ class TabularPreparer:
         width = max([len(c) for c in r["columns"]] + [6])
         lines.append("  columns:")
         for c, v in r["columns"].items():
-            lines.append(f"    {c:<{width}}  {v['role']:<11}  {v['reason']}")
-        if r["imputed"]:
-            lines.append("  imputed (fitting rows):")
-            for c, v in r["imputed"].items():
-                lines.append(
-                    f"    {c:<{width}}  {v['count']} values -> {v['value']!r} ({v['how']})"
-                )
+            done = _missing_note(r["imputed"].get(c), c in r["indicators"])
+            lines.append(f"    {c:<{width}}  {v['role']:<11}  {v['reason']}{done}")
         for c, v in r["categories"].items():
             extra = f" (kept the {v['n_kept']} most frequent)" if v["n_kept"] < v["n_seen"] else ""
             lines.append(f"  categories: {c}: {v['n_seen']}{extra}")
@@ -856,6 +886,33 @@ class TabularPreparer:
         prep.target_ = copy.deepcopy(d.get("target"))
         prep.report_ = clean_fit_report(copy.deepcopy(d.get("fit_report", {})))
         return prep
+
+
+def _missing_note(imputed: dict[str, Any] | None, indicator: bool) -> str:
+    """What was done with a column's missing values, for its row of the role table:
+    ``"; 12 missing -> median 4.5 + indicator"``, ``"; 3310 missing -> own category
+    '(missing)'"`` (empty without missing values)."""
+    if not imputed:
+        return ""
+    value, how = imputed["value"], imputed["how"]
+    if how == "median" and isinstance(value, (int, float)):
+        done = f"median {value:.6g}"
+    elif how == "own category":
+        done = f"own category {value!r}"
+    elif how == "empty string":  # text columns
+        done = how
+    else:
+        done = f"{how} {value!r}"
+    return f"; {imputed['count']} missing -> {done}" + " + indicator" * indicator
+
+
+def _missing_label(values: Counter) -> str:
+    """``"(missing)"``, or, if a column holds that very string, ``"((missing))"`` and so on: the
+    category of the missing values must not merge with a real value."""
+    label = "(missing)"
+    while label in values:
+        label = f"({label})"
+    return label
 
 
 # --------------------------------------------------------------------------------------------
