@@ -149,6 +149,37 @@ def validate_state(st: Any, scaling: str, text_mode: str = "tfidf") -> None:
         check_positive_int(ids["max_len"], "state.ids.max_len")
     if "text" in st:
         _check_tfidf(st["text"], len(cols["text"]))
+    if "dates" in st:
+        _check_dates(st["dates"])
+
+
+def _check_dates(d: Any) -> None:
+    """``state.dates``: per date column a known format, a finite origin, and finite fill / mean /
+    positive scale lists of the column's feature count (6, or 8 for a format with a time)."""
+    from .columns import DATE_FORMATS
+
+    keys = {"columns", "formats", "origin", "fill", "mean", "scale", "indicator"}
+    d = _keys(d, "state.dates", keys)
+    columns = _list(d["columns"], "state.dates.columns", kind_=str)
+    n = len(columns)
+    if n == 0:
+        raise ValueError("state.dates.columns must name at least one column")
+    _distinct(columns, "state.dates.columns")
+    formats = _list(d["formats"], "state.dates.formats", n, kind_=str)
+    _list(d["origin"], "state.dates.origin", n)
+    ind = d["indicator"]
+    if not isinstance(ind, list) or len(ind) != n or not all(isinstance(x, bool) for x in ind):
+        raise ValueError(f"state.dates.indicator must be a list of {n} booleans")
+    for j, fmt in enumerate(formats):
+        if fmt.removesuffix(" %z") not in DATE_FORMATS:
+            raise ValueError(f"state.dates.formats[{j}] is not a known date format: {fmt!r}")
+        k = 8 if "%H" in fmt else 6
+        for key in ("fill", "mean", "scale"):
+            if not isinstance(d[key], list) or len(d[key]) != n:
+                raise ValueError(f"state.dates.{key} must be a list of {n} lists")
+            _list(d[key][j], f"state.dates.{key}[{j}]", k)
+        if not all(x > 0 for x in d["scale"][j]):
+            raise ValueError(f"state.dates.scale[{j}] must hold positive numbers")
 
 
 def _expected_state_keys(st: dict[str, Any], cols: dict[str, Any], text_mode: str) -> set[str]:
@@ -161,6 +192,8 @@ def _expected_state_keys(st: dict[str, Any], cols: dict[str, Any], text_mode: st
         keys.add("text")
     if text_mode == "ids" and cols["text"]:
         keys.add("ids")
+    if "dates" in st:  # optional: only preparers that found date columns have it
+        keys.add("dates")
     return keys
 
 

@@ -10,7 +10,10 @@ Column roles (:func:`infer_roles`; inferred on the fitting rows unless overridde
 * **numeric**: numbers, and strings that all parse as numbers. Integer columns stay numeric even
   with few distinct values (their order carries information); one-hot them with ``categorical=``.
 * **identifier**: at least 20 values, all distinct, and either integers forming a consecutive run /
-  in a column named like an id (``id``, ``*_id``, ``key``, ``index``, ...) or single-word strings.
+  in a column named like an id (``id``, ``*_id``, ``key``, ``index``, ...) or single-word strings;
+  also integer row numbers (rising by 1 per row in file order, read from the frame's index, so
+  they are caught in a shuffled training subset), and integer-valued floats that are at least 95%
+  distinct in an id-named column or beyond 2**53 (tweet ids saved as ``5.70306e+17``).
 * **text**: strings with a mean of >= 3 words, or more than 20 distinct values, more than half of
   the rows distinct and mostly multi-word (e.g. names, titles).
 
@@ -539,7 +542,8 @@ def as_frame(data: Any, name: str = "data") -> pd.DataFrame:
 class ColumnRole:
     """The role of one column and the reason it was chosen.
 
-    ``role`` is one of ``numeric``, ``categorical``, ``text`` (used as features), ``identifier``,
+    ``role`` is one of ``numeric``, ``categorical``, ``text``, ``date`` (used as features),
+    ``identifier``,
     ``constant``, ``empty``, ``dropped`` (user's ``drop=``), or ``target``.
     """
 
@@ -552,7 +556,33 @@ def _looks_like_id(name: str) -> bool:
     return low in _ID_NAMES or low.endswith(("_id", " id", "-id")) or name.endswith(("Id", "ID"))
 
 
-def _numeric_role(values: np.ndarray, name: str, prefix: str) -> ColumnRole:
+def _row_number(values: np.ndarray, index: np.ndarray | None) -> bool:
+    """Whether integer ``values`` number the rows: in file order (the frame's index, kept by
+    ``df.iloc[rows]``) they rise by exactly as much as the row position does."""
+    if index is None or len(index) != len(values) or len(values) < ID_MIN_ROWS:
+        return False
+    order = np.argsort(index, kind="stable")
+    step_v, step_i = np.diff(values[order]), np.diff(index[order].astype(np.float64))
+    return bool(np.all(step_i > 0) and np.all(step_v == step_i))
+
+
+def _float_id(values: np.ndarray, finite: np.ndarray, n_unique: int, name: str) -> str | None:
+    """Why integer-valued floats are an identifier (None if they are not): at least 95% distinct
+    in a column named like an id, or beyond 2**53 (no measurement is an exact integer there;
+    ids such as tweet ids saved as ``5.70306e+17`` are)."""
+    if len(values) < ID_MIN_ROWS or finite.size < 0.95 * len(values):
+        return None
+    huge = float(np.min(np.abs(finite))) >= 2.0**53
+    if huge and (_looks_like_id(name) or n_unique >= 0.95 * finite.size):
+        return f"integers of {finite.size} rows beyond 2**53 (float-formatted ids)"
+    if _looks_like_id(name) and n_unique >= 0.95 * len(values):
+        return f"{n_unique} distinct integers in {len(values)} rows, an id-like name"
+    return None
+
+
+def _numeric_role(
+    values: np.ndarray, name: str, prefix: str, index: np.ndarray | None = None
+) -> ColumnRole:
     finite = values[np.isfinite(values)]
     n_unique = len(np.unique(finite))
     if finite.size and np.all(finite == np.round(finite)):
@@ -563,8 +593,21 @@ def _numeric_role(values: np.ndarray, name: str, prefix: str) -> ColumnRole:
                 return ColumnRole(
                     "identifier", f"{prefix}all {len(values)} integers distinct, {why}"
                 )
+        if finite.size == len(values) and _row_number(values, index):
+            return ColumnRole("identifier", f"{prefix}row numbers (+1 per row in file order)")
+        why_float = _float_id(values, finite, n_unique, name)
+        if why_float is not None:
+            return ColumnRole("identifier", prefix + why_float)
         return ColumnRole("numeric", f"{prefix}integers, {n_unique} distinct values")
     return ColumnRole("numeric", f"{prefix}real numbers, {n_unique} distinct values")
+
+
+def _int_index(values: pd.Series) -> np.ndarray | None:
+    """The row positions in the file of ``values`` (an integer index), or None."""
+    idx = values.index
+    if idx.dtype.kind not in "iu":
+        return None
+    return idx.to_numpy(dtype=np.int64)
 
 
 def _infer_role(s: pd.Series, name: str) -> ColumnRole:
@@ -582,15 +625,19 @@ def _infer_role(s: pd.Series, name: str) -> ColumnRole:
         return ColumnRole("categorical", "boolean values")
     if isinstance(s.dtype, pd.CategoricalDtype):
         return ColumnRole("categorical", f"pandas category dtype, {n_unique} values")
+    index = _int_index(values)
     if pd.api.types.is_numeric_dtype(s.dtype):
-        return _numeric_role(values.to_numpy(dtype=np.float64), name, "")
+        return _numeric_role(values.to_numpy(dtype=np.float64), name, "", index)
     # "all values are numbers" fails on the first value of a text column: skip the full pass
     if pd.to_numeric(values.iloc[:1], errors="coerce").notna().all():
         coerced = pd.to_numeric(values, errors="coerce")
         if coerced.notna().all():
             return _numeric_role(
-                coerced.to_numpy(dtype=np.float64), name, "numbers stored as text; "
+                coerced.to_numpy(dtype=np.float64), name, "numbers stored as text; ", index
             )
+    fmt = detect_date_format(values)
+    if fmt is not None:
+        return ColumnRole("date", f"dates, format {fmt!r}")
     # words per value, as str.split() counts them (a plain loop: 3x faster than .str.split())
     words = np.fromiter(
         (len(v.split()) for v in values.astype(str).tolist()), dtype=np.int64, count=n
@@ -817,3 +864,115 @@ def _num_array(s: pd.Series, name: str) -> np.ndarray:
 
 def _text_list(s: pd.Series) -> list[str]:
     return ["" if m else str(v) for v, m in zip(s.astype(object), s.isna(), strict=True)]
+
+
+# ---- dates ----------------------------------------------------------------------------------
+
+# tried in this order on a sample; day-first and month-first formats both parsing a column means
+# it is ambiguous (no day above 12) and is not taken for dates
+DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+    "%Y/%m/%d",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%d-%m-%Y",
+    "%d.%m.%Y",
+    "%d/%m/%Y %H:%M",
+    "%m/%d/%Y %H:%M",
+    "%d-%m-%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M:%S",
+)
+DATE_MIN_PARSED = 0.95  # share of the non-missing values a date format must parse
+DATE_SAMPLE = 200
+# a trailing time-zone offset (" -0800", "+01:00", "Z"): dropped so that features use local time
+_TZ_TAIL = re.compile(r"(?:\s*[+-]\d{2}:?\d{2}|Z)$")
+_DATE_FEATURES = ("year", "days", "month sin", "month cos", "weekday sin", "weekday cos")
+_TIME_FEATURES = ("hour sin", "hour cos")
+
+
+def _strip_tz(values: pd.Series) -> tuple[pd.Series, bool]:
+    """``values`` as strings without a trailing offset, and whether most values had one."""
+    text = values.astype(str).str.strip()
+    has = text.str.contains(_TZ_TAIL, regex=True)
+    if float(has.mean()) >= DATE_MIN_PARSED:
+        return text.str.replace(_TZ_TAIL, "", regex=True), True
+    return text, False
+
+
+def _parse_dates(values: pd.Series, fmt: str) -> pd.Series:
+    """Datetimes (NaT where missing or not in ``fmt``; ``fmt`` may end with ``%z``, then the
+    offset is dropped and the local time kept)."""
+    pd = _pd()
+    text = values.astype("string")
+    if fmt.endswith(" %z"):
+        text = text.str.strip().str.replace(_TZ_TAIL, "", regex=True)
+        fmt = fmt[: -len(" %z")]
+    return pd.to_datetime(text, format=fmt, errors="coerce")
+
+
+def detect_date_format(values: pd.Series) -> str | None:
+    """The ``strftime`` format of a column of date strings (``values`` without missing ones), or
+    None: a format parsing at least 95% of a sample and of the whole column, and unambiguous."""
+    pd = _pd()
+    sample, tz = _strip_tz(values.iloc[:DATE_SAMPLE])
+    # cheap screen: most values must look like d-m-y / y-m-d before any format is tried
+    shaped = sample.str.contains(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True)
+    if float(shaped.mean()) < DATE_MIN_PARSED:
+        return None
+    fits = []
+    for fmt in DATE_FORMATS:
+        parsed = pd.to_datetime(sample, format=fmt, errors="coerce")
+        if float(parsed.notna().mean()) >= DATE_MIN_PARSED:
+            fits.append(fmt)
+    day_first = [f for f in fits if f.startswith("%d")]
+    month_first = [f for f in fits if f.startswith("%m")]
+    if not fits or (day_first and month_first):
+        return None
+    fmt = fits[0] + (" %z" if tz else "")
+    if float(_parse_dates(values, fmt).notna().mean()) < DATE_MIN_PARSED:
+        return None
+    return fmt
+
+
+def date_feature_names(has_time: bool) -> tuple[str, ...]:
+    """The features of one date column, in :func:`date_features` order."""
+    return _DATE_FEATURES + (_TIME_FEATURES if has_time else ())
+
+
+def date_features(values: pd.Series, fmt: str, origin: float) -> np.ndarray:
+    """``(n, 6)`` or, for date-times, ``(n, 8)`` float64 features of a date column: year, days
+    since ``origin`` (days since 1970-01-01), sin/cos of month, weekday and hour; NaN rows where
+    a value is missing or does not parse."""
+    t = _parse_dates(values, fmt)
+    ok = t.notna().to_numpy()
+    ns = t.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64)
+    days = ns / 86_400e9
+    cols = [
+        t.dt.year.to_numpy(dtype=np.float64, na_value=np.nan),
+        days - origin,
+    ]
+    for period, v in (
+        (12.0, t.dt.month.to_numpy(dtype=np.float64, na_value=np.nan) - 1.0),
+        (7.0, t.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan)),
+    ):
+        cols += [np.sin(2 * np.pi * v / period), np.cos(2 * np.pi * v / period)]
+    if "%H" in fmt:
+        hour = (t.dt.hour + t.dt.minute / 60.0).to_numpy(dtype=np.float64, na_value=np.nan)
+        cols += [np.sin(2 * np.pi * hour / 24.0), np.cos(2 * np.pi * hour / 24.0)]
+    out = np.column_stack(cols)
+    out[~ok] = np.nan
+    return out
+
+
+def date_origin(values: pd.Series, fmt: str) -> float:
+    """The earliest date of ``values`` in days since 1970-01-01 (0.0 if none parses)."""
+    t = _parse_dates(values, fmt).dropna()
+    if t.empty:
+        return 0.0
+    return float(t.min().value) / 86_400e9

@@ -52,6 +52,9 @@ from .columns import (
     _sort_key,
     _text_list,
     as_frame,
+    date_feature_names,
+    date_features,
+    date_origin,
     infer_roles,
     infer_task,
     read_csv,
@@ -331,10 +334,13 @@ class TabularPreparer:
             state["categorical"] = self._fit_categorical(
                 df, cols["categorical"], imputed, state["indicators"]
             )
+        date_cols = [c for c, cr in roles.items() if cr.role == "date"]
+        if date_cols:
+            state["dates"] = _fit_dates(df, date_cols, roles, imputed, self.add_indicators)
         if check_widths is not None:
             check_widths(self._widths_before_text(state))
         fitted_text = self._fit_text(df, min_df, roles, imputed, state)
-        if not any(state["columns"].values()):
+        if not any(state["columns"].values()) and not date_cols:
             dropped = {c: f"{r.role}: {r.reason}" for c, r in roles.items() if r.role != "target"}
             raise ValueError(f"no usable feature columns in data; dropped: {dropped}")
         state["roles"] = {c: [r.role, r.reason, str(df[c].dtype)] for c, r in roles.items()}
@@ -578,6 +584,7 @@ class TabularPreparer:
         columns = self._fitted_state()["columns"]
         df = as_frame(data)
         needed = [c for r in FEATURE_ROLES for c in columns[r]]
+        needed += self._fitted_state().get("dates", {}).get("columns", [])
         missing = [c for c in needed if c not in df.columns]
         if missing:
             raise ValueError(
@@ -673,6 +680,8 @@ class TabularPreparer:
             with warnings.catch_warnings():  # unseen / collapsed categories -> zeros, by design
                 warnings.filterwarnings("ignore", message="Found unknown categories")
                 blocks.append(self._encoder.transform(self._cat_imputer.transform(raw)))
+        if "dates" in self.state_:
+            blocks.append(_transform_dates(df, self.state_["dates"]))
         for j, ((c, _), vec) in enumerate(zip(self._tfidf_state(), self._vectorizers, strict=True)):
             blocks.append(text[j] if text else vec.transform(_text_list(df[c])))
         start = 0
@@ -691,6 +700,7 @@ class TabularPreparer:
         n = len(st["columns"]["numeric"]) + len(st["indicators"])
         if "categorical" in st:
             n += sum(len(c) for c in st["categorical"]["categories"])
+        n += len(_date_names(st))
         return n + sum(len(v["vocabulary"]) for _, v in self._tfidf_state())
 
     def transform_text_ids(self, data: Any) -> np.ndarray:
@@ -727,9 +737,15 @@ class TabularPreparer:
                 st["columns"]["categorical"], st["categorical"]["categories"], strict=True
             ):
                 names += [f"{c}={v}" for v in cats]
+        names += _date_names(st)
         for c, v in self._tfidf_state():
             names += [f"{c}:{t}" for t in v["vocabulary"]]
         return names
+
+    def _date_columns(self) -> tuple[list[str], list[str]]:
+        """The date columns and their formats (empty lists when there are none)."""
+        d = self._fitted_state().get("dates", {})
+        return list(d.get("columns", [])), list(d.get("formats", []))
 
     def _tfidf_state(self) -> list[tuple[str, dict[str, Any]]]:
         """``(column, {"vocabulary", "idf"})`` per TF-IDF text column; empty in ids mode."""
@@ -760,7 +776,7 @@ class TabularPreparer:
             "dropped": {
                 c: f"{v['role']}: {v['reason']}"
                 for c, v in roles.items()
-                if v["role"] not in FEATURE_ROLES + ("target",)
+                if v["role"] not in FEATURE_ROLES + ("target", "date")
             },
             "imputed": self.report_.get("imputed", {}),
             "indicators": list(st["indicators"]),
@@ -804,6 +820,10 @@ class TabularPreparer:
         for c, v in r["categories"].items():
             extra = f" (kept the {v['n_kept']} most frequent)" if v["n_kept"] < v["n_seen"] else ""
             lines.append(f"  categories: {c}: {v['n_seen']}{extra}")
+        for c, fmt in zip(*self._date_columns(), strict=True):
+            feats = ", ".join(date_feature_names("%H" in fmt))
+            ind = " + missing indicator" if f"{c} is missing" in _date_names(self.state_) else ""
+            lines.append(f"  dates: {c}: format {fmt!r} -> {feats} (standardised){ind}")
         for c, k in r["text_vocabulary"].items():
             lines.append(f"  text vocabulary: {c}: {k} terms (TF-IDF, n-grams {self.ngram_range})")
         if r["split"]:
@@ -823,7 +843,8 @@ class TabularPreparer:
             f"  output: {r['n_features_out']} features ({len(f['numeric'])} numeric, scaling "
             f"{self.scaling!r}; {len(r['indicators'])} missing indicators; "
             f"{sum(v['n_kept'] for v in r['categories'].values())} one-hot; "
-            f"{sum(r['text_vocabulary'].values())} TF-IDF)"
+            f"{sum(r['text_vocabulary'].values())} TF-IDF"
+            + (f"; {len(_date_names(self.state_))} from dates)" if "dates" in self.state_ else ")")
         )
         return "\n".join(lines)
 
@@ -1051,3 +1072,66 @@ def prepare(
         ids_val=ids["val"],
         ids_test=ids["test"],
     )
+
+
+# ---- date columns -----------------------------------------------------------------------------
+
+
+def _fit_dates(
+    df: pd.DataFrame,
+    columns: list[str],
+    roles: dict[str, ColumnRole],
+    imputed: dict[str, Any],
+    add_indicators: bool,
+) -> dict[str, Any]:
+    """Per date column: its format (from the role's reason), the earliest date (the origin of
+    "days"), the median fill of each feature, and the mean / scale that standardise them (date
+    features are always standardised: a raw year of 2015 would dwarf every other input)."""
+    st: dict[str, Any] = {k: [] for k in ("columns", "formats", "origin", "fill", "mean", "scale")}
+    st["indicator"] = []
+    for c in columns:
+        fmt = roles[c].reason.split("format ", 1)[1].strip("'\"")
+        origin = date_origin(df[c], fmt)
+        x = date_features(df[c], fmt, origin)
+        miss = np.isnan(x[:, 0])
+        fill = np.nanmedian(x, axis=0) if (~miss).any() else np.zeros(x.shape[1])
+        x[miss] = fill
+        scale = x.std(axis=0)
+        scale[scale == 0] = 1.0
+        if miss.any():
+            # the median of the "days" feature, as a date, describes the fill in the role table
+            mid = np.datetime64(int(round((origin + fill[1]) * 86_400)), "s").astype("M8[D]")
+            imputed[c] = {"count": int(miss.sum()), "value": str(mid), "how": "median date"}
+        st["columns"].append(c)
+        st["formats"].append(fmt)
+        st["origin"].append(origin)
+        st["fill"].append(fill.tolist())
+        st["mean"].append(x.mean(axis=0).tolist())
+        st["scale"].append(scale.tolist())
+        st["indicator"].append(bool(miss.any() and add_indicators))
+    return st
+
+
+def _date_names(st: dict[str, Any]) -> list[str]:
+    """The output names of the date features (after the one-hot columns)."""
+    d = st.get("dates")
+    if not d:
+        return []
+    names = []
+    for c, fmt, ind in zip(d["columns"], d["formats"], d["indicator"], strict=True):
+        names += [f"{c}:{f}" for f in date_feature_names("%H" in fmt)]
+        names += [f"{c} is missing"] if ind else []
+    return names
+
+
+def _transform_dates(df: pd.DataFrame, d: dict[str, Any]) -> np.ndarray:
+    """The standardised date features (and missing indicators) of the rows of ``df``."""
+    blocks = []
+    for j, c in enumerate(d["columns"]):
+        x = date_features(df[c], d["formats"][j], d["origin"][j])
+        miss = np.isnan(x[:, 0])
+        x[miss] = np.asarray(d["fill"][j])
+        blocks.append((x - np.asarray(d["mean"][j])) / np.asarray(d["scale"][j]))
+        if d["indicator"][j]:
+            blocks.append(miss[:, None].astype(np.float64))
+    return np.column_stack(blocks) if blocks else np.zeros((len(df), 0))
