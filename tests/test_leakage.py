@@ -185,3 +185,20 @@ def test_cli_prints_near_perfect_warning(leaky_csv, tmp_path):
     code, out = _cli([*argv, "--out", tmp_path / "c.lnet"])
     assert code == 0, out
     assert "is near-perfect; check that no column gives the target away" in out
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        None,
+        [],
+        {"columns": "x"},
+        {"columns": [1]},
+        {"columns": ["'a' (b)"], "kept": "no"},
+        {"columns": ["'a' (b)"], "kept": True, "rows_sampled": "many"},
+    ],
+)
+def test_malformed_leakage_entry_read_back_is_ignored(entry):
+    data = prepare(_classification(), "label")
+    data.preparer.report_["leakage"] = entry
+    assert "leakage" not in data.preparer.summary()

@@ -1094,15 +1094,21 @@ def _guard_leakage(
 
 
 def _leakage_lines(leakage: dict[str, Any] | None) -> list[str]:
-    """The summary's lines on target leakage (none when nothing was found)."""
-    if not leakage or not leakage["columns"]:
+    """The summary's lines on target leakage (none when nothing was found, or when the entry,
+    read back from a model file, is not in the form :func:`_guard_leakage` writes)."""
+    if not isinstance(leakage, dict):
+        return []
+    found, sampled = leakage.get("columns"), leakage.get("rows_sampled")
+    if not isinstance(found, list) or not all(isinstance(m, str) for m in found) or not found:
+        return []
+    if not isinstance(leakage.get("kept"), bool) or not isinstance(sampled, (int, type(None))):
         return []
     what = (
         "WARNING: kept (--keep-leaks) although they look like target leakage"
         if leakage["kept"]
         else "excluded as likely target leakage (keep them with keep_leaks=True / --keep-leaks)"
     )
-    lines = [f"  {what}:"] + [f"    {m}" for m in leakage["columns"]]
-    if leakage["rows_sampled"]:
-        lines.append(f"    (checked on a sample of {leakage['rows_sampled']} training rows)")
+    lines = [f"  {what}:"] + [f"    {m}" for m in found]
+    if sampled:
+        lines.append(f"    (checked on a sample of {sampled} training rows)")
     return lines
