@@ -202,3 +202,10 @@ def test_malformed_leakage_entry_read_back_is_ignored(entry):
     data = prepare(_classification(), "label")
     data.preparer.report_["leakage"] = entry
     assert "leakage" not in data.preparer.summary()
+
+
+def test_leaks_are_kept_when_nothing_else_is_left():
+    df = _classification()[["answer", "label"]]
+    data = prepare(df, "label")
+    assert _features(data) == ["answer"]
+    assert "WARNING: kept (nothing else to learn from)" in data.preparer.summary()

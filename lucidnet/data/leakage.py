@@ -24,6 +24,7 @@ columns are not). Thresholds are module constants.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +214,9 @@ def _tree_score(x: np.ndarray, y: np.ndarray) -> float:
     k = int((counts > 0).sum())
     tree = DecisionTreeClassifier(max_leaf_nodes=min(2 * k, 32), random_state=0)
     cv = StratifiedKFold(folds, shuffle=True, random_state=0)
-    scores = cross_val_score(tree, x.reshape(-1, 1), y, cv=cv, scoring="balanced_accuracy")
+    with warnings.catch_warnings():  # e.g. "more classes than half the rows": not the user's
+        warnings.simplefilter("ignore")
+        scores = cross_val_score(tree, x.reshape(-1, 1), y, cv=cv, scoring="balanced_accuracy")
     return float(scores.mean())
 
 

@@ -1081,14 +1081,19 @@ def _guard_leakage(
     assert prep.target_ is not None  # prepare_target ran
     task = prep.target_["task"]
     leaks, sampled = find_leaks(train, y, task, roles, seed=seed, classes=prep.classes_)
+    out = [c for leak in leaks for c in leak.columns]
+    features = [c for c, r in roles.items() if r.role in FEATURE_ROLES]
+    why = "--keep-leaks" if keep else None
+    if not keep and out and set(features) <= set(out):
+        keep, why = True, "nothing else to learn from"  # excluding would leave no feature
     if not keep:
-        out = [c for leak in leaks for c in leak.columns]
         prep.numeric = [c for c in prep.numeric if c not in out]
         prep.categorical = [c for c in prep.categorical if c not in out]
         prep.drop = prep.drop + [c for c in out if c not in prep.drop]
     return {
         "columns": [leak.message() for leak in leaks],
         "kept": keep,
+        "kept_why": why,
         "rows_sampled": sampled,
     }
 
@@ -1103,8 +1108,10 @@ def _leakage_lines(leakage: dict[str, Any] | None) -> list[str]:
         return []
     if not isinstance(leakage.get("kept"), bool) or not isinstance(sampled, (int, type(None))):
         return []
+    why = leakage.get("kept_why")
     what = (
-        "WARNING: kept (--keep-leaks) although they look like target leakage"
+        f"WARNING: kept ({why if isinstance(why, str) else '--keep-leaks'}) although they look "
+        "like target leakage"
         if leakage["kept"]
         else "excluded as likely target leakage (keep them with keep_leaks=True / --keep-leaks)"
     )
