@@ -263,6 +263,15 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
             help=f"{what} (repeatable; put DATA.csv before it)",
         )
     g.add_argument(
+        "--keep-leaks",
+        action="store_true",
+        help=(
+            "keep the columns that look like target leakage (checked on the training rows: "
+            "a recoding of the target, or columns whose sum / difference is the target); "
+            "by default they are excluded, and listed either way"
+        ),
+    )
+    g.add_argument(
         "--scaling",
         choices=("standard", "minmax"),
         default="standard",

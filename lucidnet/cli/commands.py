@@ -357,6 +357,27 @@ def format_metrics(task: str, result: dict, n_rows: int, title: str = "Test set"
     return "\n".join(lines)
 
 
+NEAR_PERFECT = 0.99  # a test score at or above this is more often leakage than skill
+
+
+def near_perfect_warning(task: str, result: dict) -> str | None:
+    """A one-line warning for a near-perfect test score (accuracy or R^2 >= 0.99), else None."""
+    name, value = (
+        ("accuracy", result["accuracy"])
+        if task == "classification"
+        else (
+            "R^2",
+            result["r2"],
+        )
+    )
+    if value is None or not value >= NEAR_PERFECT:
+        return None
+    return (
+        f"Warning: test {name} {value:.4f} is near-perfect; check that no column gives the "
+        "target away (target leakage: a recoding of it, or a value known only afterwards)"
+    )
+
+
 def _metrics_document(task: str, result: dict | None, **extra: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {"task": task, "test": None}
     if result is not None:
@@ -401,6 +422,7 @@ def _prepare(args: argparse.Namespace, df: Any) -> Any:
                 max_categories=args.max_categories,
                 max_classes=args.max_classes,
                 max_memory=args.max_memory,
+                keep_leaks=getattr(args, "keep_leaks", False),
             )
         except LimitError as exc:  # the same message, with the command's option names
             raise CLIError(f"'{args.data}': {exc.message(cli_option)}") from None
@@ -639,6 +661,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = test_metrics(task, model, data.X_test, data.y_test, classes)
         text = format_metrics(task, result, len(data.X_test))
         _say(text.splitlines()[0] if args.quiet else "\n" + text)
+        warning = near_perfect_warning(task, result)
+        if warning:
+            _say(warning)
     else:
         _say("No test set (--test-size 0): no test metrics")
     hp = _hyperparameters(args)

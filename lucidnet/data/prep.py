@@ -838,6 +838,7 @@ class TabularPreparer:
                 f"  token ids: vocabulary {r['ids']['vocabulary']} (+2 for padding/unknown), "
                 f"max_len {r['ids']['max_len']}"
             )
+        lines += _leakage_lines(self.report_.get("leakage"))
         f = r["features"]
         lines.append(
             f"  output: {r['n_features_out']} features ({len(f['numeric'])} numeric, scaling "
@@ -1018,6 +1019,7 @@ def prepare(
     seed: int = 0,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
     max_memory: int | str | None = "auto",
+    keep_leaks: bool = False,
     **preparer_kwargs: Any,
 ) -> PreparedData:
     """Read / accept data, encode the target, split (seeded, stratified) and fit on train only.
@@ -1032,6 +1034,9 @@ def prepare(
         max_memory: the most bytes the feature matrix (all splits) may take: ``"auto"``
             (``limits.MEMORY_FRACTION`` of the memory available now), a number, or None (no
             check).
+        keep_leaks: keep the columns that look like target leakage
+            (:mod:`lucidnet.data.leakage`, checked on the training rows) instead of dropping
+            them; either way they are listed in the summary.
         preparer_kwargs: go to :class:`TabularPreparer` (``task``, ``categorical``,
             ``scaling``, ``max_features``...).
 
@@ -1053,8 +1058,10 @@ def prepare(
     def check_memory(widths: FeatureWidths) -> None:
         check_matrix_memory(n_rows, widths, max_memory)
 
+    leakage = _guard_leakage(prep, parts["train"], y[split.train], keep_leaks, seed)
     # statistics from the training rows only
     X_train = prep._fit_transform(parts["train"], check_memory)
+    prep.report_["leakage"] = leakage
     ids = {
         k: prep.transform_text_ids(v) if "ids" in prep.state_ else None for k, v in parts.items()
     }
@@ -1135,3 +1142,67 @@ def _transform_dates(df: pd.DataFrame, d: dict[str, Any]) -> np.ndarray:
         if d["indicator"][j]:
             blocks.append(miss[:, None].astype(np.float64))
     return np.column_stack(blocks) if blocks else np.zeros((len(df), 0))
+
+
+# ---- target leakage ---------------------------------------------------------------------------
+
+
+def _guard_leakage(
+    prep: TabularPreparer, train: pd.DataFrame, y: np.ndarray, keep: bool, seed: int
+) -> dict[str, Any]:
+    """Find target leakage on the training rows (:mod:`lucidnet.data.leakage`); unless ``keep``,
+    add the columns to ``prep.drop`` (so the fitted preparation and its saved form leave them
+    out). Returns what the summary reports."""
+    from .leakage import find_leaks
+
+    if not isinstance(keep, bool):
+        raise TypeError(f"keep_leaks must be True or False, got {describe(keep)}")
+    roles = infer_roles(
+        train,
+        prep.target,
+        numeric=prep.numeric,
+        categorical=prep.categorical,
+        text=prep.text,
+        drop=prep.drop,
+    )
+    assert prep.target_ is not None  # prepare_target ran
+    task = prep.target_["task"]
+    leaks, sampled = find_leaks(train, y, task, roles, seed=seed, classes=prep.classes_)
+    out = [c for leak in leaks for c in leak.columns]
+    features = [c for c, r in roles.items() if r.role in FEATURE_ROLES]
+    why = "--keep-leaks" if keep else None
+    if not keep and out and set(features) <= set(out):
+        keep, why = True, "nothing else to learn from"  # excluding would leave no feature
+    if not keep:
+        prep.numeric = [c for c in prep.numeric if c not in out]
+        prep.categorical = [c for c in prep.categorical if c not in out]
+        prep.drop = prep.drop + [c for c in out if c not in prep.drop]
+    return {
+        "columns": [leak.message() for leak in leaks],
+        "kept": keep,
+        "kept_why": why,
+        "rows_sampled": sampled,
+    }
+
+
+def _leakage_lines(leakage: dict[str, Any] | None) -> list[str]:
+    """The summary's lines on target leakage (none when nothing was found, or when the entry,
+    read back from a model file, is not in the form :func:`_guard_leakage` writes)."""
+    if not isinstance(leakage, dict):
+        return []
+    found, sampled = leakage.get("columns"), leakage.get("rows_sampled")
+    if not isinstance(found, list) or not all(isinstance(m, str) for m in found) or not found:
+        return []
+    if not isinstance(leakage.get("kept"), bool) or not isinstance(sampled, (int, type(None))):
+        return []
+    why = leakage.get("kept_why")
+    what = (
+        f"WARNING: kept ({why if isinstance(why, str) else '--keep-leaks'}) although they look "
+        "like target leakage"
+        if leakage["kept"]
+        else "excluded as likely target leakage (keep them with keep_leaks=True / --keep-leaks)"
+    )
+    lines = [f"  {what}:"] + [f"    {m}" for m in found]
+    if sampled:
+        lines.append(f"    (checked on a sample of {sampled} training rows)")
+    return lines
