@@ -12,19 +12,32 @@ import math
 import os
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import numpy as np
 
 from ._validation import check_float, check_one_of, check_positive_int
+from .optimizers import Optimizer, Parametrised
 
-if TYPE_CHECKING:  # types only: the model imports the loop, which imports the callbacks
+if TYPE_CHECKING:  # tqdm is imported only when a progress bar is shown
     from tqdm import tqdm
 
-    from .model import Sequential
-    from .optimizers import Optimizer
 
 _MAX_METRICS = ("acc", "f1", "precision", "recall", "r2")
+
+
+class CallbackModel(Parametrised, Protocol):
+    """What the callbacks here need of the model they watch (``Sequential`` has it). A
+    protocol, so that this module, below the model, never imports it."""
+
+    stop_training: bool
+    optimizer: Optimizer | None
+
+    def get_weights(self) -> dict[str, np.ndarray]: ...
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None: ...
+
+    def save(self, path: str, overwrite: bool = False) -> None: ...
 
 
 class Callback:
@@ -32,11 +45,11 @@ class Callback:
 
     def __init__(self) -> None:
         # None until fit calls set_model, which it does before the first hook: hooks may use
-        # self.model as a Sequential without a None check
-        self.model: Sequential = None  # type: ignore[assignment]
+        # self.model as a model without a None check
+        self.model: CallbackModel = None  # type: ignore[assignment]
         self.params: dict[str, Any] = {}
 
-    def set_model(self, model: Sequential, params: dict[str, Any]) -> None:
+    def set_model(self, model: CallbackModel, params: dict[str, Any]) -> None:
         self.model = model
         self.params = params
 

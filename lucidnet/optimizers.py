@@ -38,7 +38,7 @@ step counter and learning-rate schedule, flushing):
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -47,13 +47,18 @@ from ._validation import check_float, describe
 from .base import empty_aligned
 from .registry import Registry
 
-if TYPE_CHECKING:  # the model is above the optimizers; named for the type checker only
-    from .model import Sequential
-
 OPTIMIZERS = Registry("optimizer")
 
 #: a model's parameter layout, ``[(name, offset, size, shape)]`` (``Sequential.flat_parameters``).
 _Layout = list[tuple[str, int, int, tuple[int, ...]]]
+
+
+class Parametrised(Protocol):
+    """What an optimizer needs of a model (``Sequential`` has it): every parameter and gradient
+    as two flat vectors and their layout. A protocol, so that this module, below the model,
+    never imports it."""
+
+    def flat_parameters(self) -> tuple[np.ndarray, np.ndarray, _Layout]: ...
 
 
 class Optimizer:
@@ -114,7 +119,7 @@ class Optimizer:
 
     # -- the update: shared bookkeeping ---------------------------------------------------------
     def _begin_step(
-        self, model: Sequential, caller: str
+        self, model: Parametrised, caller: str
     ) -> tuple[np.ndarray, np.ndarray, _Layout, float, int]:
         """The bookkeeping both paths do before an update: slots for ``model``'s parameters,
         gradient clipping, this update's learning rate and step counter, coupled weight decay.
@@ -176,14 +181,14 @@ class Optimizer:
                 _flush_subnormal(self.slots[name], self._buf)
 
     # -- the update: the two paths --------------------------------------------------------------
-    def step(self, model: Sequential) -> None:
+    def step(self, model: Parametrised) -> None:
         """The fast path: one update of every trainable parameter of ``model`` from its
         ``grads``, on the flat buffers at once (``_fast_update``)."""
         p, g, _, lr, t = self._begin_step(model, "opt.step")
         self._fast_update(p, g, lr, t)
         self._end_step()
 
-    def textbook_step(self, model: Sequential) -> None:
+    def textbook_step(self, model: Parametrised) -> None:
         """The textbook path: the same update as ``step``, computed by ``update`` one parameter
         array at a time as the class docstring writes it. ``param``, ``grad`` and the slots are
         views of the model's flat buffers and of this optimizer's flat slots, so the state is
@@ -270,7 +275,7 @@ class Optimizer:
             "slots": slots,
         }
 
-    def load_state_dict(self, state: dict[str, Any], model: Sequential) -> None:
+    def load_state_dict(self, state: dict[str, Any], model: Parametrised) -> None:
         """Restore slots saved by ``state_dict`` for ``model``'s parameters."""
         if state.get("class") != type(self).__name__:
             raise ValueError(

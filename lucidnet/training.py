@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,20 +39,42 @@ from ._validation import (
     check_same_length,
     describe,
 )
-from .callbacks import Callback, History, NaNGuard, ProgressBar, _overrides
+from .base import Layer
+from .callbacks import Callback, CallbackModel, History, NaNGuard, ProgressBar, _overrides
 from .losses import labels_from_logits
 from .splitting import split_indices
-
-if TYPE_CHECKING:  # the model calls this loop (Sequential.fit); the loop never imports it
-    from .model import Sequential
 
 __all__ = ["train_step", "fit", "evaluate", "prepare_targets", "resolve_metrics", "TargetScaling"]
 
 _EVAL_BATCH = 4096
 
 
+class TrainableModel(CallbackModel, Protocol):
+    """What the loop needs of a model (``Sequential`` has it). A protocol: the model calls this
+    loop (``Sequential.fit``) and the loop never imports the model."""
+
+    layers: list[Layer]
+    loss: _losses.Loss | None
+    metrics: list[str]
+    history: History | None
+    fit_target_scaling: TargetScaling | None
+    input_shape: tuple[int, ...] | None
+    dtype: np.dtype[Any]
+
+    def penalty(self) -> float: ...
+    def zero_grad(self) -> None: ...
+    def release_workspaces(self) -> None: ...
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray: ...
+    def backward(self, dy: np.ndarray) -> np.ndarray: ...
+    def fast_forward(self, x: np.ndarray) -> np.ndarray: ...
+    def fast_backward(self, dy: np.ndarray) -> None: ...
+    def predict_logits(self, X: Any, batch_size: int | None = None) -> np.ndarray: ...
+    def _check_X(self, X: Any, name: str = "X") -> np.ndarray: ...
+    def _ensure_built(self, x: np.ndarray, seed: Any = None) -> None: ...
+
+
 def train_step(
-    model: Sequential,
+    model: TrainableModel,
     xb: np.ndarray,
     yb: np.ndarray,
     loss: _losses.Loss,
@@ -109,14 +131,16 @@ def resolve_metrics(loss: _losses.Loss, metrics: Any) -> list[str]:
     return names
 
 
-def prepare_targets(model: Sequential, loss: _losses.Loss, y: Any, name: str = "y") -> np.ndarray:
+def prepare_targets(
+    model: TrainableModel, loss: _losses.Loss, y: Any, name: str = "y"
+) -> np.ndarray:
     """Validate ``y`` against the loss and the model's output shape; return it ready for the
     loss (``Loss.prepare_targets``: integer labels, or float arrays shaped like the output, in
     the model's dtype; 1-D targets for one output unit reshaped to (n, 1), never broadcast)."""
     return loss.prepare_targets(y, _output_shape(model), model.dtype, name)
 
 
-def _built_output_shape(model: Sequential) -> tuple[int, ...]:
+def _built_output_shape(model: TrainableModel) -> tuple[int, ...]:
     """The built model's per-sample output shape."""
     shape = _output_shape(model)
     if shape is None:
@@ -124,7 +148,7 @@ def _built_output_shape(model: Sequential) -> tuple[int, ...]:
     return shape
 
 
-def _output_shape(model: Sequential) -> tuple[int, ...] | None:
+def _output_shape(model: TrainableModel) -> tuple[int, ...] | None:
     if model.input_shape is None:  # not built
         return None
     shape = model.input_shape
@@ -206,11 +230,11 @@ class TargetScaling:
     def scale(self, y: np.ndarray) -> np.ndarray:
         return ((y - self.mean) / self.std).astype(y.dtype)
 
-    def into_model(self, model: Sequential) -> bool:
+    def into_model(self, model: TrainableModel) -> bool:
         """Change the output layer to predict standardised targets; ``False`` if it cannot."""
         return model.layers[-1].fold_output_scaling(1.0 / self.std, -self.mean / self.std)
 
-    def out_of_model(self, model: Sequential) -> None:
+    def out_of_model(self, model: TrainableModel) -> None:
         """Change the output layer back to predict in the target's units."""
         model.layers[-1].fold_output_scaling(self.std, self.mean)
 
@@ -237,7 +261,7 @@ def _log_metrics(
 
 
 def evaluate(
-    model: Sequential,
+    model: TrainableModel,
     X: Any,
     y: Any,
     batch_size: int | None = None,
@@ -264,7 +288,7 @@ def evaluate(
 
 
 def fit(
-    model: Sequential,
+    model: TrainableModel,
     X: Any,
     y: Any,
     *,
@@ -359,7 +383,7 @@ class _Run:
     history: History = field(default_factory=History)
 
 
-def _epochs(model: Sequential, run: _Run) -> None:
+def _epochs(model: TrainableModel, run: _Run) -> None:
     """The loop: epochs of mini-batch steps, validation and callbacks, in a fixed order."""
     loss_fn, opt, history, track = run.loss, run.optimizer, run.history, model.metrics
     n, bs = run.X.shape[0], run.batch_size
@@ -421,7 +445,7 @@ def _batch_end(
 
 
 def _epoch_logs(
-    model: Sequential, run: _Run, loss: float, accuracy: float, lr: float
+    model: TrainableModel, run: _Run, loss: float, accuracy: float, lr: float
 ) -> dict[str, float]:
     """The flat logs dict of an epoch: training loss and metrics, validation ones, the lr."""
     logs: dict[str, float] = {"loss": loss}
@@ -451,7 +475,7 @@ def _check_options(verbose: Any, seed: Any, callbacks: Any) -> tuple[int, list[C
 
 
 def _compile(
-    model: Sequential, loss: Any, optimizer: Any, metrics: Any
+    model: TrainableModel, loss: Any, optimizer: Any, metrics: Any
 ) -> tuple[_losses.Loss, _optimizers.Optimizer]:
     """The model's loss, optimizer (default Adam) and metric names for this run."""
     if loss is not None:
@@ -467,7 +491,7 @@ def _compile(
 
 
 def _training_data(
-    model: Sequential, loss: _losses.Loss, X: Any, y: Any, rng: np.random.Generator
+    model: TrainableModel, loss: _losses.Loss, X: Any, y: Any, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Checked inputs and targets; the model is built (seeded) and its layers reseeded."""
     X = model._check_X(X)
@@ -479,7 +503,7 @@ def _training_data(
     return X, y
 
 
-def _hold_out(model: Sequential, run: _Run, split: Any, data: Any) -> None:
+def _hold_out(model: TrainableModel, run: _Run, split: Any, data: Any) -> None:
     """``run.X_val, run.y_val`` from ``validation_data``, or rows held out of the training
     data by ``validation_split``."""
     split = check_float(split, "validation_split", low=0.0, high=1.0, high_inclusive=False)
@@ -505,7 +529,7 @@ def _hold_out(model: Sequential, run: _Run, split: Any, data: Any) -> None:
         run.weights = None if run.weights is None else run.weights[tr]
 
 
-def _target_scaling(model: Sequential, run: _Run, option: Any) -> TargetScaling | None:
+def _target_scaling(model: TrainableModel, run: _Run, option: Any) -> TargetScaling | None:
     """Standardise regression targets (training and validation) and the output layer with
     them, per ``fit``'s ``target_scaling`` option; ``None`` when not done."""
     if option not in (True, False, "auto"):
@@ -540,7 +564,7 @@ def _target_scaling(model: Sequential, run: _Run, option: Any) -> TargetScaling 
     return scaling
 
 
-def _start_at_best_constant(model: Sequential, run: _Run) -> None:
+def _start_at_best_constant(model: TrainableModel, run: _Run) -> None:
     """A fresh model whose loss does not standardise its targets (Poisson's log link) starts
     with its output bias at the loss's best constant prediction (log of the mean count), so that
     training does not spend its first epochs climbing from a rate of e^0 = 1."""
@@ -549,7 +573,7 @@ def _start_at_best_constant(model: Sequential, run: _Run) -> None:
         model.layers[-1].fold_output_scaling(np.ones_like(start), start)
 
 
-def _batches(model: Sequential, run: _Run, batch_size: int | None) -> None:
+def _batches(model: TrainableModel, run: _Run, batch_size: int | None) -> None:
     """Batch size and steps per epoch; a last batch smaller than a layer's minimum batch size
     (BatchNorm: 2) joins the one before it."""
     n = run.X.shape[0]
@@ -563,7 +587,7 @@ def _batches(model: Sequential, run: _Run, batch_size: int | None) -> None:
 
 
 def _callbacks(
-    model: Sequential, run: _Run, callbacks: list[Callback], verbose: int, seed: Any
+    model: TrainableModel, run: _Run, callbacks: list[Callback], verbose: int, seed: Any
 ) -> None:
     """The run's callbacks (progress display and NaN guard first, unless the user brought
     their own) and its ``History``."""
