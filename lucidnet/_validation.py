@@ -167,3 +167,14 @@ def check_one_of(value: Any, name: str, options: tuple[Any, ...]) -> Any:
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {describe(value)}")
     return value
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for error messages, without printing a possibly huge value."""
+    if isinstance(value, (list, dict)):
+        return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value)} entries"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}" + ("..." if len(value) > 40 else "")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import numpy as np
 
-from ._validation import check_float, check_one_of, check_positive_int
+from ._validation import check_float, check_one_of, check_positive_int, json_kind
 from .optimizers import Optimizer, Parametrised
 
 if TYPE_CHECKING:  # tqdm is imported only when a progress bar is shown
@@ -77,17 +77,6 @@ def _overrides(cb: Callback, hook: str) -> bool:
 _MAX_EPOCH = 2**31 - 1
 
 
-def _kind(value: Any) -> str:
-    """What a JSON value is, for error messages, without printing a possibly huge value."""
-    if isinstance(value, (list, dict)):
-        return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value)} entries"
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}" + ("..." if len(value) > 40 else "")
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of {value.bit_length()} bits"
-    return repr(value)
-
-
 def _is_epoch(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_EPOCH
 
@@ -95,7 +84,7 @@ def _is_epoch(value: Any) -> bool:
 def _epoch_list(values: Any, where: str) -> list[int]:
     if not isinstance(values, list) or not all(_is_epoch(v) for v in values):
         raise ValueError(
-            f"{where} must be a list of epoch indices (integers >= 0), got {_kind(values)}"
+            f"{where} must be a list of epoch indices (integers >= 0), got {json_kind(values)}"
         )
     return list(values)
 
@@ -105,7 +94,7 @@ def _number_list(values: Any, where: str) -> list[float]:
     if not isinstance(values, list) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
     ):
-        raise ValueError(f"{where} must be a list of numbers, got {_kind(values)}")
+        raise ValueError(f"{where} must be a list of numbers, got {json_kind(values)}")
     try:
         return [float(v) for v in values]
     except OverflowError:  # an integer beyond the float range
@@ -179,12 +168,12 @@ class History:
                 such a file with a warning: the history only describes the training run).
         """
         if not isinstance(data, dict):
-            raise ValueError(f"history must be an object, got {_kind(data)}")
+            raise ValueError(f"history must be an object, got {json_kind(data)}")
         h = cls()
         h.epoch = _epoch_list(data.get("epoch", []), "history.epoch")
         curves = data.get("history", {})
         if not isinstance(curves, dict):
-            raise ValueError(f"history.history must be an object, got {_kind(curves)}")
+            raise ValueError(f"history.history must be an object, got {json_kind(curves)}")
         for key, values in curves.items():
             h.history[key] = _number_list(values, f"history.history[{key!r:.40}]")
             if len(h.history[key]) != len(h.epoch):
@@ -197,20 +186,22 @@ class History:
             value = data.get(attr)
             if value is not None and not _is_epoch(value):
                 raise ValueError(
-                    f"history.{attr} must be an epoch index or null, got {_kind(value)}"
+                    f"history.{attr} must be an epoch index or null, got {json_kind(value)}"
                 )
             setattr(h, attr, value)
         reason = data.get("stop_reason")
         if reason is not None and not isinstance(reason, str):
-            raise ValueError(f"history.stop_reason must be a string or null, got {_kind(reason)}")
+            raise ValueError(
+                f"history.stop_reason must be a string or null, got {json_kind(reason)}"
+            )
         h.stop_reason = reason
         notes = data.get("warnings", [])
         if not isinstance(notes, list) or not all(isinstance(w, str) for w in notes):
-            raise ValueError(f"history.warnings must be a list of strings, got {_kind(notes)}")
+            raise ValueError(f"history.warnings must be a list of strings, got {json_kind(notes)}")
         h.warnings = list(notes)
         params = data.get("params", {})
         if not isinstance(params, dict):
-            raise ValueError(f"history.params must be an object, got {_kind(params)}")
+            raise ValueError(f"history.params must be an object, got {json_kind(params)}")
         h.params = dict(params)
         return h
 

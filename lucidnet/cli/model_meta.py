@@ -60,6 +60,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._validation import json_kind
 from ..io import ModelFileError, load
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -143,7 +144,8 @@ def _needed_fields(meta: dict[str, Any], preparer: TabularPreparer) -> dict[str,
         task = t["task"]
     if task not in TASKS or task != t["task"]:
         raise ValueError(
-            f"'task' must be the preparation's task {t['task']!r}, got {_kind(meta.get('task'))}"
+            f"'task' must be the preparation's task {t['task']!r}, "
+            f"got {json_kind(meta.get('task'))}"
         )
     expected = None if task == "regression" else [str(c) for c in t["classes"]]
     classes = meta.get("classes")
@@ -160,7 +162,8 @@ def _needed_fields(meta: dict[str, Any], preparer: TabularPreparer) -> dict[str,
     target = meta.get("target")
     if target is not None and target != t["name"]:
         raise ValueError(
-            f"'target' must be the preparation's target column {t['name']!r}, got {_kind(target)}"
+            f"'target' must be the preparation's target column {t['name']!r}, "
+            f"got {json_kind(target)}"
         )
     clean.update(task=task, classes=expected, target=t["name"])
     return clean
@@ -210,27 +213,16 @@ def _check_network(
 # ------------------------------------------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
-    """What a JSON value is, without printing a possibly huge value."""
-    if isinstance(value, (list, dict)):
-        return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value)} entries"
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}" + ("..." if len(value) > 40 else "")
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of {value.bit_length()} bits"
-    return repr(value)
-
-
 def text(v: Any) -> str:
     if not isinstance(v, str):
-        raise ValueError(f"expected a string, got {_kind(v)}")
+        raise ValueError(f"expected a string, got {json_kind(v)}")
     return v
 
 
 def number(v: Any) -> float:
     """A JSON number (NaN and infinities allowed: a metric may be undefined) as a float."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"expected a number, got {_kind(v)}")
+        raise ValueError(f"expected a number, got {json_kind(v)}")
     try:
         return float(v)
     except OverflowError:
@@ -239,13 +231,13 @@ def number(v: Any) -> float:
 
 def boolean(v: Any) -> bool:
     if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {_kind(v)}")
+        raise ValueError(f"expected true or false, got {json_kind(v)}")
     return v
 
 
 def count(v: Any, minimum: int = 0) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= MAX_COUNT:
-        raise ValueError(f"expected an integer >= {minimum}, got {_kind(v)}")
+        raise ValueError(f"expected an integer >= {minimum}, got {json_kind(v)}")
     return v
 
 
@@ -254,7 +246,7 @@ def record(fields: dict[str, Check]) -> Check:
 
     def check(v: Any) -> dict[str, Any]:
         if not isinstance(v, dict) or set(v) != set(fields):
-            found = sorted(v)[:8] if isinstance(v, dict) else _kind(v)
+            found = sorted(v)[:8] if isinstance(v, dict) else json_kind(v)
             raise ValueError(f"expected an object with the keys {sorted(fields)}, got {found}")
         out = {}
         for key, field in fields.items():
@@ -276,7 +268,7 @@ def _scalar(v: Any) -> Any:
     scalar = (str, int, float, bool, type(None))
     if isinstance(v, scalar) or (isinstance(v, list) and all(isinstance(x, scalar) for x in v)):
         return v
-    raise ValueError(f"expected a value or a flat list of values, got {_kind(v)}")
+    raise ValueError(f"expected a value or a flat list of values, got {json_kind(v)}")
 
 
 def _test_metrics(task: str, classes: list[str] | None) -> Check:
@@ -292,11 +284,11 @@ def _test_metrics(task: str, classes: list[str] | None) -> Check:
 
     def matrix(v: Any) -> list[list[int]]:
         if not isinstance(v, list) or len(v) != k:
-            raise ValueError(f"expected {k} rows, got {_kind(v)}")
+            raise ValueError(f"expected {k} rows, got {json_kind(v)}")
         rows = []
         for row in v:
             if not isinstance(row, list) or len(row) != k:
-                raise ValueError(f"expected {k} x {k} counts, got a row that is {_kind(row)}")
+                raise ValueError(f"expected {k} x {k} counts, got a row that is {json_kind(row)}")
             rows.append([count(c) for c in row])
         return rows
 
@@ -312,7 +304,7 @@ def _test_metrics(task: str, classes: list[str] | None) -> Check:
 def _training(v: Any, history_epochs: int | None) -> tuple[dict[str, Any], list[str]]:
     """``training``, entry by entry: the kept entries and why each other one was dropped."""
     if not isinstance(v, dict):
-        raise ValueError(f"expected an object, got {_kind(v)}")
+        raise ValueError(f"expected an object, got {json_kind(v)}")
     kept: dict[str, Any] = {}
     dropped: list[str] = []
     checks: dict[str, Check] = {

@@ -31,7 +31,7 @@ import math
 import warnings
 from typing import Any
 
-from .._validation import check_positive_int
+from .._validation import check_positive_int, json_kind
 
 #: the column roles that produce features, in the order of the output columns.
 FEATURE_ROLES = ("numeric", "categorical", "text")
@@ -50,21 +50,10 @@ class PreparationWarning(UserWarning):
     """A descriptive part of a saved preparer (its fit report) was malformed and dropped."""
 
 
-def kind(value: Any) -> str:
-    """What a JSON value is, for error messages, without printing a possibly huge value."""
-    if isinstance(value, (list, dict)):
-        return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value)} entries"
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}" + ("..." if len(value) > 40 else "")
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of {value.bit_length()} bits"
-    return repr(value)
-
-
 def _count(v: Any, where: str, minimum: int = 0) -> int:
     """``v`` if it is an integer (not a bool) in ``[minimum, 2**53]``."""
     if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= _MAX_COUNT:
-        raise ValueError(f"{where} must be an integer >= {minimum}, got {kind(v)}")
+        raise ValueError(f"{where} must be an integer >= {minimum}, got {json_kind(v)}")
     return v
 
 
@@ -77,7 +66,7 @@ def _list(v: Any, where: str, n: int | None = None, kind_: type | tuple = (int, 
         isinstance(x, kind_) and not isinstance(x, bool) for x in v
     ):
         what = "numbers" if numbers else f"{getattr(kind_, '__name__', kind_)}s"
-        raise ValueError(f"{where} must be a list of {what}, got {kind(v)}")
+        raise ValueError(f"{where} must be a list of {what}, got {json_kind(v)}")
     if n is not None and len(v) != n:
         raise ValueError(f"{where} must have {n} entries, got {len(v)}")
     if numbers and not all(_finite(x) for x in v):
@@ -100,7 +89,7 @@ def _distinct(v: list[Any], where: str) -> None:
 def _keys(d: Any, where: str, expected: set[str]) -> dict[str, Any]:
     """``d`` if it is an object with exactly the keys ``expected``."""
     if not isinstance(d, dict):
-        raise ValueError(f"{where} must be an object, got {kind(d)}")
+        raise ValueError(f"{where} must be an object, got {json_kind(d)}")
     if set(d) != expected:
         raise ValueError(
             f"{where} must have the keys {sorted(expected)}, got {sorted(d)[:10]}"
@@ -122,7 +111,7 @@ def validate_state(st: Any, scaling: str, text_mode: str = "tfidf") -> None:
         ValueError: naming the first entry that is malformed.
     """
     if not isinstance(st, dict):
-        raise ValueError(f"'state' must be an object, got {kind(st)}")
+        raise ValueError(f"'state' must be an object, got {json_kind(st)}")
     cols = st.get("columns")
     if not isinstance(cols, dict) or set(cols) != set(FEATURE_ROLES):
         raise ValueError(f"'state.columns' must map each of {list(FEATURE_ROLES)} to a list")
@@ -204,7 +193,7 @@ def _check_numeric(num: Any, n: int, scaling: str) -> None:
     sc = num["scaler"]
     if not isinstance(sc, dict) or sc.get("kind") != scaling:
         found = sc.get("kind") if isinstance(sc, dict) else sc
-        raise ValueError(f"state.numeric.scaler.kind must be {scaling!r}, got {kind(found)}")
+        raise ValueError(f"state.numeric.scaler.kind must be {scaling!r}, got {json_kind(found)}")
     _keys(sc, "state.numeric.scaler", {"kind", "n_samples_seen", *_SCALER_KEYS[scaling]})
     for k in _SCALER_KEYS[scaling]:
         _list(sc[k], f"state.numeric.scaler.{k}", n)
@@ -249,7 +238,7 @@ def _check_missing_categories(cat: dict[str, Any]) -> None:
     where = "state.categorical.missing"
     if not isinstance(labels, list) or len(labels) != len(fills):
         raise ValueError(
-            f"{where} must be a list of {len(fills)} strings or nulls, got {kind(labels)}"
+            f"{where} must be a list of {len(fills)} strings or nulls, got {json_kind(labels)}"
         )
     for j, label in enumerate(labels):
         if label is None:
@@ -260,7 +249,7 @@ def _check_missing_categories(cat: dict[str, Any]) -> None:
         elif not isinstance(label, str) or label != fills[j] or label not in cats[j]:
             raise ValueError(
                 f"{where}[{j}] must be null or the column's fill value and one of its "
-                f"categories, got {kind(label)}"
+                f"categories, got {json_kind(label)}"
             )
 
 
@@ -301,17 +290,19 @@ def validate_target(t: Any, config: dict[str, Any]) -> None:
     if t is None:
         return
     if not isinstance(t, dict):
-        raise ValueError(f"'target' must be an object or null, got {kind(t)}")
+        raise ValueError(f"'target' must be an object or null, got {json_kind(t)}")
     if not isinstance(t.get("name"), str) or t["name"] != config.get("target"):
         raise ValueError(
             f"target.name must be the preparer's target column {config.get('target')!r}, got "
-            f"{kind(t.get('name'))}"
+            f"{json_kind(t.get('name'))}"
         )
     task = t.get("task")
     if task not in ("classification", "regression") or config.get("task") not in (None, task):
-        raise ValueError(f"target.task must be 'classification' or 'regression', got {kind(task)}")
+        raise ValueError(
+            f"target.task must be 'classification' or 'regression', got {json_kind(task)}"
+        )
     if not isinstance(t.get("reason"), str):
-        raise ValueError(f"target.reason must be a string, got {kind(t.get('reason'))}")
+        raise ValueError(f"target.reason must be a string, got {json_kind(t.get('reason'))}")
     rows = _count(t.get("rows_in"), "target.rows_in")
     if _count(t.get("rows_dropped_missing"), "target.rows_dropped_missing") > rows:
         raise ValueError("target.rows_dropped_missing is larger than target.rows_in")
@@ -323,7 +314,7 @@ def validate_target(t: Any, config: dict[str, Any]) -> None:
     if not isinstance(classes, list) or len(classes) < 2 or not all(map(_label, classes)):
         raise ValueError(
             f"target.classes must be a list of 2 or more class labels (strings or numbers), got "
-            f"{kind(classes)}"
+            f"{json_kind(classes)}"
         )
     # distinct as values (encode_target looks labels up) and as text (output column names)
     if len(set(classes)) != len(classes) or len({str(c) for c in classes}) != len(classes):
@@ -366,7 +357,7 @@ def clean_fit_report(report: Any) -> dict[str, Any]:
     :class:`PreparationWarning`); an entry that is not an object at all gives ``{}``."""
     if not isinstance(report, dict):
         warnings.warn(
-            f"the preparation's fit report is {kind(report)}, not an object; dropped",
+            f"the preparation's fit report is {json_kind(report)}, not an object; dropped",
             PreparationWarning,
             stacklevel=3,
         )

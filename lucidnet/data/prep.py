@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._validation import check_one_of, check_positive_int, describe
+from .._validation import json_kind as state_kind
 from ._prep_state import FEATURE_ROLES as FEATURE_ROLES
 from ._prep_state import PreparationWarning as PreparationWarning
 from ._prep_state import clean_fit_report, validate_state, validate_target
-from ._prep_state import kind as state_kind
 from .columns import ID_MIN_ROWS as ID_MIN_ROWS
 from .columns import MAX_CLASS_FRACTION as MAX_CLASS_FRACTION
 from .columns import MAX_CLASSES as MAX_CLASSES
