@@ -13,8 +13,8 @@ import pytest
 
 from lucidnet.cli import commands as cli
 from lucidnet.data.columns import infer_roles
-from lucidnet.data.leakage import find_leaks
-from lucidnet.data.prep import prepare
+from lucidnet.data.leakage import extends, find_leaks
+from lucidnet.data.prep import PreparationWarning, TabularPreparer, prepare
 
 
 def _classification(n: int = 1200, seed: int = 0) -> pd.DataFrame:
@@ -198,10 +198,16 @@ def test_cli_prints_near_perfect_warning(leaky_csv, tmp_path):
         {"columns": ["'a' (b)"], "kept": True, "rows_sampled": "many"},
     ],
 )
-def test_malformed_leakage_entry_read_back_is_ignored(entry):
+def test_malformed_leakage_entry_read_back_is_dropped_with_a_warning(entry):
     data = prepare(_classification(), "label")
-    data.preparer.report_["leakage"] = entry
-    assert "leakage" not in data.preparer.summary()
+    d = data.preparer.to_dict()
+    assert TabularPreparer.from_dict(d).report_["leakage"] == d["fit_report"]["leakage"]
+    d["fit_report"]["leakage"] = entry
+    with pytest.warns(PreparationWarning, match="'leakage' is malformed"):
+        restored = TabularPreparer.from_dict(d)
+    assert "leakage" not in restored.report_
+    assert "keep them with keep_leaks" not in restored.summary()
+    assert restored.feature_names_out() == data.preparer.feature_names_out()
 
 
 def test_leaks_are_kept_when_nothing_else_is_left():
@@ -209,3 +215,109 @@ def test_leaks_are_kept_when_nothing_else_is_left():
     data = prepare(df, "label")
     assert _features(data) == ["answer"]
     assert "WARNING: kept (nothing else to learn from)" in data.preparer.summary()
+
+
+# ---- leakage by name ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "base", "expected"),
+    [
+        ("airline_sentiment_confidence", "airline_sentiment", True),
+        ("airline_sentiment_gold", "airline_sentiment", True),
+        ("label_prob", "label", True),
+        ("priceLog", "price", True),
+        ("Price per carat", "price", True),
+        ("negativereason_gold", "negativereason", True),
+        ("label", "label", False),  # the column itself
+        ("labels", "label", False),  # no separator: another word
+        ("sales_2019", "sales", False),  # another period
+        ("sales_lag1", "sales", False),  # a value from before the outcome
+        ("sales_prev_week", "sales", False),
+        ("label_baseline", "label", False),
+        ("pricey", "price", False),
+        ("x_price", "price", False),  # only names that start with the target's
+    ],
+)
+def test_extends(name, base, expected):
+    assert extends(name, base) is expected
+
+
+def _named(n: int = 1200, seed: int = 5) -> pd.DataFrame:
+    """``label_confidence``: a labeller's confidence, only weakly related to the label (no
+    statistical check flags it); ``reason``: filled in only for label 1 (a leak);
+    ``reason_gold``: filled in on a few rows only (too few for a statistical check);
+    ``label_lag1``: last period's label, a legitimate input."""
+    rng = np.random.default_rng(seed)
+    df = _classification(n, seed).drop(columns="answer")
+    label = df["label"].to_numpy()
+    df["label_confidence"] = np.clip(0.7 + 0.1 * label + rng.normal(0, 0.2, n), 0.3, 1.0)
+    df["reason"] = np.where(label == 1, rng.choice(["late", "rude", "lost"], n), None)
+    gold = np.full(n, None, dtype=object)
+    few = rng.choice(np.flatnonzero(label == 1), 10, replace=False)
+    gold[few] = df["reason"].to_numpy()[few]
+    df["reason_gold"] = gold
+    df["label_lag1"] = np.roll(label, 1)
+    return df
+
+
+def test_columns_named_after_the_target_or_a_leak_are_excluded_with_evidence():
+    df = _named()
+    roles = infer_roles(df, "label")
+    leaks, _ = find_leaks(df, df["label"].to_numpy(), "classification", roles)
+    found = {leak.columns[0]: leak.evidence for leak in leaks}
+    assert set(found) == {"reason", "label_confidence", "reason_gold"}
+    assert found["label_confidence"].startswith("its name extends the target's name 'label'; ")
+    assert "cross-validated balanced accuracy" in found["label_confidence"]
+    assert "(chance 0.50)" in found["label_confidence"]
+    assert found["reason_gold"].startswith("its name extends the leaking column's name 'reason'")
+    assert (
+        "filled in" in found["reason_gold"]
+        and "there it gives the class in 100%" in (found["reason_gold"])
+    )
+
+
+def test_the_role_table_says_excluded_as_leakage_not_listed_in_drop():
+    data = prepare(_named(), "label", drop=["other"])
+    assert set(_features(data)) == {"strong", "city", "label_lag1"}
+    roles = data.preparer.report["columns"]
+    assert roles["other"]["reason"] == "listed in drop="
+    for c in ("reason", "label_confidence", "reason_gold"):
+        assert roles[c]["role"] == "dropped"
+        assert roles[c]["reason"].startswith("excluded as likely target leakage: "), roles[c]
+    assert "its name extends the target's name 'label'" in roles["label_confidence"]["reason"]
+    back = TabularPreparer.from_dict(data.preparer.to_dict())
+    assert back.summary() == data.preparer.summary()
+    assert back.exclude == data.preparer.exclude
+    kept = prepare(_named(), "label", keep_leaks=True)
+    assert {"reason", "label_confidence", "reason_gold"} <= set(_features(kept))
+    assert "WARNING: kept (--keep-leaks)" in kept.preparer.summary()
+
+
+def test_name_rule_for_a_regression_target_and_other_roles():
+    rng = np.random.default_rng(6)
+    n = 600
+    price = rng.uniform(100, 1000, n)
+    df = pd.DataFrame(
+        {
+            "carat": price / 500 + rng.normal(0, 0.5, n),
+            "price_band": np.where(price > 500, "high", "low"),
+            "price_note": [f"about {p:.0f} dollars, a fair price" for p in price],
+            "price_2019": price * 0.9 + rng.normal(0, 100, n),
+            "price": price,
+        }
+    )
+    roles = infer_roles(df, "price")
+    assert roles["price_note"].role == "text"
+    leaks, _ = find_leaks(df, price, "regression", roles)
+    found = {leak.columns[0]: leak.evidence for leak in leaks}
+    assert set(found) == {"price_band", "price_note"}
+    assert "its categories explain" in found["price_band"]
+    assert "a text column, not checked statistically" in found["price_note"]
+
+
+def test_exclude_is_checked():
+    with pytest.raises(TypeError, match="exclude must map column names to reasons"):
+        TabularPreparer("y", exclude=["a"])
+    with pytest.raises(TypeError, match="exclude must map column names to reasons"):
+        TabularPreparer("y", exclude={"a": 1})

@@ -176,3 +176,43 @@ def test_shown_output_rules():
     assert not matches_shown_output("...\nthree", printed)  # without a trailing "...": to the end
     assert not matches_shown_output("head\n...\nthree\ntwo\n...", printed)  # in order
     assert not matches_shown_output("head\n...\n0.3169\n...", printed)
+
+
+# --- the shell examples ---------------------------------------------------------------------------
+
+
+def shell_commands(text: str) -> list[tuple[int, list[str]]]:
+    """``(line, argv)`` of every ``$ lucidnet ...`` line of the README (a line ending in ``\\``
+    continues on the next; a trailing ``# comment`` is left out)."""
+    import shlex
+
+    lines = text.splitlines()
+    out = []
+    for i, ln in enumerate(lines):
+        if not ln.startswith("$ lucidnet "):
+            continue
+        cmd, j = ln[2:], i
+        while cmd.rstrip().endswith("\\"):
+            j += 1
+            cmd = cmd.rstrip()[:-1] + " " + lines[j].strip()
+        out.append((i + 1, shlex.split(cmd, comments=True)[1:]))
+    return out
+
+
+COMMANDS = shell_commands(README.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "argv", [a for _, a in COMMANDS], ids=[f"README.md:{n}" for n, _ in COMMANDS]
+)
+def test_readme_commands_parse(argv):
+    from lucidnet.cli.args import parse_args
+
+    args = parse_args(argv)
+    assert args.command == argv[0]
+
+
+def test_the_tweets_example_needs_no_drop_list():
+    tweets = [a for _, a in COMMANDS if a[0] == "train" and a[1].endswith("Tweets.csv")]
+    assert len(tweets) == 1
+    assert "--drop" not in tweets[0]

@@ -263,6 +263,18 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
             help=f"{what} (repeatable; put DATA.csv before it)",
         )
     g.add_argument(
+        "--date",
+        metavar="COL",
+        nargs="+",
+        action="extend",
+        default=[],
+        help=(
+            "parse these columns as dates (format detected, e.g. %%Y-%%m-%%d, %%d/%%m/%%Y, "
+            "%%Y%%m%%d; an error shows values that do not parse); other date columns are "
+            "still found automatically (repeatable; put DATA.csv before it)"
+        ),
+    )
+    g.add_argument(
         "--keep-leaks",
         action="store_true",
         help=(

@@ -400,7 +400,8 @@ def _prepare(args: argparse.Namespace, df: Any) -> Any:
     from ..data.limits import LimitError, cli_option
     from ..data.prep import prepare
 
-    empty = [c for c in (*args.categorical, *args.text, *args.numeric) if c in df.columns]
+    given = (*args.categorical, *args.text, *args.numeric, *getattr(args, "date", []))
+    empty = [c for c in given if c in df.columns]
     empty = [c for c in empty if df[c].isna().all()]
     if empty:
         raise CLIError(f"column {empty[0]!r} was given a role but is entirely empty (no values)")
@@ -417,6 +418,7 @@ def _prepare(args: argparse.Namespace, df: Any) -> Any:
                 text=args.text,
                 numeric=args.numeric,
                 drop=args.drop,
+                dates=getattr(args, "date", []),
                 scaling=args.scaling,
                 max_features=args.max_features,
                 max_categories=args.max_categories,

@@ -12,12 +12,14 @@ anything is built from it:
   list has the length the columns imply; numbers are finite; vocabularies and categories are
   distinct strings; missing-value indicators name feature columns; a categorical column's
   missing category (``categorical.missing``, absent in files written before it existed) is its
-  fill value and one of its categories. Invalid: the file is refused;
+  fill value and one of its categories; optional blocks ``dates`` and ``cyclic`` (integer
+  codes such as hour or month; absent in older files) describe their columns. Invalid: the
+  file is refused;
 * ``target`` (:func:`validate_target`): the target column, task and classes, which
   ``encode_target`` / ``decode_target`` use. Invalid: refused;
-* ``fit_report`` (:func:`clean_fit_report`): what fitting did (rows, imputed values, split),
-  which only describes the run. Each malformed entry is dropped with a
-  :class:`PreparationWarning`, so ``summary()`` shows what is valid.
+* ``fit_report`` (:func:`clean_fit_report`): what fitting did (rows, imputed values, split,
+  the leakage guard's findings), which only describes the run. Each malformed entry is
+  dropped with a :class:`PreparationWarning`, so ``summary()`` shows what is valid.
 
 The checks are small functions on the parsed JSON rather than a JSON Schema: the rules that
 matter relate fields to each other (one statistic per numeric column, one vectorizer per text
@@ -140,6 +142,24 @@ def validate_state(st: Any, scaling: str, text_mode: str = "tfidf") -> None:
         _check_tfidf(st["text"], len(cols["text"]))
     if "dates" in st:
         _check_dates(st["dates"])
+    if "cyclic" in st:
+        _check_cyclic(st["cyclic"])
+
+
+def _check_cyclic(d: Any) -> None:
+    """``state.cyclic``: distinct column names, a period (an integer >= 2) and a missing
+    indicator flag per column. Absent in files written before integer codes were detected."""
+    d = _keys(d, "state.cyclic", {"columns", "period", "indicator"})
+    columns = _list(d["columns"], "state.cyclic.columns", kind_=str)
+    n = len(columns)
+    if n == 0:
+        raise ValueError("state.cyclic.columns must name at least one column")
+    _distinct(columns, "state.cyclic.columns")
+    for j, p in enumerate(_list(d["period"], "state.cyclic.period", n, kind_=int)):
+        _count(p, f"state.cyclic.period[{j}]", minimum=2)
+    ind = d["indicator"]
+    if not isinstance(ind, list) or len(ind) != n or not all(isinstance(x, bool) for x in ind):
+        raise ValueError(f"state.cyclic.indicator must be a list of {n} booleans")
 
 
 def _check_dates(d: Any) -> None:
@@ -181,8 +201,9 @@ def _expected_state_keys(st: dict[str, Any], cols: dict[str, Any], text_mode: st
         keys.add("text")
     if text_mode == "ids" and cols["text"]:
         keys.add("ids")
-    if "dates" in st:  # optional: only preparers that found date columns have it
-        keys.add("dates")
+    for optional in ("dates", "cyclic"):  # only preparers that found such columns have them
+        if optional in st:
+            keys.add(optional)
     return keys
 
 
@@ -342,6 +363,19 @@ def _split(v: Any) -> None:
         raise ValueError("'stratified' must be true or false and 'note' a string")
 
 
+def _leakage(v: Any) -> None:
+    """What the leakage guard found (``prepare``): one message per leak, whether the columns
+    were kept and why, and the rows of the sample it was checked on (null: all)."""
+    _keys(v, "it", {"columns", "kept", "kept_why", "rows_sampled"})
+    _list(v["columns"], "'columns'", kind_=str)
+    if not isinstance(v["kept"], bool):
+        raise ValueError(f"'kept' must be true or false, got {json_kind(v['kept'])}")
+    if v["kept_why"] is not None and not isinstance(v["kept_why"], str):
+        raise ValueError(f"'kept_why' must be a string or null, got {json_kind(v['kept_why'])}")
+    if v["rows_sampled"] is not None:
+        _count(v["rows_sampled"], "'rows_sampled'", minimum=1)
+
+
 #: the fit report's entries and their checks (entries not listed are kept as they are: no code
 #: reads them)
 _FIT_REPORT = {
@@ -349,6 +383,7 @@ _FIT_REPORT = {
     "min_df": lambda v: _count(v, "it", minimum=1),
     "imputed": _imputed,
     "split": lambda v: v is None or _split(v),
+    "leakage": _leakage,
 }
 
 

@@ -8,7 +8,31 @@ Column roles (:func:`infer_roles`; inferred on the fitting rows unless overridde
 * **constant**: a single distinct value -> dropped (a role requested by the user wins).
 * **categorical**: booleans; pandas ``category`` columns; strings that are not text or ids.
 * **numeric**: numbers, and strings that all parse as numbers. Integer columns stay numeric even
-  with few distinct values (their order carries information); one-hot them with ``categorical=``.
+  with few distinct values (their order carries information; one-hot them with
+  ``categorical=``), unless they are integer codes (below).
+* **integer codes** (:func:`_integer_code`): an integer column whose *name* says it is a code
+  and whose *values* agree; the name alone never decides, the values alone never do either
+  (``cylinders`` 3-8, ``size`` 1-6, ``number`` 1-7 stay numeric):
+
+  - **cyclic** (role ``cyclic``, encoded as sin/cos of ``2 pi value / period``): hour of day
+    (a name word ``hour``/``hr``/``hod``..., values within 0-24, period 24), month (``month``/
+    ``mnth``/``mon``..., within 0-12, period 12), weekday (``weekday``/``wday``/``dow``/
+    ``day_of_week``..., within 0-7, period 7; a bare ``day`` only with 6 or more distinct
+    values within 0-7). At least 3 distinct values.
+  - **categories** (role ``categorical``, one-hot like strings): a name word that says code
+    (``code``, ``type``, ``class``, ``category``, ``kind``, ``group``, ``status``, ``weather``,
+    ``season``, ``region``, ``origin``...), 3 to ``MAX_CODE_LEVELS`` (24) distinct values, at
+    least ``MIN_ROWS_PER_CODE`` (5) rows per value on average, and no name word that says
+    quantity (``count``, ``number``, ``size``, ``age``, ``price``, ``amount``...: those stay
+    numeric whatever else the name says). A **year** (``year``, ``yr``: ordered, so the bar
+    is higher) becomes categories only when *every* one of its 3 to 24 values has at least
+    ``MIN_ROWS_PER_CODE`` rows (car model years 70-82, about 20 cars each, do; discovery years
+    1989-2014 of exoplanets, one planet in 1989, stay numeric): measured on mpg.csv, one-hot
+    model years raised the test R^2 on 4 of 5 seeds (mean 0.805 -> 0.833); one-hot discovery
+    years lowered the macro F1 of planets.csv on 4 of 5 seeds.
+
+  The role table gives the reason, e.g. ``integer code, 12 values 1-12, name 'month' -> cyclic
+  month (sin/cos, period 12)``.
 * **identifier**: at least 20 values, all distinct, and either integers forming a consecutive run /
   in a column named like an id (``id``, ``*_id``, ``key``, ``index``, ...) or single-word strings;
   also integer row numbers (rising by 1 per row in file order, read from the frame's index, so
@@ -67,6 +91,20 @@ MAX_CLASS_FRACTION = 0.05  # ... and so are those whose distinct values exceed 5
 MAX_CODE_VALUES = 10  # integer targets with more distinct values (reaching 0) are counts
 _COUNT_WORDS = {"count", "counts", "cnt", "num", "number", "n", "total", "freq", "frequency"}
 _COUNT_WORDS |= {"quantity", "qty", "visits", "calls", "events", "claims", "cases"}
+MAX_CODE_LEVELS = 24  # an integer column with more distinct values is a quantity, not a code
+MIN_ROWS_PER_CODE = 5  # ... and so is one with fewer rows per value (one-hot would overfit)
+#: cyclic integer codes: (what, name words, period); values must lie within 0..period
+_CYCLES = (
+    ("hour", {"hour", "hours", "hr", "hrs", "hod", "hourofday"}, 24),
+    ("month", {"month", "months", "mnth", "mon", "mth", "monthofyear"}, 12),
+    ("weekday", {"weekday", "weekdays", "wday", "wkday", "dow", "dayofweek"}, 7),
+)
+_CODE_WORDS = {"code", "codes", "type", "types", "class", "cat", "category", "categories"}
+_CODE_WORDS |= {"kind", "group", "grp", "status", "weather", "weathersit", "season", "region"}
+_CODE_WORDS |= {"zone", "segment", "sector", "origin", "channel", "source", "brand"}
+_YEAR_WORDS = {"year", "years", "yr"}  # ordered: categories only when every year is well filled
+_QUANTITY_WORDS = {"size", "age", "amount", "price", "cost", "value", "score", "rating", "rank"}
+_QUANTITY_WORDS |= {"length", "weight", "height", "width", "duration", "distance", "level"}
 ID_MIN_ROWS = 20  # below this, "all values distinct" says nothing about being an identifier
 TEXT_MIN_WORDS = 3.0
 _NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "empty")  # infer_dtype
@@ -542,9 +580,9 @@ def as_frame(data: Any, name: str = "data") -> pd.DataFrame:
 class ColumnRole:
     """The role of one column and the reason it was chosen.
 
-    ``role`` is one of ``numeric``, ``categorical``, ``text``, ``date`` (used as features),
-    ``identifier``,
-    ``constant``, ``empty``, ``dropped`` (user's ``drop=``), or ``target``.
+    ``role`` is one of ``numeric``, ``categorical``, ``text``, ``date``, ``cyclic`` (used as
+    features), ``identifier``, ``constant``, ``empty``, ``dropped`` (user's ``drop=``, or
+    excluded as target leakage), or ``target``.
     """
 
     role: str
@@ -598,8 +636,55 @@ def _numeric_role(
         why_float = _float_id(values, finite, n_unique, name)
         if why_float is not None:
             return ColumnRole("identifier", prefix + why_float)
+        code = _integer_code(finite, n_unique, name)
+        if code is not None:
+            return ColumnRole(code[0], prefix + code[1])
         return ColumnRole("numeric", f"{prefix}integers, {n_unique} distinct values")
     return ColumnRole("numeric", f"{prefix}real numbers, {n_unique} distinct values")
+
+
+def _name_words(name: str) -> set[str]:
+    """The lower-case words of a column name (``model_year``, ``modelYear``, ``MODEL YEAR``
+    -> {model, year}) and, for names such as ``day_of_week``, the words run together."""
+    words = [w.lower() for w in re.findall(r"[A-Za-z][a-z]*|[A-Z]+(?![a-z])", name)]
+    return set(words) | {"".join(words)}
+
+
+def _integer_code(finite: np.ndarray, k: int, name: str) -> tuple[str, str] | None:
+    """``(role, reason)`` when the integers ``finite`` (``k`` distinct) of the column ``name``
+    are a code (rule in the module docstring): ``("cyclic", ...)`` or ``("categorical",
+    ...)``; None for a quantity. The reason of a cyclic code ends with ``period N)``, which
+    the preparer reads back."""
+    words = _name_words(name)
+    if k < 3 or words & (_QUANTITY_WORDS | _COUNT_WORDS):
+        return None
+    lo, hi = float(finite.min()), float(finite.max())
+    what = f"integer code, {k} values {lo:.0f}-{hi:.0f}, name {name!r}"
+    for kind, names, period in _CYCLES:
+        bare_day = kind == "weekday" and "day" in words and k >= 6
+        if (words & names or bare_day) and lo >= 0 and hi <= period:
+            return "cyclic", f"{what} -> cyclic {kind} (sin/cos, period {period})"
+    if k > MAX_CODE_LEVELS:
+        return None
+    if words & _CODE_WORDS and k * MIN_ROWS_PER_CODE <= finite.size:
+        return "categorical", f"{what} -> categories (one-hot)"
+    if words & _YEAR_WORDS:
+        rarest = int(np.unique(finite, return_counts=True)[1].min())
+        if rarest >= MIN_ROWS_PER_CODE:
+            why = f"{what}, each year in >= {MIN_ROWS_PER_CODE} rows -> categories (one-hot)"
+            return "categorical", why
+    return None
+
+
+_PERIOD = re.compile(r"period (\d+)\)$")
+
+
+def cyclic_period(reason: str) -> int:
+    """The period of a cyclic code from its role's reason (:func:`_integer_code`)."""
+    m = _PERIOD.search(reason)
+    if m is None:
+        raise ValueError(f"not the reason of a cyclic code: {reason!r}")
+    return int(m.group(1))
 
 
 def _int_index(values: pd.Series) -> np.ndarray | None:
@@ -670,23 +755,32 @@ def infer_roles(
     categorical: list[str] | None = None,
     text: list[str] | None = None,
     drop: list[str] | None = None,
+    dates: list[str] | None = None,
+    excluded: dict[str, str] | None = None,
 ) -> dict[str, ColumnRole]:
     """Assign a :class:`ColumnRole` to every column of ``df`` (rules in the module docstring).
 
+    ``dates`` are parsed as dates whatever their values look like (:func:`forced_date_role`);
+    ``excluded`` maps columns to leave out to the reason shown for them (role ``dropped``).
+
     Raises:
-        ValueError: an override names an unknown column, names the target, or a column is given
-            two roles.
+        ValueError: an override names an unknown column, names the target, a column is given
+            two roles, or a ``dates`` column does not parse as dates (the message shows values
+            that do not).
     """
+    excluded = dict(excluded or {})
+    drop = _as_list(drop, "drop")
     overrides = {
         "numeric": _as_list(numeric, "numeric"),
         "categorical": _as_list(categorical, "categorical"),
         "text": _as_list(text, "text"),
-        "dropped": _as_list(drop, "drop"),
+        "date": _as_list(dates, "dates"),
+        "dropped": drop + [c for c in excluded if c not in drop],
     }
     columns = list(df.columns)
     forced: dict[str, str] = {}
     for role, names in overrides.items():
-        arg = "drop" if role == "dropped" else role
+        arg = {"dropped": "drop", "date": "dates"}.get(role, role)
         unknown = [c for c in names if c not in columns]
         if unknown:
             raise ValueError(
@@ -704,10 +798,12 @@ def infer_roles(
             roles[c] = ColumnRole("target", "the target column")
             continue
         if forced.get(c) == "dropped":
-            roles[c] = ColumnRole("dropped", "listed in drop=")
+            roles[c] = ColumnRole("dropped", excluded.get(c, "listed in drop="))
             continue
         inferred = _infer_role(df[c], c)
-        if c in forced and inferred.role != "empty":
+        if forced.get(c) == "date" and inferred.role != "empty":
+            roles[c] = forced_date_role(df[c], c, inferred)
+        elif c in forced and inferred.role != "empty":
             roles[c] = ColumnRole(forced[c], f"set by user (inferred: {inferred.role})")
         else:
             roles[c] = inferred
@@ -887,7 +983,9 @@ DATE_FORMATS = (
     "%d/%m/%Y %H:%M:%S",
     "%m/%d/%Y %H:%M:%S",
     "%d-%m-%Y %H:%M:%S",
+    "%Y%m%d",  # (compact: tried only for a column given with dates= / --date)
 )
+_FORCED_ONLY = ("%Y%m%d",)  # auto-detection would take 8-digit numbers or codes for dates
 DATE_MIN_PARSED = 0.95  # share of the non-missing values a date format must parse
 DATE_SAMPLE = 200
 # a trailing time-zone offset (" -0800", "+01:00", "Z"): dropped so that features use local time
@@ -909,11 +1007,60 @@ def _parse_dates(values: pd.Series, fmt: str) -> pd.Series:
     """Datetimes (NaT where missing or not in ``fmt``; ``fmt`` may end with ``%z``, then the
     offset is dropped and the local time kept)."""
     pd = _pd()
-    text = values.astype("string")
+    text = _date_text(values)
     if fmt.endswith(" %z"):
         text = text.str.strip().str.replace(_TZ_TAIL, "", regex=True)
         fmt = fmt[: -len(" %z")]
     return pd.to_datetime(text, format=fmt, errors="coerce")
+
+
+def _date_text(values: pd.Series) -> pd.Series:
+    """``values`` as strings; integer-valued numbers (``20150131``, also when read as floats
+    because of missing values) without a decimal part."""
+    pd = _pd()
+    if pd.api.types.is_numeric_dtype(values.dtype) and values.dtype != bool:
+        num = pd.to_numeric(values, errors="coerce")
+        if bool((num.dropna() % 1 == 0).all()):
+            return num.astype("Int64").astype("string")
+    return values.astype("string")
+
+
+def forced_date_role(s: pd.Series, name: str, inferred: ColumnRole) -> ColumnRole:
+    """The role of a column given with ``dates=`` (``--date``): the date format (from
+    :data:`DATE_FORMATS`, the compact ``%Y%m%d`` included) that parses the most of its values,
+    if it parses at least 95% of them.
+
+    Raises:
+        ValueError: no format parses 95% of the values; the message names the column, the best
+            format and how much it parsed, and shows values that do not parse.
+    """
+    if inferred.role == "date":
+        return ColumnRole("date", f"set by user, {inferred.reason}")
+    pd = _pd()
+    values = s.dropna()
+    text, tz = _strip_tz(_date_text(values))
+    best, best_ok = DATE_FORMATS[0], pd.Series(False, index=values.index)
+    ties = []
+    for fmt in DATE_FORMATS:
+        ok = pd.to_datetime(text, format=fmt, errors="coerce").notna()
+        if ok.sum() > best_ok.sum():
+            best, best_ok, ties = fmt, ok, []
+        elif ok.sum() == best_ok.sum() and ok.any():
+            ties.append(fmt)
+    share = float(best_ok.mean()) if len(values) else 0.0
+    if share < DATE_MIN_PARSED:
+        bad = list(dict.fromkeys(text[~best_ok].astype(str)))[:5]
+        raise ValueError(
+            f"column {name!r} was given as a date column (dates= / --date) but does not parse "
+            f"as dates: the best format {best!r} reads {share:.0%} of its {len(values)} values "
+            f"(at least {DATE_MIN_PARSED:.0%} needed); values that do not parse: {bad}; "
+            f"formats tried: {', '.join(DATE_FORMATS)}"
+        )
+    fmt = best + (" %z" if tz else "")
+    # e.g. 03/04/2015 read as 3 April or 4 March alike: day first (the first in DATE_FORMATS)
+    note = " (day and month ambiguous: read day first)" if any(t[:2] == "%m" for t in ties) else ""
+    why = f"set by user (inferred: {inferred.role}){note}, dates, format {fmt!r}"
+    return ColumnRole("date", why)
 
 
 def detect_date_format(values: pd.Series) -> str | None:
@@ -927,6 +1074,8 @@ def detect_date_format(values: pd.Series) -> str | None:
         return None
     fits = []
     for fmt in DATE_FORMATS:
+        if fmt in _FORCED_ONLY:
+            continue
         parsed = pd.to_datetime(sample, format=fmt, errors="coerce")
         if float(parsed.notna().mean()) >= DATE_MIN_PARSED:
             fits.append(fmt)

@@ -15,15 +15,30 @@ is the target (parts of a total) give a near-perfect score that a user may belie
   (missing values below the minimum) scores a cross-validated balanced accuracy >= 0.99;
 * numeric column, regression target: ``|Spearman| >= 0.995`` (a monotone function of it);
 * pair of numeric columns, numeric regression target: ``a + b``, ``a - b`` or ``b - a`` equals
-  the target (relative error < 1e-6) on >= 99% of the rows.
+  the target (relative error < 1e-6) on >= 99% of the rows;
+* **by name** (:func:`extends`), any feature column (text and dates too): its name extends
+  the target's name (``airline_sentiment_confidence``, ``airline_sentiment_gold``,
+  ``price_per_carat``, ``label_prob`` for ``airline_sentiment`` / ``price`` / ``label``: the
+  target's name, then a separator ``_ - . :`` or space, or a capital letter after a
+  lower-case one, then words) or extends the name of a column already found to leak
+  (``negativereason_gold`` after ``negativereason``), repeated until nothing changes. Such
+  columns are usually by-products of the labelling (a labeller's confidence, a gold-standard
+  copy) and cannot be known when a prediction is wanted. Not flagged: a rest without letters
+  (``sales_2019`` for ``sales``: another period) or with a word that says the value comes
+  from before the outcome (``lag``, ``prev``, ``previous``, ``last``, ``past``, ``prior``,
+  ``shift``, ``hist``, ``baseline``...: ``sales_lag1`` is a legitimate forecasting input).
+  The evidence printed adds what the column alone says about the target on the fitting rows
+  (balanced accuracy of its best mapping or thresholds against chance, coverage where it is
+  filled in; Spearman or the share of variance between its categories for regression).
 
-Only numeric and categorical columns are checked (identifiers, text, constant and dropped
-columns are not). Thresholds are module constants.
+Statistical checks cover numeric and categorical columns (identifiers, constant and dropped
+columns are never checked). Thresholds are module constants.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +58,10 @@ CHANCE = 1e-3
 MAX_ROWS = 20_000
 SMALL_TABLE = 20  # categories in a column small enough to be a recoding table
 MAX_PAIR_COLUMNS = 200  # the pair check is quadratic in the numeric columns
+#: words after a target's name that mark a value from before the outcome: not leakage by name
+PAST_WORDS = {"lag", "lags", "lagged", "prev", "previous", "last", "past", "prior", "shift"}
+PAST_WORDS |= {"shifted", "before", "hist", "history", "historical", "baseline", "initial"}
+_NAMED_ROLES = ("numeric", "categorical", "text", "date", "cyclic")
 
 
 @dataclass(frozen=True)
@@ -110,7 +129,101 @@ def find_leaks(
         flagged = {c for leak in leaks for c in leak.columns}
         rest = [c for c in numeric if c not in flagged][:MAX_PAIR_COLUMNS]
         leaks += _pair_leaks({c: values[c] for c in rest}, yf)
+    leaks += _name_leaks(df, y, task, roles, leaks, names)
     return leaks, sampled
+
+
+def extends(name: str, base: str) -> bool:
+    """Whether the column name ``name`` extends ``base`` (rule in the module docstring):
+    ``base``, a separator or a camel-case capital, then a rest with letters and no word of
+    :data:`PAST_WORDS`. Case-insensitive on ``base``."""
+    if not base or len(name) <= len(base) or name[: len(base)].lower() != base.lower():
+        return False
+    rest = name[len(base) :]
+    if not (rest[0] in "_-.: " or (rest[0].isupper() and base[-1].islower())):
+        return False
+    words = {w.lower() for w in re.findall(r"[A-Za-z][a-z]*|[A-Z]+(?![a-z])", rest)}
+    return bool(words) and not words & PAST_WORDS
+
+
+def _name_leaks(
+    df: pd.DataFrame,
+    y: np.ndarray,
+    task: str,
+    roles: dict[str, ColumnRole],
+    found: list[Leak],
+    classes: list[str],
+) -> list[Leak]:
+    """Feature columns whose name extends the target's or a leaking column's name (repeated
+    until no more are found), with what each column says about the target as evidence."""
+    target = next((c for c, r in roles.items() if r.role == "target"), None)
+    bases = ([target] if target is not None else []) + [c for leak in found for c in leak.columns]
+    candidates = [
+        c for c, r in roles.items() if r.role in _NAMED_ROLES and c in df.columns and c not in bases
+    ]
+    leaks: list[Leak] = []
+    grew = True
+    while grew:
+        grew = False
+        for c in candidates:
+            base = next((b for b in bases if extends(c, b)), None)
+            if base is None or c in bases:
+                continue
+            whose = "the target's name" if base == target else "the leaking column's name"
+            why = f"its name extends {whose} {base!r}"
+            stats = _association(df[c], roles[c].role, y, task, classes)
+            leaks.append(Leak((c,), f"{why}; {stats}"))
+            bases.append(c)
+            grew = True
+    return leaks
+
+
+def _association(s: Any, role: str, y: np.ndarray, task: str, classes: list[str]) -> str:
+    """What one column alone says about the target, in words (the evidence of a leak by
+    name): classification: the balanced accuracy of the best category -> class mapping (and
+    its accuracy where the column is filled in) or of thresholds, against chance; regression:
+    Spearman correlation or the share of the target's variance between categories."""
+    if role not in ("numeric", "categorical", "cyclic"):
+        return f"a {role} column, not checked statistically"
+    numeric = role != "categorical"
+    if task == "classification":
+        y = y.astype(np.int64)
+        chance = 1.0 / len(np.unique(y))
+        if numeric:
+            x = _numeric(s)
+            finite = x[np.isfinite(x)]
+            x = np.where(np.isfinite(x), x, finite.min() - 1.0 if finite.size else 0.0)
+            score = _tree_score(x, y)
+            return (
+                f"alone, thresholds on it give the class with cross-validated balanced accuracy "
+                f"{score:.2f} (chance {chance:.2f})"
+            )
+        codes, missing = _codes(s)
+        k = int(y.max()) + 1
+        out = (
+            f"alone, its value gives the class with balanced accuracy "
+            f"{_balanced(_majority_map(codes, y, k), y):.2f} (chance {chance:.2f})"
+        )
+        n = int((~missing).sum())
+        if 0 < n < len(y):
+            right = _majority_map(codes[~missing], y[~missing], k).mean()
+            out += (
+                f"; filled in {n} rows ({n / len(y):.1%}), there it gives the class in {right:.0%}"
+            )
+        return out
+    yf = y.astype(np.float64)
+    if numeric:
+        x = _numeric(s)
+        ok = np.isfinite(x)
+        if ok.sum() < 3 or np.ptp(x[ok]) == 0:
+            return "too few values to measure"
+        rho = float(np.corrcoef(_rank(x[ok]), _rank(yf[ok]))[0, 1])
+        return f"Spearman correlation with the target {rho:+.2f}"
+    codes, _ = _codes(s)
+    means = np.bincount(codes, weights=yf) / np.maximum(np.bincount(codes), 1)
+    total = float(np.var(yf))
+    between = float(np.var(means[codes])) / total if total > 0 else 0.0
+    return f"its categories explain {between:.0%} of the target's variance"
 
 
 def _numeric(s: Any) -> np.ndarray:

@@ -129,6 +129,8 @@ class FeatureWidths:
     """
 
     numeric: int = 0  # numeric columns plus missing indicators
+    dates: int = 0  # features of the date columns (6 or 8 each) and their missing indicators
+    cyclic: int = 0  # sin / cos of the cyclic integer codes and their missing indicators
     one_hot: int = 0  # kept categories of all categorical columns
     text: tuple[int, ...] = ()  # per text column, its cap
     max_features: int = 0
@@ -138,7 +140,7 @@ class FeatureWidths:
 
     @property
     def total(self) -> int:
-        return self.numeric + self.one_hot + sum(self.text)
+        return self.numeric + self.dates + self.cyclic + self.one_hot + sum(self.text)
 
     def bytes_per_row(self) -> int:
         return 4 * self.total + self.ids_bytes_per_row
@@ -288,6 +290,10 @@ def _width_detail(w: FeatureWidths, opt: OptionName) -> str:
     parts = []
     if w.numeric:
         parts.append(f"{w.numeric:,} numeric")
+    if w.dates:
+        parts.append(f"{w.dates:,} from dates")
+    if w.cyclic:
+        parts.append(f"{w.cyclic:,} cyclic")
     if w.one_hot:
         parts.append(f"{w.one_hot:,} one-hot")
     if w.text:
@@ -305,11 +311,12 @@ def _memory_fixes(rows: int, w: FeatureWidths, budget: int, opt: OptionName) -> 
     room = budget // max(1, rows) - w.ids_bytes_per_row  # bytes per row the budget allows
     fixes = []
     if w.text:
-        per_column = (room // 4 - w.numeric - w.one_hot) // len(w.text)
+        per_column = (room // 4 - w.numeric - w.dates - w.cyclic - w.one_hot) // len(w.text)
         if per_column >= 1:
             fixes.append(f"lower {opt('max_features')} to at most {per_column:,}")
     if w.one_hot and w.categorical_columns:
-        per_column = (room // 4 - w.numeric - sum(w.text)) // w.categorical_columns
+        fixed = w.numeric + w.dates + w.cyclic + sum(w.text)
+        per_column = (room // 4 - fixed) // w.categorical_columns
         if 1 <= per_column < w.max_categories:
             fixes.append(f"lower {opt('max_categories')} to at most {per_column:,}")
     fixes.append(f"use fewer rows or columns, or set {opt('max_memory')} if more memory is free")

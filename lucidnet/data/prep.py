@@ -52,6 +52,7 @@ from .columns import (
     _sort_key,
     _text_list,
     as_frame,
+    cyclic_period,
     date_feature_names,
     date_features,
     date_origin,
@@ -105,8 +106,10 @@ class TabularPreparer:
 
     Output columns, in order: numeric (imputed with the training median, then scaled), missing
     indicators (``add_indicators=True``, the default: one 0/1 column ``"<col> is missing"`` per
-    numeric column that had missing values in the fitting rows), one-hot categoricals, then
-    TF-IDF per text column (missing -> empty string).
+    numeric column that had missing values in the fitting rows), one-hot categoricals, date
+    features (standardised), cyclic integer codes (``"<col>:sin"``, ``"<col>:cos"`` of ``2 pi
+    value / period``, 0 and 0 where missing), then TF-IDF per text column (missing -> empty
+    string).
 
     Categorical columns keep at most ``max_categories`` categories each (the most frequent;
     others and unseen values encode as all zeros). With ``missing_category=True`` (the default)
@@ -127,6 +130,11 @@ class TabularPreparer:
         target: the target column, excluded from the features (may be absent at prediction).
         task: ``"classification"`` / ``"regression"``, or None to infer it from the target.
         numeric, categorical, text, drop: column-role overrides.
+        dates: columns to parse as dates whatever they look like (the format is detected; an
+            error shows values that do not parse).
+        exclude: columns to leave out, each with the reason the role table gives (what
+            :func:`prepare`'s leakage guard excludes: ``{"col": "excluded as likely target
+            leakage: ..."}``).
         scaling: ``"standard"``, ``"minmax"`` or ``"none"`` for the numeric columns.
         add_indicators: add the missing-indicator columns (numeric columns; categorical ones
             too when ``missing_category=False``).
@@ -149,6 +157,8 @@ class TabularPreparer:
         categorical: list[str] | None = None,
         text: list[str] | None = None,
         drop: list[str] | None = None,
+        dates: list[str] | None = None,
+        exclude: dict[str, str] | None = None,
         scaling: str = "standard",
         add_indicators: bool = True,
         missing_category: bool = True,
@@ -167,6 +177,15 @@ class TabularPreparer:
         self.numeric = _as_list(numeric, "numeric")
         self.categorical = _as_list(categorical, "categorical")
         self.text, self.drop = _as_list(text, "text"), _as_list(drop, "drop")
+        self.dates = _as_list(dates, "dates")
+        if exclude is not None and (
+            not isinstance(exclude, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in exclude.items())
+        ):
+            raise TypeError(
+                f"exclude must map column names to reasons (str -> str), got {describe(exclude)}"
+            )
+        self.exclude: dict[str, str] | None = dict(exclude) if exclude is not None else None
         self.scaling = check_one_of(scaling, "scaling", ("standard", "minmax", "none"))
         if not isinstance(add_indicators, bool):
             raise TypeError(f"add_indicators must be True or False, got {describe(add_indicators)}")
@@ -322,6 +341,8 @@ class TabularPreparer:
             categorical=self.categorical,
             text=self.text,
             drop=self.drop,
+            dates=self.dates,
+            excluded=self.exclude,
         )
         cols = {r: [c for c, cr in roles.items() if cr.role == r] for r in FEATURE_ROLES}
         n = len(df)
@@ -337,10 +358,13 @@ class TabularPreparer:
         date_cols = [c for c, cr in roles.items() if cr.role == "date"]
         if date_cols:
             state["dates"] = _fit_dates(df, date_cols, roles, imputed, self.add_indicators)
+        cyclic_cols = [c for c, cr in roles.items() if cr.role == "cyclic"]
+        if cyclic_cols:
+            state["cyclic"] = _fit_cyclic(df, cyclic_cols, roles, imputed, self.add_indicators)
         if check_widths is not None:
             check_widths(self._widths_before_text(state))
         fitted_text = self._fit_text(df, min_df, roles, imputed, state)
-        if not any(state["columns"].values()) and not date_cols:
+        if not any(state["columns"].values()) and not date_cols and not cyclic_cols:
             dropped = {c: f"{r.role}: {r.reason}" for c, r in roles.items() if r.role != "target"}
             raise ValueError(f"no usable feature columns in data; dropped: {dropped}")
         state["roles"] = {c: [r.role, r.reason, str(df[c].dtype)] for c, r in roles.items()}
@@ -355,6 +379,8 @@ class TabularPreparer:
         tfidf = self.text_mode == "tfidf"
         return FeatureWidths(
             numeric=len(cols["numeric"]) + len(state["indicators"]),
+            dates=len(_date_names(state)),
+            cyclic=len(_cyclic_names(state)),
             one_hot=sum(len(c) for c in state.get("categorical", {}).get("categories", [])),
             text=tuple(self.max_features for _ in cols["text"]) if tfidf else (),
             max_features=self.max_features,
@@ -585,6 +611,7 @@ class TabularPreparer:
         df = as_frame(data)
         needed = [c for r in FEATURE_ROLES for c in columns[r]]
         needed += self._fitted_state().get("dates", {}).get("columns", [])
+        needed += self._fitted_state().get("cyclic", {}).get("columns", [])
         missing = [c for c in needed if c not in df.columns]
         if missing:
             raise ValueError(
@@ -682,6 +709,8 @@ class TabularPreparer:
                 blocks.append(self._encoder.transform(self._cat_imputer.transform(raw)))
         if "dates" in self.state_:
             blocks.append(_transform_dates(df, self.state_["dates"]))
+        if "cyclic" in self.state_:
+            blocks.append(_transform_cyclic(df, self.state_["cyclic"]))
         for j, ((c, _), vec) in enumerate(zip(self._tfidf_state(), self._vectorizers, strict=True)):
             blocks.append(text[j] if text else vec.transform(_text_list(df[c])))
         start = 0
@@ -700,7 +729,7 @@ class TabularPreparer:
         n = len(st["columns"]["numeric"]) + len(st["indicators"])
         if "categorical" in st:
             n += sum(len(c) for c in st["categorical"]["categories"])
-        n += len(_date_names(st))
+        n += len(_date_names(st)) + len(_cyclic_names(st))
         return n + sum(len(v["vocabulary"]) for _, v in self._tfidf_state())
 
     def transform_text_ids(self, data: Any) -> np.ndarray:
@@ -737,7 +766,7 @@ class TabularPreparer:
                 st["columns"]["categorical"], st["categorical"]["categories"], strict=True
             ):
                 names += [f"{c}={v}" for v in cats]
-        names += _date_names(st)
+        names += _date_names(st) + _cyclic_names(st)
         for c, v in self._tfidf_state():
             names += [f"{c}:{t}" for t in v["vocabulary"]]
         return names
@@ -776,7 +805,7 @@ class TabularPreparer:
             "dropped": {
                 c: f"{v['role']}: {v['reason']}"
                 for c, v in roles.items()
-                if v["role"] not in FEATURE_ROLES + ("target", "date")
+                if v["role"] not in FEATURE_ROLES + ("target", "date", "cyclic")
             },
             "imputed": self.report_.get("imputed", {}),
             "indicators": list(st["indicators"]),
@@ -824,6 +853,10 @@ class TabularPreparer:
             feats = ", ".join(date_feature_names("%H" in fmt))
             ind = " + missing indicator" if f"{c} is missing" in _date_names(self.state_) else ""
             lines.append(f"  dates: {c}: format {fmt!r} -> {feats} (standardised){ind}")
+        cyc = self.state_.get("cyclic")
+        for j, c in enumerate(cyc["columns"] if cyc else []):
+            ind = " + missing indicator" * cyc["indicator"][j]
+            lines.append(f"  cyclic: {c}: sin, cos of 2 pi {c} / {cyc['period'][j]}{ind}")
         for c, k in r["text_vocabulary"].items():
             lines.append(f"  text vocabulary: {c}: {k} terms (TF-IDF, n-grams {self.ngram_range})")
         if r["split"]:
@@ -845,7 +878,9 @@ class TabularPreparer:
             f"{self.scaling!r}; {len(r['indicators'])} missing indicators; "
             f"{sum(v['n_kept'] for v in r['categories'].values())} one-hot; "
             f"{sum(r['text_vocabulary'].values())} TF-IDF"
-            + (f"; {len(_date_names(self.state_))} from dates)" if "dates" in self.state_ else ")")
+            + (f"; {len(_date_names(self.state_))} from dates" if "dates" in self.state_ else "")
+            + (f"; {len(_cyclic_names(self.state_))} cyclic" if "cyclic" in self.state_ else "")
+            + ")"
         )
         return "\n".join(lines)
 
@@ -923,6 +958,8 @@ def _missing_note(imputed: dict[str, Any] | None, indicator: bool) -> str:
         done = f"own category {value!r}"
     elif how == "empty string":  # text columns
         done = how
+    elif how == "circle centre":  # cyclic codes
+        done = "sin = cos = 0 (the circle's centre)"
     else:
         done = f"{how} {value!r}"
     return f"; {imputed['count']} missing -> {done}" + " + indicator" * indicator
@@ -1144,6 +1181,56 @@ def _transform_dates(df: pd.DataFrame, d: dict[str, Any]) -> np.ndarray:
     return np.column_stack(blocks) if blocks else np.zeros((len(df), 0))
 
 
+# ---- cyclic integer codes -----------------------------------------------------------------------
+
+
+def _fit_cyclic(
+    df: pd.DataFrame,
+    columns: list[str],
+    roles: dict[str, ColumnRole],
+    imputed: dict[str, Any],
+    add_indicators: bool,
+) -> dict[str, Any]:
+    """Per cyclic code (hour, month, weekday: :func:`lucidnet.data.columns._integer_code`) its
+    period, read from the role's reason, and whether it gets a missing indicator. A missing
+    value encodes as sin = cos = 0, the centre of the circle: no hour rather than a made-up
+    one; the features need no statistics (they already lie in [-1, 1])."""
+    st: dict[str, Any] = {"columns": [], "period": [], "indicator": []}
+    for c in columns:
+        k = int(df[c].isna().sum())
+        if k:
+            imputed[c] = {"count": k, "value": None, "how": "circle centre"}
+        st["columns"].append(c)
+        st["period"].append(cyclic_period(roles[c].reason))
+        st["indicator"].append(bool(k and add_indicators))
+    return st
+
+
+def _cyclic_names(st: dict[str, Any]) -> list[str]:
+    """The output names of the cyclic codes' features (after the date features)."""
+    d = st.get("cyclic")
+    if not d:
+        return []
+    names = []
+    for c, ind in zip(d["columns"], d["indicator"], strict=True):
+        names += [f"{c}:sin", f"{c}:cos"] + ([f"{c} is missing"] if ind else [])
+    return names
+
+
+def _transform_cyclic(df: pd.DataFrame, d: dict[str, Any]) -> np.ndarray:
+    """``sin`` and ``cos`` of ``2 pi value / period`` per cyclic column (0 and 0 where missing),
+    then its missing indicator if it has one."""
+    blocks = []
+    for c, period, ind in zip(d["columns"], d["period"], d["indicator"], strict=True):
+        v = _num_array(df[c], c)
+        miss = np.isnan(v)
+        angle = 2.0 * np.pi * np.where(miss, 0.0, v) / period
+        blocks += [np.where(miss, 0.0, np.sin(angle)), np.where(miss, 0.0, np.cos(angle))]
+        if ind:
+            blocks.append(miss.astype(np.float64))
+    return np.column_stack(blocks) if blocks else np.zeros((len(df), 0))
+
+
 # ---- target leakage ---------------------------------------------------------------------------
 
 
@@ -1164,19 +1251,28 @@ def _guard_leakage(
         categorical=prep.categorical,
         text=prep.text,
         drop=prep.drop,
+        dates=prep.dates,
+        excluded=prep.exclude,
     )
     assert prep.target_ is not None  # prepare_target ran
     task = prep.target_["task"]
     leaks, sampled = find_leaks(train, y, task, roles, seed=seed, classes=prep.classes_)
     out = [c for leak in leaks for c in leak.columns]
-    features = [c for c, r in roles.items() if r.role in FEATURE_ROLES]
+    features = [c for c, r in roles.items() if r.role in FEATURE_ROLES + ("date", "cyclic")]
     why = "--keep-leaks" if keep else None
     if not keep and out and set(features) <= set(out):
         keep, why = True, "nothing else to learn from"  # excluding would leave no feature
     if not keep:
-        prep.numeric = [c for c in prep.numeric if c not in out]
-        prep.categorical = [c for c in prep.categorical if c not in out]
-        prep.drop = prep.drop + [c for c in out if c not in prep.drop]
+        # the role table says why: "excluded as likely target leakage: <evidence>"
+        evidence = {
+            c: leak.evidence if len(leak.columns) == 1 else leak.message()
+            for leak in leaks
+            for c in leak.columns
+        }
+        for attr in ("numeric", "categorical", "text", "dates"):
+            setattr(prep, attr, [c for c in getattr(prep, attr) if c not in out])
+        prep.exclude = dict(prep.exclude or {})
+        prep.exclude.update({c: f"excluded as likely target leakage: {evidence[c]}" for c in out})
     return {
         "columns": [leak.message() for leak in leaks],
         "kept": keep,
@@ -1186,23 +1282,18 @@ def _guard_leakage(
 
 
 def _leakage_lines(leakage: dict[str, Any] | None) -> list[str]:
-    """The summary's lines on target leakage (none when nothing was found, or when the entry,
-    read back from a model file, is not in the form :func:`_guard_leakage` writes)."""
-    if not isinstance(leakage, dict):
+    """The summary's lines on target leakage (none when nothing was found). The entry is the
+    one :func:`_guard_leakage` wrote, or one read back from a model file and checked there
+    (:func:`lucidnet.data._prep_state.clean_fit_report` drops a malformed one)."""
+    if not leakage or not leakage["columns"]:
         return []
-    found, sampled = leakage.get("columns"), leakage.get("rows_sampled")
-    if not isinstance(found, list) or not all(isinstance(m, str) for m in found) or not found:
-        return []
-    if not isinstance(leakage.get("kept"), bool) or not isinstance(sampled, (int, type(None))):
-        return []
-    why = leakage.get("kept_why")
+    why = leakage["kept_why"] or "--keep-leaks"
     what = (
-        f"WARNING: kept ({why if isinstance(why, str) else '--keep-leaks'}) although they look "
-        "like target leakage"
+        f"WARNING: kept ({why}) although they look like target leakage"
         if leakage["kept"]
         else "excluded as likely target leakage (keep them with keep_leaks=True / --keep-leaks)"
     )
-    lines = [f"  {what}:"] + [f"    {m}" for m in found]
-    if sampled:
-        lines.append(f"    (checked on a sample of {sampled} training rows)")
+    lines = [f"  {what}:"] + [f"    {m}" for m in leakage["columns"]]
+    if leakage["rows_sampled"]:
+        lines.append(f"    (checked on a sample of {leakage['rows_sampled']} training rows)")
     return lines
