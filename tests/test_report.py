@@ -268,6 +268,9 @@ def test_cards_show_the_restored_epoch_not_the_last(run):
     assert "Last epoch (5; not the weights kept)" in text
     last = cards_of(render_report(model=model, history=HISTORY, restored_best=False))
     assert "epoch 5 of 5" in last and "0.61<" in last and "the last epoch" in last
+    # not told whether the weights were restored: the best epoch's numbers, not called kept
+    unknown = cards_of(render_report(model=model, history=HISTORY))
+    assert "best epoch" in unknown and "weights kept" not in unknown and "0.45<" in unknown
 
 
 def test_per_class_table_from_the_cli_details(run):
@@ -416,6 +419,7 @@ def test_verdict_baselines_and_calibration(run):
     # the sentence right under the headline, before the data section, and escaped
     head = text.split("<h2>Data</h2>", 1)[0]
     assert 'class="verdict"' in head and "points better &lt;on this table&gt;" in head
+    assert text.count('class="verdict"') == 1
     assert "95% CI [0.775, 0.805]" in cards_of(text)
     assert "0.79 [0.775, 0.805]" in text or ">[0.775, 0.805]<" in text
     table = text.split("Is the network worth it?", 1)[1].split("</table>", 1)[0]

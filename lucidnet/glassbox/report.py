@@ -218,7 +218,9 @@ def _scaling(target_scaling: dict[str, Any] | None) -> dict[str, np.ndarray] | N
 
 
 def _kept_epoch(meta: dict[str, Any], restored_best: bool | None) -> dict[str, Any] | None:
-    """Which epoch the headline numbers are of: ``{"index" (0-based), "why"}``, or None."""
+    """Which epoch the headline numbers are of: ``{"index" (0-based), "why"}``, or None.
+    Unknown whether the best epoch's weights were restored (``None``): its numbers, called the
+    best epoch's, not the weights kept."""
     n = meta.get("epochs_run") or 0
     if not n:
         return None
@@ -301,7 +303,8 @@ def _cards(
         for key, label in (("loss", "train loss"), ("val_loss", "val loss")):
             if len(values.get(key, [])) > i:
                 cards.append((f"{label}{std}, epoch {i + 1}", values[key][i], None))
-        cards.append(("weights kept", f"epoch {i + 1} of {meta['epochs_run']}", kept["why"]))
+        title = "best epoch" if kept["why"] == "the best epoch" else "weights kept"
+        cards.append((title, f"epoch {i + 1} of {meta['epochs_run']}", kept["why"]))
     cards.append(("parameters", model.n_params, None))
     body = [
         f'<div class="card"><div>{_e(k)}</div><div class="v">{_e(_fmt(v))}</div>'
@@ -570,7 +573,7 @@ def _baselines(verdict: dict[str, Any] | None) -> list[str]:
     names = list(dict.fromkeys(names))
     metric = verdict.get("metric", "")
     head = "<tr><th>model</th><th>kind</th>" + "".join(f"<th>{_e(n)}</th>" for n in names)
-    head += f"<th>network - model ({_e(metric)})</th><th>seconds</th></tr>"
+    head += f"<th>margin: network minus model ({_e(metric)})</th><th>seconds</th></tr>"
     rows = [_baseline_row("the network", "network", network, None, None, names)]
     rows += [
         _baseline_row(
@@ -584,7 +587,6 @@ def _baselines(verdict: dict[str, Any] | None) -> list[str]:
         for b in baselines
     ]
     parts = ["<h2>Is the network worth it? Baselines on the same test rows</h2>"]
-    parts += _verdict_line(verdict)
     parts.append("<table>" + head + "".join(rows) + "</table>")
     parts.append(f'<p class="note">{_e(_bootstrap_note(verdict))}</p>')
     return parts
