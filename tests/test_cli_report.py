@@ -5,11 +5,14 @@ user's terms (``city=Paris``, ``review:good``, ``x (standardised)``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_cli import make_frame, run
 
+import lucidnet as ln
 from lucidnet.cli.commands import feature_labels
 from lucidnet.data.prep import TabularPreparer
 
@@ -62,10 +65,22 @@ def test_classification_report_and_explain_name_the_inputs(work):
     assert "0. The input:" in first and "x (standardised)" in first
 
 
-def test_regression_report_is_on_the_standardised_target(work):
+def test_regression_report_and_explain_are_on_the_standardised_target(work):
     pytest.importorskip("matplotlib")
-    _, _, report = train(work, "price", "label")
+    _, model_path, report = train(work, "price", "label")
     html = report.read_text(encoding="utf-8")
     assert "losses are on the standardised target" in html
     assert 'alt="predicted vs actual"' in html and 'alt="residuals"' in html
     assert "loss (standardised)" in html
+    # explain shows the step training took: output and target on (y - mean) / std
+    code, out, err = run(["explain", model_path, work / "data.csv", "--row", 1, "--json"])
+    assert code == 0 and "explained on the standardised target" in err
+    step = json.loads(out)
+    model = ln.load(model_path)
+    scaling = model.metadata["target_scaling"]
+    X = TabularPreparer.from_dict(model.metadata["preparation"]).transform(make_frame(200)[1:2])
+    expected = (model.predict(X).ravel() - scaling["mean"]) / scaling["std"]
+    np.testing.assert_allclose(np.ravel(step["forward"][-1]["output"]), expected, rtol=1e-4)
+    price = make_frame(200)["price"].iloc[1]
+    target = (price - scaling["mean"]) / scaling["std"]
+    np.testing.assert_allclose(np.ravel(step["y"]), [target], rtol=1e-4)

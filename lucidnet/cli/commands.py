@@ -1015,10 +1015,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
     else:
         target = y[args.row : args.row + 1]
+    model, target = _as_trained(model, meta, np.asarray(target))
     names = feature_labels(preparer) if preparer.state_ and "ids" not in preparer.state_ else None
     result = explain_step(model, x, target, feature_names=names)
     _say(json.dumps(result.to_dict(), indent=2) if args.json else result.to_text())
     return 0
+
+
+def _as_trained(model: Any, meta: dict[str, Any], target: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The model and target as training saw them: a regression trained on the standardised
+    target (``target_scaling`` in the metadata) has the scaling folded into its output layer;
+    on a copy it is taken out again and the target standardised, so the explained step is
+    the one training took (losses and gradients on (y - mean) / std), and the user is told."""
+    scaling = meta.get("target_scaling")
+    if not scaling:
+        return model, target
+    mean, std = float(scaling["mean"]), float(scaling["std"])
+    work = model.copy()
+    if not work.layers[-1].fold_output_scaling(np.array([1.0 / std]), np.array([-mean / std])):
+        return model, target  # cannot happen for a model train wrote (a linear Dense output)
+    print(
+        f"lucidnet: note: the step is explained on the standardised target (y - {mean:.6g}) / "
+        f"{std:.6g}, as training ran; predictions and losses below are on that scale",
+        file=sys.stderr,
+    )
+    return work, ((target.astype(np.float64) - mean) / std).astype(target.dtype)
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
