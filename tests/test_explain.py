@@ -10,7 +10,7 @@ import pytest
 
 import lucidnet as ln
 from lucidnet.callbacks import weights_equal
-from lucidnet.glassbox.explain import explain_step, format_array
+from lucidnet.glassbox.explain import explain_step, feature_effects, format_array
 
 X1 = np.array([[0.5, -1.5]])
 T1 = np.array([[0.75]])
@@ -306,3 +306,97 @@ def test_errors_name_the_argument():
         explain_step(model, [[1.0, 2.0, 3.0]], [1.0], loss="mse")
     with pytest.raises(TypeError, match="model must be"):
         explain_step("model", [1.0, 2.0], 1.0, loss="mse")
+
+
+# ---- the inputs by name, and which inputs move the predictions ------------------------------
+
+
+def named_model() -> tuple[ln.Sequential, np.ndarray, list[str]]:
+    model = ln.Sequential([ln.Dense(6, activation="tanh"), ln.Dense(3)], dtype="float64")
+    model.build((20,), seed=0)
+    x = np.zeros((1, 20))
+    x[0, [2, 7, 15]] = [1.0, -0.5, 2.0]  # a sparse row: three non-zero inputs
+    names = [f"feature {i}" for i in range(20)]
+    names[15], names[2] = "airline=United", "text:delay"
+    return model, x, names
+
+
+def test_step_names_the_inputs():
+    model, x, names = named_model()
+    e = explain_step(model, x, [1], loss="cross_entropy", optimizer="sgd", feature_names=names)
+    rows = e.inputs()
+    assert [r["name"] for r in rows] == ["airline=United", "text:delay", "feature 7"]  # by |x|
+    assert [r["value"] for r in rows] == [2.0, 1.0, -0.5]
+    d_input = e.layer("dense_0")[1].d_input[0]  # dL/dx of the step's own backward pass
+    assert [r["d_loss_d_input"] for r in rows] == pytest.approx(d_input[[15, 2, 7]].tolist())
+    text = e.to_text()
+    assert "0. The input: 3 of 20 features of the sample are non-zero" in text
+    assert "airline=United" in text.split("1. Forward pass")[0]
+    # the first layer's W (20 x 6): its largest entries by feature, not by row index
+    w = model.get_weights()["dense_0/W"]
+    i, j = np.unravel_index(np.abs(w).argmax(), w.shape)
+    assert f"[{names[i]}, {j}]=" in text
+    d = json.loads(json.dumps(e.to_dict()))
+    assert "feature_names" not in d  # not the whole list (thousands for TF-IDF text)
+    assert [r["name"] for r in d["inputs"]] == ["airline=United", "text:delay", "feature 7"]
+    plain = explain_step(model, x, [1], loss="cross_entropy", optimizer="sgd")
+    assert "0. The input" not in plain.to_text()
+    assert plain.inputs()[0]["name"] == "input 15"
+
+
+def test_feature_names_are_checked():
+    model, x, names = named_model()
+    with pytest.raises(ValueError, match=r"feature_names must have one name per input \(20\)"):
+        explain_step(model, x, [1], loss="cross_entropy", feature_names=names[:-1])
+    with pytest.raises(TypeError, match="feature_names must be a list of str"):
+        explain_step(model, x, [1], loss="cross_entropy", feature_names="airline")
+    with pytest.raises(TypeError, match="feature_names must be a list of str"):
+        explain_step(model, x, [1], loss="cross_entropy", feature_names=[1] * 20)
+
+
+def test_feature_effects_of_a_linear_model_are_weight_times_input():
+    """For y = x w + b, setting x_j to 0 changes the prediction by exactly w_j x_j."""
+    rng = np.random.default_rng(1)
+    model = ln.Sequential([ln.Dense(1)], dtype="float64")
+    model.build((5,), seed=0)
+    model.loss = ln.losses.get("mse")
+    w = np.array([[2.0], [-1.0], [0.5], [0.0], [3.0]])
+    model.set_weights({"dense_0/W": w, "dense_0/b": np.array([0.3])})
+    X = rng.normal(size=(50, 5))
+    X[:, 4] = 0.0  # never non-zero: no effect whatever its weight
+    X[:, 3] = 1.0  # constant: a bias for the model, flagged
+    X[::2, 1] = 0.0
+    fx = feature_effects(model, X, ["a", "b", "c", "d", "e"])
+    by_name = {e["name"]: e for e in fx.effects}
+    for j, name in enumerate("abcde"):
+        contrib = w[j, 0] * X[:, j]
+        assert by_name[name]["mean_abs"] == pytest.approx(np.abs(contrib).mean())
+        assert by_name[name]["mean"] == pytest.approx(contrib.mean())
+        assert by_name[name]["rows_nonzero"] == np.count_nonzero(X[:, j])
+    assert [e["constant"] for e in fx.effects if e["name"] in "de"] == [True, False]
+    assert fx.effects[0]["name"] == "a" and fx.unit == "prediction" and fx.rows == 50
+    # d (weight 0) moves nothing but is present; e is never non-zero: left out
+    assert [e["name"] for e in fx.top(10)] == ["a", "b", "c", "d"]
+    assert "a " in fx.to_text()
+
+
+def test_feature_effects_of_a_classifier_follow_the_predicted_class():
+    model, _, names = named_model()
+    model.loss = ln.losses.get("cross_entropy")
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(30, 20)) * (rng.random((30, 20)) < 0.3)  # sparse rows
+    fx = feature_effects(model, X, names, max_rows=25, seed=3)
+    assert fx.rows == 25 and fx.unit == "probability of the predicted class"
+    pick = np.sort(np.random.default_rng(3).choice(30, 25, replace=False))
+    Xs = X[pick]
+    p = model.predict(Xs)
+    c = p.argmax(axis=1)
+    j = 15
+    Xm = Xs.copy()
+    Xm[:, j] = 0.0
+    effect = p[np.arange(25), c] - model.predict(Xm)[np.arange(25), c]
+    e = next(e for e in fx.effects if e["name"] == "airline=United")
+    assert e["mean_abs"] == pytest.approx(np.abs(effect).mean())
+    assert e["mean"] == pytest.approx(effect.mean())
+    with pytest.raises(ValueError, match="X must have 20 columns"):
+        feature_effects(model, X[:, :5])

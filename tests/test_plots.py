@@ -150,3 +150,62 @@ def test_missing_matplotlib_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
     with pytest.raises(ImportError, match=r"pip install lucidnet\[plot\]"):
         plots.plot_confusion_matrix(np.eye(2))
+
+
+def test_epoch_axes_have_integer_ticks_and_the_loss_its_label():
+    history = {"loss": [1.0, 0.6, 0.5], "val_loss": [1.1, 0.7, 0.65], "lr": [0.1, 0.05, 0.02]}
+    fig = plots.plot_history(history, loss_label="loss (standardised target)")
+    fig.canvas.draw()  # the locator picks the ticks when drawn
+    ax = fig.axes[0]
+    assert ax.get_title() == ax.get_ylabel() == "loss (standardised target)"
+    ticks = ax.get_xticks()
+    assert len(ticks) >= 2 and np.all(ticks == np.round(ticks))  # no epoch 1.5
+    lr = plots.plot_lr_schedule(history)
+    lr.canvas.draw()
+    assert np.all(lr.axes[0].get_xticks() == np.round(lr.axes[0].get_xticks()))
+
+
+BINS = [
+    {"lo": 0.0, "hi": 0.5, "count": 0, "confidence": None, "accuracy": None},  # empty: skipped
+    {"lo": 0.5, "hi": 0.75, "count": 30, "confidence": 0.6, "accuracy": 0.5},
+    {"lo": 0.75, "hi": 1.0, "count": 70, "confidence": 0.9, "accuracy": 0.8, "extra": 1},
+]
+
+
+def test_reliability_diagram(tmp_path):
+    after = [dict(b, accuracy=b["confidence"]) for b in BINS]
+    fig = plots.plot_reliability(BINS, after, ece=0.08, ece_after=0.01, path=tmp_path / "r.png")
+    assert saved_png(tmp_path / "r.png")
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert set(lines) == {
+        "perfectly calibrated",
+        "before (ECE 0.080)",
+        "after temperature scaling (ECE 0.010)",
+    }
+    np.testing.assert_allclose(lines["before (ECE 0.080)"].get_xdata(), [0.6, 0.9])
+    np.testing.assert_allclose(lines["before (ECE 0.080)"].get_ydata(), [0.5, 0.8])
+    heights = [p.get_height() for p in fig.axes[1].patches]
+    np.testing.assert_allclose(heights, [0.3, 0.7])  # share of rows per bin
+    assert plots.plot_reliability(BINS).axes[0].get_lines()[1].get_label() == "model"
+    with pytest.raises(TypeError, match="bins must be a list of dicts"):
+        plots.plot_reliability("bins")
+    with pytest.raises(ValueError, match="bins_after: a bin lacks accuracy"):
+        plots.plot_reliability(BINS, [{"lo": 0, "hi": 1, "count": 1, "confidence": 0.5}])
+
+
+def test_predicted_vs_actual_and_residuals(tmp_path):
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    p = np.array([1.5, 1.5, 3.0, 5.0])
+    fig = plots.plot_predicted_vs_actual(y, p, target="price", path=tmp_path / "pa.png")
+    assert saved_png(tmp_path / "pa.png")
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), np.column_stack([y, p]))
+    assert ax.get_xlabel() == "actual price" and ax.get_ylabel() == "predicted price"
+    fig = plots.plot_residuals(y, p.reshape(-1, 1), target="price", path=tmp_path / "res.png")
+    assert saved_png(tmp_path / "res.png")
+    np.testing.assert_allclose(
+        fig.axes[0].collections[0].get_offsets(), np.column_stack([p, y - p])
+    )
+    assert sum(patch.get_height() for patch in fig.axes[1].patches) == 4  # every residual
+    with pytest.raises(ValueError, match="as many values, got 4 and 3"):
+        plots.plot_residuals(y, p[:3])

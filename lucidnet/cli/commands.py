@@ -756,15 +756,23 @@ def _scaling_note(scaling: dict[str, float] | None) -> dict[str, Any]:
     return {"target_scaling": {**scaling, "note": note}}
 
 
-def _write_report(args, model, history, data, hp, result, diagnostics) -> None:
+def _write_report(
+    args: argparse.Namespace,
+    model: Any,
+    history: Any,
+    data: Any,
+    hp: dict[str, Any],
+    result: dict | None,
+    diagnostics: Any,
+    *,
+    verdict: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
+) -> None:
+    """The HTML report of a ``train`` run: what the run knows (the restored epoch, the target
+    scaling, the per-class table, the test rows' predictions, the named inputs), plus the
+    verdict against baselines and the calibration when given."""
     from ..glassbox.report import write_report
 
-    metrics = None
-    if result is not None:
-        metrics = {k: v for k, v in result.items() if k != "details"}
-        if "details" in result:
-            metrics["confusion_matrix"] = result["details"]["confusion_matrix"]
-            metrics["class_names"] = result["details"]["classes"]
     t, sp = data.preparer.target_, data.split
     summary = {
         "file": args.data,
@@ -773,6 +781,19 @@ def _write_report(args, model, history, data, hp, result, diagnostics) -> None:
         "split": f"{len(sp.train)} train / {len(sp.val)} validation / {len(sp.test)} test",
         "features": data.X_train.shape[1],
     }
+    extras: dict[str, Any] = {
+        # early stopping (with a validation set) always restores the best epoch's weights
+        "restored_best": len(data.X_val) > 0 and history.best_epoch is not None,
+        "target_scaling": history.params.get("target_scaling"),  # losses on (y - mean) / std
+        "verdict": verdict,
+        "calibration": calibration,
+        "target": args.target,
+    }
+    if len(data.X_test):
+        extras["feature_names"] = feature_labels(data.preparer)
+        extras["X_test"] = data.X_test
+        if t["task"] == "regression":
+            extras["y_true"], extras["y_pred"] = data.y_test, model.predict(data.X_test).ravel()
     with _user_errors("--report"):
         write_report(
             args.report,
@@ -781,9 +802,10 @@ def _write_report(args, model, history, data, hp, result, diagnostics) -> None:
             data_summary=summary,
             preparation=data.preparer,
             hyperparameters=hp,
-            test_metrics=metrics,
+            test_metrics=result,  # with its "details": per-class table, confusion matrix
             diagnostics=diagnostics,
             overwrite=args.overwrite,
+            **extras,
         )
     _say(f"Report written to '{args.report}'")
 
@@ -931,6 +953,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def feature_labels(preparer: Any) -> list[str]:
+    """The preparer's output columns in the user's terms: ``feature_names_out()``
+    (``airline=United``, ``text:delay``, ``age is missing``) with what was done to numbers
+    said: ``age (standardised)`` / ``age (scaled 0-1)``, ``created:hour (standardised)``.
+
+    The output columns come in blocks (:class:`lucidnet.data.prep.TabularPreparer`): numbers,
+    missing indicators, one-hot columns, date features, TF-IDF words."""
+    labels = list(preparer.feature_names_out())
+    state = preparer.state_ or {}
+    numeric = len(state.get("columns", {}).get("numeric", []))
+    kind = state.get("numeric", {}).get("scaler", {}).get("kind")
+    how = {"standard": " (standardised)", "minmax": " (scaled 0-1)"}.get(kind or "", "")
+    for i in range(numeric):
+        labels[i] += how
+    start = numeric + len(state.get("indicators", []))
+    start += sum(len(c) for c in state.get("categorical", {}).get("categories", []))
+    dates = state.get("dates") or {}
+    for i in range(start, start + sum(1 for _ in _date_features(dates, labels, start))):
+        if not labels[i].endswith(" is missing"):  # date features are always standardised
+            labels[i] += " (standardised)"
+    return labels
+
+
+def _date_features(dates: dict[str, Any], labels: list[str], start: int) -> Any:
+    """The labels of the date block, which starts at ``start``: ``<col>:<part>`` and
+    ``<col> is missing`` for each date column, in order."""
+    i = start
+    for c in dates.get("columns", []):
+        while i < len(labels) and (labels[i].startswith(f"{c}:") or labels[i] == f"{c} is missing"):
+            yield labels[i]
+            i += 1
+
+
 def _row(args: argparse.Namespace) -> tuple[Any, Any, np.ndarray, np.ndarray | None, Any]:
     """Model, metadata, features of ``data`` and its encoded target (None when absent)."""
     model, meta, preparer = _load_model(args.model)
@@ -946,7 +1001,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     """``lucidnet explain``: one training step on one row, explained."""
     from ..glassbox.explain import explain_step
 
-    model, meta, X, y, _ = _row(args)
+    model, meta, X, y, preparer = _row(args)
     if args.row >= len(X):
         raise CLIError(f"--row {args.row} is out of range: '{args.data}' has {len(X)} rows")
     x = X[args.row : args.row + 1]
@@ -962,9 +1017,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
     else:
         target = y[args.row : args.row + 1]
-    result = explain_step(model, x, target)
+    model, target = _as_trained(model, meta, np.asarray(target))
+    names = feature_labels(preparer) if preparer.state_ and "ids" not in preparer.state_ else None
+    result = explain_step(model, x, target, feature_names=names)
     _say(json.dumps(result.to_dict(), indent=2) if args.json else result.to_text())
     return 0
+
+
+def _as_trained(model: Any, meta: dict[str, Any], target: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The model and target as training saw them: a regression trained on the standardised
+    target (``target_scaling`` in the metadata) has the scaling folded into its output layer;
+    on a copy it is taken out again and the target standardised, so the explained step is
+    the one training took (losses and gradients on (y - mean) / std), and the user is told."""
+    scaling = meta.get("target_scaling")
+    if not scaling:
+        return model, target
+    mean, std = float(scaling["mean"]), float(scaling["std"])
+    work = model.copy()
+    if not work.layers[-1].fold_output_scaling(np.array([1.0 / std]), np.array([-mean / std])):
+        return model, target  # cannot happen for a model train wrote (a linear Dense output)
+    print(
+        f"lucidnet: note: the step is explained on the standardised target (y - {mean:.6g}) / "
+        f"{std:.6g}, as training ran; predictions and losses below are on that scale",
+        file=sys.stderr,
+    )
+    return work, ((target.astype(np.float64) - mean) / std).astype(target.dtype)
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:

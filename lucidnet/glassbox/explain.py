@@ -13,6 +13,12 @@ reads the rest (``z``, gradients, the parameters' change, the optimizer's slots)
    each parameter before and after;
 5. the loss on the same batch after the update.
 
+With ``feature_names`` (for a model of a prepared table: ``airline=United``, ``text:delay``,
+``age (standardised)``) the inputs are named: the row's non-zero inputs with the gradient of the
+loss with respect to each, and the largest entries of the first layer's arrays by feature.
+``feature_effects(model, X, feature_names)`` says which inputs move the predictions on many rows:
+the change of each prediction when one input is set to 0.
+
 The numbers are the real ones: ``train_step`` with the layers' own ``forward`` / ``backward`` and
 the optimizer's own update produces them, so the explanation cannot drift from what training
 does.
@@ -50,6 +56,8 @@ __all__ = [
     "UpdateStep",
     "explain_step",
     "format_array",
+    "FeatureEffects",
+    "feature_effects",
 ]
 
 # how each activation's derivative is computed in backward, for the text
@@ -165,6 +173,28 @@ class StepExplanation:
     loss_after: float
     max_entries: int = 16
     notes: list[str] = field(default_factory=list)
+    feature_names: list[str] | None = None  # one per input column, or None (indices)
+
+    def inputs(self, max_entries: int | None = None) -> list[dict[str, Any]]:
+        """The first sample's non-zero inputs, largest magnitude first (at most
+        ``max_entries``): ``{"index", "name", "value", "d_loss_d_input"}``, where
+        ``d_loss_d_input`` is dL/dx from this step's backward pass (``None`` when the model
+        starts with an embedding, whose integer input has no gradient)."""
+        k = self.max_entries if max_entries is None else max_entries
+        x = np.asarray(self.x[0]).reshape(-1)
+        grad = self.backward[-1].d_input if self.backward else None
+        g = None if grad is None or grad.size != self.x.size else np.asarray(grad[0]).reshape(-1)
+        nonzero = np.flatnonzero(x)
+        order = nonzero[np.argsort(-np.abs(x[nonzero].astype(np.float64)), kind="stable")][:k]
+        return [
+            {
+                "index": int(i),
+                "name": _feature_label(int(i), self.feature_names),
+                "value": _num(x[i]),
+                "d_loss_d_input": None if g is None else _num(g[i]),
+            }
+            for i in order
+        ]
 
     def layer(self, name: str) -> tuple[LayerForward, LayerBackward]:
         """The forward and backward records of layer ``name``."""
@@ -182,6 +212,9 @@ class StepExplanation:
         k = self.max_entries if max_entries is None else max_entries
         out = _to_jsonable(self, k)
         out["batch_size"] = int(self.x.shape[0])
+        # the names of the non-zero inputs, not the whole list (thousands for TF-IDF text)
+        del out["feature_names"]
+        out["inputs"] = self.inputs(k) if self.x.ndim == 2 else []
         return out
 
     def to_json(self, max_entries: int | None = None) -> str:
@@ -190,11 +223,13 @@ class StepExplanation:
     def to_text(self, max_entries: int | None = None) -> str:
         """Readable terminal text, section by section."""
         k = self.max_entries if max_entries is None else max_entries
+        names = self.feature_names
         sections = [
             _text_header(self),
-            _text_forward(self.forward, k),
+            *([_text_inputs(self, k)] if names is not None and self.x.ndim == 2 else []),
+            _text_forward(self.forward, k, names),
             _text_loss(self.loss, k),
-            _text_backward(self.forward, self.backward, k),
+            _text_backward(self.forward, self.backward, k, names),
             _text_update(self.update, k),
             _text_result(self, k),
         ]
@@ -220,27 +255,58 @@ def _text_header(e: StepExplanation) -> list[str]:
     ]
 
 
-def _text_forward(forward: list[LayerForward], k: int) -> list[str]:
+def _text_inputs(e: StepExplanation, k: int) -> list[str]:
+    """The first sample's non-zero inputs by name, with dL/dx of each."""
+    n_in = int(np.prod(e.x.shape[1:]))
+    shown = e.inputs(k)
+    nonzero = int(np.count_nonzero(e.x[0]))
+    first = "the sample" if e.x.shape[0] == 1 else "the first sample"
+    lines = [f"0. The input: {nonzero} of {n_in} features of {first} are non-zero"]
+    if not shown:
+        return lines
+    w = min(40, max(len(r["name"]) for r in shown))
+    lines.append(f"    {'feature':<{w}}  {'value':>10}  {'dL/dx':>11}")
+    for r in shown:
+        g = "-" if r["d_loss_d_input"] is None else f"{r['d_loss_d_input']:>11.4g}"
+        lines.append(f"    {r['name']:<{w}}  {r['value']:>10.4g}  {g:>11}")
+    if nonzero > len(shown):
+        lines.append(f"    ... and {nonzero - len(shown)} more (largest values shown)")
+    lines.append("    dL/dx > 0: a larger value of the input would raise the loss on this row")
+    return lines
+
+
+def _text_forward(forward: list[LayerForward], k: int, names: list[str] | None = None) -> list[str]:
     lines = ["1. Forward pass (first layer to last, training mode)"]
     for i, f in enumerate(forward):
         out_note = "network output" if i == len(forward) - 1 else None
         lines.append(f"  {f.name}  {f.description}")
-        rows = _dense_forward_rows if f.z is not None else _layer_forward_rows
-        lines += rows(f, k, out_note)
+        first = names if i == 0 else None  # only the first layer sees the named features
+        if f.z is not None:
+            lines += _dense_forward_rows(f, k, out_note, first)
+        else:
+            lines += _layer_forward_rows(f, k, out_note, first)
     return lines
 
 
-def _dense_forward_rows(f: LayerForward, k: int, out_note: str | None) -> list[str]:
+def _dense_forward_rows(
+    f: LayerForward, k: int, out_note: str | None, names: list[str] | None = None
+) -> list[str]:
     """input x, W, b, z = x W + b and a = f(z) (z is the output when there is no activation)."""
-    rows = [_row("input x", f.input, k)] + [_row(key, v, k) for key, v in f.params.items()]
+    rows = [_row("input x", f.input, k, names=names, axis=-1)]
+    rows += [
+        _row(key, v, k, names=names if key == "W" else None, axis=0) for key, v in f.params.items()
+    ]
     z_label = "z = x W + b" if "b" in f.params else "z = x W"
     if f.activation is None:
         return rows + [_row(z_label, f.z, k, out_note)]
     return rows + [_row(z_label, f.z, k), _row(f"a = {f.activation}(z)", f.output, k, out_note)]
 
 
-def _layer_forward_rows(f: LayerForward, k: int, out_note: str | None) -> list[str]:
-    rows = [_row("input", f.input, k)] + [_row(key, v, k) for key, v in f.params.items()]
+def _layer_forward_rows(
+    f: LayerForward, k: int, out_note: str | None, names: list[str] | None = None
+) -> list[str]:
+    rows = [_row("input", f.input, k, names=names, axis=-1)]
+    rows += [_row(key, v, k) for key, v in f.params.items()]
     return rows + [_row("output", f.output, k, out_note)]
 
 
@@ -256,7 +322,12 @@ def _text_loss(lo: LossStep, k: int) -> list[str]:
     return lines
 
 
-def _text_backward(forward: list[LayerForward], backward: list[LayerBackward], k: int) -> list[str]:
+def _text_backward(
+    forward: list[LayerForward],
+    backward: list[LayerBackward],
+    k: int,
+    names: list[str] | None = None,
+) -> list[str]:
     lines = ["3. Backward pass (last layer to first)"]
     names = [f.name for f in forward]
     for b in backward:
@@ -264,18 +335,22 @@ def _text_backward(forward: list[LayerForward], backward: list[LayerBackward], k
         f = forward[pos]
         source = "the loss" if pos == len(names) - 1 else names[pos + 1]
         lines.append(f"  {b.name}  {f.description}")
+        first = names if pos == 0 else None
         if b.d_z is not None:
-            lines += _dense_backward_rows(f, b, source, k)
+            lines += _dense_backward_rows(f, b, source, k, first)
         else:
             lines.append(_row("dL/d(output)", b.d_output, k, f"from {source}"))
             lines += [_row(f"dL/d{key}", v, k) for key, v in b.grads.items()]
         what = f"passed back to {names[pos - 1]}" if pos > 0 else "w.r.t. the input; not used"
         label = "dL/dx = dL/dz W^T" if b.d_z is not None else "dL/d(input)"
-        lines.append(_row(label, b.d_input, k, what))
+        named = first if b.d_input.shape == f.input.shape else None
+        lines.append(_row(label, b.d_input, k, what, names=named, axis=-1))
     return lines
 
 
-def _dense_backward_rows(f: LayerForward, b: LayerBackward, source: str, k: int) -> list[str]:
+def _dense_backward_rows(
+    f: LayerForward, b: LayerBackward, source: str, k: int, names: list[str] | None = None
+) -> list[str]:
     """dL/da, dL/dz with the activation's derivative, dL/dW and dL/db."""
     rows = [_row("dL/da", b.d_output, k, f"from {source}")]
     if f.activation is None:
@@ -284,7 +359,7 @@ def _dense_backward_rows(f: LayerForward, b: LayerBackward, source: str, k: int)
         deriv = _DERIVATIVES.get(f.activation, "f'(z)")
         rows.append(_row("dL/dz = dL/da * f'(z)", b.d_z, k, deriv))
     if "W" in b.grads:
-        rows.append(_row("dL/dW = x^T dL/dz", b.grads["W"], k, _reg_note(f)))
+        rows.append(_row("dL/dW = x^T dL/dz", b.grads["W"], k, _reg_note(f), names=names, axis=0))
     if "b" in b.grads:
         rows.append(_row("dL/db = sum_batch dL/dz", b.grads["b"], k))
     return rows
@@ -396,9 +471,27 @@ def _array_dict(a: Any, max_entries: int) -> Any:
     }
 
 
-def format_array(a: Any, max_entries: int = 16) -> str:
+def _feature_label(i: int, names: list[str] | None) -> str:
+    return names[i] if names is not None and 0 <= i < len(names) else f"input {i}"
+
+
+def _index_text(index: tuple[int, ...], names: list[str] | None, axis: int) -> str:
+    """``[0, 5]``, or with names for ``axis``: ``[0, airline=United]``."""
+    if names is None or not index:
+        return str(list(index))
+    ax = axis % len(index)
+    parts = [names[i] if j == ax and 0 <= i < len(names) else str(i) for j, i in enumerate(index)]
+    return "[" + ", ".join(parts) + "]"
+
+
+def format_array(
+    a: Any, max_entries: int = 16, *, names: list[str] | None = None, axis: int = -1
+) -> str:
     """An array in full when it has at most ``max_entries`` entries, else a one-line summary
-    (shape, L2 norm, mean, range and the three entries of largest magnitude)."""
+    (shape, L2 norm, mean, range and the three entries of largest magnitude).
+
+    ``names`` label the indices along ``axis`` of those largest entries (for example the
+    input features of a first layer's ``W``, ``axis=0``)."""
     a = np.asarray(a)
     if a.ndim == 0:
         return f"{float(a):.6g}" if a.dtype.kind == "f" else str(a.item())
@@ -413,15 +506,23 @@ def format_array(a: Any, max_entries: int = 16) -> str:
             )
         return np.array2string(a, separator=", ", max_line_width=100 - _LABEL_WIDTH - 4)
     f = a.astype(np.float64)
-    big = ", ".join(f"{list(i)}={v:.4g}" for i, v in _largest(f))
+    big = ", ".join(f"{_index_text(i, names, axis)}={v:.4g}" for i, v in _largest(f))
     return (
         f"shape {a.shape}, norm {np.linalg.norm(f):.4g}, mean {f.mean():.4g}, "
         f"range [{f.min():.4g}, {f.max():.4g}]; largest: {big}"
     )
 
 
-def _row(label: str, value: Any, k: int, note: str | None = None) -> str:
-    text = format_array(value, k)
+def _row(
+    label: str,
+    value: Any,
+    k: int,
+    note: str | None = None,
+    *,
+    names: list[str] | None = None,
+    axis: int = -1,
+) -> str:
+    text = format_array(value, k, names=names, axis=axis)
     pad = " " * (4 + _LABEL_WIDTH + 1)
     lines = text.split("\n")
     first = f"    {label:<{_LABEL_WIDTH}} {lines[0]}"
@@ -834,6 +935,7 @@ def explain_step(
     *,
     apply: bool = False,
     max_entries: int = 16,
+    feature_names: list[str] | None = None,
 ) -> StepExplanation:
     """Run one training step on ``(x, y)`` and record every intermediate number.
 
@@ -849,6 +951,9 @@ def explain_step(
             leaving both untouched. ``True``: perform the step on the model itself (and on
             ``optimizer``; a new optimizer / loss is stored on the model if it had none).
         max_entries: arrays with more entries are summarised in ``to_text()`` / ``to_dict()``.
+        feature_names: one name per input column (``model.input_shape == (d,)``), e.g. from
+            a preparer's ``feature_names_out()``: the text names the row's inputs and the
+            largest entries of the first layer's arrays by feature instead of by index.
 
     Returns:
         A :class:`StepExplanation` (``.to_text()``, ``.to_dict()``; the raw arrays are its
@@ -859,6 +964,7 @@ def explain_step(
     """
     _check_model(model)
     max_entries = check_positive_int(max_entries, "max_entries")
+    names = check_feature_names(feature_names, model)
     loss_fn, opt = _loss_and_optimizer(model, loss, optimizer)
     xa, ya = _batch(model, loss_fn, x, y)
     work, work_opt = _working_pair(model, loss_fn, opt, apply)
@@ -876,7 +982,30 @@ def explain_step(
         loss_after=_loss_after_update(replay, work, xa, ya, loss_fn),
         max_entries=max_entries,
         notes=_replay_notes(work.layers),
+        feature_names=names,
     )
+
+
+def check_feature_names(feature_names: Any, model: Sequential) -> list[str] | None:
+    """``feature_names`` as a list of str, one per input of a model with flat ``(d,)``
+    inputs; ``None`` stays ``None``. Raises TypeError / ValueError naming the argument."""
+    if feature_names is None:
+        return None
+    if isinstance(feature_names, str) or not isinstance(feature_names, (list, tuple)):
+        raise TypeError(f"feature_names must be a list of str, got {describe(feature_names)}")
+    bad = [v for v in feature_names if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"feature_names must be a list of str, got an entry {describe(bad[0])}")
+    shape = tuple(model.input_shape or ())
+    if len(shape) != 1 or model.layers[0].integer_input:
+        raise ValueError(
+            f"feature_names need a model with flat float inputs (d,), this one takes {shape}"
+        )
+    if len(feature_names) != shape[0]:
+        raise ValueError(
+            f"feature_names must have one name per input ({shape[0]}), got {len(feature_names)}"
+        )
+    return list(feature_names)
 
 
 def _check_model(model: Any) -> None:
@@ -932,3 +1061,140 @@ def _working_pair(
     if model.loss is None:
         model.loss = loss_fn
     return model, opt
+
+
+# --------------------------------------------------------------------------------------------
+# which inputs move the predictions: the change when one input is set to 0
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureEffects:
+    """How much each input moves the model's predictions on a set of rows.
+
+    The effect of input ``j`` on a row is the prediction minus the prediction with ``x[j]``
+    set to 0 (for a prepared table: the training mean of a standardised number, "not this
+    category" for a one-hot column, "word absent" for a text column). Classifiers: the change
+    of the probability of the class the model predicts for the row (positive: the input
+    supports that prediction); regression: the change of the prediction, in its units.
+
+    Attributes:
+        unit: what the effects measure, in words.
+        rows: number of rows evaluated.
+        effects: per input, largest ``mean_abs`` first: ``{"index", "name", "mean_abs"
+            (mean |effect| over all rows, 0 where the input is 0), "mean" (signed),
+            "rows_nonzero", "constant"}``. ``constant``: the input has one non-zero value on
+            every row, so the model can only use it as a bias; setting it to 0 takes the rows
+            where the model never saw them, and its effect says little.
+    """
+
+    unit: str
+    rows: int
+    effects: list[dict[str, Any]]
+
+    def top(self, n: int = 15) -> list[dict[str, Any]]:
+        """The ``n`` inputs with the largest mean |effect| (inputs never non-zero left out)."""
+        return [e for e in self.effects if e["rows_nonzero"] > 0][: check_positive_int(n, "n")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"unit": self.unit, "rows": self.rows, "effects": _jsonable(self.effects)}
+
+    def to_text(self, n: int = 15) -> str:
+        shown = self.top(n)
+        w = min(40, max([7] + [len(e["name"]) for e in shown]))
+        lines = [
+            f"Inputs that move the predictions most ({self.rows:,} rows; effect = change of "
+            f"the {self.unit} when the input is set to 0)",
+            f"  {'feature':<{w}}  {'mean |effect|':>13}  {'mean effect':>11}  {'rows':>6}",
+        ]
+        lines += [
+            f"  {e['name']:<{w}}  {e['mean_abs']:>13.4g}  {e['mean']:>11.4g}  "
+            f"{e['rows_nonzero']:>6,}"
+            + ("  (constant: a bias, not information)" if e["constant"] else "")
+            for e in shown
+        ]
+        return "\n".join(lines)
+
+
+def _prediction_score(
+    model: Sequential, X: np.ndarray, classes: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(score per row, predicted class per row or None): the probability of the predicted
+    class for a classifier (``classes`` fixes the class to follow), else the prediction
+    (the mean over outputs for several)."""
+    out = model.predict(X).astype(np.float64).reshape(X.shape[0], -1)
+    loss = model.loss
+    if loss is None or loss.task != "classification":
+        return out.mean(axis=1), None
+    if out.shape[1] == 1:  # sigmoid: probability of class 1
+        p1 = out[:, 0]
+        c = (p1 > 0.5).astype(np.int64) if classes is None else classes
+        return np.where(c == 1, p1, 1.0 - p1), c
+    c = out.argmax(axis=1) if classes is None else classes
+    return out[np.arange(X.shape[0]), c], c
+
+
+def feature_effects(
+    model: Sequential,
+    X: Any,
+    feature_names: list[str] | None = None,
+    *,
+    max_rows: int = 1000,
+    seed: int = 0,
+) -> FeatureEffects:
+    """The change of each prediction when one input at a time is set to 0, averaged over rows.
+
+    Only non-zero inputs are changed (setting a 0 to 0 changes nothing), so the cost is one
+    inference pass over as many rows as ``X`` has non-zero entries (a sparse TF-IDF row costs
+    its few words, not its vocabulary).
+
+    Args:
+        model: a trained ``Sequential`` with flat float inputs ``(d,)`` and a loss (to tell a
+            classifier from a regression).
+        X: (n, d) rows in the model's input space, e.g. the prepared test rows.
+        feature_names: one name per input (``None``: ``"input 0"``, ...).
+        max_rows: at most this many rows, drawn at random with ``seed`` when ``X`` has more.
+        seed: for that draw.
+
+    Returns:
+        A :class:`FeatureEffects`, largest mean |effect| first.
+    """
+    _check_model(model)
+    names = check_feature_names(feature_names, model)
+    max_rows = check_positive_int(max_rows, "max_rows")
+    Xa = check_array(X, "X", dtype=model.dtype, min_ndim=2, max_ndim=2)
+    d = Xa.shape[1]
+    if (d,) != tuple(model.input_shape):
+        raise ValueError(f"X must have {model.input_shape[0]} columns, got {d}")
+    if Xa.shape[0] > max_rows:
+        pick = np.sort(np.random.default_rng(seed).choice(Xa.shape[0], max_rows, replace=False))
+        Xa = Xa[pick]
+    ref, classes = _prediction_score(model, Xa, None)
+    rows, cols = np.nonzero(Xa)
+    total, signed = np.zeros(d), np.zeros(d)
+    chunk = max(64, 2**23 // max(d, 1))  # about 32 MiB of float32 rows per pass
+    for start in range(0, rows.size, chunk):
+        r, c = rows[start : start + chunk], cols[start : start + chunk]
+        Xm = Xa[r]
+        Xm[np.arange(r.size), c] = 0.0
+        new, _ = _prediction_score(model, Xm, None if classes is None else classes[r])
+        effect = ref[r] - new
+        np.add.at(total, c, np.abs(effect))
+        np.add.at(signed, c, effect)
+    n = Xa.shape[0]
+    counts = np.bincount(cols, minlength=d)
+    constant = (counts == n) & (np.ptp(Xa, axis=0) == 0)  # one non-zero value on every row
+    order = np.argsort(-total, kind="stable")
+    effects = [
+        {
+            "index": int(j),
+            "name": _feature_label(int(j), names),
+            "mean_abs": float(total[j] / n),
+            "mean": float(signed[j] / n),
+            "rows_nonzero": int(counts[j]),
+            "constant": bool(constant[j]),
+        }
+        for j in order
+    ]
+    unit = "prediction" if classes is None else "probability of the predicted class"
+    return FeatureEffects(unit=unit, rows=n, effects=effects)

@@ -27,6 +27,9 @@ __all__ = [
     "plot_gradient_norms",
     "plot_weight_histograms",
     "plot_confusion_matrix",
+    "plot_reliability",
+    "plot_predicted_vs_actual",
+    "plot_residuals",
     "plot_loss_surface",
     "loss_surface",
     "WeightTracker",
@@ -66,6 +69,13 @@ def figure_to_png(fig: Any, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def _integer_ticks(ax: Any) -> None:
+    """Whole numbers only on the x axis (epochs): no "epoch 2.5" on a short run."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _history_dict(history: Any) -> tuple[dict[str, list[float]], int | None, int | None]:
     """(per-epoch values, best_epoch, stopped_epoch) from a History, its to_dict(), or a dict."""
     if hasattr(history, "history") and isinstance(history.history, dict):
@@ -83,7 +93,11 @@ def _history_dict(history: Any) -> tuple[dict[str, list[float]], int | None, int
 
 
 def plot_history(
-    history: Any, metrics: list[str] | None = None, path: str | os.PathLike | None = None
+    history: Any,
+    metrics: list[str] | None = None,
+    path: str | os.PathLike | None = None,
+    *,
+    loss_label: str | None = None,
 ) -> Any:
     """Training and validation loss (and metric) curves per epoch.
 
@@ -92,6 +106,8 @@ def plot_history(
         metrics: metric keys to plot besides the loss (default: every key with a ``val_``
             twin or a known metric, e.g. ``accuracy``).
         path: save the figure there as PNG.
+        loss_label: the loss panel's axis label and title (default ``"loss"``), e.g.
+            ``"loss (standardised target)"`` for a regression trained on a scaled target.
 
     The best epoch (``history.best_epoch``, set by ``EarlyStopping``) is marked with a dotted
     line, the epoch where training stopped early with a dashed one.
@@ -116,8 +132,10 @@ def plot_history(
         if stopped is not None:
             ax.axvline(stopped + 1, color="C3", linestyle="--", label=f"stopped {stopped + 1}")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.set_title(key)
+        _integer_ticks(ax)
+        label = loss_label if key == "loss" and loss_label else key
+        ax.set_ylabel(label)
+        ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -165,6 +183,7 @@ def plot_lr_schedule(
     if min(lrs) > 0 and max(lrs) / min(lrs) > 100:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
+    _integer_ticks(ax)
     ax.set_ylabel("learning rate")
     ax.set_title("Learning-rate schedule")
     ax.grid(alpha=0.3)
@@ -298,6 +317,147 @@ def plot_confusion_matrix(
                     fontsize=7,
                     color="white" if v > 0.6 * top else "black",
                 )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# how good the predictions are: calibration, regression fit
+# --------------------------------------------------------------------------------------------
+
+
+def _bin_arrays(bins: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(centres, confidence, accuracy, count) of a reliability table's non-empty bins."""
+    if not isinstance(bins, (list, tuple)) or not all(isinstance(b, dict) for b in bins):
+        raise TypeError(
+            f"{name} must be a list of dicts with lo, hi, count, confidence, accuracy; "
+            f"got {describe(bins)}"
+        )
+    keys = ("lo", "hi", "count", "confidence", "accuracy")
+    for b in bins:
+        missing = [k for k in keys if k not in b]
+        if missing:
+            raise ValueError(f"{name}: a bin lacks {', '.join(missing)}; got keys {sorted(b)}")
+    full = [b for b in bins if b["count"] and b["confidence"] is not None]
+    cols = [np.array([float(b[k]) for b in full], dtype=np.float64) for k in keys]
+    lo, hi, count, conf, acc = cols
+    return (lo + hi) / 2, conf, acc, count
+
+
+def plot_reliability(
+    bins: Any,
+    bins_after: Any = None,
+    *,
+    ece: float | None = None,
+    ece_after: float | None = None,
+    path: str | os.PathLike | None = None,
+) -> Any:
+    """Reliability diagram: per confidence bin, the accuracy of the predictions against their
+    mean confidence (on the diagonal = calibrated), with the share of rows per bin below.
+
+    Args:
+        bins: ``[{"lo", "hi", "count", "confidence", "accuracy"}, ...]`` (empty bins, with
+            ``count`` 0, are skipped).
+        bins_after: the same after temperature scaling, or ``None``.
+        ece / ece_after: expected calibration errors, shown in the legend.
+        path: save the figure there as PNG.
+    """
+    curves = [("before" if bins_after is not None else "model", bins, ece, "C0")]
+    if bins_after is not None:
+        curves.append(("after temperature scaling", bins_after, ece_after, "C1"))
+    parsed = [
+        (lab, _bin_arrays(b, n), e, c) for (lab, b, e, c), n in zip(curves, ("bins", "bins_after"))
+    ]
+    fig = _new_figure(figsize=(5.2, 5.6))
+    ax = fig.add_axes((0.14, 0.36, 0.8, 0.58))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for label, (_, conf, acc, _), e, colour in parsed:
+        text = label if e is None else f"{label} (ECE {e:.3f})"
+        ax.plot(conf, acc, marker="o", color=colour, label=text)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title("Reliability diagram")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    counts = fig.add_axes((0.14, 0.08, 0.8, 0.18), sharex=ax)
+    x, _, _, count = parsed[0][1]
+    width = min((float(b["hi"]) - float(b["lo"]) for b in bins), default=0.1)
+    counts.bar(x, count / max(count.sum(), 1), width=0.9 * width, color="C0", alpha=0.6)
+    counts.set_xlabel("confidence of the predicted class")
+    counts.set_ylabel("share of rows", fontsize=8)
+    return _save(fig, path)
+
+
+def _paired(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    t = check_array(y_true, "y_true", dtype=np.float64, max_ndim=2).ravel()
+    p = check_array(y_pred, "y_pred", dtype=np.float64, max_ndim=2).ravel()
+    if t.size != p.size:
+        raise ValueError(f"y_true and y_pred must have as many values, got {t.size} and {p.size}")
+    if t.size == 0:
+        raise ValueError("y_true and y_pred are empty")
+    return t, p
+
+
+def plot_predicted_vs_actual(
+    y_true: Any, y_pred: Any, *, target: str = "target", path: str | os.PathLike | None = None
+) -> Any:
+    """Predicted against actual values of a regression (points on the diagonal are exact).
+
+    Args:
+        y_true, y_pred: (n,) actual and predicted values, in the target's units.
+        target: the target's name, for the axis labels.
+        path: save the figure there as PNG.
+    """
+    t, p = _paired(y_true, y_pred)
+    fig = _new_figure(figsize=(5.2, 5.0))
+    ax = fig.add_subplot(1, 1, 1)
+    few = t.size <= 2000  # bigger, opaque points when there are few
+    ax.scatter(t, p, s=14 if few else 4, alpha=0.6 if few else 0.25, color="C0", edgecolors="none")
+    finite = np.concatenate([t, p])
+    finite = finite[np.isfinite(finite)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    ax.plot(
+        [lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="predicted = actual"
+    )
+    ax.set_xlabel(f"actual {target}")
+    ax.set_ylabel(f"predicted {target}")
+    ax.set_title(f"Predicted vs actual ({t.size:,} rows)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_residuals(
+    y_true: Any, y_pred: Any, *, target: str = "target", path: str | os.PathLike | None = None
+) -> Any:
+    """Residuals (actual - predicted) against the prediction, and their histogram: a pattern
+    (a funnel, a curve) shows what the model misses.
+
+    Args:
+        y_true, y_pred: (n,) actual and predicted values, in the target's units.
+        target: the target's name, for the axis labels.
+        path: save the figure there as PNG.
+    """
+    t, p = _paired(y_true, y_pred)
+    r = t - p
+    fig = _new_figure(figsize=(9.0, 3.8))
+    ax = fig.add_subplot(1, 2, 1)
+    few = t.size <= 2000
+    ax.scatter(p, r, s=14 if few else 4, alpha=0.6 if few else 0.25, color="C0", edgecolors="none")
+    ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel(f"predicted {target}")
+    ax.set_ylabel("residual (actual - predicted)")
+    ax.set_title("Residuals vs prediction")
+    ax.grid(alpha=0.3)
+    hist = fig.add_subplot(1, 2, 2)
+    finite = r[np.isfinite(r)]
+    hist.hist(finite if finite.size else [0.0], bins=40, color="C1", alpha=0.8)
+    hist.axvline(0.0, color="grey", linestyle="--", linewidth=1)
+    hist.set_xlabel("residual (actual - predicted)")
+    hist.set_ylabel("rows")
+    hist.set_title("Distribution of the residuals")
     fig.tight_layout()
     return _save(fig, path)
 
