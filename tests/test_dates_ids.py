@@ -145,6 +145,20 @@ def test_date_features_fit_transform_and_round_trip() -> None:
     assert np.isfinite(prep.transform(new)).all()
 
 
+def test_a_feature_constant_up_to_float_noise_is_not_blown_up() -> None:
+    # every date in one month (as in the airline tweets): month sin/cos are constant, but their
+    # spread is float noise (~1e-17), which used to be divided by and became +-1 on every row
+    rng = np.random.default_rng(5)
+    days = pd.Timestamp("2015-02-01") + pd.to_timedelta(rng.integers(0, 28, size=120), unit="D")
+    df = pd.DataFrame({"when": days.strftime("%Y-%m-%d"), "y": rng.integers(0, 2, size=120)})
+    prep = TabularPreparer(target="y").fit(df)
+    names = prep.feature_names_out()
+    x = prep.transform(df)
+    for name in ("when:month sin", "when:month cos", "when:year"):
+        assert np.abs(x[:, names.index(name)]).max() < 1e-6, name
+    assert x[:, names.index("when:days")].std() > 0.5  # a real spread is still standardised
+
+
 def test_date_state_is_strict() -> None:
     prep = TabularPreparer(target="y").fit(_dates_frame())
     d = prep.to_dict()

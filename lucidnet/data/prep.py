@@ -1141,7 +1141,9 @@ def _fit_dates(
         fill = np.nanmedian(x, axis=0) if (~miss).any() else np.zeros(x.shape[1])
         x[miss] = fill
         scale = x.std(axis=0)
-        scale[scale == 0] = 1.0
+        # a constant feature (every tweet in one month: month sin/cos) has a spread of float
+        # noise (1e-17), not 0; dividing by it would blow the noise up into a feature of +-1
+        scale[scale <= 1e-12 * np.maximum(1.0, np.abs(x.mean(axis=0)))] = 1.0
         if miss.any():
             # the median of the "days" feature, as a date, describes the fill in the role table
             mid = np.datetime64(int(round((origin + fill[1]) * 86_400)), "s").astype("M8[D]")
