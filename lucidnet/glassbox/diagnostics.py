@@ -26,42 +26,53 @@ TrainingWarning)``). Pass ``emit=False`` to only record.
 
 How each warning is decided (the thresholds are constructor arguments):
 
-* ``lr_too_high``: the smoothed batch loss (the median of the last ``window`` batches, so that
-  one lucky or unlucky batch moves nothing) climbs ``diverge_factor`` x above its best and stays
-  there for ``window`` batches while the epoch's running loss is no better than the best epoch;
-  or the epoch's training loss is ``rise_factor`` x above its best epoch; or the median update
-  ratio of some layer exceeds ``ratio_high``, or one update is larger than the weights. A rise
-  counts only above the noise floor: it must also exceed ``noise_floor`` x the starting loss
-  (the median of the first ``window`` batches), so that wiggles around 1e-4 after a
-  near-perfect fit are not read as a learning-rate problem. For a loss that is not bounded
-  below by 0 (Poisson, whose value drops a constant of the targets and can be negative) ratios
-  mean nothing: there the scale of a rise is the progress made since the start (or the spread
-  of the first batches).
+* ``lr_too_high``, on any of:
+
+  - batches: the smoothed batch loss (the median of the last ``window`` batches, so that one
+    lucky or unlucky batch moves nothing) climbs ``diverge_factor`` x above the starting loss
+    (the median of the first ``window`` batches, not the first batch alone) and stays there
+    for ``window`` batches, while the epoch's running loss is no better than the best
+    finished epoch (the trend is not falling);
+  - epochs: the epoch training loss is ``rise_factor`` x above its best epoch for two epochs
+    in a row, and the validation loss (if any) did not reach a new best meanwhile (one high
+    epoch is noise with few batches per epoch, or with dropout);
+  - updates: the median update ratio of some layer exceeds ``ratio_high``, or one update is
+    larger than the weights it changed.
+
+  A rise counts only above the noise floor: it must also exceed ``noise_floor`` x the starting
+  loss, so that wiggles around 1e-4 after a near-perfect fit are not read as a learning-rate
+  problem. For a loss not bounded below by 0 (Poisson, whose value drops a constant of the
+  targets and can be near 0 or negative) ratios mean nothing: there a rise is measured against
+  the progress made since the start, or the spread of the first batches.
 * ``lr_too_low``: after ``patience_low`` epochs the epoch training loss has fallen by less than
   ``flat_tolerance`` (relative) since the first epoch *and* every layer's update ratio is below
   ``ratio_low``. (Comparing with the first epoch, not with the previous one, keeps a converged
   model from looking "stuck".)
 * ``exploding_gradients``: a gradient norm is not finite or above ``explode_norm``, or the first
-  trainable layer's RMS gradient is ``depth_ratio`` x larger than the last's.
+  trainable layer's RMS gradient is ``depth_ratio`` x larger than the last's. (The gradients
+  read are those the optimizer left after clipping: with ``clip_norm`` the first test is blind.)
 * ``vanishing_gradients``: the first trainable layer's RMS gradient is ``depth_ratio`` x smaller
   than the last's (the signal dies on its way back through the layers).
 * ``dead_units``: a ReLU layer has more than ``dead_threshold`` of its units never active.
-* ``overfitting``: judged once at the end of training, on the whole curve: the validation loss
-  ended ``overfit_patience`` or more epochs after its best and above it (by
-  ``overfit_tolerance`` of its scale) while the training loss kept falling. A validation loss
-  that dips and recovers to a new best is not overfitting, and neither is one still at its best
-  at the end.
+* ``overfitting``: judged once, when training ends, on the whole curve: the validation loss
+  ended ``overfit_patience`` or more epochs after its best and clearly above it (the curve
+  smoothed by a median of three epochs rose by more than ``overfit_tolerance`` of its level,
+  and by more than its own epoch-to-epoch wiggle since the best) while the training loss kept
+  falling. A validation loss that dips and recovers to a new best is not overfitting, and
+  neither is one still at its best at the end.
+* ``nan``: the loss or a gradient became NaN or infinite.
 
 Advice fits what the run already does. :meth:`Diagnostics.context` reads it from the model and
-the run (no need to pass it): the dropout rates of ``Dropout`` layers, ``BatchNorm`` layers, L1
-/ L2 penalties of ``Dense`` layers, the optimizer's weight decay, gradient clipping and
-learning-rate schedule, a learning rate changed during training (``ReduceLROnPlateau``), and
-what ``EarlyStopping`` did (published in ``History.params["early_stopping"]``: which epoch was
-best and whether its weights were restored). The warnings then say what was done and what is
-left ("the best epoch (2) was restored; the run already uses dropout 0.5; what is left: more
-data, a smaller network, or weight decay") instead of recommending what is already there.
-``context=`` adds or overrides entries (for what happens outside the run).
-* ``nan``: the loss or a gradient became NaN or infinite.
+the run (the caller passes nothing): the dropout rates of ``Dropout`` layers, ``BatchNorm``
+layers, L1 / L2 penalties of ``Dense`` layers, the optimizer's weight decay, gradient clipping
+and learning-rate schedule, a learning rate changed during training (``ReduceLROnPlateau``), and
+what ``EarlyStopping`` did (it publishes it in ``History.params["early_stopping"]``: the best
+epoch and whether its weights are restored, whichever order the callbacks run in). The
+warnings then say what was done and what is left ("Done: the best epoch (2) was restored ...;
+the run already uses dropout 0.5. What is left to try: more data, a smaller network, or weight
+decay (L2).") instead of recommending what is already there. ``context=`` adds or overrides
+entries (for what happens outside the run). ``to_dict()["context"]`` and the ``the run:`` line
+of :meth:`Diagnostics.to_text` show it.
 """
 
 from __future__ import annotations
