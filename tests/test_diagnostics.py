@@ -484,3 +484,16 @@ def test_learning_rate_advice_fits_the_optimizer(digits):
         mlp(64), digits.X_train, digits.y_train, loss="cross_entropy", optimizer=scheduled, epochs=1
     )
     assert "divide the schedule's learning rate by 10" in diag.warnings["lr_too_high"]
+
+
+def test_overfitting_advice_with_early_stopping_that_does_not_restore():
+    """What EarlyStopping publishes can also be given as context=: stopping without restoring
+    the best epoch leaves the restoring to do."""
+    train = [[1.0 - 0.05 * e] * 5 for e in range(12)]
+    rises = [0.9, 0.8, 0.7, 0.6, 0.62, 0.65, 0.7, 0.74, 0.78, 0.8, 0.83, 0.86]
+    stopper = {"monitor": "val_loss", "patience": 8, "restore_best_weights": False}
+    diag = drive(train, val=rises, context={"early_stopping": stopper})
+    left = diag.warnings["overfitting"].split("What is left to try:")[1]
+    assert "restoring the best epoch (4" in left and "restore_best_weights=True" in left
+    assert "Done:" not in diag.warnings["overfitting"]
+    assert diag.to_dict()["context"]["early_stopping"] == stopper

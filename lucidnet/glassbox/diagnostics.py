@@ -597,8 +597,8 @@ class Diagnostics(Callback):
             "overfitting",
             f"Overfitting: the validation loss rose after epoch {first} ({val[best]:.4g} -> "
             f"{val[-1]:.4g} at epoch {last}) while the training loss kept falling "
-            f"({train[best]:.4g} -> {train[-1]:.4g}): the model memorises the training set. "
-            + self._overfitting_advice(first),
+            f"({train[best]:.4g} -> {train[-1]:.4g}): the model starts to memorise the "
+            f"training set. {self._overfitting_advice(first)}",
         )
 
     def _overfitting_advice(self, best_epoch: int) -> str:
@@ -613,8 +613,8 @@ class Diagnostics(Callback):
             )
         elif ctx.get("early_stopping"):
             left.append(
-                f"restoring the best epoch ({best_epoch}): the run stopped early but kept the "
-                "last epoch's weights (EarlyStopping(restore_best_weights=True))"
+                f"restoring the best epoch ({best_epoch}; early stopping kept the last epoch's "
+                "weights: EarlyStopping(restore_best_weights=True))"
             )
         else:
             left.append(
@@ -661,8 +661,8 @@ class Diagnostics(Callback):
         stopper = dict(stopper) if isinstance(stopper, dict) else None
         restored = None
         if stopper and stopper.get("restore_best_weights"):
-            # restored now, or by EarlyStopping's own end-of-training hook after this one
-            restored = stopper.get("restored_epoch", stopper.get("best_epoch"))
+            # restored already, or by EarlyStopping's own end-of-training hook after this one
+            restored = stopper.get("restored_epoch")
             restored = stopper.get("best_epoch") if restored is None else restored
         lrs = self._lrs
         ctx: dict[str, Any] = {
