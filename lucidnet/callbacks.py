@@ -252,6 +252,16 @@ class EarlyStopping(_Monitor):
         mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy-like keys).
         restore_best_weights: at the end of training, put back the weights of the best epoch.
         start_from_epoch: epochs to wait before counting (warm-up).
+
+    Attributes:
+        best_epoch: the epoch with the best monitored value so far (0-based), or ``None``.
+        stopped_epoch: the epoch at which it stopped training, or ``None``.
+        restored_epoch: the epoch whose weights were put back at the end, or ``None``.
+
+    What it does is also published in the run's ``History.params["early_stopping"]``
+    (``monitor``, ``patience``, ``restore_best_weights``, ``best_epoch``, ``restored_epoch``),
+    kept up to date during training, so that other callbacks (``Diagnostics``) and the saved
+    history can say what was done without a reference to this object.
     """
 
     def __init__(
@@ -274,6 +284,17 @@ class EarlyStopping(_Monitor):
         self.best_epoch: int | None = None
         self.best_weights: dict[str, np.ndarray] | None = None
         self.stopped_epoch: int | None = None
+        self.restored_epoch: int | None = None
+        self._record: dict[str, Any] = {
+            "monitor": self.monitor,
+            "patience": self.patience,
+            "restore_best_weights": self.restore_best_weights,
+            "best_epoch": None,
+            "restored_epoch": None,
+        }
+        history = getattr(self.model, "history", None)  # fit sets it before this hook
+        if isinstance(history, History):
+            history.params["early_stopping"] = self._record
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         value = self._value(logs)
@@ -281,6 +302,7 @@ class EarlyStopping(_Monitor):
             return
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
+            self._record["best_epoch"] = epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
             return
@@ -292,6 +314,8 @@ class EarlyStopping(_Monitor):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+            self.restored_epoch = self.best_epoch
+            self._record["restored_epoch"] = self.best_epoch
 
 
 class ModelCheckpoint(_Monitor):
