@@ -66,54 +66,50 @@ def test_missing_data_file_is_refused_in_one_line(tmp_path, capsys):
 
 
 def test_one_case_end_to_end_with_every_system(tmp_path):
+    """A count target (the count-rule rows, the negatives) through all three systems: five
+    processes (lucidnet train / evaluate / predict, the MLP pipeline, HGB), a few seconds."""
     _tiny_file(tmp_path / "tiny.csv")
-    case = messy.Case("tiny", "tiny.csv", "label", "classification", drop=("row_id",))
+    poisson = ("lucidnet --loss poisson", ("--loss", "poisson"))
+    case = messy.Case("tiny", "tiny.csv", "visits", "count", drop=("row_id",), variants=(poisson,))
     out = messy.run_case(case, tmp_path, tmp_path / "work", quick=True, log=lambda *a, **k: None)
     res = out["results"]
-    assert set(res) == {"lucidnet", "mlp", "hgb"}
+    assert set(res) == {"lucidnet", "mlp", "hgb", "lucidnet --loss poisson"}
     for label, r in res.items():
         assert "error" not in r, (label, r.get("error"))
-        assert 0.0 <= r["metrics"]["accuracy"] <= 1.0 and r["time_s"] > 0
-    assert out["rows"] == [128, 32] and "rare" in out["split"]
+        assert np.isfinite(r["metrics"]["r2"]) and r["time_s"] > 0
+    assert out["rows"] == [128, 32] and out["split"] == "random"
     found = res["lucidnet"]["detections"]  # read from lucidnet's own printed role table
-    assert found["task"] == "classification"
+    assert found["task"] == "regression" and found["loss"] == "poisson"
     assert found["roles"]["row_id"][0] == "identifier" and found["roles"]["created"][0] == "date"
     assert found["roles"]["colour"][0] == "categorical"
-    summary = messy.summarise_detections(found)
-    assert "identifier: row_id" in summary and "date: created" in summary
-    # the report: one comparison row naming the verdict, the detections, and JSON-able results
-    report = messy.markdown([out], ["machine line"], "python benchmarks/messy.py --quick")
-    row = next(line for line in report.splitlines() if line.startswith("| tiny (`label`)"))
-    assert messy.verdict(out).split()[0] in row and "machine line" in report
-    assert "identifier: row_id" in report and "## Other runs" not in report
-    json.dumps(out, default=messy._json_default)
-    out["results"]["MLP pipeline, leaks dropped by hand: x"] = res["mlp"]
-    assert "| tiny | MLP pipeline, leaks dropped by hand: x | acc " in messy.markdown([out], [], "")
-
-
-def test_count_case_reports_the_loss_and_no_negative_predictions(tmp_path):
-    _tiny_file(tmp_path / "tiny.csv")
-    case = messy.Case(
-        "visits",
-        "tiny.csv",
-        "visits",
-        "count",
-        variants=(("lucidnet --loss poisson", ("--loss", "poisson")),),
-    )
-    out = messy.run_case(
-        case,
-        tmp_path,
-        tmp_path / "work",
-        systems=("lucidnet",),
-        quick=True,
-        log=lambda *a, **k: None,
-    )
-    res = out["results"]
-    auto = res["lucidnet"]
-    assert auto["detections"]["loss"] == "poisson" and auto["detections"]["task"] == "regression"
-    assert auto["metrics"]["negatives"] == 0  # a count model never predicts below zero
+    assert res["lucidnet"]["metrics"]["negatives"] == 0  # a count model never predicts below 0
     # the variant with the loss lucidnet chose by itself is not run twice (same seed, same run)
     assert res["lucidnet --loss poisson"]["same_as"] == "auto chose poisson"
-    report = messy.markdown([out], [], "x")
-    assert "## Count targets: lucidnet's loss" in report
+    summary = messy.summarise_detections(found)
+    assert "identifier: row_id" in summary and "date: created" in summary
+    assert "task: regression (poisson loss)" in summary
+    # the report: the comparison row with the verdict, the detections, the count-rule table
+    report = messy.markdown([out], ["machine line"], "python benchmarks/messy.py --quick")
+    row = next(line for line in report.splitlines() if line.startswith("| tiny (`visits`)"))
+    assert messy.verdict(out).split()[0] in row and "machine line" in report
+    assert "identifier: row_id" in report and "## Other runs" not in report
     assert "lucidnet --loss poisson (= the run without options: auto chose poisson)" in report
+    saved = tmp_path / "r.json"  # --render rewrites the report from the saved JSON alone
+    saved.write_text(json.dumps({"machine": ["m"], "cases": [out]}, default=messy._json_default))
+    assert messy.main(["--render", str(saved), "--markdown", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r.md").read_text() == messy.markdown([out], ["m"], messy.DEFAULT_COMMAND)
+
+
+def test_verdict_compares_with_the_mlp_and_the_mlp_without_documented_leaks():
+    def run(acc):
+        return {"metrics": {"accuracy": acc, "macro_f1": acc}, "time_s": 1.0}
+
+    hand = messy.HAND_DROP_LABEL + "leaky"
+    results = {"lucidnet": run(0.80), "mlp": run(0.93), "hgb": run(0.9), hand: run(0.79)}
+    case = {"case": "t", "target": "y", "task": "classification", "rows": [8, 2], "split": "s"}
+    case["results"] = results
+    assert messy.verdict(case) == (
+        "no (-0.1300 accuracy); vs the MLP without the leaks: yes (+0.0100 accuracy)"
+    )
+    report = messy.markdown([case], [], "")
+    assert f"| t | {hand} | acc 0.7900, macro F1 0.7900 | 1.0 |" in report  # "Other runs"
