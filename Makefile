@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LINTED := $(wildcard lucidnet tests benchmarks examples)
 
-.PHONY: demo test lint imports typecheck install bench clean fuzz
+.PHONY: demo test lint imports typecheck install bench clean fuzz bench-messy
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ fuzz: $(STAMP)  ## the model-file fuzzer with a large budget (20,000 cases, ~5 m
 bench:  ## CPU speed vs PyTorch / scikit-learn / JAX / plain NumPy (~4 min; writes benchmarks/RESULTS.md)
 	@test -x .venv-bench/bin/python || ($(PYTHON) -m venv .venv-bench && .venv-bench/bin/python -m pip install --quiet -e . torch==2.13.0 jax jaxlib scikit-learn threadpoolctl)
 	.venv-bench/bin/python benchmarks/run.py --markdown benchmarks/RESULTS.md
+
+bench-messy: $(STAMP)  ## lucidnet with no options vs a hand-built scikit-learn MLP pipeline and HistGradientBoosting on the real files of ../shared/data (DATA_DIR=... to change; ~15-30 min on 2 shared cores; writes benchmarks/MESSY.md and .json)
+	$(BIN)/python benchmarks/messy.py --data-dir $(or $(DATA_DIR),../shared/data) --markdown benchmarks/MESSY.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache build *.egg-info
