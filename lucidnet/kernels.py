@@ -28,8 +28,11 @@ the kernel as they are written, below the optimizer's threshold (``optimizers`` 
 instead of every ``K`` steps in a separate pass.
 
 Threads: elementwise kernels have a serial and a ``parallel=True`` (``prange``) version; the
-parallel one runs above ``PARALLEL_MIN_SIZE`` elements when ``set_kernel_threads`` allows more
-than one thread (numba's own default: every core). Both give the same bits (no reductions).
+parallel one runs above ``PARALLEL_MIN_SIZE`` elements once ``set_kernel_threads`` allows more
+than one thread. Both give the same bits (no reductions). The default is one thread: on a busy
+machine the parallel version waits for a free core at every call (measured 25 ms instead of
+0.5 ms for an Adam step of 235k parameters with other work on both cores), so the choice of
+threads is left to the code that knows the load (``lucidnet.threads``).
 
 Cache: ``cache=True`` stores the machine code next to this file (``__pycache__``); where that
 directory is read-only numba falls back to the user's cache directory (``$XDG_CACHE_HOME/numba``
@@ -285,7 +288,7 @@ _NUMPY_COST_NS = {
 class _State:
     numba: Any = None
     available: bool | None = None
-    threads: int | None = None  # set_kernel_threads; None: numba's default
+    threads: int | None = None  # set_kernel_threads; None: 1 (serial kernels)
     serial: dict[str, Any] = {}
     parallel: dict[str, Any] = {}
 
@@ -364,8 +367,8 @@ def kernel(name: str, size: int = 0) -> Any:
 
 
 def set_kernel_threads(n: int | None) -> None:
-    """Threads the parallel kernels may use (``None``: numba's default, every core); 1 makes
-    every kernel run its serial version. Applied now if numba is loaded, else when it is."""
+    """Threads the parallel kernels may use; 1 or ``None`` (the default) makes every kernel run
+    its serial version. Applied to numba now if it is loaded, else when it is loaded."""
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"kernel threads must be a positive int or None, got {n!r}")
     _State.threads = n
@@ -377,10 +380,8 @@ def set_kernel_threads(n: int | None) -> None:
 
 
 def kernel_threads() -> int:
-    """Threads the parallel kernels would use now."""
-    if _State.threads is not None:
-        return _State.threads
-    return os.cpu_count() or 1
+    """Threads the parallel kernels would use now (1: the serial versions)."""
+    return 1 if _State.threads is None else _State.threads
 
 
 def is_loaded() -> bool:
