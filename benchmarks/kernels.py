@@ -188,7 +188,7 @@ def epochs(workload: str, rows: int | None, repeats: int, threads: int) -> None:
     kernels.set_kernel_threads(threads)
     for round_ in range(repeats + 1):  # round 0: warm-up (and the compile)
         for mode, (model, loss, opt, rng, times) in runs.items():
-            os.environ["LUCIDNET_JIT"] = mode
+            kernels.set_mode(mode)
             idx = rng.permutation(len(X))
             start = time.perf_counter()
             for s in range(0, len(X), batch):
@@ -196,7 +196,7 @@ def epochs(workload: str, rows: int | None, repeats: int, threads: int) -> None:
                 ln.train_step(model, X[b], y[b], loss, opt)
             if round_:
                 times.append(time.perf_counter() - start)
-    os.environ.pop("LUCIDNET_JIT")
+    kernels.set_mode(None)
     cells = ", ".join(
         f"{'numpy' if m == '0' else 'kernels'} {statistics.median(r[4]) * 1e3:8.1f} ms "
         f"({min(r[4]) * 1e3:.1f}-{max(r[4]) * 1e3:.1f})"

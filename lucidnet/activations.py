@@ -221,8 +221,8 @@ class ReLU(Activation):
         gate = self.__dict__.get("_gate")
         if gate is None:
             gate = self._gate = _kernels.Gate("activation", "bias_relu")
-        self._fused = False
-        if not (z.flags.c_contiguous and gate.ready(z.size)):
+        if not gate.ready(z.size) or not z.flags.c_contiguous:
+            self._fused = False
             return None
         out = self._workspace("out", z.shape, z.dtype)
         _kernels.kernel("bias_relu", z.size)(z, b, out, z.dtype.type(0))

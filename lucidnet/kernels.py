@@ -8,8 +8,10 @@ parameters, one pass here). The NumPy code stays what it was: the textbook path 
 
 When a kernel runs (``Gate.ready``, asked at every call):
 
-* ``LUCIDNET_JIT`` (read at call time): ``0`` never, ``1`` always (compiled on first use),
-  unset or ``auto``: once the problem has repaid the compile, see below. numba missing: never.
+* ``LUCIDNET_JIT``, read when lucidnet is imported (``set_mode`` changes it later, or reads
+  it again): ``0`` never, ``1`` always (compiled on first use), unset or ``auto``: once the
+  problem has repaid the compile, see below. numba missing: never. (Read once rather than at
+  every call: ``os.environ.get`` costs ~1 us, and a small network's step asks three times.)
 * ``auto``: a kernel is compiled only after the NumPy path it replaces has done about
   ``COMPILE_AFTER_S`` seconds of work (estimated from the array sizes, so that a seeded run
   switches at the same step every time): loading numba and the cached kernels costs ~1 s in a
@@ -287,22 +289,36 @@ _NUMPY_COST_NS = {
 
 
 # -- loading and compiling ---------------------------------------------------------------------
-class _State:
-    numba: Any = None
-    available: bool | None = None
-    threads: int | None = None  # set_kernel_threads; None: 1 (serial kernels)
-    serial: dict[str, Any] = {}
-    parallel: dict[str, Any] = {}
-
-
-def mode() -> str:
-    """``"0"`` (off), ``"1"`` (on) or ``"auto"``: the ``LUCIDNET_JIT`` setting, read now."""
-    value = os.environ.get("LUCIDNET_JIT", "auto").strip().lower()
+def _parse_mode(value: str | None) -> str:
+    value = (value or "auto").strip().lower()
     if value in ("0", "off", "false", "no"):
         return "0"
     if value in ("1", "on", "true", "yes"):
         return "1"
     return "auto"
+
+
+class _State:
+    mode: str = _parse_mode(os.environ.get("LUCIDNET_JIT"))
+    numba: Any = None
+    available: bool | None = None
+    threads: int | None = None  # set_kernel_threads; None: 1 (serial kernels)
+    serial: dict[str, Any] = {}
+    parallel: dict[str, Any] = {}
+    compiled: set[str] = set()  # names with a serial or parallel version compiled
+
+
+def mode() -> str:
+    """``"0"`` (off), ``"1"`` (on) or ``"auto"``: when the kernels run (module notes)."""
+    return _State.mode
+
+
+def set_mode(value: str | None) -> str:
+    """Set when the kernels run: ``"0"`` / ``"off"``, ``"1"`` / ``"on"`` or ``"auto"``;
+    ``None`` reads ``LUCIDNET_JIT`` again. Returns the previous setting."""
+    previous = _State.mode
+    _State.mode = _parse_mode(os.environ.get("LUCIDNET_JIT") if value is None else value)
+    return previous
 
 
 def available() -> bool:
@@ -367,6 +383,7 @@ def kernel(name: str, size: int = 0) -> Any:
     compiled = table.get(name)
     if compiled is None:
         compiled = table[name] = _compile(source, parallel)
+        _State.compiled.add(name)
     return compiled
 
 
@@ -402,22 +419,23 @@ class Gate:
         name: the kernel, to know whether it is compiled already.
     """
 
-    __slots__ = ("kind", "name", "work_ns")
+    __slots__ = ("kind", "name", "work_ns", "per_call", "per_element")
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name, self.work_ns = kind, name, 0.0
+        self.per_call, self.per_element = _NUMPY_COST_NS[kind]
 
     def ready(self, size: int) -> bool:
-        """Whether to run the kernel on ``size`` elements (counts the work otherwise)."""
-        setting = mode()
-        if setting == "0" or not available():
+        """Whether to run the kernel on ``size`` elements (counts the work otherwise). Asked at
+        every call of a small network's step, so the common answers come first and cheaply."""
+        setting = _State.mode
+        if setting == "0":
             return False
-        if setting == "1" or self.name in _State.serial or self.name in _State.parallel:
-            return True
-        per_call, per_element = _NUMPY_COST_NS[self.kind]
-        self.work_ns += per_call + per_element * size
+        if setting == "1" or self.name in _State.compiled:
+            return _State.available or available()
+        self.work_ns += self.per_call + self.per_element * size
         budget = COMPILE_AFTER_S * (1.0 if _State.numba is None else 0.1)
-        return self.work_ns >= budget * 1e9
+        return self.work_ns >= budget * 1e9 and available()
 
 
 # -- the calls: constants rounded to the arrays' dtype -----------------------------------------

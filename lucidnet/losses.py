@@ -680,7 +680,7 @@ def _kernel_ready(loss: Loss, name: str, y_pred: np.ndarray) -> bool:
     gate = loss.__dict__.get("_gate")
     if gate is None:
         gate = loss.__dict__["_gate"] = _kernels.Gate("loss", name)
-    return bool(y_pred.flags.c_contiguous and y_pred.dtype.kind == "f" and gate.ready(y_pred.size))
+    return gate.ready(y_pred.size) and y_pred.flags.c_contiguous and y_pred.dtype.kind == "f"
 
 
 def get(loss: str | Loss, **kwargs: Any) -> Loss:

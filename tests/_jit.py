@@ -3,9 +3,9 @@
 A test module declares the fixtures with ``jit_fixture = _jit.JIT`` and ``calls_fixture =
 _jit.CALLS``; its tests then take ``jit`` and ``calls`` arguments:
 
-* ``jit`` is ``"numpy"`` (``LUCIDNET_JIT=0``) or ``"kernels"`` (``LUCIDNET_JIT=1``: every kernel
-  runs from the first call, whatever the size, so that small test shapes exercise them); the
-  kernels variant is skipped where numba is not installed;
+* ``jit`` is ``"numpy"`` (``kernels.set_mode("0")``, as ``LUCIDNET_JIT=0``) or ``"kernels"``
+  (``set_mode("1")``: every kernel runs from the first call, whatever the size, so that small
+  test shapes exercise them); the kernels variant is skipped where numba is not installed;
 * ``calls`` lists the kernels called during the test, in order (to show the path really ran).
 """
 
@@ -20,14 +20,14 @@ from lucidnet import kernels
 MODES = ["numpy", "kernels"]
 
 
-def _jit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "kernels":
-        if not kernels.available():
-            pytest.skip("numba is not installed")
-        monkeypatch.setenv("LUCIDNET_JIT", "1")
-    else:
-        monkeypatch.setenv("LUCIDNET_JIT", "0")
-    yield request.param
+def _jit(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "kernels" and not kernels.available():
+        pytest.skip("numba is not installed")
+    previous = kernels.set_mode("1" if request.param == "kernels" else "0")
+    try:
+        yield request.param
+    finally:
+        kernels.set_mode(previous)
 
 
 def _calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:

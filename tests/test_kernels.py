@@ -70,19 +70,31 @@ def test_import_and_a_small_fit_do_not_load_numba():
     "value, expected",
     [("0", "0"), ("off", "0"), ("1", "1"), (" ON ", "1"), ("auto", "auto"), ("", "auto")],
 )
-def test_the_setting_is_read_at_call_time(monkeypatch, value, expected):
+def test_the_setting_is_read_from_the_environment_and_set_by_a_function(
+    monkeypatch, value, expected
+):
+    monkeypatch.setattr(kernels._State, "mode", kernels.mode())  # restored after the test
     monkeypatch.setenv("LUCIDNET_JIT", value)
+    kernels.set_mode(None)  # reads LUCIDNET_JIT again, as at import
     assert kernels.mode() == expected
+    assert kernels.set_mode("off") == expected and kernels.mode() == "0"
     monkeypatch.delenv("LUCIDNET_JIT")
+    kernels.set_mode(None)
     assert kernels.mode() == "auto"
+
+
+def test_the_environment_is_read_at_import():
+    result = _run("import lucidnet; print(lucidnet.kernels.mode())", LUCIDNET_JIT="0")
+    assert result.stdout.strip() == "0", result.stderr
 
 
 @needs_numba
 def test_the_gate_compiles_once_the_numpy_work_would_have_paid(monkeypatch):
-    monkeypatch.delenv("LUCIDNET_JIT", raising=False)
+    monkeypatch.setattr(kernels._State, "mode", "auto")
     monkeypatch.setattr(kernels, "COMPILE_AFTER_S", 1e-3)  # 1 ms of estimated NumPy work
     monkeypatch.setattr(kernels._State, "serial", {})  # nothing compiled yet in this process
     monkeypatch.setattr(kernels._State, "parallel", {})
+    monkeypatch.setattr(kernels._State, "compiled", set())
     numba = kernels._load_numba()
     monkeypatch.setattr(kernels._State, "numba", None)  # as in a process that has not loaded it
     gate = kernels.Gate("optimizer", "sgd")
@@ -98,9 +110,9 @@ def test_the_gate_compiles_once_the_numpy_work_would_have_paid(monkeypatch):
     assert answers[-1] and sum(answers) == 1
     kernels.kernel("sgd")  # compiled (from the cache) by the first user
     assert kernels.Gate("optimizer", "sgd").ready(10)  # a compiled kernel runs at once
-    monkeypatch.setenv("LUCIDNET_JIT", "0")
+    kernels.set_mode("0")
     assert not kernels.Gate("optimizer", "sgd").ready(10**9)
-    monkeypatch.setenv("LUCIDNET_JIT", "1")
+    kernels.set_mode("1")
     assert kernels.Gate("optimizer", "adam").ready(1)
     monkeypatch.setattr(kernels._State, "available", False)  # numba not installed
     assert not kernels.Gate("optimizer", "adam").ready(10**9)
@@ -212,7 +224,7 @@ def test_set_kernel_threads_checks_its_argument(monkeypatch):
 
 
 def test_an_optimizer_subclass_with_its_own_update_runs_no_kernel(monkeypatch, calls):
-    monkeypatch.setenv("LUCIDNET_JIT", "1")
+    monkeypatch.setattr(kernels._State, "mode", "1")
 
     class HalfSGD(ln.SGD):
         def _fast_update(self, p, g, lr, t):

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import lucidnet as ln
+from lucidnet import kernels
 from lucidnet.activations import FAST_MIN_SIZE
 
 jit_fixture = _jit.JIT  # the jit and calls fixtures (tests/_jit.py)
@@ -196,7 +197,7 @@ def test_workspaces_exist_only_during_fit(jit):
 
 
 def test_workspaces_are_released_after_an_exception_in_fit(monkeypatch):
-    monkeypatch.setenv("LUCIDNET_JIT", "0")  # the NumPy path's workspaces, listed below
+    monkeypatch.setattr(kernels._State, "mode", "0")  # the NumPy path's workspaces, listed below
     X, y = toy_data(n=128)
     model = mlp(hidden=(80, 8))
     seen = []
