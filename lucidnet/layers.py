@@ -144,27 +144,40 @@ class Dense(Layer):
 
     # -- fast path (fit) ------------------------------------------------------------------------
     def fast_forward(self, x: np.ndarray) -> np.ndarray:
-        W = self.params["W"]
+        W, act = self.params["W"], self.activation
         self._x = x
         z = np.matmul(x, W, out=self._workspace("z", (x.shape[0], self.units), W.dtype))
-        if self.use_bias:
-            z += self.params["b"]
         self._z = z
-        return z if self.activation is None else self.activation.fast_forward(z)
+        if self.use_bias:
+            # bias and activation in one compiled pass where the activation has a kernel
+            fused = None if act is None else act.fast_forward_bias(z, self.params["b"])
+            if fused is not None:
+                return fused
+            z += self.params["b"]
+        return z if act is None else act.fast_forward(z)
 
     def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """The textbook backward with the gradients written, not added, straight into the
         model's flat gradient buffer; the bias gradient as the product ones^T dz (BLAS's
         matrix-vector product is ~1.7x faster than ``dz.sum(axis=0)``, which adds the rows one
         by one); dL/dx skipped for the first layer (a matrix product as large as forward's)."""
-        dz = dy if self.activation is None else self.activation.fast_backward(dy)
+        act = self.activation
+        # dz and the bias gradient in one compiled pass when forward fused the bias
+        dz = (
+            None
+            if act is None or not self.use_bias
+            else act.fast_backward_bias(dy, self.grads["b"])
+        )
+        bias_done = dz is not None
+        if dz is None:
+            dz = dy if act is None else act.fast_backward(dy)
         W, gW = self.params["W"], self.grads["W"]
         np.matmul(self._x.T, dz, out=gW)
         if self.l2:
             gW += (2.0 * self.l2) * W
         if self.l1:
             gW += self.l1 * np.sign(W)
-        if self.use_bias:
+        if self.use_bias and not bias_done:
             ones = self._workspace("ones", (dz.shape[0],), dz.dtype, fill=1.0)
             np.matmul(ones, dz, out=self.grads["b"])
         if not need_input_grad:

@@ -26,7 +26,8 @@ rounding (tests/test_fast_losses.py):
 * the **fast** path, ``loss.fast(y_pred, y_true, sample_weight)``: what ``fit`` runs every step,
   for targets already checked once by ``prepare_targets``. It reduces over the batch in place and
   may take shortcuts (cross-entropy with integer labels never builds a one-hot matrix, and caches
-  per-batch-shape constants). Compiled kernels plug in here.
+  per-batch-shape constants). Softmax and sigmoid cross-entropy run a compiled kernel
+  (:mod:`lucidnet.kernels`) for the value and the gradient in one pass when it pays.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from . import kernels as _kernels
 from ._validation import check_array, check_float, describe
 from .activations import sigmoid, softmax
 from .registry import Registry
@@ -486,6 +488,11 @@ class CrossEntropy(Loss):
         if y_true.ndim != 1 or self.label_smoothing or self.class_weight is not None:
             return None
         n, k = y_pred.shape
+        if _kernel_ready(self, "softmax_cross_entropy", y_pred):
+            grad = np.empty_like(y_pred)
+            c = y_pred.dtype.type
+            kernel = _kernels.kernel("softmax_cross_entropy")
+            return float(kernel(y_pred, y_true, grad, c(0), c(n))), grad
         row_start, ones_k, ones_n = self._fast_constants(n, k, y_pred.dtype)
         row_max = y_pred.reshape(-1).take(y_pred.argmax(axis=1) + row_start)
         shifted = np.subtract(y_pred, row_max.reshape(n, 1))
@@ -644,6 +651,19 @@ class BinaryCrossEntropy(Loss):
             raise ValueError(f"{name} must contain 0/1 labels for binary_cross_entropy")
         return arr
 
+    def _fast_mean_and_grad(
+        self, y_pred: np.ndarray, y_true: np.ndarray
+    ) -> tuple[float, np.ndarray] | None:
+        # the compiled kernel for the common case (no class weights, (n, units) logits);
+        # otherwise the per-sample formula
+        if self.class_weight is not None or y_pred.ndim != 2 or y_true.dtype != y_pred.dtype:
+            return None
+        if not _kernel_ready(self, "sigmoid_cross_entropy", y_pred):
+            return None
+        grad = np.empty_like(y_pred)
+        kernel = _kernels.kernel("sigmoid_cross_entropy")
+        return float(kernel(y_pred, np.ascontiguousarray(y_true), grad)), grad
+
     def _check_target(self, y_pred: np.ndarray, y_true: np.ndarray) -> np.ndarray:
         y = super()._check_target(y_pred, y_true)
         if np.any((y < 0) | (y > 1)) or not np.all(np.isfinite(y)):
@@ -653,6 +673,14 @@ class BinaryCrossEntropy(Loss):
     def get_config(self) -> dict[str, Any]:
         cw = None if self.class_weight is None else self.class_weight.tolist()
         return {"class_weight": cw}
+
+
+def _kernel_ready(loss: Loss, name: str, y_pred: np.ndarray) -> bool:
+    """Whether ``loss`` should run the compiled kernel ``name`` on ``y_pred`` now."""
+    gate = loss.__dict__.get("_gate")
+    if gate is None:
+        gate = loss.__dict__["_gate"] = _kernels.Gate("loss", name)
+    return gate.ready(y_pred.size) and y_pred.flags.c_contiguous and y_pred.dtype.kind == "f"
 
 
 def get(loss: str | Loss, **kwargs: Any) -> Loss:

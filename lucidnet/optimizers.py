@@ -29,7 +29,9 @@ step counter and learning-rate schedule, flushing):
   gradients) in one flat buffer with each layer's arrays as views into it, and the optimizer's
   slots (momentum, moments) are flat too, so ``_fast_update`` is a handful of vectorised, in-place
   NumPy operations on one vector whatever the number of layers, with the algebra folded to save
-  passes (Adam's bias corrections). Compiled kernels plug in there.
+  passes (Adam's bias corrections). When numba is there and the problem is large enough to repay
+  compiling (:mod:`lucidnet.kernels`), ``_kernel_update`` runs instead: the whole step, clipping,
+  weight decay and flushing included, in one compiled loop over the flat vectors.
 * ``opt.textbook_step(model)``, the **textbook** path: ``update(param, grad, slots, lr, t)`` on
   each parameter array in turn, written as the class docstring's formulas. The arrays are views
   of the same flat buffers, so both paths read and advance one state.
@@ -42,6 +44,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import kernels as _kernels
 from . import schedules as _schedules
 from ._validation import check_float, describe
 from .base import empty_aligned
@@ -102,6 +105,8 @@ class Optimizer:
         self._layout: _Layout | None = None
         self._layout_seen: _Layout | None = None  # the layout list last checked against _layout
         self._flush_periods: dict[str, int] = {}
+        self._gate: _kernels.Gate | None = None  # when to run the compiled kernel (first step)
+        self._tiny: Any = 0.0  # the flush threshold in the parameters' dtype
         # scratch space as large as the flat parameters, made by _init_slots on the first step
         # (_layout is None until then); an empty placeholder rather than None, so that the hot
         # path needs no None check
@@ -129,19 +134,42 @@ class Optimizer:
             gradients, their layout ``[(name, offset, size, shape)]``, the learning rate and the
             step number ``t`` (1 for the first update).
         """
+        p, g, layout = self._parameters(model, caller)
+        lr, t = self._prepare_gradients(p, g)
+        return p, g, layout, lr, t
+
+    def _prepare_gradients(self, p: np.ndarray, g: np.ndarray) -> tuple[float, int]:
+        """Advance the step counter, then clip the flat gradient ``g`` and add the coupled
+        weight decay, in place; return the learning rate and the step number."""
+        norm, lr, t = self._advance(g)
+        if self.clip_norm is not None and norm > self.clip_norm:
+            g *= self.clip_norm / norm
+        if self.clip_value is not None:
+            np.clip(g, -self.clip_value, self.clip_value, out=g)
+        if self.weight_decay and self.coupled_decay:
+            np.multiply(p, self.weight_decay, out=self._buf)
+            g += self._buf  # g <- g + wd * p
+        return lr, t
+
+    def _parameters(
+        self, model: Parametrised, caller: str
+    ) -> tuple[np.ndarray, np.ndarray, _Layout]:
+        """``model``'s flat parameters, gradients and layout, with slots made for them."""
         if not hasattr(model, "flat_parameters"):
             raise TypeError(f"{caller} expects a lucidnet Sequential model, got {describe(model)}")
         p, g, layout = model.flat_parameters()
         if layout is not self._layout_seen or self._buf.dtype != p.dtype:  # not every step
             self._ensure_slots(p, layout)
-        norm = self._clip_gradients(g)
+        return p, g, layout
+
+    def _advance(self, g: np.ndarray) -> tuple[float, float, int]:
+        """Start an update: the gradients' global norm before clipping, this update's learning
+        rate and step number (the counter advances), recorded in ``last_step``."""
+        norm = self._gradient_norm(g)
         lr = self.current_lr
         self.iterations += 1
-        if self.weight_decay and self.coupled_decay:
-            np.multiply(p, self.weight_decay, out=self._buf)
-            g += self._buf  # g <- g + wd * p
         self.last_step = {"lr": lr, "grad_norm": norm}
-        return p, g, layout, lr, self.iterations
+        return norm, lr, self.iterations
 
     def _ensure_slots(self, p: np.ndarray, layout: _Layout) -> None:
         """Make the slots on first use; refuse a model whose parameters differ from the first's."""
@@ -155,9 +183,9 @@ class Optimizer:
                 )
             self._layout_seen = layout
 
-    def _clip_gradients(self, g: np.ndarray) -> float:
-        """Clip the flat gradient ``g`` in place (``clip_norm``, then ``clip_value``); return its
-        global L2 norm before clipping."""
+    @staticmethod
+    def _gradient_norm(g: np.ndarray) -> float:
+        """The global L2 norm of the flat gradient ``g``."""
         # np.vdot: BLAS dot without NumPy's floating-point error check, so an overflow (handled
         # just below) neither warns nor raises, and without an np.errstate block every step
         sq = float(np.vdot(g, g))
@@ -167,12 +195,7 @@ class Optimizer:
             # (only then: the float64 copy would cost more than the whole update every step)
             g64 = g.astype(np.float64)
             sq = float(np.dot(g64, g64))
-        norm = math.sqrt(sq)
-        if self.clip_norm is not None and norm > self.clip_norm:
-            g *= self.clip_norm / norm
-        if self.clip_value is not None:
-            np.clip(g, -self.clip_value, self.clip_value, out=g)
-        return norm
+        return math.sqrt(sq)
 
     def _end_step(self) -> None:
         """The bookkeeping both paths do after an update: flush decaying slots (module notes)."""
@@ -183,8 +206,19 @@ class Optimizer:
     # -- the update: the two paths --------------------------------------------------------------
     def step(self, model: Parametrised) -> None:
         """The fast path: one update of every trainable parameter of ``model`` from its
-        ``grads``, on the flat buffers at once (``_fast_update``)."""
-        p, g, _, lr, t = self._begin_step(model, "opt.step")
+        ``grads``, on the flat buffers at once: the compiled kernel (``_kernel_update``) when
+        :mod:`lucidnet.kernels` says it pays, else ``_fast_update`` (NumPy)."""
+        p, g, _ = self._parameters(model, "opt.step")
+        if self._gate is not None and self._gate.ready(p.size):
+            norm, lr, t = self._advance(g)
+            scale = 1.0
+            if self.clip_norm is not None and norm > self.clip_norm:
+                scale = self.clip_norm / norm
+            wd = self.weight_decay if self.coupled_decay else 0.0
+            terms = _kernels.gradient_terms(p.dtype, scale, self.clip_value, wd)
+            self._kernel_update(p, g, lr, t, terms)  # flushes the slots as it writes them
+            return
+        lr, t = self._prepare_gradients(p, g)
         self._fast_update(p, g, lr, t)
         self._end_step()
 
@@ -219,6 +253,30 @@ class Optimizer:
         the flat slots, in place (``self._buf`` is scratch space of the same size)."""
         raise NotImplementedError
 
+    def _kernel_update(
+        self, p: np.ndarray, g: np.ndarray, lr: float, t: int, terms: tuple[Any, Any, Any]
+    ) -> None:
+        """The fast update as one compiled kernel (:mod:`lucidnet.kernels`): ``terms`` are
+        ``(clip_norm scale, clip_value, coupled weight decay)`` in the parameters' dtype, which
+        the kernel applies to the gradient (and writes back) before the update. An optimizer
+        without a kernel leaves ``kernel_name`` empty and ``step`` runs ``_fast_update``."""
+        raise NotImplementedError
+
+    #: the kernel ``_kernel_update`` runs ("" for none: the NumPy fast path always).
+    kernel_name = ""
+
+    def _kernel(self) -> str:
+        """The kernel this instance's options need (``kernel_name`` unless they change it)."""
+        return self.kernel_name
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # a subclass that changes the update but not the kernel would otherwise run its parent's
+        # kernel, not its own arithmetic: it gets the NumPy fast path (or its textbook update)
+        own = cls.__dict__
+        if ("update" in own or "_fast_update" in own) and "_kernel_update" not in own:
+            cls.kernel_name = ""
+
     def _decays(self) -> dict[str, float]:
         """{slot name: factor it is multiplied by every step} for slots that decay toward 0."""
         return {}
@@ -236,6 +294,8 @@ class Optimizer:
             for name, factor in self._decays().items()
             if name in self.slots and factor > 0.0
         }
+        self._tiny = _kernels.flush_threshold(p.dtype, _FLUSH_MARGIN)
+        self._gate = _kernels.Gate("optimizer", self._kernel()) if self.kernel_name else None
 
     # -- state ----------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -358,6 +418,23 @@ class SGD(Optimizer):
             np.multiply(b, lr, out=self._buf)
         p -= self._buf
 
+    kernel_name = "sgd"
+
+    def _kernel(self) -> str:
+        return "sgd_momentum" if self.momentum else "sgd"
+
+    def _kernel_update(
+        self, p: np.ndarray, g: np.ndarray, lr: float, t: int, terms: tuple[Any, Any, Any]
+    ) -> None:
+        c = p.dtype.type
+        if not self.momentum:
+            _kernels.kernel("sgd", p.size)(p, g, c(lr), *terms)
+            return
+        b, mu = self.slots["momentum"], c(self.momentum)
+        _kernels.kernel("sgd_momentum", p.size)(
+            p, g, b, c(lr), mu, self.nesterov, *terms, self._tiny
+        )
+
     def _decays(self) -> dict[str, float]:
         return {"momentum": self.momentum}
 
@@ -398,6 +475,14 @@ class AdaGrad(Optimizer):
         np.divide(g, buf, out=buf)
         buf *= lr
         p -= buf
+
+    kernel_name = "adagrad"
+
+    def _kernel_update(
+        self, p: np.ndarray, g: np.ndarray, lr: float, t: int, terms: tuple[Any, Any, Any]
+    ) -> None:
+        c = p.dtype.type
+        _kernels.kernel("adagrad", p.size)(p, g, self.slots["sum_sq"], c(lr), c(self.eps), *terms)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "eps": self.eps}
@@ -459,6 +544,19 @@ class RMSprop(Optimizer):
         else:
             buf *= lr
         p -= buf
+
+    kernel_name = "rmsprop"
+
+    def _kernel_update(
+        self, p: np.ndarray, g: np.ndarray, lr: float, t: int, terms: tuple[Any, Any, Any]
+    ) -> None:
+        c = p.dtype.type
+        # without momentum the kernel gets an empty momentum array (one compiled version)
+        b = self.slots["momentum"] if self.momentum else np.empty(0, p.dtype)
+        _kernels.kernel("rmsprop", p.size)(
+            p, g, self.slots["sq_avg"], b, c(lr), c(self.rho), c(1.0 - self.rho), c(self.eps),
+            c(self.momentum), *terms, self._tiny,
+        )  # fmt: skip
 
     def _decays(self) -> dict[str, float]:
         return {"sq_avg": self.rho, "momentum": self.momentum}
@@ -526,6 +624,32 @@ class Adam(Optimizer):
         buf *= lr * math.sqrt(bc2) / bc1
         p -= buf
 
+    kernel_name = "adam"
+
+    def _kernel_update(
+        self, p: np.ndarray, g: np.ndarray, lr: float, t: int, terms: tuple[Any, Any, Any]
+    ) -> None:
+        self._adam_kernel(p, g, lr, t, terms, decay=1.0)
+
+    def _adam_kernel(
+        self,
+        p: np.ndarray,
+        g: np.ndarray,
+        lr: float,
+        t: int,
+        terms: tuple[Any, Any, Any],
+        decay: float,
+    ) -> None:
+        """The Adam kernel, ``p`` first multiplied by ``decay`` (AdamW's 1 - lr wd)."""
+        c, b1, b2 = p.dtype.type, self.beta1, self.beta2
+        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
+        step_size = lr * math.sqrt(bc2) / bc1  # the bias corrections, folded (see _adam)
+        eps_hat = self.eps * math.sqrt(bc2)
+        _kernels.kernel("adam", p.size)(
+            p, g, self.slots["m"], self.slots["v"], c(b1), c(1.0 - b1), c(b2), c(1.0 - b2),
+            c(step_size), c(eps_hat), c(decay), *terms, self._tiny,
+        )  # fmt: skip
+
     def _decays(self) -> dict[str, float]:
         return {"m": self.beta1, "v": self.beta2}
 
@@ -565,6 +689,11 @@ class AdamW(Adam):
         if self.weight_decay:
             p *= 1.0 - lr * self.weight_decay
         super()._fast_update(p, g, lr, t)
+
+    def _kernel_update(
+        self, p: np.ndarray, g: np.ndarray, lr: float, t: int, terms: tuple[Any, Any, Any]
+    ) -> None:
+        self._adam_kernel(p, g, lr, t, terms, decay=1.0 - lr * self.weight_decay)
 
 
 #: slots are flushed below this multiple of the dtype's smallest normal number.

@@ -20,18 +20,26 @@ random stream), ``Embedding`` on integer ids with and without pooling and ``Flat
 input. Batches are large enough that the fast methods run their own code (activations hand
 arrays below ``FAST_MIN_SIZE`` elements to the textbook pair), and small enough to check that
 hand-over. ``test_the_comparison_detects_a_wrong_fast_path`` shows that the check can fail.
+
+``Dense`` with ReLU also runs with the compiled kernels (the ``jit`` fixture, tests/_jit.py): the
+bias, the activation, its backward and the bias gradient fused into two loops, which must give
+the textbook's bits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import _jit
 import numpy as np
 import pytest
 
 import lucidnet as ln
 from lucidnet.activations import ACTIVATIONS, FAST_MIN_SIZE
 from lucidnet.base import LAYERS, Layer
+
+jit_fixture = _jit.JIT  # the jit and calls fixtures (tests/_jit.py)
+calls_fixture = _jit.CALLS
 
 LARGE_BATCH, SMALL_BATCH = 64, 5
 FEATURES = 80  # 64 x 80 = 5,120 elements per activation: above FAST_MIN_SIZE
@@ -201,6 +209,40 @@ def test_fast_pair_equals_textbook_pair(factory, kind, shape, batch, dtype):
         assert _has_workspaces(fast)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("batch", [LARGE_BATCH, SMALL_BATCH], ids=["large", "small"])
+def test_dense_relu_gives_the_textbook_bits_on_both_fast_paths(batch, dtype, jit, calls):
+    """The fused kernels (bias + ReLU forward; mask + bias gradient backward) do the textbook's
+    operations in its order: the same bits, not only the same numbers to rounding (NumPy's fast
+    path sums the bias gradient as a matrix-vector product: to rounding)."""
+
+    def same(actual, desired, err_msg=""):
+        if jit == "kernels":
+            np.testing.assert_array_equal(actual, desired, err_msg=err_msg)
+        else:
+            _assert_close(actual, desired, dtype, err_msg)
+
+    textbook, fast = (_build(lambda: ln.Dense(UNITS, "relu"), (FEATURES,), dtype, 0) for _ in "ab")
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        x = _inputs("float", (FEATURES,), batch, dtype, rng)
+        out_t = textbook.forward(x, training=True)
+        dy = (rng.standard_normal(out_t.shape) / batch).astype(dtype)
+        textbook.zero_grad()
+        dx_t = textbook.backward(dy)
+        out_f = fast.fast_forward(x).copy()
+        dx_f = fast.fast_backward(dy)
+        same(out_f, out_t)
+        same(fast._z, textbook._z)  # z = x W + b, which Diagnostics reads
+        same(dx_f, dx_t)
+        for key, g in textbook.grads.items():
+            same(fast.grads[key], g, err_msg=key)
+        for layer in (textbook, fast):
+            _update(layer)
+    expected = ["bias_relu", "relu_backward_bias"] * 3 if jit == "kernels" else []
+    assert calls == expected
+
+
 def test_every_registered_layer_and_activation_has_a_case():
     ids = {c[0] for c in CASES}
     assert set(LAYERS.names()) <= ids
@@ -326,6 +368,14 @@ def test_a_subclass_changing_the_textbook_pair_gets_the_default_fast_pair():
 
     assert Doubled.fast_forward is Layer.fast_forward
     assert Doubled.fast_backward is Layer.fast_backward
+
+    class Halved(ln.ReLU):  # ReLU's fused bias kernels would skip the change
+        def fast_forward(self, x):
+            return 0.5 * super().fast_forward(x)
+
+    assert Halved.fast_forward_bias is ln.activations.Activation.fast_forward_bias
+    assert Halved.fast_backward_bias is ln.activations.Activation.fast_backward_bias
+    assert Halved().fast_forward_bias(np.ones((2, 3)), np.ones(3)) is None
     assert WrongDerivativeTanh.fast_forward is ln.Tanh.fast_forward  # only fast_backward changed
     run_and_compare(Doubled, "float", (FEATURES,), np.float64)
 

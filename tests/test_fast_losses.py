@@ -2,17 +2,22 @@
 (``Loss.__call__``, the per-sample formula of the docstring, itself checked against finite
 differences and reference values in test_losses.py): the same values and gradients, in float32
 and float64, with and without sample weights, for every registered loss and each of its options
-and target kinds, at logit scales 1, 30 and 1000."""
+and target kinds, at logit scales 1, 30 and 1000. Each on both fast paths (the ``jit`` fixture,
+tests/_jit.py): NumPy, and the compiled softmax / sigmoid cross-entropy kernels."""
 
 from __future__ import annotations
 
 import zlib
 
+import _jit
 import numpy as np
 import pytest
 
 import lucidnet as ln
 from lucidnet.losses import LOSSES, Poisson
+
+jit_fixture = _jit.JIT  # the jit and calls fixtures (tests/_jit.py)
+calls_fixture = _jit.CALLS
 
 N = 17  # odd: no batch-size coincidence
 K = 5
@@ -113,7 +118,7 @@ def assert_same(fast, textbook, dtype, what=""):
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "sample_weight"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("make, target", CASES)
-def test_fast_path_equals_textbook_path(make, target, dtype, weighted, scale):
+def test_fast_path_equals_textbook_path(make, target, dtype, weighted, scale, jit, calls):
     rng = np.random.default_rng(zlib.crc32(f"{target}-{scale}".encode()))
     loss = make()
     z, y = make_batch(target, scale, rng)
@@ -133,10 +138,20 @@ def test_fast_path_equals_textbook_path(make, target, dtype, weighted, scale):
     assert_same(fast, textbook, dtype, "fast vs textbook")
     assert fast_again[0] == fast[0]
     np.testing.assert_array_equal(fast_again[1], fast[1])
+    # the kernels ran where they apply: no sample weights, integer labels without smoothing or
+    # class weights (softmax), no class weights (sigmoid)
+    kernel = {
+        ln.CrossEntropy: "softmax_cross_entropy",
+        ln.BinaryCrossEntropy: "sigmoid_cross_entropy",
+    }
+    applies = (
+        jit == "kernels" and not weighted and (make is ln.BinaryCrossEntropy or target == "labels")
+    )
+    assert calls == ([kernel[make]] * 2 if applies and make in kernel else [])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-def test_integer_labels_onehot_and_soft_targets_agree_between_paths(dtype):
+def test_integer_labels_onehot_and_soft_targets_agree_between_paths(dtype, jit):
     """Integer labels and their one-hot rows are the same target on both paths."""
     rng = np.random.default_rng(1)
     z = (rng.standard_normal((N, K)) * 4).astype(dtype)

@@ -8,18 +8,24 @@ after ``fit`` equal an independent float64 reference written out here (batches o
 sizes, a second ``fit`` with another batch size), workspaces exist only during ``fit`` and are
 freed after it (also after an exception), arrays returned outside ``fit`` are never
 overwritten, a float32 step stays float32, the training data is not copied, and memory does
-not grow across epochs. No test measures time.
+not grow across epochs. The reference runs are repeated on both fast paths (the ``jit``
+fixture, tests/_jit.py): NumPy only, and with the compiled kernels. No test measures time.
 """
 
 from __future__ import annotations
 
 import tracemalloc
 
+import _jit
 import numpy as np
 import pytest
 
 import lucidnet as ln
+from lucidnet import kernels
 from lucidnet.activations import FAST_MIN_SIZE
+
+jit_fixture = _jit.JIT  # the jit and calls fixtures (tests/_jit.py)
+calls_fixture = _jit.CALLS
 
 # -- a plain float64 reference of the whole training step ------------------------------------------
 
@@ -97,7 +103,7 @@ def toy_data(n: int = 70, d: int = 6, classes: int = 3, seed: int = 0):
     [((16, 8), 16), ((16, 8), 70), ((16, 8), 1), ((80, 8), 64)],
     ids=["16-8-batch16", "16-8-full-batch", "16-8-sgd", "80-8-batch64"],
 )
-def test_fit_matches_plain_float64_reference(hidden, batch_size):
+def test_fit_matches_plain_float64_reference(hidden, batch_size, jit):
     """Uneven batches (70 = 4 x 16 + 6) exercise workspaces of two batch sizes in every epoch;
     80 units x 64 rows is large enough for ReLU's own fast code (FAST_MIN_SIZE), and the last
     batch of 6 rows hands it to the textbook pair in the same epoch."""
@@ -128,7 +134,7 @@ def test_fit_matches_plain_float64_reference(hidden, batch_size):
     assert not np.allclose(dense_weights(model)[0][0], start[0][0], atol=1e-4)
 
 
-def test_fit_twice_with_other_batch_sizes_matches_reference():
+def test_fit_twice_with_other_batch_sizes_matches_reference(jit):
     """Workspaces from an earlier fit with another batch size never leak into a later one."""
     X, y = toy_data(n=40)
     model = mlp()
@@ -159,7 +165,7 @@ def _workspace_names(part: ln.Layer) -> list[str]:
     return sorted(key for key, _ in part.__dict__.get("_buffers", {}))
 
 
-def test_workspaces_exist_only_during_fit():
+def test_workspaces_exist_only_during_fit(jit):
     X, y = toy_data(n=128)
     model = mlp(hidden=(80, 8))  # 64 x 80: the first ReLU runs its own fast code
     seen = {}
@@ -175,16 +181,23 @@ def test_workspaces_exist_only_during_fit():
     # z and the column of ones for the bias gradient in every layer; dx except in the first
     # layer; no dW / db: fit overwrites the gradients
     first, second, last = model.layers
-    assert seen[first.name] == ["ones", "z"]
-    assert seen[second.name] == seen[last.name] == ["dx", "ones", "z"]
-    assert seen[f"{first.name}.relu"] == ["dx", "mask", "out", "zeros"]
-    assert seen[f"{second.name}.relu"] == []  # 64 x 8 elements: the textbook pair
+    if jit == "kernels":  # ReLU's kernels add the bias and sum its gradient, at any size
+        assert seen[first.name] == ["z"]
+        assert seen[second.name] == ["dx", "z"]
+        assert seen[f"{first.name}.relu"] == seen[f"{second.name}.relu"] == ["dx", "out"]
+    else:
+        assert seen[first.name] == ["ones", "z"]
+        assert seen[second.name] == ["dx", "ones", "z"]
+        assert seen[f"{first.name}.relu"] == ["dx", "mask", "out", "zeros"]
+        assert seen[f"{second.name}.relu"] == []  # 64 x 8 elements: the textbook pair
+    assert seen[last.name] == ["dx", "ones", "z"]
     for layer in model.layers:
         for part in (layer, *layer.sublayers()):
             assert "_buffers" not in part.__dict__  # freed at the end of fit
 
 
-def test_workspaces_are_released_after_an_exception_in_fit():
+def test_workspaces_are_released_after_an_exception_in_fit(monkeypatch):
+    monkeypatch.setattr(kernels._State, "mode", "0")  # the NumPy path's workspaces, listed below
     X, y = toy_data(n=128)
     model = mlp(hidden=(80, 8))
     seen = []
@@ -248,7 +261,7 @@ def _dtypes(model: ln.Sequential) -> dict[str, np.dtype]:
     return seen
 
 
-def test_a_float32_training_step_stays_float32():
+def test_a_float32_training_step_stays_float32(jit):
     """No silent float64 upcast anywhere in the step (a float64 array would halve the speed),
     on the fast path of every hidden activation and BatchNorm, and on the textbook path."""
     X, y = toy_data(n=128)
