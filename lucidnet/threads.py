@@ -325,9 +325,15 @@ class _Settings:
         self._blas: Any = None  # threadpoolctl's controller of the BLAS libraries
         self._saved: Any = None  # the limiter holding the BLAS settings before the first holder
         self._saved_kernels: Any = None
+        self._modules_seen = 0
         self.note = ""
 
-    def blas(self) -> Any:
+    def blas(self, refresh: bool = False) -> Any:
+        """threadpoolctl's controller of the loaded BLAS libraries. ``refresh``: look again
+        if modules were imported since the last look (scipy brings its own OpenBLAS); the
+        look costs about a millisecond, too much to repeat for every short ``fit``."""
+        if refresh and self._modules_seen != len(sys.modules):
+            self._blas = None
         if self._blas is None:
             try:
                 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
@@ -335,6 +341,7 @@ class _Settings:
                 self.note = "threadpoolctl not installed: BLAS threads left as they are"
                 return None
             self._blas = ThreadpoolController().select(user_api="blas")
+            self._modules_seen = len(sys.modules)
         return self._blas
 
     def blas_threads(self) -> int:
@@ -481,6 +488,7 @@ class ThreadControl:
             self.record = {"setting": self.setting, "reason": "kept the enclosing settings"}
             self.record.update(per_epoch=[], changes=[], probes=0)
             return
+        SETTINGS.blas(refresh=True)
         p = self.plan_fn(self.setting, self.work)
         if len(p.candidates) > 1:
             self.tuner = _reused_tuner(self.owner, self.work, p.candidates)
@@ -545,7 +553,8 @@ class ThreadControl:
         if self.tuner is not None:
             self._spent += self.clock() - self._t0
         counts = self._epoch_counts
-        self.record["per_epoch"].append(max(counts, key=counts.__getitem__) if counts else 0)
+        if self.holder and counts:  # a fit that kept another's settings does not know them
+            self.record["per_epoch"].append(max(counts, key=counts.__getitem__))
 
 
 def describe_record(record: dict[str, Any]) -> str:

@@ -227,14 +227,23 @@ def test_an_inner_holder_keeps_the_settings_in_force(applied):
         T.SETTINGS.holders = 1
         with T.limited("auto", BIG) as inner:
             assert inner is None
+        T.SETTINGS.holders = 1
+        nested = T.ThreadControl(2, BIG, clock=FakeClock(), plan_fn=T._machine_plan)
+        simulate(nested, FakeClock(), 2, 3, lambda e, n: 0.01)  # a fit inside a fit
     assert applied == [1]
+    assert nested.record["reason"] == "kept the enclosing settings"
+    assert nested.record["per_epoch"] == [] and not nested.holder
 
 
 # -- the real BLAS setting -------------------------------------------------------------------
 def blas_threads() -> list[int]:
+    """The thread count of NumPy's BLAS (the one lucidnet's products use)."""
     from threadpoolctl import threadpool_info
 
-    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    return [p["num_threads"] for p in pools if "numpy" in p["filepath"]] or [
+        p["num_threads"] for p in pools
+    ]
 
 
 def test_limited_sets_the_blas_threads_and_restores_them():
