@@ -254,6 +254,7 @@ class ThreadTuner:
         self.switches = self.probes = self.decisions = 0
         self._to_measure = [n for n in reversed(self.candidates) if n != start]
         self._probing = bool(self._to_measure)
+        self._compared: set[int] = set()  # counts timed in the comparison under way
         self.probes = int(self._probing)
         self._since_probe = 0
 
@@ -261,10 +262,11 @@ class ThreadTuner:
         """Take a block's seconds per step at ``threads``; return the count to run next."""
         self.recent[threads] = seconds
         self.baseline[threads] = min(self.baseline.get(threads, math.inf), seconds)
-        if self._to_measure:  # comparing: run the next candidate
-            return self._to_measure.pop(0)
-        if self._probing:  # every candidate has a fresh time: decide
-            self._probing = False
+        if self._probing:
+            self._compared.add(threads)
+            if self._to_measure:  # comparing: run the next candidate
+                return self._to_measure.pop(0)
+            self._probing = False  # every count compared has a fresh time: decide
             self._decide()
             return self.current
         self._since_probe += 1
@@ -285,19 +287,22 @@ class ThreadTuner:
             self._to_measure = [
                 n for n in reversed(self.candidates) if n != self.current and (due or n < threads)
             ] + [self.current]
+            self._compared = set()
             self._probing = True
             self.probes += 1
             return self._to_measure.pop(0)
         return self.current
 
     def _decide(self) -> None:
-        """The fastest count by its latest block; more threads only when clearly faster."""
-        best = self.candidates[0]
-        for n in self.candidates[1:]:
-            if n in self.recent and self.recent[n] < (1.0 - self.margin) * self.recent[best]:
+        """The fastest of the counts just compared (older times may describe another state
+        of the machine); more threads only when clearly faster."""
+        compared = sorted(self._compared)
+        best = compared[0]
+        for n in compared[1:]:
+            if self.recent[n] < (1.0 - self.margin) * self.recent[best]:
                 best = n
         self.decisions += 1
-        times = ", ".join(f"{n}: {1e3 * self.recent[n]:.2f} ms" for n in self.candidates)
+        times = ", ".join(f"{n}: {1e3 * self.recent[n]:.2f} ms" for n in compared)
         if best != self.current:
             self.switches += 1
             self.interval = self.base_interval

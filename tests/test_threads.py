@@ -137,6 +137,18 @@ def test_tuner_does_not_probe_fewer_threads_than_one_when_one_thread_slows_down(
     assert ran == [1, 2] + [1] * 10  # slower steps at 1 thread: no other count tried
 
 
+def test_tuner_after_a_slowdown_compares_fresh_times_only():
+    # 4, 2, 1 threads: 4 fastest when idle; busy from block 5: 4 slows, 2 is best, and the
+    # stale idle time of 4 does not count against the fresh times of 2 and 1
+    def cost(b: int, n: int) -> float:
+        return {4: 0.25, 2: 0.35, 1: 0.5}[n] if b < 5 else {4: 1.5, 2: 0.6, 1: 0.7}[n]
+
+    tuner = T.ThreadTuner((4, 2, 1), start=4, probe_every=1000)
+    ran = run_tuner(tuner, cost, 10)
+    assert ran == [4, 2, 1, 4, 4, 4, 2, 1, 4, 2]  # explore; keep 4; slowed: 2, 1, 4 -> 2
+    assert tuner.current == 2 and "4 -> 2 thread(s)" in tuner.reason
+
+
 def test_tuner_single_noisy_block_costs_one_probe_and_keeps_the_choice():
     tuner = T.ThreadTuner((2, 1), start=2, probe_every=1000)
     ran = run_tuner(tuner, lambda b, n: 0.8 if (b == 5 and n == 2) else {2: 0.38, 1: 0.5}[n], 9)
