@@ -137,6 +137,44 @@ def blas_info() -> list[str]:
     return lines
 
 
+def thread_context() -> str:
+    """One line to print with every result: CPU, cores, the BLAS as loaded (kernel, threads,
+    threading layer, via threadpoolctl), the thread environment variables and numba's version
+    (read from the installed metadata: numba is not imported)."""
+    from importlib import metadata
+
+    parts = [f"cpu: {cpu_model()}, {cores()} cores, load {load_average()}"]
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                parts.append(
+                    f"BLAS: {pool.get('internal_api')} {pool.get('version')} kernel "
+                    f"{pool.get('architecture')}, {pool.get('num_threads')} threads "
+                    f"({pool.get('threading_layer')})"
+                )
+    except ImportError:
+        parts.append("BLAS: unknown (threadpoolctl not installed)")
+    env = [f"{v}={os.environ[v]}" for v in _THREAD_VARS if v in os.environ]
+    parts.append("thread variables: " + (", ".join(env) if env else "none set"))
+    try:
+        parts.append(f"numba {metadata.version('numba')}")
+    except metadata.PackageNotFoundError:
+        parts.append("numba not installed")
+    return "; ".join(parts)
+
+
+_THREAD_VARS = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "LUCIDNET_JIT",
+)
+
+
 def sgemm_peak(size: int = 2048, repeats: int = 7) -> float:
     """Measured float32 matmul speed of NumPy's BLAS in GFLOP/s (best of ``repeats``)."""
     rng = np.random.default_rng(0)

@@ -16,6 +16,14 @@ Workloads (details in ``--help`` and in the printed header of each table):
 * C, whole process: ``lucidnet train`` on a generated 50,000-row CSV (numeric, categorical and
   text columns) against the equivalent scikit-learn Pipeline + MLPClassifier script; import time
   of ``lucidnet`` and peak memory of workload A.
+* contention: the epochs of A and B idle and with one competing CPU-bound process started by the
+  benchmark, lucidnet with ``threads="auto"`` / cores / 1 and PyTorch with cores / 1 threads
+  (``benchmarks/contention.py``).
+* cold: whole-process wall time of ``python -c "import lucidnet"`` and ``lucidnet --help``
+  beside the bare interpreter and the peers' imports, and the modules ``import lucidnet`` loads.
+
+Every table is followed by the CPU, the BLAS as loaded (kernel, threads), the thread variables
+and numba's version.
 
 Every system runs one warm-up epoch first (JIT compilation, thread start-up), then timed epochs;
 systems are interleaved (A B C, B C A, ...) with a short pause between them so that one system's
@@ -39,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # sibling modules, also when run from another directory
 sys.path.insert(1, str(HERE.parent))  # lucidnet from this checkout if it is not installed
 
+import contention  # noqa: E402
 import machine  # noqa: E402
 import whole_process  # noqa: E402
 from report import fmt_range, ratio, table  # noqa: E402
@@ -47,6 +56,7 @@ from systems import SYSTEMS, LucidnetPeerInit, layer_sizes  # noqa: E402
 #: key of lucidnet started from the peers' initial weights (digits accuracy only, not timed)
 PEER_INIT = "lucidnet-peer-init"
 PAUSE_S = 0.2  # between systems: lets BLAS / OpenMP worker threads stop spinning
+WORKLOADS = ("A", "B", "C", "contention", "cold")
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -298,6 +308,7 @@ def workload_a(args, names: list[str], peak: float, log) -> dict:
     header += ["time / lucidnet", "loss first -> last", "test acc", "learned"]
     for line in table(header, rows):
         log(line)
+    log(machine.thread_context())
     log(
         "lucidnet = epoch time inside fit (on_epoch_begin -> on_epoch_end); 'fit call' = the "
         "whole fit(epochs=1) call, which also validates X (NaN/inf scan) every call."
@@ -359,6 +370,7 @@ def workload_b(args, names: list[str], log) -> dict:
     header += ["loss first -> last", "train acc", "learned"]
     for line in table(header, rows):
         log(line)
+    log(machine.thread_context())
     out = {"results": results, "ref": ref}
     if not args.no_accuracy:
         out["accuracy"] = digits_accuracy(args, list(trainers), log)
@@ -436,7 +448,7 @@ def summary(out: dict, peak: float, log) -> list[str]:
         for row in rows:
             row.append(out["C"]["ratio"] if row[0] == "scikit-learn" else "-")
     hdr = ["peer"] + [f"workload {w}" for w in cols]
-    lines = table(hdr, rows)
+    lines = table(hdr, rows) if cols else ["(no ratio table: workloads A, B, C not run)"]
     for line in lines:
         log(line)
     log("\nTargets:")
@@ -500,8 +512,8 @@ def summary(out: dict, peak: float, log) -> list[str]:
                     text = f"{100 * a[:3].mean():.2f}% over seeds 0-2, "
                     text += f"{100 * a.mean():.2f}% over {a.size}"
                     check(f"B: digits accuracy of {label} (no target): {text}", None)
-    if "C" in out:
-        for text, ok in out["C"].get("targets", []):
+    for key in ("C", "contention", "cold"):
+        for text, ok in out.get(key, {}).get("targets", []):
             check(text, ok)
     return lines + [""] + targets
 
@@ -509,7 +521,11 @@ def summary(out: dict, peak: float, log) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (~1 min)")
-    p.add_argument("--workloads", default="A,B,C", help="comma-separated subset of A,B,C")
+    p.add_argument(
+        "--workloads",
+        default="A,B,C,contention,cold",
+        help="comma-separated subset of A,B,C,contention,cold",
+    )
     p.add_argument(
         "--systems",
         default=",".join(SYSTEMS),
@@ -544,12 +560,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_probe:
         return whole_process.memory_probe_main(args.samples, args.epochs, make_workload_a)
 
-    workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
-    bad = [w for w in workloads if w not in ("A", "B", "C")]
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    workloads = [w.upper() if len(w) == 1 else w.lower() for w in workloads]
+    bad = [w for w in workloads if w not in WORKLOADS]
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in names if s not in SYSTEMS]
     if bad or unknown:
-        p.error(f"unknown workloads {bad} / systems {unknown}; valid: A,B,C / {','.join(SYSTEMS)}")
+        p.error(
+            f"unknown workloads {bad} / systems {unknown}; valid: {','.join(WORKLOADS)} / "
+            f"{','.join(SYSTEMS)}"
+        )
     names = ["lucidnet"] + [s for s in SYSTEMS if s in names and s != "lucidnet"]
     args.waiter = machine.QuietWaiter(enabled=not args.no_wait)
 
@@ -576,6 +596,11 @@ def main(argv: list[str] | None = None) -> int:
         out["B"] = workload_b(args, names, log)
     if "C" in workloads:
         out["C"] = whole_process.workload_c(args, HERE, log)
+    if "contention" in workloads:
+        makers = {"A": make_workload_a, "B": load_digits_standardised}
+        out["contention"] = contention.workload_contention(args, log, makers, names)
+    if "cold" in workloads:
+        out["cold"] = contention.workload_cold_start(args, log, names)
     headline = summary(out, peak, log)
     log("\n" + args.waiter.summary())
     log(

@@ -83,6 +83,8 @@ class LucidnetFit(Trainer):
     how = "Sequential.fit(X, y, epochs=1) per epoch (same Adam instance)"
     #: start from the peers' He-normal weights instead of lucidnet's default initialisation
     peer_init = False
+    #: ``fit(threads=...)``: "auto" (lucidnet's default) or a fixed count (contention row)
+    fit_threads: int | str = "auto"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,12 +122,23 @@ class LucidnetFit(Trainer):
             seed=self.seed * 100_003 + self._calls,  # a new shuffle every epoch
             verbose=0,
             callbacks=[self._timer],
+            threads=self.fit_threads,
         )
         self.inner_seconds = self._timer.seconds
+        self.thread_record = history.params.get("threads", {})
         return float(history.history["loss"][-1])
 
     def predict_classes(self, X: np.ndarray) -> np.ndarray:
         return self.model.predict_classes(X)
+
+
+def lucidnet_with_threads(setting: int | str) -> type[LucidnetFit]:
+    """``LucidnetFit`` with ``fit(threads=setting)``, named after the setting."""
+    return type(
+        f"LucidnetThreads{setting}",
+        (LucidnetFit,),
+        {"fit_threads": setting, "name": f"lucidnet threads={setting}"},
+    )
 
 
 class LucidnetPeerInit(LucidnetFit):

@@ -311,5 +311,8 @@ def workload_c(args, here: Path, log) -> dict:
         ["process", "wall s (best)", "peak RSS MB", "test acc", "time / lucidnet"], rows_out
     ):
         log(line)
+    import machine  # the sibling module (benchmarks/ is on the path)
+
+    log(machine.thread_context())
     out["ratio"] = rows_out[1][4]
     return out

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import losses as _losses
+from . import threads as _threads
 from ._validation import check_array, check_dtype, check_positive_int, describe
 from .base import ALIGNMENT, Layer, empty_aligned
 from .callbacks import History
@@ -288,7 +289,8 @@ class Sequential:
         self.metrics = resolve_metrics(self.loss, metrics)
 
     def fit(self, X: Any, y: Any = None, **kwargs: Any) -> History:
-        """Train the model; see :func:`lucidnet.training.fit` for every argument."""
+        """Train the model; see :func:`lucidnet.training.fit` for every argument (among them
+        ``threads="auto"`` or a thread count for the matrix products)."""
         return _fit(self, X, y, **kwargs)
 
     def explain_step(self, x: Any, y: Any, **kwargs: Any) -> Any:
@@ -313,7 +315,9 @@ class Sequential:
         if not self.built:
             raise ValueError("the model is not trained or built yet: call fit or build first")
         bs = check_positive_int(batch_size, "batch_size", allow_none=True) or _INFERENCE_BATCH
-        outs = [self.forward(X[i : i + bs], training=False) for i in range(0, X.shape[0], bs)]
+        # threads chosen for the size of the products (inside fit: the fit's settings)
+        with _threads.limited("auto", min(bs, X.shape[0]) * self.n_params):
+            outs = [self.forward(X[i : i + bs], training=False) for i in range(0, X.shape[0], bs)]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def predict(self, X: Any, batch_size: int | None = None) -> np.ndarray:

@@ -8,7 +8,8 @@
 3. standardise regression targets (``target_scaling``);
 4. for each epoch: reshuffle -> for each mini-batch: ``train_step`` (forward, loss, backward,
    optimizer update) -> batch callbacks; then validation, the flat logs dict, epoch callbacks
-   (early stopping ...);
+   (early stopping ...); all of it under the run's thread settings (``threads``,
+   :class:`lucidnet.threads.ThreadControl`: chosen, tuned on timed blocks of steps, restored);
 5. fold the target scaling back into the output layer, and return the ``History``.
 
 ``batch_size=1`` is stochastic gradient descent, ``batch_size=None`` full-batch gradient descent,
@@ -32,6 +33,7 @@ import numpy as np
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
+from . import threads as _threads
 from ._validation import (
     check_array,
     check_float,
@@ -306,6 +308,7 @@ def fit(
     sample_weight: Any = None,
     class_weight: Any = None,
     target_scaling: bool | str = "auto",
+    threads: int | str = "auto",
 ) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batch gradient descent.
 
@@ -335,11 +338,19 @@ def fit(
             scaling into the output layer afterwards (see :class:`TargetScaling`): ``"auto"``
             (default) when the output layer is a linear ``Dense``, ``True`` (an error if it is
             not), ``False`` never. History losses are then on the standardised target.
+        threads: threads of the matrix products (BLAS) and compiled kernels during this fit:
+            ``"auto"`` (default) chooses from the size of the products (small ones: one
+            thread), the free cores (load average) and, while training, the measured speed
+            of blocks of steps: it drops to fewer threads when steps slow down (another
+            process took a core) and tries more again now and then (:mod:`lucidnet.threads`);
+            an integer fixes the count. The previous settings are restored afterwards; the
+            count of every epoch and each change are in ``history.params["threads"]``.
 
     Returns:
         A :class:`~lucidnet.callbacks.History` (also stored as ``model.history``).
     """
     run = _Run(epochs=check_positive_int(epochs, "epochs"), shuffle=bool(shuffle))
+    run.threads = _threads.check_threads(threads)
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
     verbose, callbacks = _check_options(verbose, seed, callbacks)
     run.loss, run.optimizer = _compile(model, loss, optimizer, metrics)
@@ -351,8 +362,11 @@ def fit(
     run.scaling = _target_scaling(model, run, target_scaling)
     _batches(model, run, batch_size)
     _callbacks(model, run, callbacks, verbose, seed)
+    work = run.batch_size * sum(layer.n_params for layer in model.layers)  # multiply-adds/step
     try:
-        _epochs(model, run)
+        with _threads.ThreadControl(run.threads, work, owner=model) as run.control:
+            run.history.params["threads"] = run.control.record
+            _epochs(model, run)
     finally:
         if run.scaling is not None:
             run.scaling.out_of_model(model)
@@ -381,18 +395,22 @@ class _Run:
     callbacks: list[Callback] = field(default_factory=list)
     batch_hooks: list[Callback] = field(default_factory=list)
     history: History = field(default_factory=History)
+    threads: int | str = "auto"
+    control: _threads.ThreadControl | None = None
 
 
 def _epochs(model: TrainableModel, run: _Run) -> None:
     """The loop: epochs of mini-batch steps, validation and callbacks, in a fixed order."""
     loss_fn, opt, history, track = run.loss, run.optimizer, run.history, model.metrics
-    n, bs = run.X.shape[0], run.batch_size
+    n, bs, threads = run.X.shape[0], run.batch_size, run.control
     for cb in run.callbacks:
         cb.on_train_begin()
     try:
         for epoch in range(run.epochs):
             for cb in run.callbacks:
                 cb.on_epoch_begin(epoch)
+            if threads is not None:
+                threads.epoch_begin(epoch)
             order = run.rng.permutation(n) if run.shuffle else np.arange(n)
             lr_epoch = opt.current_lr
             loss_sum, correct, seen = 0.0, 0.0, 0
@@ -402,6 +420,8 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
                 xb, yb = run.X[idx], run.y[idx]
                 wb = None if run.weights is None else run.weights[idx]
                 value, out = train_step(model, xb, yb, loss_fn, opt, wb)
+                if threads is not None:  # times blocks of steps; may change the thread count
+                    threads.step_done()
                 history.iteration_loss.append(value)
                 loss_sum, seen = loss_sum + value * idx.size, seen + idx.size
                 if "accuracy" in track:
@@ -413,6 +433,8 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
             if not seen or not math.isfinite(loss_sum):
                 _record_nan(history, run.callbacks)
                 break
+            if threads is not None:
+                threads.epoch_end()
             logs = _epoch_logs(model, run, loss_sum / seen, correct / seen, lr_epoch)
             history.record(epoch, logs)
             for cb in run.callbacks:

@@ -45,7 +45,7 @@ def test_markdown_tables_are_read_by_column():
 
 def test_quick_benchmark_runs_and_reports_every_requested_system(tmp_path):
     out_md = tmp_path / "results.md"
-    cmd = [sys.executable, "benchmarks/run.py", "--quick", "--workloads", "A,B"]
+    cmd = [sys.executable, "benchmarks/run.py", "--quick", "--workloads", "A,B,contention,cold"]
     cmd += ["--systems", "lucidnet,numpy,jax-jit", "--no-wait", "--markdown", str(out_md)]
     cmd += ["--samples", "5000", "--repeats", "1"]  # workload A small: a smoke test, not a timing
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -68,3 +68,17 @@ def test_quick_benchmark_runs_and_reports_every_requested_system(tmp_path):
         assert "JAX jit step: skipped" in text
     md = out_md.read_text(encoding="utf-8")
     assert md.startswith("# Benchmark results") and "## Full output" in md
+    # the contention row: one table per workload, lucidnet auto / 2 / 1, idle and busy
+    busy = [t for t in markdown_tables(text) if t and "busy s/epoch" in t[0]]
+    assert len(busy) == 2, text
+    for table in busy:
+        labels = [row["system"] for row in table]
+        assert labels[0] == "lucidnet threads=auto" and "lucidnet threads=1" in labels, labels
+        assert all(float(row["busy s/epoch"]) > 0 for row in table)
+    # the cold-start row, and the machine's thread context printed with every result
+    cold = next(t for t in markdown_tables(text) if t and "process" in t[0] and "min-max" in t[0])
+    processes = [row["process"] for row in cold]
+    assert processes[1:3] == ['python -c "import lucidnet"', "lucidnet --help"]
+    assert text.count("BLAS: ") >= 4 and "numba" in text.split("## Contention")[1]
+    assert "contention A: lucidnet auto with one competing process" in text
+    assert "import lucidnet loads none of numba, threadpoolctl, pandas, scikit-learn" in text

@@ -24,9 +24,11 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import lucidnet as ln
+from lucidnet.interop import estimators as _estimators
 from lucidnet.interop.estimators import (
     NeuralNetworkClassifier,
     NeuralNetworkRegressor,
+    in_joblib_worker,
     load_estimator,
 )
 
@@ -96,6 +98,40 @@ def test_pipeline_grid_search_digits_parallel(raw_digits):
     proba = search.predict_proba(X_te)
     assert proba.shape == (len(y_te), 10)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_inner_threads_are_one_inside_joblib_workers(monkeypatch):
+    """GridSearchCV(n_jobs=2) runs each fit in a joblib worker: threads="auto" becomes 1 there
+    (the workers share the cores); the refit in the caller keeps "auto"; an explicit count is
+    kept everywhere. The threading backend, so the spy sees the workers' calls."""
+    from joblib import Parallel, delayed, parallel_config
+
+    assert not in_joblib_worker()
+    assert Parallel(n_jobs=2, backend="threading")(delayed(in_joblib_worker)() for _ in "ab") == [
+        True,
+        True,
+    ]
+    assert Parallel(n_jobs=1)(delayed(in_joblib_worker)() for _ in "ab") == [False, False]
+    seen: list[tuple[bool, object]] = []
+    train = _estimators._train
+
+    def spy(*args, **kwargs):
+        seen.append((in_joblib_worker(), kwargs["threads"]))
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(_estimators, "_train", spy)
+    X, y = make_classification(60, 4, random_state=0)
+    grid = {"learning_rate_init": [1e-3, 1e-2]}
+    with warnings.catch_warnings(), parallel_config(backend="threading"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        net = NeuralNetworkClassifier((4,), max_iter=2, random_state=0)
+        GridSearchCV(net, grid, cv=2, n_jobs=2).fit(X, y)
+        in_workers = {t for inside, t in seen if inside}
+        assert in_workers == {1} and [t for inside, t in seen if not inside] == ["auto"]
+        seen.clear()
+        GridSearchCV(clone(net).set_params(threads=2), grid, cv=2, n_jobs=2).fit(X, y)
+        assert {t for _, t in seen} == {2}
+    assert net.get_params()["threads"] == "auto"
 
 
 def test_randomized_search_and_cross_val_score(raw_digits):
@@ -419,6 +455,8 @@ def test_regressor_losses_and_l1_l2():
         ({"class_weight": "auto"}, ValueError, "class_weight"),
         ({"random_state": "seed"}, TypeError, "random_state"),
         ({"early_stopping": "yes"}, TypeError, "early_stopping"),
+        ({"threads": 0}, ValueError, "threads must be 'auto' or an integer >= 1"),
+        ({"threads": "many"}, TypeError, "threads must be 'auto' or an integer >= 1"),
     ],
 )
 def test_bad_parameters_raise_naming_the_argument(params, error, match):

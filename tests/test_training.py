@@ -638,3 +638,22 @@ def test_an_interrupted_fit_still_folds_the_scaling_back():
     assert model.history.stop_reason == "interrupted"
     assert model.fit_target_scaling is None
     assert abs(float(model.predict(X).mean()) - float(y.mean())) < 0.5 * float(y.std())
+
+
+def test_fit_records_the_threads_of_every_epoch_and_the_file_keeps_them(tmp_path):
+    """``threads`` is checked like any argument, the count of every epoch is recorded in
+    ``history.params["threads"]`` (one per recorded epoch, early stopping included) and the
+    saved model keeps the record."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(80, 3)).astype(np.float32), rng.integers(0, 2, 80)
+    model = ln.Sequential([ln.Dense(4, activation="relu"), ln.Dense(2)])
+    stop = ln.EarlyStopping("val_loss", patience=0, min_delta=10.0)  # stops after 2 epochs
+    h = model.fit(X, y, loss="cross_entropy", epochs=5, validation_split=0.2, verbose=0,
+                  callbacks=[stop], threads=2, seed=0)  # fmt: skip
+    record = h.params["threads"]
+    assert record["setting"] == 2 and record["per_epoch"] == [2] * len(h.epoch)
+    assert len(h.epoch) < 5
+    model.save(tmp_path / "m.lnet")
+    assert ln.load(tmp_path / "m.lnet").history.params["threads"] == record
+    with pytest.raises(TypeError, match="threads must be 'auto' or an integer >= 1"):
+        training.fit(model, X, y, epochs=1, threads="fast", verbose=0)

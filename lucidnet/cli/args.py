@@ -84,6 +84,22 @@ _nonneg_float = _number(float, 0.0)
 _fraction = _number(float, 0.0, 1.0)
 
 
+def _threads(text: str) -> int | str:
+    """``--threads``: ``auto`` or an integer >= 1."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}")
+    return value
+
+
+_threads.__name__ = "'auto' or an integer >= 1"
+
+
 _UNITS = {
     "": 1,
     "b": 1,
@@ -424,6 +440,15 @@ def _add_train(sub: Any) -> None:
     )
     _add_data_options(p)
     _add_model_options(p)
+    _valued(
+        p.add_argument_group("speed"),
+        "--threads",
+        _threads,
+        "auto",
+        "threads of the matrix products; auto: one for small networks, else chosen from the "
+        "free cores and adapted while training when other work slows the steps down",
+        "N|auto",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="MODEL_FILE", help="default: <data stem>.lnet in the cwd")
     g.add_argument("--metrics-json", metavar="PATH", help="write the test metrics as JSON")

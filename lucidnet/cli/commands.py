@@ -559,6 +559,10 @@ def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: 
     start = time.perf_counter()
     history = _run_fit(args, data, model, optimizer, task, callbacks)
     seconds = time.perf_counter() - start
+    if not args.quiet and "threads" in history.params:
+        from ..threads import describe_record
+
+        _say(describe_record(history.params["threads"]))
     if history.stop_reason == "interrupted":
         raise _InterruptedInFit  # fit has told the user already (one line on stderr)
     best = stopper.best_epoch if stopper is not None else None
@@ -615,6 +619,7 @@ def _run_fit(
             verbose=0,
             class_weight=None if args.class_weight == "none" else args.class_weight,
             target_scaling="auto",  # regression: standardised targets, folded back afterwards
+            threads=getattr(args, "threads", "auto"),  # --threads (train)
         )
 
 

@@ -28,6 +28,11 @@ Semantics worth knowing (they change numbers):
 * ``sample_weight`` (and ``class_weight``) are rescaled to mean 1 over the training samples, so the
   loss is ``sum(w_i l_i) / sum(w_i)``: an integer weight acts like repeating the sample.
 * ``predict_proba`` / regression predictions are float64 whatever ``dtype`` the network uses.
+* ``threads="auto"`` (default) lets lucidnet choose the threads of the matrix products
+  (:mod:`lucidnet.threads`), except inside a joblib worker (``GridSearchCV(n_jobs=2)``,
+  ``cross_val_score(n_jobs=-1)``): there it uses one thread per worker, since the workers
+  already share the cores. An integer fixes the count for ``fit``, ``partial_fit`` and the
+  predictions.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from .. import activations as _activations
 from .. import losses as _losses
 from .. import optimizers as _optimizers
 from .. import schedules as _schedules
+from .. import threads as _threads
 from .._validation import check_dtype, check_float, check_one_of, check_positive_int, describe
 from ..callbacks import Callback, History
 from ..layers import BatchNorm, Dense, Dropout
@@ -126,6 +132,7 @@ class _BaseNeuralNetwork(BaseEstimator):
         random_state: Any = None,
         verbose: int = 0,
         dtype: str = "float32",
+        threads: int | str = "auto",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -148,6 +155,7 @@ class _BaseNeuralNetwork(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.threads = threads
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -213,6 +221,7 @@ class _BaseNeuralNetwork(BaseEstimator):
             "n_iter_no_change": check_positive_int(self.n_iter_no_change, "n_iter_no_change"),
             "tol": check_float(self.tol, "tol", low=0.0),
             "dtype": check_dtype(self.dtype),
+            "threads": _threads.check_threads(self.threads),
         }
 
     # -- construction -----------------------------------------------------------------------------
@@ -404,6 +413,7 @@ class _BaseNeuralNetwork(BaseEstimator):
                 verbose=2 if self.verbose else 0,
                 sample_weight=w,
                 target_scaling=False,  # done here, with statistics fixed at the first call
+                threads=_inner_threads(cfg["threads"]),
             )
             self.loss_curve_ += history.history.get("loss", [])
             if val is not None:
@@ -460,7 +470,9 @@ class _BaseNeuralNetwork(BaseEstimator):
     def _logits(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=self.model_.dtype.type)
-        return self.model_.predict_logits(X).astype(np.float64)
+        setting = _inner_threads(_threads.check_threads(self.threads))
+        with _threads.limited(setting, min(X.shape[0], 4096) * self.model_.n_params):
+            return self.model_.predict_logits(X).astype(np.float64)
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -605,6 +617,31 @@ class _BaseNeuralNetwork(BaseEstimator):
         raise NotImplementedError
 
 
+def in_joblib_worker() -> bool:
+    """Whether this code runs inside a joblib worker (scikit-learn's ``n_jobs`` > 1).
+
+    joblib runs each task under a nested backend whose ``nesting_level`` is 1 or more (its
+    ``BatchedCalls`` enters ``parallel_config`` with ``backend.get_nested_backend()``); with
+    ``n_jobs=1`` the tasks run in the caller at level 0. This holds for process workers (loky,
+    which also set ``OPENBLAS_NUM_THREADS`` and kin to ``cpu_count() // n_jobs`` in the worker's
+    environment, ``_parallel_backends._prepare_worker_env``) and for the threading backend,
+    which limits nothing by itself."""
+    try:
+        from joblib.parallel import get_active_backend
+
+        return int(getattr(get_active_backend()[0], "nesting_level", 0) or 0) > 0
+    except Exception:  # joblib's internals moved: behave as outside a worker
+        return False
+
+
+def _inner_threads(setting: int | str) -> int | str:
+    """The estimator's ``threads``: ``"auto"`` inside a joblib worker means one thread (the
+    workers share the cores already); otherwise the setting as given."""
+    if setting == _threads.AUTO and in_joblib_worker():
+        return 1
+    return setting
+
+
 def _fitted_count(value: Any, name: str, minimum: int = 0) -> int:
     """A fitted count (an int, not a bool, in [minimum, 2**53])."""
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 2**53:
@@ -677,6 +714,8 @@ class NeuralNetworkClassifier(ClassifierMixin, _BaseNeuralNetwork):
             shuffling, dropout masks and the validation split.
         verbose: print one line per epoch when > 0.
         dtype: ``"float32"`` (fast) or ``"float64"``.
+        threads: ``"auto"`` (default: lucidnet chooses, one thread inside a joblib worker) or
+            the number of threads of the matrix products (see the module docstring).
 
     Attributes:
         classes_: class labels (``arange(k)`` for multi-label targets).
