@@ -372,7 +372,7 @@ class _Settings:
         setter = getattr(kernels, "set_kernel_threads", None)
         if setter is not None:
             if self._saved_kernels is None:
-                getter = getattr(kernels, "get_kernel_threads", None)
+                getter = getattr(kernels, "kernel_threads", None)
                 self._saved_kernels = getter() if getter is not None else False
             setter(n)
 

@@ -288,3 +288,37 @@ def test_a_read_only_package_folder_caches_in_the_user_cache(tmp_path):
         assert list((tmp_path / "cache").rglob("kernels._gather_rows-*.nbi"))
     finally:
         package.chmod(0o755)
+
+
+# -- a whole fit ---------------------------------------------------------------------------------
+
+
+def _fit_digits_like(seed: int = 0) -> tuple[list[np.ndarray], list[float]]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(203, 12)).astype(np.float32)  # 203: the last batch is a short one
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)
+    model = ln.Sequential([ln.Dense(16, activation="relu"), ln.Dense(3)])
+    history = model.fit(
+        X, y, loss="cross_entropy", optimizer=ln.SGD(lr=0.1, momentum=0.9), epochs=3,
+        batch_size=32, seed=seed, verbose=0, threads=1,
+    )  # fmt: skip
+    return [p.copy() for _, p, _ in model.parameters()], list(history.history["loss"])
+
+
+def test_a_whole_fit_is_the_same_with_and_without_the_kernels(calls):
+    """SGD with momentum, Dense + ReLU, softmax cross-entropy and the gather: the kernels that are
+    bit-identical to NumPy; the whole fit must then be too (up to the loss value's summation)."""
+    previous = kernels.set_mode("0")
+    try:
+        params_np, loss_np = _fit_digits_like()
+        assert calls == []
+        if not kernels.available():
+            pytest.skip("numba is not installed")
+        kernels.set_mode("1")
+        params_k, loss_k = _fit_digits_like()
+    finally:
+        kernels.set_mode(previous)
+    assert {"gather_rows", "bias_relu"} <= set(calls), calls
+    for a, b in zip(params_np, params_k, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss_np, loss_k, rtol=1e-5)
