@@ -96,7 +96,9 @@ def test_fit_finds_the_minimum_and_softens_overconfidence():
     # and against a generic scalar minimiser
     from scipy.optimize import minimize_scalar
 
-    ref = minimize_scalar(lambda t: cal.temperature_nll(z, y, t), bounds=(0.05, 50), method="bounded")
+    ref = minimize_scalar(
+        lambda t: cal.temperature_nll(z, y, t), bounds=(0.05, 50), method="bounded"
+    )
     assert T == pytest.approx(ref.x, rel=1e-3)
     assert cal.probabilities(z, T).argmax(1).tolist() == z.argmax(1).tolist()
 
@@ -132,9 +134,10 @@ def test_folding_equals_dividing_the_logits(loss, tmp_path):
     got = model.predict(X)
     got = np.column_stack([1 - got[:, 0], got[:, 0]]) if got.shape[1] == 1 else got
     np.testing.assert_allclose(got, want, atol=1e-5)
-    assert model.predict_classes(X).tolist() == ln.losses.labels_from_logits(
-        model.loss, before_logits
-    ).tolist()
+    assert (
+        model.predict_classes(X).tolist()
+        == ln.losses.labels_from_logits(model.loss, before_logits).tolist()
+    )
     assert cal.temperature_nll(model.predict_logits(Xv), yv, 1.0) <= before_nll + 1e-6
     model.save(tmp_path / "m.lnet")
     np.testing.assert_allclose(ln.load(tmp_path / "m.lnet").predict(X), model.predict(X))

@@ -99,7 +99,9 @@ def test_sentence_is_honest_when_the_interval_crosses_zero():
     y, net = _labels(n=300, seed=4)
     other = net.copy()
     other[:3] = (y[:3] + 1) % 3  # 1 point at most: not a clear difference on 300 rows
-    r = v.compare("classification", y, net, [v.Baseline("gradient-boosted trees", "trees", other, 0)])
+    r = v.compare(
+        "classification", y, net, [v.Baseline("gradient-boosted trees", "trees", other, 0)]
+    )
     assert "not a clear difference" in r["sentence"]
     lo, hi = r["baselines"][0]["margin"]["ci95"]
     assert lo <= 0 <= hi
@@ -109,7 +111,9 @@ def test_sentence_says_when_the_baseline_wins():
     y, base = _labels(n=1000, right=0.9, seed=5)
     rng = np.random.default_rng(6)
     net = np.where(rng.random(1000) < 0.8, base, (base + 1) % 3)  # ~16 points worse
-    r = v.compare("classification", y, net, [v.Baseline("gradient-boosted trees", "trees", base, 0)])
+    r = v.compare(
+        "classification", y, net, [v.Baseline("gradient-boosted trees", "trees", base, 0)]
+    )
     assert "Gradient-boosted trees are" in r["sentence"] and "better on this table" in r["sentence"]
     assert r["baselines"][0]["margin"]["ci95"][1] < 0
 

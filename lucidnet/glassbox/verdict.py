@@ -210,7 +210,8 @@ def bootstrap_metrics(
     for W in _weight_chunks(len(y), resamples, seed):
         sums = W @ stacked
         for j, m in enumerate(names):
-            for metric, v in _from_sums(task, sums[:, j * width : (j + 1) * width], len(y), k).items():
+            block = sums[:, j * width : (j + 1) * width]
+            for metric, v in _from_sums(task, block, len(y), k).items():
                 parts[m].setdefault(metric, []).append(v)
     return {m: {k_: np.concatenate(v) for k_, v in d.items()} for m, d in parts.items()}
 
@@ -243,9 +244,7 @@ def intervals(
     Returns:
         The schema of :func:`compare` with ``"baselines": []`` and a sentence on the intervals.
     """
-    return compare(
-        task, y_true, y_pred, [], resamples=resamples, seed=seed, n_classes=n_classes
-    )
+    return compare(task, y_true, y_pred, [], resamples=resamples, seed=seed, n_classes=n_classes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -326,7 +325,9 @@ def linear_baseline(
 
     start = time.perf_counter()
     rows, note = _subsample(len(X_train), seed)
-    Xtr, ytr = (X_train, np.asarray(y_train)) if rows is None else (X_train[rows], np.asarray(y_train)[rows])
+    Xtr, ytr = X_train, np.asarray(y_train)
+    if rows is not None:
+        Xtr, ytr = Xtr[rows], ytr[rows]
     Xtr, Xte = _maybe_sparse(Xtr), _maybe_sparse(X_test)
     if _check_task(task) == "classification":
         from sklearn.linear_model import LogisticRegression
@@ -420,8 +421,10 @@ def trees_baseline(
     pred = np.asarray(model.predict(b))
     words = ["raw columns"]
     if left_out:
-        words.append(f"text column{'s' if len(left_out) > 1 else ''} "
-                     f"{', '.join(repr(c) for c in left_out)} left out")
+        words.append(
+            f"text column{'s' if len(left_out) > 1 else ''} "
+            f"{', '.join(repr(c) for c in left_out)} left out"
+        )
     words += notes + ([note] if note else [])
     return Baseline(
         "gradient-boosted trees", "trees", pred, time.perf_counter() - start, "; ".join(words)
@@ -461,7 +464,9 @@ def compare(
     task = _check_task(task)
     names = [f"b{i}" for i in range(len(baselines))]
     preds = {"network": network_pred, **{n: b.predictions for n, b in zip(names, baselines)}}
-    draws = bootstrap_metrics(task, y_true, preds, resamples=resamples, seed=seed, n_classes=n_classes)
+    draws = bootstrap_metrics(
+        task, y_true, preds, resamples=resamples, seed=seed, n_classes=n_classes
+    )
     primary = PRIMARY[task]
     points = {m: point_metrics(task, y_true, p, n_classes) for m, p in preds.items()}
     result: dict[str, Any] = {
@@ -538,8 +543,7 @@ def verdict_sentence(result: dict[str, Any]) -> str:
     if metric == "accuracy":
         head = f"test accuracy {net['value'] * 100:.1f}% ({_interval(metric, lo, hi)})"
     chosen = [
-        b for b in result["baselines"]
-        if b["kind"] != "trivial" or not b["margin"]["ci95"][0] > 0
+        b for b in result["baselines"] if b["kind"] != "trivial" or not b["margin"]["ci95"][0] > 0
     ]
     if not chosen and result["baselines"]:
         chosen = result["baselines"][:1]
@@ -562,7 +566,9 @@ def format_verdict(result: dict[str, Any]) -> str:
     """
     metric = result["metric"]
     names = list(result["network"])
-    rows = [["model", *(f"{LABELS[m]} [95% CI]" for m in names), f"margin ({LABELS[metric]})", "time"]]
+    rows = [
+        ["model", *(f"{LABELS[m]} [95% CI]" for m in names), f"margin ({LABELS[metric]})", "time"]
+    ]
     rows.append(["network", *(_fmt(m, result["network"][m]) for m in names), "", ""])
     for b in result["baselines"]:
         d, (lo, hi) = b["margin"]["value"], b["margin"]["ci95"]
