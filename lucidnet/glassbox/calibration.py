@@ -326,9 +326,14 @@ def format_calibration(report: dict[str, Any]) -> str:
             f"Calibration: expected calibration error {report['ece_before']:.4f} on the {where} "
             f"({report['n_bins']} bins; --calibrate fits a temperature on the validation rows)"
         )
-    return (
+    line = (
         f"Calibration: temperature {report['temperature']:.3f} fitted on the "
         f"{report['fitted_on']} validation rows (folded into the output layer); expected "
         f"calibration error on the {where} {report['ece_before']:.4f} -> "
         f"{report['ece_after']:.4f}"
     )
+    if report["ece_after"] > report["ece_before"]:
+        # the temperature minimises the validation NLL, not the test ECE: say so when it
+        # did not help here rather than let the number pass as an improvement
+        line += " (not lower: the model was close to calibrated already)"
+    return line

@@ -37,11 +37,16 @@ predicted labels of the draw, as :func:`lucidnet.metrics.f1`) for classification
 ``mae`` and ``rmse`` for regression. ``margin`` is network minus baseline on the primary metric
 (``metric``) in the metric's own units (accuracy as a fraction; the sentence says points).
 
-scikit-learn, SciPy and pandas are imported inside the functions that need them.
+scikit-learn, SciPy and pandas are imported inside the functions that need them. The baselines
+are fitted on one thread (``threadpoolctl``, which scikit-learn installs): measured on a 2-core
+machine shared with other jobs, OpenMP's and OpenBLAS's threads made the trees 7-10x slower
+(diamonds, 38,000 rows: 11-13 s against 1.1-1.7 s) and Poisson regression 25x (6.5 against
+0.27 s); one thread keeps a baseline's cost predictable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -286,6 +291,15 @@ def trivial_baseline(task: str, y_train: Any, n_test: int, loss: str | None = No
     return Baseline(name, "trivial", pred, time.perf_counter() - start)
 
 
+def _one_thread() -> Any:
+    """Run BLAS and OpenMP on one thread inside (see the module docstring)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on it
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
 def _subsample(n: int, seed: int) -> tuple[np.ndarray | None, str]:
     if n <= MAX_BASELINE_ROWS:
         return None, ""
@@ -342,12 +356,12 @@ def linear_baseline(
         from sklearn.linear_model import Ridge
 
         model, name = Ridge(alpha=1.0), "ridge regression"
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _one_thread():
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(Xtr, ytr)
+        pred = model.predict(Xte)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         note = "; ".join(filter(None, [note, "stopped at its iteration limit"]))
-    pred = model.predict(Xte)
     return Baseline(name, "linear", np.asarray(pred), time.perf_counter() - start, note)
 
 
@@ -417,8 +431,9 @@ def trees_baseline(
     else:
         kind = {"poisson": "poisson", "mae": "absolute_error"}.get(loss or "", "squared_error")
         model = HistGradientBoostingRegressor(loss=kind, **opts)
-    model.fit(a, y)
-    pred = np.asarray(model.predict(b))
+    with _one_thread():
+        model.fit(a, y)
+        pred = np.asarray(model.predict(b))
     words = ["raw columns"]
     if left_out:
         words.append(
@@ -498,13 +513,18 @@ def compare(
 
 
 def _amount(metric: str, x: float) -> str:
-    return f"{abs(x) * 100:.1f} accuracy points" if metric == "accuracy" else f"{abs(x):.3f} in R^2"
+    return f"{abs(x) * 100:.1f} accuracy points" if metric == "accuracy" else f"{abs(x):.4f} in R^2"
+
+
+def _level(metric: str, x: float) -> bool:
+    """Whether a margin shows as zero at the sentence's precision."""
+    return round(abs(x) * 100, 1) == 0 if metric == "accuracy" else round(abs(x), 4) == 0
 
 
 def _interval(metric: str, lo: float, hi: float) -> str:
     if metric == "accuracy":
         return f"95% CI {lo * 100:.1f} to {hi * 100:.1f}"
-    return f"95% CI {lo:.3f} to {hi:.3f}"
+    return f"95% CI {lo:.4f} to {hi:.4f}"
 
 
 def _clause(metric: str, b: dict[str, Any]) -> str:
@@ -522,6 +542,11 @@ def _clause(metric: str, b: dict[str, Any]) -> str:
         return (
             f"{who} {_amount(metric, d)} better on this table "
             f"({_interval(metric, -hi, -lo)}: the network loses)"
+        )
+    if _level(metric, d):
+        return (
+            f"the network and {name} are level ({_interval(metric, lo, hi)} for the difference: "
+            "not a clear difference)"
         )
     side = "better" if d >= 0 else "worse"
     return (
@@ -554,10 +579,13 @@ def verdict_sentence(result: dict[str, Any]) -> str:
 
 
 def _fmt(metric: str, s: dict[str, Any]) -> str:
+    """``value [lo, hi]`` with one number of decimals for all three: 4 for the metrics in
+    [0, 1], else about 4 significant digits of the value (MAE 286.4 [277.9, 295.5])."""
     v, (lo, hi) = s["value"], s["ci95"]
-    if metric in ("accuracy", "f1_macro", "r2"):
-        return f"{v:.4f} [{lo:.4f}, {hi:.4f}]"
-    return f"{v:.4g} [{lo:.4g}, {hi:.4g}]"
+    digits = 4
+    if metric not in ("accuracy", "f1_macro", "r2") and math.isfinite(v) and v != 0:
+        digits = min(6, max(0, 3 - math.floor(math.log10(abs(v)))))
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def format_verdict(result: dict[str, Any]) -> str:
