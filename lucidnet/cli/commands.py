@@ -1064,7 +1064,8 @@ def _evaluation_extras(
         from ..glassbox.calibration import calibration_report, format_calibration
 
         out["calibration"] = calibration_report(model, X, y, rows="test")
-        _say(format_calibration(out["calibration"]).replace(" test rows", " rows of the file"))
+        where = f"the {len(y)} rows of the file"
+        _say(format_calibration(out["calibration"], where=where, hint=False))
     return out
 
 

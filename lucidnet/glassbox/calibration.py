@@ -318,18 +318,25 @@ def calibration_report(
     return out
 
 
-def format_calibration(report: dict[str, Any]) -> str:
-    """One line for the terminal: the ECE, and the temperature with the ECE before / after."""
-    where = f"{report['n_rows']} {report['rows']} rows"
+def format_calibration(report: dict[str, Any], where: str | None = None, hint: bool = True) -> str:
+    """One line for the terminal: the ECE, and the temperature with the ECE before / after.
+
+    Args:
+        report: :func:`calibration_report`'s result.
+        where: the rows in words (default: "the 2929 test rows").
+        hint: say that ``--calibrate`` fits a temperature (``lucidnet train``'s option).
+    """
+    where = where or f"the {report['n_rows']} {report['rows']} rows"
     if report["temperature"] is None:
+        more = "; --calibrate fits a temperature on the validation rows" if hint else ""
         return (
-            f"Calibration: expected calibration error {report['ece_before']:.4f} on the {where} "
-            f"({report['n_bins']} bins; --calibrate fits a temperature on the validation rows)"
+            f"Calibration: expected calibration error {report['ece_before']:.4f} on {where} "
+            f"({report['n_bins']} bins{more})"
         )
     line = (
         f"Calibration: temperature {report['temperature']:.3f} fitted on the "
         f"{report['fitted_on']} validation rows (folded into the output layer); expected "
-        f"calibration error on the {where} {report['ece_before']:.4f} -> "
+        f"calibration error on {where} {report['ece_before']:.4f} -> "
         f"{report['ece_after']:.4f}"
     )
     if report["ece_after"] > report["ece_before"]:

@@ -615,12 +615,15 @@ def format_verdict(result: dict[str, Any]) -> str:
         f"Baselines on the same {result['n_test']} test rows (95% CIs: bootstrap, "
         f"{result['resamples']} resamples; margin = network minus baseline, paired):"
     )
-    if not result["baselines"]:
+    if not result["baselines"]:  # the network alone: no margin, no time
         title = (
             f"95% confidence intervals (bootstrap of the {result['n_test']} rows, "
             f"{result['resamples']} resamples):"
         )
-        lines = lines[:2]
+        lines = [
+            "  " + "  ".join(c.ljust(w) for c, w in zip(r[:-2], widths[:-2])).rstrip()
+            for r in rows[:2]
+        ]
     notes = [f"  {b['name']}: {b['note']}" for b in result["baselines"] if b.get("note")]
     out = [title, *lines, *notes]
     if result["baselines"]:
