@@ -178,6 +178,13 @@ def test_trees_cap_the_categories():
     assert "most frequent categories" in b.note
 
 
+def test_trees_refuse_too_many_classes():
+    df = pd.DataFrame({"x": np.arange(120.0)})
+    y = np.arange(120) % (v.MAX_TREE_CLASSES + 1)
+    with pytest.raises(ValueError, match="trees per boosting round"):
+        v.trees_baseline("classification", df, y, df)
+
+
 def test_linear_baseline_sparse_and_dense():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4)).astype(np.float32)

@@ -676,6 +676,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         verdict = _verdict(args, data, model, task, classes)
     else:
         _say("No test set (--test-size 0): no test metrics")
+    data.frame = None  # the raw rows were kept for the baselines only
     if calibration is not None:
         from ..glassbox.calibration import format_calibration
 

@@ -81,6 +81,8 @@ _CHUNK = 4_000_000
 MAX_BASELINE_ROWS = 200_000
 #: categories kept per column for the trees (HistGradientBoosting takes at most 255 per feature)
 MAX_TREE_CATEGORIES = 250
+#: the most classes the trees baseline takes on (boosting fits one tree per class per round)
+MAX_TREE_CLASSES = 50
 
 
 # ------------------------------------------------------------------------------------------------
@@ -420,8 +422,14 @@ def trees_baseline(
     start = time.perf_counter()
     if train.shape[1] == 0:
         raise ValueError("no columns for the trees (every feature column is text)")
-    rows, note = _subsample(len(train), seed)
     y = np.asarray(y_train)
+    k = len(np.unique(y)) if task == "classification" else 1
+    if k > MAX_TREE_CLASSES:
+        raise ValueError(
+            f"{k} classes would need {k} trees per boosting round (the trees baseline stops "
+            f"at {MAX_TREE_CLASSES})"
+        )
+    rows, note = _subsample(len(train), seed)
     if rows is not None:
         train, y = train.iloc[rows], y[rows]
     a, b, notes = _tree_frames(train, test)
