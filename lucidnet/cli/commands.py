@@ -499,8 +499,9 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
     args.reading = reading.to_dict()  # saved in the model file (_model_metadata) for predict
     t0 = time.perf_counter()
     data = _prepare(args, df)
-    # the raw rows, for the gradient-boosted trees baseline (cmd_train, _raw_frames)
-    data.frame = df if getattr(args, "baselines", False) else None
+    # the raw rows the trees baseline needs (cmd_train), cut now so that the whole frame can
+    # be freed before training
+    data.raw = _raw_or_error(data, df, args.seed) if getattr(args, "baselines", False) else None
     prep = data.preparer
     task, reason = prep.target_["task"], prep.target_["reason"]
     if task == "regression" and args.class_weight == "balanced":
@@ -676,7 +677,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         verdict = _verdict(args, data, model, task, classes)
     else:
         _say("No test set (--test-size 0): no test metrics")
-    data.frame = None  # the raw rows were kept for the baselines only
+    data.raw = None  # kept for the baselines only
     if calibration is not None:
         from ..glassbox.calibration import format_calibration
 
@@ -865,10 +866,12 @@ def _baselines(args: argparse.Namespace, data: Any, task: str) -> list[Any]:
     )  # fmt: skip
 
     def trees() -> Any:
-        train, test, text = _raw_frames(data)
+        raw = data.raw
+        if "error" in raw:  # cutting the raw rows failed before training: said here
+            raise raw["error"]
         return vd.trees_baseline(
-            task, train, data.y_train, test, loss=loss, class_weight=weight, seed=args.seed,
-            left_out=text,
+            task, raw["train"], raw["y_train"], raw["test"], loss=loss, class_weight=weight,
+            seed=args.seed, left_out=raw["text"], rows_note=raw["note"],
         )  # fmt: skip
 
     for name, make in (("linear", linear), ("gradient-boosted trees", trees)):
@@ -885,16 +888,50 @@ def _baselines(args: argparse.Namespace, data: Any, task: str) -> list[Any]:
     return out
 
 
-def _raw_frames(data: Any) -> tuple[Any, Any, list[str]]:
-    """The raw feature columns of the training and test rows, for the trees: numeric columns
-    as numbers, categorical ones as strings, dates as days since the epoch; text columns (and
-    every column the preparation dropped) left out. Returns (train, test, text columns)."""
-    import pandas as pd
+def _raw_or_error(data: Any, df: Any, seed: int) -> dict[str, Any]:
+    """:func:`_raw_frames`, or ``{"error": the exception}``: run before training, it must not
+    stop the run (the trees baseline reports the error after training)."""
+    try:
+        return _raw_frames(data, df, seed)
+    except Exception as exc:  # noqa: BLE001
+        return {"error": exc}
 
-    prep, df = data.preparer, data.frame
+
+def _raw_frames(data: Any, df: Any, seed: int) -> dict[str, Any]:
+    """The raw feature columns of the training rows (at most ``MAX_BASELINE_ROWS`` of them,
+    :func:`lucidnet.glassbox.verdict.subsample_rows`) and of the test rows, for the trees:
+    numeric columns as numbers, categorical ones as strings, dates as days since the epoch;
+    text columns (and every column the preparation dropped) left out.
+
+    Returns:
+        ``{"train", "y_train", "test", "text": [text columns], "note": the subsample, or ""}``.
+    """
+    from ..glassbox.verdict import subsample_rows
+
+    prep, split = data.preparer, data.split
     st = prep.state_
     target = prep.target_["name"]
-    rows = df.loc[df[target].notna()].reset_index(drop=True)  # as prepare_target cuts them
+    # the split's indices count the rows with a target, as prepare_target cuts them
+    kept = np.flatnonzero(df[target].notna().to_numpy())
+    chosen, note = subsample_rows(len(split.train), seed)
+    train_rows = split.train if chosen is None else split.train[chosen]
+    wanted = [*st["columns"]["numeric"], *st["columns"]["categorical"]]
+    wanted += list((st.get("dates") or {}).get("columns", []))
+    frames = [_raw_columns(df.iloc[kept[r]][wanted], st) for r in (train_rows, split.test)]
+    y_train = data.y_train if chosen is None else data.y_train[chosen]
+    return {
+        "train": frames[0],
+        "y_train": y_train,
+        "test": frames[1],
+        "text": list(st["columns"]["text"]),
+        "note": note,
+    }
+
+
+def _raw_columns(rows: Any, st: dict[str, Any]) -> Any:
+    """The typed raw columns of some rows (see :func:`_raw_frames`)."""
+    import pandas as pd
+
     frame = pd.DataFrame(index=rows.index)
     for c in st["columns"]["numeric"]:
         frame[c] = pd.to_numeric(rows[c], errors="coerce")
@@ -904,8 +941,7 @@ def _raw_frames(data: Any) -> tuple[Any, Any, list[str]]:
     for c, fmt in zip(dates["columns"], dates["formats"], strict=True):
         when = pd.to_datetime(rows[c], format=fmt, errors="coerce")
         frame[c] = (when - pd.Timestamp(0)).dt.total_seconds() / 86_400
-    split = data.split
-    return frame.iloc[split.train], frame.iloc[split.test], list(st["columns"]["text"])
+    return frame
 
 
 def _write_report(
