@@ -209,3 +209,20 @@ def test_bad_input_is_named():
         v.compare("classification", [0, 1], [0, 1], [v.Baseline("b", "trivial", np.zeros(3), 0)])
     with pytest.raises(ValueError, match="resamples"):
         v.bootstrap_metrics("classification", [0, 1], {"m": [0, 1]}, resamples=0)
+
+
+def test_sparse_columns_for_many_classes_give_the_same_draws(monkeypatch):
+    y, p = _labels(n=300, k=5, right=0.6, seed=7)
+    dense = v.bootstrap_metrics("classification", y, {"m": p}, resamples=40, seed=2)
+    monkeypatch.setattr(v, "DENSE_CLASSES", 0)
+    sparse = v.bootstrap_metrics("classification", y, {"m": p}, resamples=40, seed=2)
+    for metric in ("accuracy", "f1_macro"):
+        np.testing.assert_allclose(sparse["m"][metric], dense["m"][metric])
+    assert v.point_metrics("classification", y, p)["f1_macro"] == pytest.approx(metrics.f1(y, p))
+
+
+def test_resamples_for_large_test_sets():
+    assert v.resamples_for(2929) == 1000
+    assert v.resamples_for(400_000) == 250
+    assert v.resamples_for(10**8) == 200
+    assert v.resamples_for(50, wanted=100) == 100

@@ -839,7 +839,7 @@ def _verdict(
         data.y_test,
         _network_predictions(task, model, data.X_test),
         baselines,
-        resamples=RESAMPLES,
+        resamples=vd.resamples_for(len(data.y_test), RESAMPLES),
         seed=args.seed,
         n_classes=len(classes) or None,
     )
@@ -1092,9 +1092,12 @@ def _evaluation_extras(
     from ..glassbox import verdict as vd
 
     intervals = vd.intervals(
-        task, y, _network_predictions(task, model, X), resamples=RESAMPLES,
+        task,
+        y,
+        _network_predictions(task, model, X),
+        resamples=vd.resamples_for(len(y), RESAMPLES),
         n_classes=n_classes or None,
-    )  # fmt: skip
+    )
     _say(vd.format_verdict(intervals))
     out: dict[str, Any] = {"verdict": intervals}
     if task == "classification":

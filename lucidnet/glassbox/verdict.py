@@ -66,6 +66,7 @@ __all__ = [
     "intervals",
     "linear_baseline",
     "point_metrics",
+    "resamples_for",
     "subsample_rows",
     "trees_baseline",
     "trivial_baseline",
@@ -97,23 +98,33 @@ def _check_task(task: str) -> str:
     return task
 
 
+#: up to this many classes the bootstrap's columns are dense (BLAS); above, sparse
+DENSE_CLASSES = 32
+
+
 def _columns(task: str, y: np.ndarray, pred: np.ndarray, k: int) -> Any:
     """Per-row columns whose weighted sums give every metric (n, c).
 
-    Classification: ``[correct, onehot(true), onehot(pred), onehot(true) * correct]``
-    (1 + 3k columns) as a SciPy sparse matrix: at most 4 non-zeros a row, whatever the number
-    of classes (1,000 classes of 100,000 test rows would be 2.4 GB dense); regression: the dense
-    float64 ``[y, y^2, residual^2, |residual|]``."""
+    Classification: ``[onehot(true) * correct, onehot(true) + onehot(pred)]`` (2k columns:
+    the true positives and true + predicted counts per class are all that accuracy and macro
+    F1 need). Up to ``DENSE_CLASSES`` classes a dense float32 array (its weighted sums are
+    integers, exact in float32 below 2**24 rows); above, a SciPy sparse matrix with at most 3
+    non-zeros a row (1,000 classes of 100,000 test rows would be 800 MB dense). Regression:
+    the dense float64 ``[y, y^2, residual^2, |residual|]``."""
     if task == "classification":
+        n = len(y)
+        right = np.flatnonzero(pred == y)
+        if k <= DENSE_CLASSES and n < 2**24:
+            out = np.zeros((n, 2 * k), np.float32)
+            out[right, y[right]] = 1.0
+            np.add.at(out, (np.arange(n), k + y), 1.0)
+            np.add.at(out, (np.arange(n), k + pred), 1.0)
+            return out
         from scipy import sparse
 
-        n = len(y)
-        right = pred == y
-        rows = np.concatenate([np.flatnonzero(right), np.arange(n), np.arange(n)])
-        cols = np.concatenate([np.zeros(right.sum(), np.int64), 1 + y, 1 + k + pred])
-        rows = np.concatenate([rows, np.flatnonzero(right)])
-        cols = np.concatenate([cols, 1 + 2 * k + y[right]])
-        return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, 1 + 3 * k))
+        rows = np.concatenate([right, np.arange(n), np.arange(n)])
+        cols = np.concatenate([y[right], k + y, k + pred])  # duplicates are summed
+        return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, 2 * k))
     t = y.astype(np.float64)
     r = t - pred.astype(np.float64)
     return np.column_stack([t, t * t, r * r, np.abs(r)])
@@ -123,10 +134,11 @@ def _from_sums(task: str, s: np.ndarray, n: float, k: int) -> dict[str, np.ndarr
     """The metrics of each draw from its weighted column sums ``s`` (draws, c)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         if task == "classification":
-            tp, true, hat = s[:, 1 + 2 * k :], s[:, 1 : 1 + k], s[:, 1 + k : 1 + 2 * k]
-            present = (true + hat) > 0
-            f1 = np.where(present, 2 * tp / np.where(present, true + hat, 1), 0.0)
-            return {"accuracy": s[:, 0] / n, "f1_macro": f1.sum(1) / present.sum(1)}
+            s = s.astype(np.float64)
+            tp, both = s[:, :k], s[:, k:]
+            present = both > 0
+            f1 = np.where(present, 2 * tp / np.where(present, both, 1), 0.0)
+            return {"accuracy": tp.sum(1) / n, "f1_macro": f1.sum(1) / present.sum(1)}
         sy, sy2, sse, sae = s.T
         sst = sy2 - sy * sy / n
         # a constant target in a draw has no R^2 (NaN), as the percentiles then skip it
@@ -187,7 +199,8 @@ def point_metrics(
     """
     task = _check_task(task)
     y, preds, k = _prepare_labels(task, y_true, {"model": y_pred}, n_classes)
-    s = np.asarray(_columns(task, y, preds["model"], k).sum(axis=0)).reshape(1, -1)
+    cols = _columns(task, y, preds["model"], k)
+    s = np.asarray(cols.sum(axis=0, dtype=np.float64)).reshape(1, -1)
     return {m: float(v[0]) for m, v in _from_sums(task, s, len(y), k).items()}
 
 
@@ -220,7 +233,7 @@ def bootstrap_metrics(
     names = list(preds)
     cols = [_columns(task, y, preds[m], k) for m in names]
     width = cols[0].shape[1]
-    if task == "classification":
+    if not isinstance(cols[0], np.ndarray):  # many classes: sparse columns
         from scipy import sparse
 
         # (columns, n) sparse @ (n, draws) dense: the cost follows the non-zeros
@@ -228,7 +241,7 @@ def bootstrap_metrics(
         weighted_sums = lambda W: np.asarray(stacked_t @ W.T).T  # noqa: E731
     else:
         stacked = np.concatenate(cols, axis=1)
-        weighted_sums = lambda W: W @ stacked  # noqa: E731
+        weighted_sums = lambda W: W.astype(stacked.dtype, copy=False) @ stacked  # noqa: E731
     del cols
     parts: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in names}
     for W in _weight_chunks(len(y), resamples, seed):
@@ -238,6 +251,17 @@ def bootstrap_metrics(
             for metric, v in _from_sums(task, block, len(y), k).items():
                 parts[m].setdefault(metric, []).append(v)
     return {m: {k_: np.concatenate(v) for k_, v in d.items()} for m, d in parts.items()}
+
+
+#: bootstrap work (draws x rows) above which :func:`resamples_for` draws fewer than 1,000 times
+MAX_DRAWN = 100_000_000
+
+
+def resamples_for(n: int, wanted: int = 1000) -> int:
+    """How many bootstrap draws to make of ``n`` rows: ``wanted``, but no more than
+    ``MAX_DRAWN / n`` and no fewer than 200 (400,000 test rows: 250 draws; their intervals are
+    then a few hundredths of a point wide, and 1,000 draws would cost minutes)."""
+    return max(min(200, wanted), min(wanted, MAX_DRAWN // max(n, 1)))
 
 
 def _ci(samples: np.ndarray) -> list[float]:
