@@ -541,3 +541,173 @@ def test_entry_point_exit_codes(clf, work):
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("prediction,proba_high,proba_low,proba_mid")
+
+
+# ---- the verdict: baselines, intervals, calibration (issue 13) ---------------------------------
+
+
+def test_train_prints_baselines_intervals_and_verdict(clf):
+    out = clf["out"]
+    for fragment in [
+        "Baselines on the same 61 test rows (95% CIs: bootstrap, 1000 resamples",
+        "majority class",
+        "logistic regression",
+        "gradient-boosted trees",
+        "text column 'review' left out",  # the trees see the raw columns, not the text
+        "(baselines fitted in",
+        "Verdict: ",
+        "Calibration: expected calibration error",
+    ]:
+        assert fragment in out, fragment
+
+
+def test_metrics_json_verdict_and_calibration(clf):
+    m = clf["metrics"]
+    v = m["verdict"]
+    assert v["metric"] == "accuracy" and v["n_test"] == m["split"]["test"] == 61
+    net = v["network"]["accuracy"]
+    assert net["value"] == pytest.approx(m["test"]["accuracy"])
+    assert net["ci95"][0] <= net["value"] <= net["ci95"][1]
+    assert v["network"]["f1_macro"]["value"] == pytest.approx(m["test"]["f1_macro"])
+    kinds = {b["kind"]: b for b in v["baselines"]}
+    assert set(kinds) == {"trivial", "linear", "trees"}
+    majority = kinds["trivial"]
+    # the majority class of the training rows, scored on the test rows
+    support = {c: m["per_class"][c]["support"] for c in m["classes"]}
+    assert majority["metrics"]["accuracy"]["value"] <= max(support.values()) / 61 + 1e-9
+    for b in v["baselines"]:
+        assert b["margin"]["value"] == pytest.approx(
+            net["value"] - b["metrics"]["accuracy"]["value"]
+        )
+        assert b["seconds"] >= 0
+    assert v["sentence"] and v["sentence"].endswith(".")
+    c = m["calibration"]
+    assert c["temperature"] is None and c["rows"] == "test" and c["n_rows"] == 61
+    assert 0 <= c["ece_before"] <= 1 and sum(b["count"] for b in c["bins"]) == 61
+    assert ln.load(clf["model"]).metadata["calibration"] == c
+
+
+def test_regression_verdict(reg):
+    v = reg["metrics"]["verdict"]
+    assert v["metric"] == "r2"
+    assert v["network"]["r2"]["value"] == pytest.approx(reg["metrics"]["test"]["r2"])
+    assert v["network"]["mae"]["value"] == pytest.approx(reg["metrics"]["test"]["mae"], rel=1e-5)
+    names = [b["name"] for b in v["baselines"]]
+    assert names == ["training mean", "ridge regression", "gradient-boosted trees"]
+    assert "Verdict: " in reg["out"]  # --quiet keeps the verdict line, not the table
+    assert "Baselines on the same" not in reg["out"]
+    assert reg["metrics"]["calibration"] is None
+
+
+def test_calibrate_and_no_baselines(work):
+    model, metrics = work / "cal.lnet", work / "cal.json"
+    code, out, err = run(
+        ["train", work / "data.csv", "--target", "label", "--drop", "price", "--epochs", EPOCHS,
+         "--hidden", "16", "--lr", "0.01", "--out", model, "--metrics-json", metrics,
+         "--calibrate", "--no-baselines", "--no-diagnostics"]
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Baselines" not in out and "95% confidence intervals" in out
+    m = json.loads(metrics.read_text())
+    c = m["calibration"]
+    assert c["temperature"] > 0 and c["fitted_on"] == m["split"]["val"] == 30
+    assert "temperature" in out and f"{c['ece_before']:.4f} -> {c['ece_after']:.4f}" in out
+    assert m["verdict"]["baselines"] == [] and m["hyperparameters"]["calibrate"] is True
+    # the temperature lives in the weights: the saved model's test metrics are the printed ones,
+    # and the ECE after is what its predictions give on the same rows
+    from lucidnet.cli.model_meta import read_trained_model
+    from lucidnet.glassbox.calibration import expected_calibration_error
+
+    trained = read_trained_model(str(model))
+    assert trained.warnings == () and trained.metadata["calibration"] == c
+    df = pd.read_csv(work / "data.csv")
+    prep = trained.preparer
+    d, y = prep.prepare_target(df)
+    from lucidnet.data.splits import train_val_test_split
+
+    split = train_val_test_split(y, 0.2, 0.1, task="classification", seed=0)
+    X = prep.transform(d.iloc[split.test])
+    proba = trained.model.predict(X)
+    assert expected_calibration_error(proba, y[split.test]) == pytest.approx(c["ece_after"])
+    assert (proba.argmax(1) == y[split.test]).mean() == pytest.approx(m["test"]["accuracy"])
+
+
+def test_evaluate_prints_intervals_and_calibration(clf, work):
+    metrics = work / "eval_ci.json"
+    code, out, err = run(["evaluate", clf["model"], work / "data.csv", "--metrics-json", metrics])
+    assert code == 0, err
+    assert "95% confidence intervals (bootstrap of the 300 rows" in out
+    assert "Calibration: expected calibration error" in out and "rows of the file" in out
+    e = json.loads(metrics.read_text())
+    assert e["verdict"]["network"]["accuracy"]["value"] == pytest.approx(e["test"]["accuracy"])
+    assert e["verdict"]["baselines"] == [] and e["calibration"]["n_rows"] == 300
+
+
+def test_calibrate_needs_classification(work):
+    code, _, err = run(
+        ["train", work / "data.csv", "--target", "price", "--drop", "label", "--calibrate",
+         "--out", work / "never.lnet"]
+    )  # fmt: skip
+    assert_user_error(code, err, "--calibrate needs a classification task")
+    assert not (work / "never.lnet").exists()
+
+
+@pytest.mark.parametrize(
+    "calibration, kept",
+    [
+        (None, True),
+        ("absent", True),  # files written before the entry existed
+        ({"ece_before": 2.0}, False),
+        ("bad", False),
+    ],
+)
+def test_calibration_metadata_checked_on_load(clf, work, calibration, kept):
+    from _model_files import rewrite
+
+    from lucidnet.cli.model_meta import read_trained_model
+
+    def edit(info):
+        if calibration == "absent":
+            info["metadata"].pop("calibration", None)
+        else:
+            info["metadata"]["calibration"] = calibration
+
+    path = rewrite(clf["model"], work / "cal_meta.lnet", edit)
+    trained = read_trained_model(str(path))
+    assert ("calibration" in " ".join(trained.warnings)) is not kept
+    if not kept:
+        assert "calibration" not in trained.metadata
+    code, _, err = run(["info", path])
+    assert code == 0 and "Traceback" not in err
+
+
+def test_calibration_metadata_with_a_bad_temperature_is_dropped(clf, work):
+    from _model_files import rewrite
+
+    from lucidnet.cli.model_meta import read_trained_model
+
+    def edit(info):
+        c = dict(info["metadata"]["calibration"])
+        c.update(temperature=-1.0, ece_after=0.1, bins_after=c["bins"])
+        info["metadata"]["calibration"] = c
+
+    path = rewrite(clf["model"], work / "cal_temp.lnet", edit)
+    trained = read_trained_model(str(path))
+    assert any("calibration" in w and "> 0" in w for w in trained.warnings)
+
+
+def test_a_failing_baseline_never_costs_the_model(work, monkeypatch):
+    from lucidnet.glassbox import verdict
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(verdict, "trees_baseline", broken)
+    model = work / "survives.lnet"
+    code, out, err = run(
+        ["train", work / "data.csv", "--target", "label", "--drop", "price", "--epochs", "3",
+         "--hidden", "8", "--out", model, "--quiet"]
+    )  # fmt: skip
+    assert code == 0 and model.exists()
+    assert "the gradient-boosted trees baseline was skipped (RuntimeError: boom)" in err
+    assert "Verdict: " in out

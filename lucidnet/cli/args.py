@@ -459,6 +459,20 @@ def _add_train(sub: Any) -> None:
         action="store_false",
         help="do not watch gradients / dead units / overfitting during training",
     )
+    g.add_argument(
+        "--no-baselines",
+        dest="baselines",
+        action="store_false",
+        help="do not fit the reference models (majority class or mean, linear, gradient-boosted"
+        " trees) on the same rows to compare the network with",
+    )
+    g.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="classification: fit a temperature on the validation rows that makes the predicted"
+        " probabilities match the observed frequencies (the predicted classes do not change);"
+        " saved in the model, applied by predict, evaluate and export",
+    )
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--quiet", action="store_true", help="print only the final results")
 

@@ -464,6 +464,8 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
         "text numeric drop loss"
     ).split()
     hp = {k: getattr(args, k) for k in keys}
+    if hasattr(args, "calibrate"):  # train only (lr-find shares this function)
+        hp["calibrate"] = args.calibrate
     hp["hidden"] = list(hp["hidden"])
     return hp
 
@@ -499,6 +501,9 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
     args.reading = reading.to_dict()  # saved in the model file (_model_metadata) for predict
     t0 = time.perf_counter()
     data = _prepare(args, df)
+    # the raw rows the trees baseline needs (cmd_train), cut now so that the whole frame can
+    # be freed before training
+    data.raw = _raw_or_error(data, df, args.seed) if getattr(args, "baselines", False) else None
     prep = data.preparer
     task, reason = prep.target_["task"], prep.target_["reason"]
     if task == "regression" and args.class_weight == "balanced":
@@ -661,9 +666,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len({os.path.realpath(p) for p, _ in outputs if p}) < sum(1 for p, _ in outputs if p):
         raise CLIError("--out, --metrics-json and --report must be different files")
     data, model, optimizer, task, classes = _setup(args)
+    if getattr(args, "calibrate", False) and task != "classification":
+        raise CLIError("--calibrate needs a classification task; the target is regression")
     _check_model_file(args, out, data, task, classes)  # before any time is spent training
     history, seconds, best, scaling, diagnostics = _fit(args, data, model, optimizer, task)
-    result = None
+    # calibration first: a fitted temperature is folded into the weights, and every number
+    # below (test metrics, baselines' margins) is then the saved model's
+    calibration = _calibration(args, data, model) if task == "classification" else None
+    result = verdict = None
     if len(data.X_test):
         result = test_metrics(task, model, data.X_test, data.y_test, classes)
         text = format_metrics(task, result, len(data.X_test))
@@ -671,8 +681,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         warning = near_perfect_warning(task, result)
         if warning:
             _say(warning)
+        verdict = _verdict(args, data, model, task, classes)
     else:
         _say("No test set (--test-size 0): no test metrics")
+    data.raw = None  # kept for the baselines only
+    if calibration is not None:
+        from ..glassbox.calibration import format_calibration
+
+        _say(format_calibration(calibration))
     hp = _hyperparameters(args)
     split = data.split.to_dict()
     model.metadata = _model_metadata(
@@ -684,6 +700,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         best=best,
         scaling=scaling,
         result=result,
+        calibration=calibration,
     )
     saving.save_trained(model, out, args.overwrite)
     _say(f"Model saved to '{out}' (network + data preparation; 'lucidnet info {out}')")
@@ -696,11 +713,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             best_epoch=None if best is None else best + 1,
             hyperparameters=hp,
             **_scaling_note(scaling),
+            verdict=verdict,
+            calibration=calibration,
         )
         _write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
         _say(f"Metrics written to '{args.metrics_json}'")
     if args.report:
-        _write_report(args, model, history, data, hp, result, diagnostics)
+        _write_report(
+            args, model, history, data, hp, result, diagnostics, verdict=verdict,
+            calibration=calibration,
+        )  # fmt: skip
     return 0
 
 
@@ -728,9 +750,11 @@ def _model_metadata(
     best: int | None,
     scaling: dict[str, float] | None,
     result: dict | None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``model.metadata`` of a model file written by ``train`` (what predict / evaluate / info
-    read); also sized before training by :func:`_check_model_file`."""
+    read); also sized before training by :func:`_check_model_file`. ``calibration`` describes
+    the ECE and the temperature (already folded into the weights: not needed to predict)."""
     return {
         "created_by": "lucidnet train",
         "lucidnet_version": __version__,
@@ -750,6 +774,7 @@ def _model_metadata(
         "split": data.split.to_dict(),
         "test_metrics": result,
         "reading": getattr(args, "reading", None),  # sep / decimal / encoding, None: Parquet
+        "calibration": calibration,
     }
 
 
@@ -759,6 +784,171 @@ def _scaling_note(scaling: dict[str, float] | None) -> dict[str, Any]:
         return {}
     note = "training and validation losses are on the standardised target (y - mean) / std"
     return {"target_scaling": {**scaling, "note": note}}
+
+
+#: bootstrap draws of the test rows behind every 95% interval the command prints
+RESAMPLES = 1000
+
+
+def _calibration(args: argparse.Namespace, data: Any, model: Any) -> dict[str, Any] | None:
+    """The expected calibration error on the test rows (the validation rows without a test
+    set), and with ``--calibrate`` a temperature fitted on the validation rows and folded into
+    the output layer (:mod:`lucidnet.glassbox.calibration`). None without test and validation
+    rows."""
+    from ..glassbox.calibration import calibration_report
+
+    fit = getattr(args, "calibrate", False)
+    if fit and len(data.X_val) == 0:
+        print(
+            "lucidnet: warning: --calibrate needs validation rows (--val-size > 0); the model "
+            "was not calibrated",
+            file=sys.stderr,
+        )
+        fit = False
+    X, y, rows = data.X_test, data.y_test, "test"
+    if len(X) == 0:
+        X, y, rows = data.X_val, data.y_val, "validation"
+    if len(X) == 0:
+        return None
+    if fit and rows == "validation":
+        print(
+            "lucidnet: warning: no test rows: the calibration error is measured on the same "
+            "validation rows the temperature was fitted on (optimistic)",
+            file=sys.stderr,
+        )
+    return calibration_report(
+        model,
+        X,
+        y,
+        rows=rows,
+        X_fit=data.X_val if fit else None,
+        y_fit=data.y_val if fit else None,
+    )
+
+
+def _network_predictions(task: str, model: Any, X: np.ndarray) -> np.ndarray:
+    if task == "classification":
+        return model.predict_logits(X).argmax(axis=1)
+    return model.predict(X).ravel()
+
+
+def _verdict(
+    args: argparse.Namespace, data: Any, model: Any, task: str, classes: list[str]
+) -> dict[str, Any]:
+    """The network's test metrics with bootstrap 95% intervals and, unless ``--no-baselines``,
+    the baselines on the same test rows with the paired margins and the verdict
+    (:mod:`lucidnet.glassbox.verdict`); printed, and returned for the metrics file."""
+    from ..glassbox import verdict as vd
+
+    baselines = _baselines(args, data, task) if args.baselines else []
+    result = vd.compare(
+        task,
+        data.y_test,
+        _network_predictions(task, model, data.X_test),
+        baselines,
+        resamples=vd.resamples_for(len(data.y_test), RESAMPLES),
+        seed=args.seed,
+        n_classes=len(classes) or None,
+    )
+    if args.quiet:
+        _say(("Verdict: " + result["sentence"]) if baselines else vd.format_verdict(result))
+    else:
+        _say("", vd.format_verdict(result))
+    return result
+
+
+def _baselines(args: argparse.Namespace, data: Any, task: str) -> list[Any]:
+    """The trivial, linear and gradient-boosted-trees baselines on the network's training rows.
+
+    A baseline that fails is skipped with one warning line: a reference model must never cost
+    the user the network that has just been trained (it is saved after this)."""
+    from ..glassbox import verdict as vd
+
+    loss = args.loss
+    weight = "balanced" if args.class_weight == "balanced" else None
+    out = [vd.trivial_baseline(task, data.y_train, len(data.y_test), loss)]
+    linear = lambda: vd.linear_baseline(  # noqa: E731
+        task, data.X_train, data.y_train, data.X_test, loss=loss, class_weight=weight,
+        seed=args.seed,
+    )  # fmt: skip
+
+    def trees() -> Any:
+        raw = data.raw
+        if "error" in raw:  # cutting the raw rows failed before training: said here
+            raise raw["error"]
+        return vd.trees_baseline(
+            task, raw["train"], raw["y_train"], raw["test"], loss=loss, class_weight=weight,
+            seed=args.seed, left_out=raw["text"], rows_note=raw["note"],
+        )  # fmt: skip
+
+    for name, make in (("linear", linear), ("gradient-boosted trees", trees)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scikit-learn's chatter; the note says enough
+                out.append(make())
+        except Exception as exc:  # noqa: BLE001 (see the docstring)
+            print(
+                f"lucidnet: warning: the {name} baseline was skipped "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
+                file=sys.stderr,
+            )
+    return out
+
+
+def _raw_or_error(data: Any, df: Any, seed: int) -> dict[str, Any]:
+    """:func:`_raw_frames`, or ``{"error": the exception}``: run before training, it must not
+    stop the run (the trees baseline reports the error after training)."""
+    try:
+        return _raw_frames(data, df, seed)
+    except Exception as exc:  # noqa: BLE001
+        return {"error": exc}
+
+
+def _raw_frames(data: Any, df: Any, seed: int) -> dict[str, Any]:
+    """The raw feature columns of the training rows (at most ``MAX_BASELINE_ROWS`` of them,
+    :func:`lucidnet.glassbox.verdict.subsample_rows`) and of the test rows, for the trees:
+    numeric columns as numbers, categorical ones as strings, dates as days since the epoch;
+    text columns (and every column the preparation dropped) left out.
+
+    Returns:
+        ``{"train", "y_train", "test", "text": [text columns], "note": the subsample, or ""}``.
+    """
+    from ..glassbox.verdict import subsample_rows
+
+    prep, split = data.preparer, data.split
+    st = prep.state_
+    target = prep.target_["name"]
+    # the split's indices count the rows with a target, as prepare_target cuts them
+    kept = np.flatnonzero(df[target].notna().to_numpy())
+    chosen, note = subsample_rows(len(split.train), seed)
+    train_rows = split.train if chosen is None else split.train[chosen]
+    wanted = [*st["columns"]["numeric"], *st["columns"]["categorical"]]
+    wanted += list((st.get("dates") or {}).get("columns", []))
+    frames = [_raw_columns(df.iloc[kept[r]][wanted], st) for r in (train_rows, split.test)]
+    y_train = data.y_train if chosen is None else data.y_train[chosen]
+    return {
+        "train": frames[0],
+        "y_train": y_train,
+        "test": frames[1],
+        "text": list(st["columns"]["text"]),
+        "note": note,
+    }
+
+
+def _raw_columns(rows: Any, st: dict[str, Any]) -> Any:
+    """The typed raw columns of some rows (see :func:`_raw_frames`)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(index=rows.index)
+    for c in st["columns"]["numeric"]:
+        frame[c] = pd.to_numeric(rows[c], errors="coerce")
+    for c in st["columns"]["categorical"]:
+        frame[c] = rows[c].astype("string")
+    dates = st.get("dates") or {"columns": [], "formats": []}
+    for c, fmt in zip(dates["columns"], dates["formats"], strict=True):
+        when = pd.to_datetime(rows[c], format=fmt, errors="coerce")
+        frame[c] = (when - pd.Timestamp(0)).dt.total_seconds() / 86_400
+    return frame
 
 
 def _write_report(
@@ -906,10 +1096,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     task = meta["task"]  # checked against the preparation by _load_model
     result = test_metrics(task, model, X, y, _class_names(meta))
     _say(format_metrics(task, result, len(y), title=f"'{args.data}'"))
+    extra = _evaluation_extras(task, model, X, y, len(_class_names(meta)))
     if args.metrics_json:
-        doc = _metrics_document(task, result, rows=len(y), data_file=args.data)
+        doc = _metrics_document(task, result, rows=len(y), data_file=args.data, **extra)
         _write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
     return 0
+
+
+def _evaluation_extras(
+    task: str, model: Any, X: np.ndarray, y: np.ndarray, n_classes: int
+) -> dict[str, Any]:
+    """For ``evaluate``: the metrics' bootstrap 95% intervals (no baselines: they need the
+    training rows) and, for a classifier, its calibration error on these rows; printed, and
+    returned for the metrics file as ``{"verdict", "calibration"}``."""
+    from ..glassbox import verdict as vd
+
+    intervals = vd.intervals(
+        task,
+        y,
+        _network_predictions(task, model, X),
+        resamples=vd.resamples_for(len(y), RESAMPLES),
+        n_classes=n_classes or None,
+    )
+    _say(vd.format_verdict(intervals))
+    out: dict[str, Any] = {"verdict": intervals}
+    if task == "classification":
+        from ..glassbox.calibration import calibration_report, format_calibration
+
+        out["calibration"] = calibration_report(model, X, y, rows="test")
+        where = f"the {len(y)} rows of the file"
+        _say(format_calibration(out["calibration"], where=where, hint=False))
+    return out
 
 
 def cmd_info(args: argparse.Namespace) -> int:

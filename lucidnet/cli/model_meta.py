@@ -30,6 +30,9 @@ field                            rule                                          w
 ``split``                        train / val / test counts, ``stratified``,    dropped, warning
                                  ``note``
 ``target_scaling``               null or ``{"mean", "std"}`` numbers           dropped, warning
+``calibration``                  null, or (classification) the ECE before /    dropped, warning
+                                 after, the temperature (> 0, already folded
+                                 into the weights), the reliability bins
 ``created_by``, ``data_file``,   strings                                       dropped, warning
 ``lucidnet_version``,
 ``task_reason``
@@ -301,6 +304,74 @@ def _test_metrics(task: str, classes: list[str] | None) -> Check:
     return record({"accuracy": number, "f1_macro": number, "details": details})
 
 
+#: the most reliability bins a calibration entry may list
+MAX_BINS = 1000
+
+
+def _fraction(v: Any) -> float:
+    x = number(v)
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"expected a number in [0, 1], got {x}")
+    return x
+
+
+def _bins(v: Any) -> list[dict[str, Any]]:
+    if not isinstance(v, list) or not 1 <= len(v) <= MAX_BINS:
+        raise ValueError(f"expected a list of 1 to {MAX_BINS} bins, got {json_kind(v)}")
+    rule = record(
+        {
+            "lo": _fraction,
+            "hi": _fraction,
+            "count": count,
+            "confidence": nullable(_fraction),
+            "accuracy": nullable(_fraction),
+        }
+    )
+    return [rule(b) for b in v]
+
+
+def _calibration(task: str) -> Check:
+    """The check of ``calibration`` (glassbox/calibration.py's report): only a classifier has
+    one; the temperature is a finite number > 0 and comes with the ECE after it."""
+    rule = record(
+        {
+            "ece_before": _fraction,
+            "ece_after": nullable(_fraction),
+            "temperature": nullable(_temperature),
+            "bins": _bins,
+            "bins_after": nullable(_bins),
+            "n_rows": lambda n: count(n, minimum=1),
+            "rows": _rows_kind,
+            "n_bins": lambda n: count(n, minimum=1),
+            "fitted_on": nullable(lambda n: count(n, minimum=1)),
+        }
+    )
+
+    def check(v: Any) -> dict[str, Any]:
+        if task != "classification":
+            raise ValueError("a regression model has no calibration")
+        out = rule(v)
+        fitted = [out[k] is not None for k in ("temperature", "ece_after", "bins_after")]
+        if any(fitted) and not all(fitted):
+            raise ValueError("'temperature', 'ece_after' and 'bins_after' go together")
+        return out
+
+    return check
+
+
+def _temperature(v: Any) -> float:
+    x = number(v)
+    if not 0 < x < math.inf:
+        raise ValueError(f"expected a finite number > 0, got {x}")
+    return x
+
+
+def _rows_kind(v: Any) -> str:
+    if v not in ("validation", "test"):
+        raise ValueError(f"expected 'validation' or 'test', got {json_kind(v)}")
+    return str(v)
+
+
 def _training(v: Any, history_epochs: int | None) -> tuple[dict[str, Any], list[str]]:
     """``training``, entry by entry: the kept entries and why each other one was dropped."""
     if not isinstance(v, dict):
@@ -363,7 +434,11 @@ def _descriptive_fields(
     a line says why."""
     dropped: list[str] = []
     task, classes = clean["task"], clean["classes"]
-    checks = {**DESCRIPTIVE, "test_metrics": nullable(_test_metrics(task, classes))}
+    checks = {
+        **DESCRIPTIVE,
+        "test_metrics": nullable(_test_metrics(task, classes)),
+        "calibration": nullable(_calibration(task)),
+    }
     for key, check in checks.items():
         if key not in meta:
             continue
