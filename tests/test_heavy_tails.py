@@ -75,6 +75,7 @@ def test_heavy_column_is_log_transformed_then_standardised():
     st = prep.state_["numeric"]
     assert st["log"] == [True, False]
     assert st["min"][0] == np.nanmin(df["period"]) and st["max"][0] == np.nanmax(df["period"])
+    assert prep.report["log1p"] == ["period"]
 
 
 def test_role_table_says_so():
@@ -140,6 +141,7 @@ def test_files_written_before_load_and_transform_as_before():
     np.testing.assert_array_equal(old.transform(df), raw.transform(df))
     far = pd.DataFrame({"period": [1e9], "mass": [5.0]})
     assert old.out_of_range(far) == {} and raw.out_of_range(far) != {}
+    assert old.report["log1p"] == []
 
 
 @pytest.mark.parametrize(

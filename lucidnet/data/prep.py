@@ -888,6 +888,14 @@ class TabularPreparer:
                 else None
             ),
             "scaling": self.scaling,
+            # heavy-tailed numeric columns passed through log1p (absent from older files: none)
+            "log1p": [
+                c
+                for c, f in zip(
+                    st["columns"]["numeric"], st.get("numeric", {}).get("log", []), strict=False
+                )
+                if f
+            ],
             "split": self.report_.get("split"),
             "n_features_out": len(self.feature_names_out()),
         }
