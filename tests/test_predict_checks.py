@@ -309,3 +309,30 @@ def test_keep_unknown_or_clashing_column(keep, fragment, clf, work):
         return
     assert_user_error(code, err, fragment.format(path=path))
     assert not out_file.exists() and out == ""
+
+
+# ---- numeric values far outside the training range --------------------------------------------
+
+
+def test_far_numeric_values_warned_once_per_column_predictions_unchanged(reg, work):
+    """``x`` spans about -3 to 3 in training: 100 and -50 lie beyond it by more than its range;
+    one warning line for the column, the same predictions as without the check."""
+    df = make_frame(seed=1)
+    df.loc[0, "x"], df.loc[1, "x"], df.loc[2, "x"] = 100.0, -50.0, 4.0  # 4: near, not far
+    path = work / "far.csv"
+    df.to_csv(path, index=False)
+    x = make_frame()["x"]
+    prep = TabularPreparer.from_dict(ln.load(reg).metadata["preparation"])
+    fit_rows = prep.report_["rows_fit"]
+    assert fit_rows < len(x)  # the range is that of the fitting rows, read from the model file
+    hi = prep.state_["numeric"]["max"][prep.state_["columns"]["numeric"].index("x")]
+    assert hi <= x.max()
+    for command in ("predict", "evaluate"):
+        code, out, err = run([command, reg, path])
+        assert code == 0, err
+        assert warnings_of(err) == [
+            f"'x': 2 rows far outside the training range (e.g. 100 > max {hi:.4g}); "
+            "predictions for such rows are extrapolations"
+        ]
+    code, out, _ = run(["predict", reg, path])
+    assert out == csv_before_checks(reg, path)

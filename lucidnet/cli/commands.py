@@ -256,7 +256,9 @@ def _features(preparer: Any, df: Any, path: str, drift: bool = False) -> np.ndar
 
     With ``drift`` (predict, evaluate), what the preparation handles silently is reported first,
     one ``lucidnet: warning:`` line each: per categorical column the rows with a category not
-    seen in training, then the columns the training data did not have (ignored). A feature
+    seen in training, per numeric column the rows far outside the training range (their
+    predictions are extrapolations; ``TabularPreparer.out_of_range``), then the columns the
+    training data did not have (ignored). The features are the same either way. A feature
     column that is missing is an error naming it, as without ``drift``."""
     if drift:
         with _user_errors(f"'{path}'"):

@@ -13,7 +13,9 @@ anything is built from it:
   distinct strings; missing-value indicators name feature columns; a categorical column's
   missing category (``categorical.missing``, absent in files written before it existed) is its
   fill value and one of its categories; optional blocks ``dates`` and ``cyclic`` (integer
-  codes such as hour or month; absent in older files) describe their columns. Invalid: the
+  codes such as hour or month; absent in older files) describe their columns; ``numeric``
+  holds, since heavy tails are log-transformed, a ``log`` flag and the training ``min`` /
+  ``max`` per column (absent in older files: no log, no range check). Invalid: the
   file is refused;
 * ``target`` (:func:`validate_target`): the target column, task and classes, which
   ``encode_target`` / ``decode_target`` use. Invalid: refused;
@@ -208,8 +210,22 @@ def _expected_state_keys(st: dict[str, Any], cols: dict[str, Any], text_mode: st
 
 
 def _check_numeric(num: Any, n: int, scaling: str) -> None:
-    """``state.numeric``: ``n`` fill values and the statistics of the ``scaling`` scaler."""
-    num = _keys(num, "state.numeric", {"fill", "scaler"})
+    """``state.numeric``: ``n`` fill values and the statistics of the ``scaling`` scaler, and,
+    in files written since heavy tails are log-transformed (all three or none), per column a
+    ``log`` flag and the training ``min`` <= ``max`` (>= 0 where ``log``)."""
+    extra = {"log", "min", "max"}
+    has = isinstance(num, dict) and bool(extra & set(num))
+    num = _keys(num, "state.numeric", {"fill", "scaler"} | (extra if has else set()))
+    if has:
+        log = num["log"]
+        if not isinstance(log, list) or len(log) != n or not all(isinstance(x, bool) for x in log):
+            raise ValueError(f"state.numeric.log must be a list of {n} booleans")
+        lo = _list(num["min"], "state.numeric.min", n)
+        hi = _list(num["max"], "state.numeric.max", n)
+        if not all(a <= b for a, b in zip(lo, hi, strict=True)):
+            raise ValueError("state.numeric.min must not exceed state.numeric.max")
+        if not all(a >= 0 for a, f in zip(lo, log, strict=True) if f):
+            raise ValueError("state.numeric.min must be >= 0 for a log-transformed column")
     _list(num["fill"], "state.numeric.fill", n)
     sc = num["scaler"]
     if not isinstance(sc, dict) or sc.get("kind") != scaling:

@@ -41,6 +41,16 @@ Column roles (:func:`infer_roles`; inferred on the fitting rows unless overridde
 * **text**: strings with a mean of >= 3 words, or more than 20 distinct values, more than half of
   the rows distinct and mostly multi-word (e.g. names, titles).
 
+**Heavy tails** (:func:`heavy_tailed`, decided on the fitting rows by
+:class:`lucidnet.prep.TabularPreparer`, not a role of its own): a numeric column whose
+non-missing values are all >= 0, with at least ``HEAVY_TAIL_MIN_DISTINCT`` (10) distinct values,
+whose largest value exceeds ``HEAVY_TAIL_RATIO`` (100) times the median of its positive values
+(it spans several orders of magnitude: orbital periods of 0.09 to 730,000 days, median about
+40) is passed through ``log1p`` before it is imputed and scaled. Standardised as it is, such a
+column squeezes most rows into a sliver near its mean and turns a value beyond the training
+maximum into a huge input (an exp link then predicts millions). The role table says so
+(``heavy-tailed: 0.09 to 730,000 -> log1p then standardised``).
+
 Task inference (:func:`infer_task`): string / bool / category targets -> classification; numbers
 with a non-integer value -> regression; integers with 2 distinct values -> classification;
 **counts** -> regression (the CLI fits them with the Poisson loss); other integers with <= 20
@@ -80,12 +90,17 @@ __all__ = [
     "ReadOptions",
     "as_frame",
     "check_read_options",
+    "heavy_tailed",
     "infer_roles",
     "infer_task",
     "read_csv",
     "read_table",
 ]
 
+#: heavy-tail rule (:func:`heavy_tailed`): largest value / median of the positive values
+HEAVY_TAIL_RATIO = 100.0
+#: ... with at least this many distinct values (not a 0/1 flag or a small code)
+HEAVY_TAIL_MIN_DISTINCT = 10
 MAX_CLASSES = 20  # integer targets with more distinct values are treated as regression
 MAX_CLASS_FRACTION = 0.05  # ... and so are those whose distinct values exceed 5% of the rows
 MAX_CODE_VALUES = 10  # integer targets with more distinct values (reaching 0) are counts
@@ -956,6 +971,23 @@ def _num_array(s: pd.Series, name: str) -> np.ndarray:
     out = num.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+def heavy_tailed(values: np.ndarray) -> bool:
+    """Whether a numeric column is heavy-tailed (module docstring): its non-missing values are all
+    >= 0, at least :data:`HEAVY_TAIL_MIN_DISTINCT` distinct, and the largest is more than
+    :data:`HEAVY_TAIL_RATIO` times the median of the positive ones.
+
+    Args:
+        values: ``(n,)`` float64 values of the fitting rows, NaN for missing.
+    """
+    x = values[np.isfinite(values)]
+    if len(x) == 0 or x.min() < 0:
+        return False
+    positive = x[x > 0]
+    if len(positive) == 0 or len(np.unique(x)) < HEAVY_TAIL_MIN_DISTINCT:
+        return False
+    return bool(x.max() > HEAVY_TAIL_RATIO * np.median(positive))
 
 
 def _text_list(s: pd.Series) -> list[str]:

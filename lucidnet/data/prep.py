@@ -27,7 +27,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +56,7 @@ from .columns import (
     date_feature_names,
     date_features,
     date_origin,
+    heavy_tailed,
     infer_roles,
     infer_task,
     read_csv,
@@ -73,6 +74,7 @@ __all__ = [
     "ColumnRole",
     "InputDrift",
     "LimitError",
+    "OutOfRange",
     "PreparedData",
     "Split",
     "TabularPreparer",
@@ -146,6 +148,10 @@ class TabularPreparer:
         min_df: minimal document frequency; None = 2 with >= 50 fitting rows, else 1.
         max_len: sequence length for ``text_mode="ids"``.
         max_categories: one-hot columns kept per categorical column.
+        log_heavy_tails: pass heavy-tailed numeric columns (non-negative, spanning several
+            orders of magnitude: :func:`lucidnet.data.columns.heavy_tailed`) through ``log1p``
+            before imputing and scaling them (the role table says which). At transform time a
+            negative value in such a column is taken as 0 (:meth:`input_drift` reports it).
     """
 
     def __init__(
@@ -168,6 +174,7 @@ class TabularPreparer:
         min_df: int | None = None,
         max_len: int | None = None,
         max_categories: int = 100,
+        log_heavy_tails: bool = True,
     ) -> None:
         if target is not None and not isinstance(target, str):
             raise TypeError(f"target must be a column name (str) or None, got {describe(target)}")
@@ -194,6 +201,11 @@ class TabularPreparer:
                 f"missing_category must be True or False, got {describe(missing_category)}"
             )
         self.add_indicators, self.missing_category = add_indicators, missing_category
+        if not isinstance(log_heavy_tails, bool):
+            raise TypeError(
+                f"log_heavy_tails must be True or False, got {describe(log_heavy_tails)}"
+            )
+        self.log_heavy_tails = log_heavy_tails
         self.text_mode = check_one_of(text_mode, "text_mode", ("tfidf", "ids"))
         self.max_features = check_positive_int(max_features, "max_features")
         ng = list(ngram_range) if isinstance(ngram_range, (list, tuple)) else []
@@ -368,6 +380,8 @@ class TabularPreparer:
             dropped = {c: f"{r.role}: {r.reason}" for c, r in roles.items() if r.role != "target"}
             raise ValueError(f"no usable feature columns in data; dropped: {dropped}")
         state["roles"] = {c: [r.role, r.reason, str(df[c].dtype)] for c, r in roles.items()}
+        for c, why in self._heavy_tail_notes(state).items():
+            state["roles"][c][1] += f"; {why}"
         self._load_state(state)
         self.report_ = {"rows_fit": n, "imputed": imputed, "min_df": min_df}
         return fitted_text
@@ -392,11 +406,18 @@ class TabularPreparer:
     def _fit_numeric(
         self, df: pd.DataFrame, columns: list[str], imputed: dict, indicators: list[str]
     ) -> dict[str, Any]:
-        """Median fill values and the scaler's statistics (after filling) of the numeric
-        columns; records the imputed columns (and their indicators)."""
+        """The numeric columns' training range (``min``, ``max``, raw values, for
+        :meth:`input_drift`), which of them are log-transformed (``log``, heavy tails), median
+        fill values and the scaler's statistics (both after the log, the scaler's after
+        filling); records the imputed columns (and their indicators)."""
         from sklearn.impute import SimpleImputer
 
         num = np.column_stack([_num_array(df[c], c) for c in columns])
+        seen = [num[np.isfinite(num[:, j]), j] for j in range(len(columns))]
+        lo = [float(v.min()) if len(v) else 0.0 for v in seen]
+        hi = [float(v.max()) if len(v) else 0.0 for v in seen]
+        log = [self.log_heavy_tails and heavy_tailed(num[:, j]) for j in range(len(columns))]
+        num[:, np.asarray(log, bool)] = np.log1p(num[:, np.asarray(log, bool)])
         stats = []
         for j, c in enumerate(columns):
             # one column at a time: the imputer's masked median holds several copies of its
@@ -404,11 +425,26 @@ class TabularPreparer:
             stats += SimpleImputer(strategy="median").fit(num[:, [j]]).statistics_.tolist()
             miss = np.isnan(num[:, j])
             if miss.any():
-                imputed[c] = {"count": int(miss.sum()), "value": stats[j], "how": "median"}
+                # the report gives the fill in the column's own units (exp(median log) - 1)
+                shown = float(np.expm1(stats[j])) if log[j] else stats[j]
+                imputed[c] = {"count": int(miss.sum()), "value": shown, "how": "median"}
                 if self.add_indicators:
                     indicators.append(c)
                 num[miss, j] = stats[j]  # what the fitted imputer's transform writes
-        return {"fill": stats, "scaler": self._scaler_state(num)}
+        scaler = self._scaler_state(num)
+        return {"fill": stats, "scaler": scaler, "log": log, "min": lo, "max": hi}
+
+    def _heavy_tail_notes(self, state: dict[str, Any]) -> dict[str, str]:
+        """Per log-transformed column, its note for the role table: ``"heavy-tailed: 0.09 to
+        730,000 -> log1p then standardised"``."""
+        num = state.get("numeric", {})
+        then = {"standard": "standardised", "minmax": "min-max scaled", "none": "not scaled"}
+        return {
+            c: f"heavy-tailed: {_num(num['min'][j])} to {_num(num['max'][j])} -> log1p then "
+            + then[self.scaling]
+            for j, c in enumerate(state["columns"]["numeric"])
+            if num["log"][j]
+        }
 
     def _scaler_state(self, x: np.ndarray) -> dict[str, Any]:
         """The fitted scaler of ``self.scaling`` as plain lists (what :meth:`_load_state` reads)."""
@@ -569,6 +605,8 @@ class TabularPreparer:
             fill = np.asarray(state["numeric"]["fill"], dtype=np.float64)
             # The median of one row is that row: the imputer's statistics_ are exactly `fill`.
             self._num_imputer = SimpleImputer(strategy="median").fit(fill[None, :])
+            # absent in files written before heavy tails were log-transformed: none is
+            self._num_log = np.asarray(state["numeric"].get("log", [False] * len(fill)), bool)
             sc = state["numeric"]["scaler"]
             arrays = {
                 k: np.asarray(v, dtype=np.float64) for k, v in sc.items() if isinstance(v, list)
@@ -634,7 +672,8 @@ class TabularPreparer:
 
     def input_drift(self, data: Any, max_examples: int = 3) -> InputDrift:
         """What :meth:`transform` would handle silently in ``data``: per categorical column, the
-        rows whose category is not one of those kept at fit time (they encode as all zeros), and
+        rows whose category is not one of those kept at fit time (they encode as all zeros), per
+        numeric column the rows far outside the training range (:meth:`out_of_range`), and
         the columns that the fitting data did not have (ignored). Reads ``data`` only: the
         numbers :meth:`transform` gives are the same whether or not this is called.
 
@@ -668,7 +707,37 @@ class TabularPreparer:
                     kept=len(kept),
                     seen=int(cat["n_seen"].get(c, len(kept))),
                 )
-        return InputDrift(unseen=unseen, extra=extra)
+        return InputDrift(unseen=unseen, extra=extra, out_of_range=self.out_of_range(df))
+
+    def out_of_range(self, data: Any) -> dict[str, OutOfRange]:
+        """Per numeric column, the rows of ``data`` whose value lies far outside the training
+        range: beyond the training minimum or maximum by more than the training range (max -
+        min, or max(1, abs(max)) for a column constant in training), measured after the log of a
+        heavy-tailed column; there, a negative value (taken as 0) counts too. The network never
+        saw inputs like these: its predictions for them are extrapolations. Missing values do
+        not count. Empty for preparers saved before the range was kept.
+
+        Returns:
+            ``{column: OutOfRange}`` for the columns with such rows, in column order.
+
+        Raises:
+            ValueError: feature columns used at fit time are missing (as :meth:`transform`).
+        """
+        df = self._check_input(data)
+        st = self._fitted_state()
+        num = st.get("numeric", {})
+        if "min" not in num:
+            return {}
+        found = {}
+        for j, c in enumerate(st["columns"]["numeric"]):
+            x = _num_array(df[c], c)
+            lo, hi = num["min"][j], num["max"][j]
+            dist = _beyond_range(x, lo, hi, num["log"][j])
+            far = dist > 1.0  # NaN (missing) compares False
+            if far.any():
+                worst = float(x[far][np.argmax(dist[far])])
+                found[c] = OutOfRange(rows=int(far.sum()), worst=worst, min=lo, max=hi)
+        return found
 
     def _transform(self, data: Any, text: list[Any] | None) -> np.ndarray:
         """:meth:`transform`, with the TF-IDF matrices of the text columns given (``fit_transform``)
@@ -691,6 +760,8 @@ class TabularPreparer:
         blocks: list[Any] = []
         if cols["numeric"]:
             x = np.column_stack([_num_array(df[c], c) for c in cols["numeric"]])
+            if self._num_log.any():  # a negative value was never seen there: taken as 0
+                x[:, self._num_log] = np.log1p(np.maximum(x[:, self._num_log], 0.0))
             x = self._num_imputer.transform(x)
             blocks.append(self._scaler.transform(x) if self._scaler is not None else x)
         if self.state_["indicators"]:
@@ -817,6 +888,14 @@ class TabularPreparer:
                 else None
             ),
             "scaling": self.scaling,
+            # heavy-tailed numeric columns passed through log1p (absent from older files: none)
+            "log1p": [
+                c
+                for c, f in zip(
+                    st["columns"]["numeric"], st.get("numeric", {}).get("log", []), strict=False
+                )
+                if f
+            ],
             "split": self.report_.get("split"),
             "n_features_out": len(self.feature_names_out()),
         }
@@ -979,6 +1058,24 @@ def _missing_label(values: Counter) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _beyond_range(x: np.ndarray, lo: float, hi: float, log: bool) -> np.ndarray:
+    """How far each value of ``x`` (``(n,)``, NaN missing) lies outside ``lo`` .. ``hi``, in
+    units of the margin (:meth:`TabularPreparer.out_of_range`): 0 inside, > 1 far; measured on
+    ``log1p`` of the values for a log-transformed column, where a negative value is infinitely
+    far (it was never possible in training). NaN where ``x`` is missing."""
+    t, tlo, thi = (np.log1p(np.maximum(x, 0.0)), np.log1p(lo), np.log1p(hi)) if log else (x, lo, hi)
+    margin = thi - tlo if thi > tlo else max(1.0, abs(thi))
+    dist = np.abs(t - np.clip(t, tlo, thi)) / margin
+    if log:
+        dist[x < 0] = np.inf
+    return dist
+
+
+def _num(v: float) -> str:
+    """A number for a message: ``730,000``, ``0.09071``, ``43.92``, ``1.5e+15``."""
+    return f"{v:,.0f}" if 1e3 <= abs(v) < 1e15 else f"{v:.4g}"
+
+
 def _short(value: str, limit: int = 40) -> str:
     """``repr`` of a name or value from the data, cut to about ``limit`` characters: one line
     whatever it holds (a newline in a column name is shown as ``\\n``)."""
@@ -999,12 +1096,37 @@ class UnseenCategories:
 
 
 @dataclass(frozen=True)
+class OutOfRange:
+    """Rows of one numeric column far outside its training range ``min`` .. ``max`` (raw
+    values; :meth:`TabularPreparer.out_of_range`): ``rows`` of them, the most extreme value
+    ``worst``."""
+
+    rows: int
+    worst: float
+    min: float
+    max: float
+
+    def message(self, column: str) -> str:
+        """``"orbital_period: 1 row far outside the training range (730,000 > max 69,000);
+        predictions for such rows are extrapolations"``."""
+        side = f"> max {_num(self.max)}" if self.worst > self.max else f"< min {_num(self.min)}"
+        rows = f"{self.rows} row{'s' if self.rows != 1 else ''}"
+        example = "e.g. " * (self.rows > 1) + f"{_num(self.worst)} {side}"
+        return (
+            f"{_short(column)}: {rows} far outside the training range ({example}); "
+            "predictions for such rows are extrapolations"
+        )
+
+
+@dataclass(frozen=True)
 class InputDrift:
     """How a frame to transform differs from the fitting data (:meth:`TabularPreparer.input_drift`):
-    ``unseen`` categories per categorical column, ``extra`` columns (ignored)."""
+    ``unseen`` categories per categorical column, ``extra`` columns (ignored), numeric values
+    far ``out_of_range`` per column."""
 
     unseen: dict[str, UnseenCategories]
     extra: list[str]
+    out_of_range: dict[str, OutOfRange] = field(default_factory=dict)
 
     def messages(self, max_columns: int = 10) -> list[str]:
         """One line per categorical column with unseen categories, then one for the extra
@@ -1019,6 +1141,7 @@ class InputDrift:
                 f"{_short(c)}: {u.rows} row{'s' if u.rows != 1 else ''} with categories {what} "
                 f"(e.g. {examples}); they get no one-hot column"
             )
+        lines += [o.message(c) for c, o in self.out_of_range.items()]
         if self.extra:
             names = ", ".join(_short(c) for c in self.extra[:max_columns])
             more = len(self.extra) - max_columns
