@@ -421,8 +421,10 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
             for step in range(run.steps):
                 stop = n if (run.fold_last and step == run.steps - 1) else (step + 1) * bs
                 idx = order[step * bs : stop]
-                fits = buf is not None and idx.size <= buf.shape[0]
-                xb = _kernels.gather_rows(run.X, idx, buf[: idx.size]) if fits else run.X[idx]
+                if buf is not None and idx.size <= buf.shape[0]:
+                    xb = _kernels.gather_rows(run.X, idx, buf[: idx.size])
+                else:
+                    xb = run.X[idx]
                 yb = run.y[idx]
                 wb = None if run.weights is None else run.weights[idx]
                 value, out = train_step(model, xb, yb, loss_fn, opt, wb)
