@@ -497,3 +497,27 @@ def test_overfitting_advice_with_early_stopping_that_does_not_restore():
     assert "restoring the best epoch (4" in left and "restore_best_weights=True" in left
     assert "Done:" not in diag.warnings["overfitting"]
     assert diag.to_dict()["context"]["early_stopping"] == stopper
+
+
+def _large_counts(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    return X, rng.poisson(np.exp(8.0 + 0.4 * X[:, 0] - 0.3 * X[:, 1])).astype(np.float64)
+
+
+def test_poisson_gradients_in_the_targets_units_are_not_exploding():
+    """Counts in the thousands (prices in dollars): the Poisson gradient e^z - t is that large
+    from the first step on, while training goes well; only growth counts as exploding."""
+    X, y = _large_counts()
+    diag, history = run(mlp(16, out=1), X, y, loss="poisson", epochs=4, batch_size=32)
+    assert max(max(v) for v in diag.step_grad_norms.values()) > 1e3  # large, by its units
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert "exploding_gradients" not in diag.warnings
+
+
+def test_a_diverging_poisson_run_is_still_named():
+    X, y = _large_counts(400)
+    diag, _ = run(
+        mlp(16, out=1), X, y, loss="poisson", optimizer=ln.SGD(lr=0.05), epochs=2, batch_size=32
+    )
+    assert {"exploding_gradients", "nan", "lr_too_high"} & set(diag.warnings), diag.warnings

@@ -942,14 +942,18 @@ def _raw_columns(rows: Any, st: dict[str, Any]) -> Any:
     import pandas as pd
 
     frame = pd.DataFrame(index=rows.index)
-    for c in st["columns"]["numeric"]:
+    from ..data.columns import date_features
+
+    # integer codes read as cyclic (hour, month, weekday) are plain numbers to the trees
+    cyclic = (st.get("cyclic") or {}).get("columns", [])
+    for c in [*st["columns"]["numeric"], *cyclic]:
         frame[c] = pd.to_numeric(rows[c], errors="coerce")
     for c in st["columns"]["categorical"]:
         frame[c] = rows[c].astype("string")
     dates = st.get("dates") or {"columns": [], "formats": []}
     for c, fmt in zip(dates["columns"], dates["formats"], strict=True):
-        when = pd.to_datetime(rows[c], format=fmt, errors="coerce")
-        frame[c] = (when - pd.Timestamp(0)).dt.total_seconds() / 86_400
+        # days since 1970-01-01, parsed as the preparation parses it (forced compact dates too)
+        frame[c] = date_features(rows[c], fmt, 0.0)[:, 1]
     return frame
 
 

@@ -48,7 +48,9 @@ How each warning is decided (the thresholds are constructor arguments):
   ``flat_tolerance`` (relative) since the first epoch *and* every layer's update ratio is below
   ``ratio_low``. (Comparing with the first epoch, not with the previous one, keeps a converged
   model from looking "stuck".)
-* ``exploding_gradients``: a gradient norm is not finite or above ``explode_norm``, or the first
+* ``exploding_gradients``: a gradient norm is not finite or above ``explode_norm`` (for a
+  Poisson loss, whose gradients carry the targets' own units, also above 100x the layer's first
+  sampled norm: growth, not units), or the first
   trainable layer's RMS gradient is ``depth_ratio`` x larger than the last's. (The gradients
   read are those the optimizer left after clipping: with ``clip_norm`` the first test is blind.)
 * ``vanishing_gradients``: the first trainable layer's RMS gradient is ``depth_ratio`` x smaller
@@ -260,6 +262,7 @@ class Diagnostics(Callback):
         self._negative = False  # a loss below 0 was seen: ratios mean nothing
         self._lrs: list[float] = []
         self._prev: np.ndarray | None = None
+        self._first_norms: dict[str, float] = {}  # each layer's first sampled gradient norm
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reset()
@@ -370,6 +373,16 @@ class Diagnostics(Callback):
             scale = reference = max(start - best, noise)
         return rise > (factor - 1.0) * reference and rise > self.noise_floor * scale
 
+    def _explode_limit(self, name: str, gn: float) -> float:
+        """The gradient norm above which layer ``name`` counts as exploding: ``explode_norm``;
+        for a loss on targets in their own units (Poisson: the gradient e^z - t is as large as
+        the counts, 1e4 for prices in dollars) also 100x the layer's first sampled norm, so
+        that only growth counts, not the units."""
+        first = self._first_norms.setdefault(name, gn)
+        if self.params.get("loss") in _UNBOUNDED_LOSSES:
+            return max(self.explode_norm, 100.0 * first)
+        return self.explode_norm
+
     def _bounded(self) -> bool:
         """Whether the loss is bounded below by 0 (every built-in loss but Poisson)."""
         return not self._negative and self.params.get("loss") not in _UNBOUNDED_LOSSES
@@ -390,7 +403,7 @@ class Diagnostics(Callback):
             self.step_grad_norms[name].append(gn)
             if not math.isfinite(gn):
                 self._warn_nan(f"the gradient of layer {name} became {gn}")
-            elif gn > self.explode_norm:
+            elif gn > self._explode_limit(name, gn):
                 ctx = self.context()
                 self._warn(
                     "exploding_gradients",
