@@ -278,15 +278,17 @@ def _rate(z: np.ndarray) -> np.ndarray:
 
 @LOSSES.register("poisson")
 class Poisson(Loss):
-    """Poisson negative log-likelihood with a log link, for counts (non-negative targets).
+    """Poisson loss with a log link, for counts (non-negative targets): half the Poisson deviance.
 
     The raw output z is the log of the rate, lambda = e^z, so that ``predict`` (which returns
-    e^z) is never negative. Per unit ``l = e^z - t z``; ``dl/dz = e^z - t``. Mean over output
-    units. This is -log P(t | lambda) without the constant ``log t!`` (it does not depend on the
-    network), the convention of scikit-learn's ``MLPRegressor(loss="poisson")`` up to that
-    constant and of Keras' ``poisson`` up to the parametrisation (Keras takes the rate itself);
-    the loss is therefore not 0 at a perfect fit and can be negative. Targets may be any
-    non-negative numbers (counts, or rates such as counts per exposure).
+    e^z) is never negative. Per unit ``l = e^z - t z + (t log t - t)`` (with ``0 log 0 = 0``);
+    ``dl/dz = e^z - t``. Mean over output units. This is -log P(t | lambda) minus its value at
+    the perfect rate lambda = t, i.e. half the unit Poisson deviance ``t log(t / lambda) - t +
+    lambda``: 0 at a perfect fit and never negative, so it reads like every other loss (the
+    constant ``t log t - t`` does not depend on the network: the gradient, and therefore
+    training, are those of the plain negative log-likelihood ``e^z - t z`` of scikit-learn's
+    ``MLPRegressor(loss="poisson")`` and, with the rate as the parameter, Keras' ``poisson``).
+    Targets may be any non-negative numbers (counts, or rates such as counts per exposure).
 
     Numerics: z is clipped at ``MAX_LOG_RATE`` (30) before ``exp`` in the loss, its gradient and
     ``predict``; below it every formula is exact, above it the rate is e^30 and the gradient
@@ -302,7 +304,7 @@ class Poisson(Loss):
         z, t = y_pred, y_true
         rate = _rate(z)  # lambda = e^z
         units = z[0].size
-        return self._mean_units(rate - t * z), (rate - t) / units
+        return self._mean_units(rate - t * z + _t_log_t_minus_t(t)), (rate - t) / units
 
     def _fast_per_sample(
         self, y_pred: np.ndarray, y_true: np.ndarray
@@ -311,7 +313,9 @@ class Poisson(Loss):
         rate = _rate(y_pred)
         units = rate[0].size
         tz = np.multiply(y_true, y_pred)
-        # per-sample mean over units of e^z - t z; the gradient reuses the rate's array
+        tz -= _t_log_t_minus_t(y_true)
+        # per-sample mean over units of e^z - t z + (t log t - t); the gradient reuses the
+        # rate's array
         losses = (rate.reshape(n, -1).sum(axis=1) - tz.reshape(n, -1).sum(axis=1)) / units
         grad = np.subtract(rate, y_true, out=rate)
         if units != 1:
@@ -321,10 +325,11 @@ class Poisson(Loss):
     def _fast_mean_and_grad(
         self, y_pred: np.ndarray, y_true: np.ndarray
     ) -> tuple[float, np.ndarray] | None:
-        # L = (sum e^z - sum t z) / (n units),  dL/dz = (e^z - t) / (n units)
+        # L = (sum e^z - sum t z + sum (t log t - t)) / (n units),  dL/dz = (e^z - t) / (n units)
         size = y_pred.size
         rate = _rate(y_pred)
-        value = (float(rate.sum()) - float(np.vdot(y_true, y_pred))) / size
+        constant = float(_t_log_t_minus_t(y_true).sum())
+        value = (float(rate.sum()) - float(np.vdot(y_true, y_pred)) + constant) / size
         grad = np.subtract(rate, y_true, out=rate)
         grad *= 1.0 / size
         return value, grad
@@ -351,6 +356,14 @@ class Poisson(Loss):
             raise ValueError("poisson: y_true must be finite non-negative counts")
         _check_non_negative(y, "poisson: y_true")
         return y
+
+
+def _t_log_t_minus_t(t: np.ndarray) -> np.ndarray:
+    """``t log t - t`` elementwise, with ``0 log 0 = 0``: what turns the Poisson negative
+    log-likelihood ``e^z - t z`` into half the deviance (its value at the perfect rate e^z = t
+    is ``t - t log t``)."""
+    t_log_t = np.multiply(t, np.log(np.where(t > 0, t, 1)))  # log 1 = 0 where t = 0
+    return t_log_t - t
 
 
 def _check_non_negative(y: np.ndarray, name: str) -> None:

@@ -41,9 +41,9 @@ How each warning is decided (the thresholds are constructor arguments):
 
   A rise counts only above the noise floor: it must also exceed ``noise_floor`` x the starting
   loss, so that wiggles around 1e-4 after a near-perfect fit are not read as a learning-rate
-  problem. For a loss not bounded below by 0 (Poisson, whose value drops a constant of the
-  targets and can be near 0 or negative) ratios mean nothing: there a rise is measured against
-  the progress made since the start, or the spread of the first batches.
+  problem. For a loss not bounded below by 0 (a user's loss whose values go negative) ratios
+  mean nothing: there a rise is measured against the progress made since the start, or the
+  spread of the first batches.
 * ``lr_too_low``: after ``patience_low`` epochs the epoch training loss has fallen by less than
   ``flat_tolerance`` (relative) since the first epoch *and* every layer's update ratio is below
   ``ratio_low``. (Comparing with the first epoch, not with the previous one, keeps a converged
@@ -106,8 +106,11 @@ WARNING_KINDS = (
 )
 
 _METRICS = ("grad_norm", "update_ratio", "dead_fraction", "saturation")
-#: losses not bounded below by 0 (Poisson drops the log t! constant of its likelihood)
-_UNBOUNDED_LOSSES = ("poisson",)
+#: losses not bounded below by 0 (none built in: Poisson is half the deviance; a user's loss
+#: that goes negative is caught by the values themselves)
+_UNBOUNDED_LOSSES: tuple[str, ...] = ()
+#: losses whose gradients carry the targets' own units (not standardised by ``fit``)
+_UNSCALED_LOSSES = ("poisson",)
 _WATCHED = ("relu", "sigmoid", "tanh")  # activations whose units are watched
 
 
@@ -379,12 +382,12 @@ class Diagnostics(Callback):
         the counts, 1e4 for prices in dollars) also 100x the layer's first sampled norm, so
         that only growth counts, not the units."""
         first = self._first_norms.setdefault(name, gn)
-        if self.params.get("loss") in _UNBOUNDED_LOSSES:
+        if self.params.get("loss") in _UNSCALED_LOSSES:
             return max(self.explode_norm, 100.0 * first)
         return self.explode_norm
 
     def _bounded(self) -> bool:
-        """Whether the loss is bounded below by 0 (every built-in loss but Poisson)."""
+        """Whether the loss is bounded below by 0 (every built-in loss)."""
         return not self._negative and self.params.get("loss") not in _UNBOUNDED_LOSSES
 
     def _sample(self, step: int, p: np.ndarray, g: np.ndarray) -> None:
