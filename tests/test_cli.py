@@ -630,6 +630,9 @@ def test_calibrate_and_no_baselines(work):
     proba = trained.model.predict(X)
     assert expected_calibration_error(proba, y[split.test]) == pytest.approx(c["ece_after"])
     assert (proba.argmax(1) == y[split.test]).mean() == pytest.approx(m["test"]["accuracy"])
+    code, out, err = run(["info", model])
+    assert code == 0, err
+    assert f"Calibration: temperature {c['temperature']:.3f}" in out and "at training" in out
 
 
 def test_evaluate_prints_intervals_and_calibration(clf, work):

@@ -1161,8 +1161,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         if best:
             at = "  ".join(f"{k} {v[best - 1]:.4f}" for k, v in h.history.items() if k != "lr")
             _say(f"Best epoch:  {at}")
-        if meta.get("task") == "regression":
-            _say("(regression losses are on the standardised target)")
+        if meta.get("target_scaling"):
+            _say("(the losses are on the standardised target: (y - mean) / std)")
     hp = {k: v for k, v in tr.items() if k not in ("seconds", "epochs_run", "best_epoch")}
     if hp:
         _say("Hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
@@ -1170,6 +1170,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     if result:
         n = meta.get("split", {}).get("test", "?")
         _say("", format_metrics(meta["task"], result, n, title="Test set at training"))
+    cal = meta.get("calibration")
+    if cal:
+        from ..glassbox.calibration import format_calibration
+
+        _say(
+            format_calibration(
+                cal, where=f"the {cal['n_rows']} {cal['rows']} rows at training", hint=False
+            )
+        )
     return 0
 
 
