@@ -319,8 +319,8 @@ def workload_a(args, names: list[str], peak: float, log) -> dict:
         f"\nParts of an epoch timed alone (NumPy, nothing else running): the matrix products "
         f"{mm:.3f} s ({100 * floors['matmul_gflops'] / peak:.0f}% of the sgemm peak), "
         f"lucidnet's Adam update {adam:.3f} s; together {mm + adam:.3f} s = "
-        f"{100 * (mm + adam) / ref:.0f}% of lucidnet's epoch. 60% of the peak would need the "
-        f"whole epoch in {flops / (0.6 * peak * 1e9):.3f} s."
+        f"{100 * (mm + adam) / ref:.0f}% of lucidnet's epoch. 45% of the peak would need the "
+        f"whole epoch in {flops / (0.45 * peak * 1e9):.3f} s."
     )
     return {"results": results, "ref": ref, "flops": flops, "n": n, "floors": floors}
 
@@ -471,15 +471,18 @@ def summary(out: dict, peak: float, log) -> list[str]:
         t_torch, t_jit = med("A", "torch"), med("A", "jax-jit")
         gf = out["A"]["flops"] / ref / 1e9
         text = f"{ref:.3f} s vs {t_torch:.3f} s ({ratio(ref, t_torch, 3)})"
-        check(f"A: lucidnet <= 0.5x PyTorch eager: {text}", at_most(ref, 0.5 * t_torch))
+        check(f"A: lucidnet <= 0.4x PyTorch eager: {text}", at_most(ref, 0.4 * t_torch))
         t_ftz = med("A", "torch-ftz")
         if math.isfinite(t_ftz):
             text = f"{ref:.3f} s vs {t_ftz:.3f} s ({ratio(ref, t_ftz, 3)})"
             check(f"A: the same against PyTorch eager with flush-to-zero (no target): {text}", None)
+        t_scan_a = med("A", "jax-scan")
+        text = f"{ref:.3f} s vs {t_scan_a:.3f} s ({ratio(ref, t_scan_a, 3)})"
+        check(f"A: lucidnet no slower than JAX lax.scan: {text}", at_most(ref, t_scan_a))
         text = f"{ref:.3f} s vs {t_jit:.3f} s ({ratio(ref, t_jit, 3)})"
-        check(f"A: lucidnet no slower than JAX jit step: {text}", at_most(ref, t_jit))
+        check(f"A: against JAX's jitted step (no target): {text}", None)
         text = f"{gf:.0f} of {peak:.0f} GFLOP/s ({100 * gf / peak:.0f}%)"
-        check(f"A: >= 60% of sgemm peak in useful matmul FLOPs: {text}", gf >= 0.6 * peak)
+        check(f"A: >= 45% of sgemm peak in useful matmul FLOPs: {text}", gf >= 0.45 * peak)
         gf_mm = out["A"]["floors"]["matmul_gflops"]
         text = f"{gf_mm:.0f} GFLOP/s ({100 * gf_mm / peak:.0f}%)"
         check(
@@ -489,12 +492,11 @@ def summary(out: dict, peak: float, log) -> list[str]:
         ref = out["B"]["ref"]
         t_torch, t_skl, t_scan = med("B", "torch"), med("B", "sklearn"), med("B", "jax-scan")
         text = f"{ref * 1e3:.2f} ms vs {t_torch * 1e3:.2f} ms ({ratio(ref, t_torch, 3)})"
-        check(f"B: lucidnet <= 0.2x PyTorch eager: {text}", at_most(ref, 0.2 * t_torch))
+        check(f"B: lucidnet <= 0.15x PyTorch eager: {text}", at_most(ref, 0.15 * t_torch))
+        text = f"{ref * 1e3:.2f} ms vs {t_scan * 1e3:.2f} ms ({ratio(ref, t_scan, 3)})"
+        check(f"B: lucidnet no slower than JAX lax.scan: {text}", at_most(ref, t_scan))
         text = f"{ref * 1e3:.2f} ms vs {t_skl * 1e3:.2f} ms ({ratio(ref, t_skl, 3)})"
-        check(f"B: lucidnet <= 0.25x scikit-learn: {text}", at_most(ref, 0.25 * t_skl))
-        if math.isfinite(t_scan):
-            text = f"{ref * 1e3:.2f} ms vs {t_scan * 1e3:.2f} ms ({ratio(ref, t_scan, 3)})"
-            check(f"B: approach JAX lax.scan (no fixed target): {text}", None)
+        check(f"B: against scikit-learn (no target): {text}", None)
         acc = out["B"].get("accuracy", {}).get("lucidnet")
         if acc:
             text = f"{100 * np.mean(acc[:3]):.2f}% (mean over seeds 0-2)"
