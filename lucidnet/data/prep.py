@@ -26,7 +26,7 @@ import inspect
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -1281,16 +1281,20 @@ def _fit_dates(
     return st
 
 
+def _block_names(d: dict[str, Any], features: Callable[[int], Sequence[str]]) -> list[str]:
+    """``column:feature`` for each column of a state block (``features(j)``: the j-th column's
+    feature names), each followed by ``column is missing`` where it has an indicator."""
+    names: list[str] = []
+    for j, c in enumerate(d["columns"]):
+        names += [f"{c}:{f}" for f in features(j)]
+        names += [f"{c} is missing"] if d["indicator"][j] else []
+    return names
+
+
 def _date_names(st: dict[str, Any]) -> list[str]:
     """The output names of the date features (after the one-hot columns)."""
     d = st.get("dates")
-    if not d:
-        return []
-    names = []
-    for c, fmt, ind in zip(d["columns"], d["formats"], d["indicator"], strict=True):
-        names += [f"{c}:{f}" for f in date_feature_names("%H" in fmt)]
-        names += [f"{c} is missing"] if ind else []
-    return names
+    return _block_names(d, lambda j: date_feature_names("%H" in d["formats"][j])) if d else []
 
 
 def _transform_dates(df: pd.DataFrame, d: dict[str, Any]) -> np.ndarray:
@@ -1334,12 +1338,7 @@ def _fit_cyclic(
 def _cyclic_names(st: dict[str, Any]) -> list[str]:
     """The output names of the cyclic codes' features (after the date features)."""
     d = st.get("cyclic")
-    if not d:
-        return []
-    names = []
-    for c, ind in zip(d["columns"], d["indicator"], strict=True):
-        names += [f"{c}:sin", f"{c}:cos"] + ([f"{c} is missing"] if ind else [])
-    return names
+    return _block_names(d, lambda j: ("sin", "cos")) if d else []
 
 
 def _transform_cyclic(df: pd.DataFrame, d: dict[str, Any]) -> np.ndarray:
