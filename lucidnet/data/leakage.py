@@ -56,6 +56,8 @@ REL_TOL = 1e-6
 MIN_PRESENT = 20
 CHANCE = 1e-3
 MAX_ROWS = 20_000
+SCREEN_ROWS = 2_000  # the first look of the single-column tree check (see _tree_score)
+SCREEN_BAR = 0.9
 SMALL_TABLE = 20  # categories in a column small enough to be a recoding table
 MAX_PAIR_COLUMNS = 200  # the pair check is quadratic in the numeric columns
 #: words after a target's name that mark a value from before the outcome: not leakage by name
@@ -316,8 +318,22 @@ def _numeric_class_leak(x: np.ndarray, y: np.ndarray, classes: list[str]) -> str
 
 
 def _tree_score(x: np.ndarray, y: np.ndarray) -> float:
-    """Cross-validated balanced accuracy of a shallow tree on the single column ``x``."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    """Cross-validated balanced accuracy of a shallow tree on the single column ``x``.
+
+    A first look on a seeded sample of ``SCREEN_ROWS`` rows settles most columns: one that
+    scores below ``SCREEN_BAR`` there is far from the ``SCORE`` a leak needs (a leak scores
+    about 1.0 on any sample), so the check on all rows runs only for suspects. This keeps the
+    guard to about a tenth of a second per numeric column on 20,000 rows instead of 0.5 s."""
+    if len(y) > SCREEN_ROWS:
+        rows = np.random.default_rng(0).choice(len(y), SCREEN_ROWS, replace=False)
+        first = _tree_cv(x[rows], y[rows])
+        if first < SCREEN_BAR:
+            return first
+    return _tree_cv(x, y)
+
+
+def _tree_cv(x: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.tree import DecisionTreeClassifier
 
     counts = np.bincount(y)
@@ -327,10 +343,23 @@ def _tree_score(x: np.ndarray, y: np.ndarray) -> float:
     k = int((counts > 0).sum())
     tree = DecisionTreeClassifier(max_leaf_nodes=min(2 * k, 32), random_state=0)
     cv = StratifiedKFold(folds, shuffle=True, random_state=0)
+    X = x.reshape(-1, 1)
+    scores = []
+    # the folds by hand: cross_val_score's own machinery costs ~0.1 s a call, 50x the trees
     with warnings.catch_warnings():  # e.g. "more classes than half the rows": not the user's
         warnings.simplefilter("ignore")
-        scores = cross_val_score(tree, x.reshape(-1, 1), y, cv=cv, scoring="balanced_accuracy")
-    return float(scores.mean())
+        for fit_rows, test_rows in cv.split(X, y):
+            pred = tree.fit(X[fit_rows], y[fit_rows]).predict(X[test_rows])
+            scores.append(_balanced_accuracy(y[test_rows], pred))
+    return float(np.mean(scores))
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """The mean over the classes present in ``y`` of the share of their rows predicted right
+    (scikit-learn's ``balanced_accuracy_score``)."""
+    classes, inverse = np.unique(y, return_inverse=True)
+    right = np.bincount(inverse, weights=(pred == y).astype(np.float64), minlength=len(classes))
+    return float(np.mean(right / np.bincount(inverse, minlength=len(classes))))
 
 
 def _spearman_leak(x: np.ndarray, y: np.ndarray) -> str | None:
