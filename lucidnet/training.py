@@ -30,7 +30,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import kernels as _kernels
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
@@ -404,9 +403,6 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
     """The loop: epochs of mini-batch steps, validation and callbacks, in a fixed order."""
     loss_fn, opt, history, track = run.loss, run.optimizer, run.history, model.metrics
     n, bs, threads = run.X.shape[0], run.batch_size, run.control
-    # one buffer the shuffled mini-batches are gathered into (no new array per step); the
-    # layers read the batch only within its step, so overwriting it at the next one is safe
-    buf = np.empty((bs, *run.X.shape[1:]), run.X.dtype) if run.X.ndim >= 2 else None
     for cb in run.callbacks:
         cb.on_train_begin()
     try:
@@ -421,11 +417,9 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
             for step in range(run.steps):
                 stop = n if (run.fold_last and step == run.steps - 1) else (step + 1) * bs
                 idx = order[step * bs : stop]
-                if buf is not None and idx.size <= buf.shape[0]:
-                    xb = _kernels.gather_rows(run.X, idx, buf[: idx.size])
-                else:
-                    xb = run.X[idx]
-                yb = run.y[idx]
+                # plain fancy indexing: kernels.gather_rows into a reused buffer measured 8 us
+                # slower per step on digits (its checks and dispatch cost more than the copy)
+                xb, yb = run.X[idx], run.y[idx]
                 wb = None if run.weights is None else run.weights[idx]
                 value, out = train_step(model, xb, yb, loss_fn, opt, wb)
                 if threads is not None:  # times blocks of steps; may change the thread count
