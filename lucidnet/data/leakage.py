@@ -350,16 +350,8 @@ def _tree_cv(x: np.ndarray, y: np.ndarray) -> float:
         warnings.simplefilter("ignore")
         for fit_rows, test_rows in cv.split(X, y):
             pred = tree.fit(X[fit_rows], y[fit_rows]).predict(X[test_rows])
-            scores.append(_balanced_accuracy(y[test_rows], pred))
+            scores.append(_balanced(pred == y[test_rows], y[test_rows]))
     return float(np.mean(scores))
-
-
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    """The mean over the classes present in ``y`` of the share of their rows predicted right
-    (scikit-learn's ``balanced_accuracy_score``)."""
-    classes, inverse = np.unique(y, return_inverse=True)
-    right = np.bincount(inverse, weights=(pred == y).astype(np.float64), minlength=len(classes))
-    return float(np.mean(right / np.bincount(inverse, minlength=len(classes))))
 
 
 def _spearman_leak(x: np.ndarray, y: np.ndarray) -> str | None:

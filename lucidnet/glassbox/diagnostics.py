@@ -91,6 +91,7 @@ import numpy as np
 from .._validation import check_float, check_positive_int
 from ..callbacks import Callback
 from ..layers import BatchNorm, Dense, Dropout
+from ..losses import LOSSES
 
 __all__ = ["Diagnostics", "TrainingWarning", "WARNING_KINDS"]
 
@@ -106,11 +107,6 @@ WARNING_KINDS = (
 )
 
 _METRICS = ("grad_norm", "update_ratio", "dead_fraction", "saturation")
-#: losses not bounded below by 0 (none built in: Poisson is half the deviance; a user's loss
-#: that goes negative is caught by the values themselves)
-_UNBOUNDED_LOSSES: tuple[str, ...] = ()
-#: losses whose gradients carry the targets' own units (not standardised by ``fit``)
-_UNSCALED_LOSSES = ("poisson",)
 _WATCHED = ("relu", "sigmoid", "tanh")  # activations whose units are watched
 
 
@@ -144,6 +140,14 @@ def _or(items: list[str]) -> str:
 
 class TrainingWarning(UserWarning):
     """A problem detected while training (issued by :class:`Diagnostics`)."""
+
+
+def _unscaled_targets(loss: Any) -> bool:
+    """Whether the registered loss ``loss`` (a name) takes its targets in their own units:
+    ``Loss.scale_targets`` False (Poisson), so that its gradients carry those units."""
+    if not isinstance(loss, str) or loss not in LOSSES:
+        return False
+    return not getattr(LOSSES.lookup(loss), "scale_targets", True)
 
 
 def _act_key(layer: Any) -> str | None:
@@ -382,13 +386,14 @@ class Diagnostics(Callback):
         the counts, 1e4 for prices in dollars) also 100x the layer's first sampled norm, so
         that only growth counts, not the units."""
         first = self._first_norms.setdefault(name, gn)
-        if self.params.get("loss") in _UNSCALED_LOSSES:
+        if _unscaled_targets(self.params.get("loss")):
             return max(self.explode_norm, 100.0 * first)
         return self.explode_norm
 
     def _bounded(self) -> bool:
-        """Whether the loss is bounded below by 0 (every built-in loss)."""
-        return not self._negative and self.params.get("loss") not in _UNBOUNDED_LOSSES
+        """Whether the loss is bounded below by 0 (every built-in loss; a user's loss that goes
+        negative is caught by its values)."""
+        return not self._negative
 
     def _sample(self, step: int, p: np.ndarray, g: np.ndarray) -> None:
         self.steps.append(step)
