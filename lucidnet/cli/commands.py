@@ -300,13 +300,21 @@ def _class_names(meta: dict[str, Any]) -> list[str]:
     return [str(c) for c in meta.get("classes") or []]
 
 
-def test_metrics(task: str, model: Any, X: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
+def network_predictions(task: str, model: Any, X: np.ndarray) -> np.ndarray:
+    """The network's predictions on ``X``: class indices (classification) or values, ``(n,)``;
+    computed once per command and shared by the metrics, the intervals and the report."""
+    if task == "classification":
+        return model.predict_logits(X).argmax(axis=1)
+    return model.predict(X).ravel()
+
+
+def test_metrics(task: str, y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
     """Classification: ``{"accuracy", "f1_macro"}`` plus ``details`` (per-class precision /
-    recall / F1 / support and the confusion matrix); regression: ``{"mae", "rmse", "r2"}``."""
+    recall / F1 / support and the confusion matrix); regression: ``{"mae", "rmse", "r2"}``.
+    ``pred``: :func:`network_predictions` of the rows whose targets are ``y``."""
     from .. import metrics
 
     if task == "classification":
-        pred = model.predict_logits(X).argmax(axis=1)
         k = len(classes)
         prf = metrics.precision_recall_f1(y, pred, n_classes=k)
         per_class = {
@@ -328,7 +336,6 @@ def test_metrics(task: str, model: Any, X: np.ndarray, y: np.ndarray, classes: l
                 "confusion_matrix": cm.tolist(),
             },
         }
-    pred = model.predict(X).ravel()
     return {"mae": metrics.mae(y, pred), "rmse": metrics.rmse(y, pred), "r2": metrics.r2(y, pred)}
 
 
@@ -675,15 +682,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     # calibration first: a fitted temperature is folded into the weights, and every number
     # below (test metrics, baselines' margins) is then the saved model's
     calibration = _calibration(args, data, model) if task == "classification" else None
-    result = verdict = None
+    result = verdict = pred = None
     if len(data.X_test):
-        result = test_metrics(task, model, data.X_test, data.y_test, classes)
+        pred = network_predictions(task, model, data.X_test)
+        result = test_metrics(task, data.y_test, pred, classes)
         text = format_metrics(task, result, len(data.X_test))
         _say(text.splitlines()[0] if args.quiet else "\n" + text)
         warning = near_perfect_warning(task, result)
         if warning:
             _say(warning)
-        verdict = _verdict(args, data, model, task, classes)
+        verdict = _verdict(args, data, pred, task, classes)
     else:
         _say("No test set (--test-size 0): no test metrics")
     data.raw = None  # kept for the baselines only
@@ -723,7 +731,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.report:
         _write_report(
             args, model, history, data, hp, result, diagnostics, verdict=verdict,
-            calibration=calibration,
+            calibration=calibration, pred=pred,
         )  # fmt: skip
     return 0
 
@@ -828,14 +836,8 @@ def _calibration(args: argparse.Namespace, data: Any, model: Any) -> dict[str, A
     )
 
 
-def _network_predictions(task: str, model: Any, X: np.ndarray) -> np.ndarray:
-    if task == "classification":
-        return model.predict_logits(X).argmax(axis=1)
-    return model.predict(X).ravel()
-
-
 def _verdict(
-    args: argparse.Namespace, data: Any, model: Any, task: str, classes: list[str]
+    args: argparse.Namespace, data: Any, pred: np.ndarray, task: str, classes: list[str]
 ) -> dict[str, Any]:
     """The network's test metrics with bootstrap 95% intervals and, unless ``--no-baselines``,
     the baselines on the same test rows with the paired margins and the verdict
@@ -846,7 +848,7 @@ def _verdict(
     result = vd.compare(
         task,
         data.y_test,
-        _network_predictions(task, model, data.X_test),
+        pred,
         baselines,
         resamples=vd.resamples_for(len(data.y_test), RESAMPLES),
         seed=args.seed,
@@ -968,8 +970,10 @@ def _write_report(
     *,
     verdict: dict[str, Any] | None = None,
     calibration: dict[str, Any] | None = None,
+    pred: np.ndarray | None = None,
 ) -> None:
-    """The HTML report of a ``train`` run: what the run knows (the restored epoch, the target
+    """The HTML report of a ``train`` run (``pred``: the test rows' predictions, computed
+    once by ``train``): what the run knows (the restored epoch, the target
     scaling, the per-class table, the test rows' predictions, the named inputs), plus the
     verdict against baselines and the calibration when given."""
     from ..glassbox.report import write_report
@@ -994,7 +998,7 @@ def _write_report(
         extras["feature_names"] = feature_labels(data.preparer)
         extras["X_test"] = data.X_test
         if t["task"] == "regression":
-            extras["y_true"], extras["y_pred"] = data.y_test, model.predict(data.X_test).ravel()
+            extras["y_true"], extras["y_pred"] = data.y_test, pred
     with _user_errors("--report"):
         write_report(
             args.report,
@@ -1100,9 +1104,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     df, y = _labelled(preparer, meta, _read_csv(args, meta)[0], args.data)
     X = _features(preparer, df, args.data, drift=True)
     task = meta["task"]  # checked against the preparation by _load_model
-    result = test_metrics(task, model, X, y, _class_names(meta))
+    pred = network_predictions(task, model, X)
+    result = test_metrics(task, y, pred, _class_names(meta))
     _say(format_metrics(task, result, len(y), title=f"'{args.data}'"))
-    extra = _evaluation_extras(task, model, X, y, len(_class_names(meta)))
+    extra = _evaluation_extras(task, model, X, y, pred, len(_class_names(meta)))
     if args.metrics_json:
         doc = _metrics_document(task, result, rows=len(y), data_file=args.data, **extra)
         _write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
@@ -1110,7 +1115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluation_extras(
-    task: str, model: Any, X: np.ndarray, y: np.ndarray, n_classes: int
+    task: str, model: Any, X: np.ndarray, y: np.ndarray, pred: np.ndarray, n_classes: int
 ) -> dict[str, Any]:
     """For ``evaluate``: the metrics' bootstrap 95% intervals (no baselines: they need the
     training rows) and, for a classifier, its calibration error on these rows; printed, and
@@ -1120,7 +1125,7 @@ def _evaluation_extras(
     intervals = vd.intervals(
         task,
         y,
-        _network_predictions(task, model, X),
+        pred,
         resamples=vd.resamples_for(len(y), RESAMPLES),
         n_classes=n_classes or None,
     )
