@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_positive_int, describe
+from ..activations import softmax
 
 __all__ = [
     "DEFAULT_BINS",
@@ -147,10 +148,7 @@ def two_class_logits(logits: np.ndarray) -> np.ndarray:
 
 def probabilities(logits: Any, temperature: float = 1.0) -> np.ndarray:
     """Softmax of ``logits / temperature`` in float64 (one sigmoid logit: two columns)."""
-    z = two_class_logits(logits) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(two_class_logits(logits) / temperature, axis=1)
 
 
 def _nll_terms(z: np.ndarray, y: np.ndarray, beta: float) -> tuple[float, float, float]:
