@@ -16,7 +16,8 @@ Each system runs one warm-up epoch, then ``repeats`` timed epochs interleaved (l
 torch, torch, lucidnet, ...) so that the machine's varying load affects both alike. lucidnet's
 epoch is the wall time of ``model.fit(..., epochs=1)``, PyTorch's the usual loop (randperm,
 zero_grad, forward, loss, backward, step). Reported: median, min and max per system, the ratio
-of the medians, the CPU, the BLAS and its threads (threadpoolctl).
+of the medians (wall time, and the process's CPU time, which a loaded machine distorts less),
+the CPU, the BLAS and its threads (threadpoolctl).
 """
 
 from __future__ import annotations
@@ -172,9 +173,12 @@ def run_cnn_benchmark(
 
     Returns:
         ``{"data", "threads", "context", "seconds": {system: [epoch times]}, "median":
-        {system: s}, "ratio": lucidnet median / PyTorch median, "accuracy": {system: training
-        accuracy after the run}, "final_loss": {system: loss}}``. Without torch, only
-        lucidnet's numbers and ``"ratio": None``.
+        {system: s}, "ratio": lucidnet median / PyTorch median, "cpu_seconds" / "cpu_median" /
+        "cpu_ratio": the same for the process's CPU time (on a loaded machine the wall time
+        also counts waiting for a core; the CPU time does not, but it counts threads that
+        spin while they wait), "accuracy": {system: training accuracy after the run},
+        "final_loss": {system: loss}}``. Without torch, only lucidnet's numbers and the ratios
+        ``None``.
     """
     from benchmarks.machine import cores
 
@@ -187,12 +191,15 @@ def run_cnn_benchmark(
         pass
     losses = {s.name: s.epoch() for s in systems}  # warm-up: threads, workspaces, caches
     seconds: dict[str, list[float]] = {s.name: [] for s in systems}
+    cpu: dict[str, list[float]] = {s.name: [] for s in systems}
     for r in range(repeats):
         for s in systems if r % 2 == 0 else systems[::-1]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             losses[s.name] = s.epoch()
             seconds[s.name].append(time.perf_counter() - t0)
+            cpu[s.name].append(time.process_time() - c0)
     median = {k: statistics.median(v) for k, v in seconds.items()}
+    cpu_median = {k: statistics.median(v) for k, v in cpu.items()}
     return {
         "data": source,
         "threads": threads,
@@ -200,6 +207,11 @@ def run_cnn_benchmark(
         "seconds": seconds,
         "median": median,
         "ratio": median["lucidnet"] / median["PyTorch"] if "PyTorch" in median else None,
+        "cpu_seconds": cpu,
+        "cpu_median": cpu_median,
+        "cpu_ratio": (
+            cpu_median["lucidnet"] / cpu_median["PyTorch"] if "PyTorch" in cpu_median else None
+        ),
         "accuracy": {s.name: s.accuracy(X, y) for s in systems},
         "final_loss": losses,
     }
@@ -210,11 +222,15 @@ def format_result(result: dict[str, Any]) -> str:
     for name, times in result["seconds"].items():
         lines.append(
             f"  {name:9s} epoch median {result['median'][name]:.3f} s (min {min(times):.3f}, "
-            f"max {max(times):.3f}; {len(times)} epochs), train accuracy "
+            f"max {max(times):.3f}; {len(times)} epochs; CPU time median "
+            f"{result['cpu_median'][name]:.3f} s), train accuracy "
             f"{result['accuracy'][name]:.3f}, last loss {result['final_loss'][name]:.4f}"
         )
     if result["ratio"] is not None:
-        lines.append(f"  ratio lucidnet / PyTorch (medians): {result['ratio']:.2f}x")
+        lines.append(
+            f"  ratio lucidnet / PyTorch (medians): wall time {result['ratio']:.2f}x, "
+            f"CPU time {result['cpu_ratio']:.2f}x"
+        )
     else:
         lines.append("  PyTorch not installed: no ratio")
     lines.append("  " + result["context"])
