@@ -293,9 +293,25 @@ class _Conv(Layer):
         view = window_view(_pad(x, pads), self.kernel_size, self.stride, self.dilation, out)
         return view.reshape(x.shape[0], *out, -1)  # a copy: the windows overlap
 
+    #: inference (``training=False``) runs the batch in slices whose patch matrix stays under
+    #: this many bytes: ``predict``'s batches of 4,096 images would otherwise copy every
+    #: receptive field of all of them at once (a 3x3 convolution of 32 channels on 14x14
+    #: maps: 0.9 GB), for the same numbers.
+    INFERENCE_PATCH_BYTES: ClassVar[int] = 32 * 2**20
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """z = patches(x) @ W.reshape(-1, filters) + b, a = f(z); caches the patches and z."""
         self._check_input(x)
+        if not training:
+            per_sample = x.dtype.itemsize * math.prod(self.kernel_size) * x.shape[-1]
+            per_sample *= math.prod(self._geometry(tuple(x.shape[1:]))[1])
+            step = max(1, self.INFERENCE_PATCH_BYTES // per_sample)
+            if x.shape[0] > step:
+                parts = [self._forward(x[i : i + step], False) for i in range(0, len(x), step)]
+                return np.concatenate(parts)
+        return self._forward(x, training)
+
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         P = self.patches(x)
         W = self.params["W"]
         z = (P.reshape(-1, P.shape[-1]) @ W.reshape(-1, self.filters)).reshape(
