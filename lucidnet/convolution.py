@@ -38,6 +38,7 @@ from . import initializers
 from ._validation import check_float, check_positive_int, describe
 from .activations import Activation
 from .base import LAYERS, Layer
+from .layers import _RELU_FAMILY  # the activations "auto" initialises with He, as in Dense
 
 __all__ = [
     "Conv1D",
@@ -51,7 +52,6 @@ __all__ = [
     "Reshape",
 ]
 
-_RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu"}
 _PADDING_NAMES = ("valid", "same")
 Pads = tuple[tuple[int, int], ...]
 
@@ -300,7 +300,16 @@ class _Conv(Layer):
     INFERENCE_PATCH_BYTES: ClassVar[int] = 32 * 2**20
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """z = patches(x) @ W.reshape(-1, filters) + b, a = f(z); caches the patches and z."""
+        """z = patches(x) @ W.reshape(-1, filters) + b, a = f(z); caches the patches and z.
+
+        Args:
+            x: (n, *spatial, c_in).
+            training: cache for ``backward``; inference runs in slices of the batch
+                (``INFERENCE_PATCH_BYTES``).
+
+        Returns:
+            (n, *out, filters).
+        """
         self._check_input(x)
         if not training:
             per_sample = x.dtype.itemsize * math.prod(self.kernel_size) * x.shape[-1]
@@ -312,6 +321,7 @@ class _Conv(Layer):
         return self._forward(x, training)
 
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """``forward`` on one slice: im2col, one matrix product, bias, activation."""
         P = self.patches(x)
         W = self.params["W"]
         z = (P.reshape(-1, P.shape[-1]) @ W.reshape(-1, self.filters)).reshape(
