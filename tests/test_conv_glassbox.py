@@ -373,9 +373,20 @@ ONNX_CASES = [
                                        AvgPool1D(3, stride=2, padding="same"),
                                        MaxPool1D(2, stride=1), GlobalAveragePooling1D(),
                                        ln.Dense(1)], (12, 3), "poisson"),
+    # pools first, on inputs below 0 (shifted by INPUT_SHIFT): "same" padding must never win a
+    # max (-inf, not 0) nor count in a mean
+    ("pools_same_on_negatives_2d", lambda: [MaxPool2D((3, 2), stride=2, padding="same"),
+                                            AvgPool2D(2, padding="same"), ln.Flatten(),
+                                            ln.Dense(2)], (7, 6, 2), "mse"),
+    ("pools_same_on_negatives_1d", lambda: [MaxPool1D(3, stride=2, padding="same"),
+                                            AvgPool1D(3, stride=2, padding="same"), ln.Flatten(),
+                                            ln.Dense(2)], (9, 2), "mse"),
     ("reshape_minus_one", lambda: [ln.Flatten(), Reshape((-1, 4)), Conv1D(2, 2), ln.Flatten(),
                                    ln.Dense(2)], (4, 2, 2), "mse"),
 ]  # fmt: skip
+
+
+INPUT_SHIFT = {"pools_same_on_negatives_2d": -3.0, "pools_same_on_negatives_1d": -3.0}
 
 
 def _randomise(model, seed):
@@ -396,7 +407,7 @@ def test_onnx_export_of_convolutions_matches_predict(case):
     ort = pytest.importorskip("onnxruntime")
     from lucidnet.interop.onnx_export import to_onnx
 
-    _, layers, shape, loss = case
+    name, layers, shape, loss = case
     for dtype, opset in (("float32", 17), ("float64", 20)):
         model = ln.Sequential(layers(), dtype=dtype)
         model.build(shape, seed=0)
@@ -407,7 +418,8 @@ def test_onnx_export_of_convolutions_matches_predict(case):
         session = ort.InferenceSession(
             proto.SerializeToString(), providers=["CPUExecutionProvider"]
         )
-        x = np.random.default_rng(2).normal(size=(5, *shape)).astype(dtype)
+        x = np.random.default_rng(2).normal(INPUT_SHIFT.get(name, 0.0), size=(5, *shape))
+        x = x.astype(dtype)
         got = session.run(None, {"input": x})[0]
         expected = model.predict(x)
         assert got.shape == expected.shape and got.dtype == np.dtype(dtype)

@@ -6,9 +6,15 @@ textbook path (``fast=False``: training-mode ``forward``, loss, ``zero_grad``, `
 reads the rest (``z``, gradients, the parameters' change, the optimizer's slots) afterwards:
 
 1. forward: for a ``Dense`` layer the input ``x``, ``W``, ``b``, ``z = x W + b`` and ``a = f(z)``;
+   for a ``Conv1D`` / ``Conv2D`` layer one output value worked out from its patch (patch,
+   kernel, products, sum, bias, activation); for a pooling layer one window and its max or
+   mean (:mod:`lucidnet.glassbox.explain_conv`; ``output_index`` chooses the value);
 2. loss: how the value was computed from prediction and target (softmax probabilities and
    ``-log p[target]`` for cross-entropy, each squared error for MSE, ...), and ``dL/d(output)``;
-3. backward, last layer first: ``dL/da``, ``dL/dz``, ``dL/dW``, ``dL/db``, ``dL/dx``;
+3. backward, last layer first: ``dL/da``, ``dL/dz``, ``dL/dW``, ``dL/db``, ``dL/dx``; for a
+   convolution one kernel weight's gradient as the sum over the batch and the positions of
+   input times ``dL/dz`` (``weight_index`` chooses the weight), for max-pooling where the
+   gradient went (the input that won the max);
 4. the optimizer update: gradient, learning rate, momentum / Adam moments and bias corrections,
    each parameter before and after;
 5. the loss on the same batch after the update.
