@@ -164,48 +164,16 @@ class PoolDetail:
 
 
 # --------------------------------------------------------------------------------------------
-# geometry: window size, stride, dilation and padding of a layer, per spatial axis
+# the windows of a layer, gathered by plain indexing
 # --------------------------------------------------------------------------------------------
 
 
-def _per_axis(value: Any, rank: int) -> tuple[int, ...]:
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * rank
-    t = tuple(int(v) for v in value)
-    return t * rank if len(t) == 1 else t
-
-
-def _geometry(layer: Any, spatial: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
-    """(window size, stride, dilation, padding before) per spatial axis of ``layer``."""
-    rank = len(spatial)
-    size = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
-    k = _per_axis(size, rank)
-    stride = getattr(layer, "stride", None)
-    s = k if stride is None else _per_axis(stride, rank)  # a pool's stride None: its size
-    d = _per_axis(getattr(layer, "dilation", 1), rank)
-    before = tuple(b for b, _ in _pads(layer, spatial, k, s, d))
-    return k, s, d, before
-
-
-def _pads(
-    layer: Any, spatial: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...]
-) -> tuple[tuple[int, int], ...]:
-    """(before, after) padding per axis: the layer's ``pads`` once built, else its rule
-    (``"same"``: TensorFlow's, the extra element at the end; an int: on both sides)."""
-    pads = getattr(layer, "pads", None)
-    if pads:
-        return tuple((int(b), int(a)) for b, a in pads)
-    padding = getattr(layer, "padding", "valid")
-    if padding == "valid":
-        return ((0, 0),) * len(spatial)
-    if padding == "same":
-        out = [-(-n // st) for n, st in zip(spatial, s)]
-        total = [
-            max((o - 1) * st + (kk - 1) * dd + 1 - n, 0)
-            for o, st, kk, dd, n in zip(out, s, k, d, spatial)
-        ]
-        return tuple((t // 2, t - t // 2) for t in total)
-    return tuple((p, p) for p in _per_axis(padding, len(spatial)))
+def _geometry(layer: Any) -> tuple[tuple[int, ...], ...]:
+    """(window size, stride, dilation) per spatial axis of a built convolution or pooling
+    layer; its ``pads`` (before, after) per axis are set by ``build``."""
+    if isinstance(layer, CONVOLUTIONS):
+        return layer.kernel_size, layer.stride, layer.dilation
+    return layer.pool_size, layer.stride, (1,) * len(layer.pool_size)
 
 
 def layer_windows(
@@ -218,10 +186,9 @@ def layer_windows(
         covers padding; index[axis] (out_axis, window_axis): the input coordinate of each
         window element (negative or past the end: padding).
     """
-    spatial = tuple(x.shape[1:-1])
-    rank = len(spatial)
-    k, s, d, before = _geometry(layer, spatial)
-    pads = _pads(layer, spatial, k, s, d)
+    rank = x.ndim - 2
+    k, s, d = _geometry(layer)
+    pads = layer.pads
     xpad = np.pad(np.asarray(x, dtype=np.float64), [(0, 0), *pads, (0, 0)], constant_values=fill)
     index = []
     for ax in range(rank):
@@ -235,7 +202,7 @@ def layer_windows(
         shape[ax], shape[rank + ax] = index[ax].shape
         grids.append(index[ax].reshape(shape))
     windows = xpad[(slice(None), *grids)]  # (n, *out, *window, c)
-    return windows, [i - before[ax] for ax, i in enumerate(index)]
+    return windows, [i - pads[ax][0] for ax, i in enumerate(index)]
 
 
 # --------------------------------------------------------------------------------------------

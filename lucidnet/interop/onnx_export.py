@@ -42,6 +42,7 @@ dimension is dynamic (``"batch"``). ``onnx`` is needed only here: ``pip install 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -291,14 +292,15 @@ def _windows_by_offset(g: _GraphBuilder, layer: Any, x: str, conv: bool) -> str:
 
 
 def _window_counts(layer: Any, out: tuple[int, ...]) -> np.ndarray:
-    """How many real (not padding) inputs each pooling window covers: (*out, 1)."""
-    count = np.ones(1)
-    for axis, (m, (lo, _), k, s) in enumerate(zip(out, layer.pads, layer.pool_size, layer.stride)):
+    """How many real (not padding) inputs each pooling window covers: (*out, 1), the product
+    over the axes of each axis's count."""
+    per_axis = []
+    for m, (lo, _), k, s, n in zip(
+        out, layer.pads, layer.pool_size, layer.stride, layer.input_shape[:-1]
+    ):
         start = np.arange(m) * s - lo
-        n = layer.input_shape[axis]
-        per_axis = np.minimum(start + k, n) - np.maximum(start, 0)
-        count = np.multiply.outer(count, per_axis) if axis else per_axis.astype(np.float64)
-    return count.reshape(*out, 1)
+        per_axis.append((np.minimum(start + k, n) - np.maximum(start, 0)).astype(np.float64))
+    return functools.reduce(np.multiply.outer, per_axis).reshape(*out, 1)
 
 
 def _onnx_type(g: _GraphBuilder) -> int:
