@@ -342,6 +342,11 @@ def test_step_names_the_inputs():
     plain = explain_step(model, x, [1], loss="cross_entropy", optimizer="sgd")
     assert "0. The input" not in plain.to_text()
     assert plain.inputs()[0]["name"] == "input 15"
+    # the first layer's dL/dx (1 x 20, summarised) names its largest entries by feature, not
+    # by layer name (a local variable once shadowed the feature names)
+    g = e.layer("dense_0")[1].d_input[0]
+    dx_row = [line for line in text.splitlines() if "w.r.t. the input; not used" in line][0]
+    assert f"[0, {names[int(np.abs(g).argmax())]}]=" in dx_row and "dense_" not in dx_row
 
 
 def test_feature_names_are_checked():

@@ -7,13 +7,15 @@ Per layer and per epoch it records:
   to the layer's parameters (median over the sampled batches). About 1e-3 is the classic healthy
   value (Karpathy's rule of thumb); 1e-1 and above means each step rewrites the weights;
 * ``dead_fraction`` (ReLU layers): fraction of units never active (``z > 0``) on any sampled
-  batch of the epoch;
+  batch of the epoch (a convolution's units are its filters: a filter is active when it is
+  positive at some position of some sampled image);
 * ``saturation`` (sigmoid / tanh layers): fraction of activations within 0.01 of the
   function's limits (``s < 0.01`` or ``s > 0.99``; ``|tanh| > 0.99``), where the derivative is
   nearly zero.
 
 It is cheap enough to leave on: it looks at every ``every``-th batch only (default 10), reads the
-gradients and the ``Dense`` layers' cached pre-activations (no extra forward pass), and keeps one
+gradients and the ``Dense`` layers' cached pre-activations or the activations' cached outputs
+(convolutions, whose units are their channels; no extra forward pass), and keeps one
 copy of the parameter vector to measure the next update.
 
 Warnings. Once per kind and per run, in plain words with a suggested fix, for: learning rate
@@ -64,17 +66,17 @@ How each warning is decided (the thresholds are constructor arguments):
   neither is one still at its best at the end.
 * ``nan``: the loss or a gradient became NaN or infinite.
 
-Advice fits what the run already does. :meth:`Diagnostics.context` reads it from the model and
-the run (the caller passes nothing): the dropout rates of ``Dropout`` layers, ``BatchNorm``
-layers, L1 / L2 penalties of ``Dense`` layers, the optimizer's weight decay, gradient clipping
+Advice fits what the run already does. :meth:`Diagnostics.context` reads it from the model and the
+run (the caller passes nothing): the dropout rates of ``Dropout`` layers, ``BatchNorm`` layers, L1
+/ L2 penalties of ``Dense`` and convolution layers, the optimizer's weight decay, gradient clipping
 and learning-rate schedule, a learning rate changed during training (``ReduceLROnPlateau``), and
-what ``EarlyStopping`` did (it publishes it in ``History.params["early_stopping"]``: the best
-epoch and whether its weights are restored, whichever order the callbacks run in). The
-warnings then say what was done and what is left ("Done: the best epoch (2) was restored ...;
-the run already uses dropout 0.5. What is left to try: more data, a smaller network, or weight
-decay (L2).") instead of recommending what is already there. ``context=`` adds or overrides
-entries (for what happens outside the run). ``to_dict()["context"]`` and the ``the run:`` line
-of :meth:`Diagnostics.to_text` show it.
+what ``EarlyStopping`` did (it publishes it in ``History.params["early_stopping"]``: the best epoch
+and whether its weights are restored, whichever order the callbacks run in). The warnings then say
+what was done and what is left ("Done: the best epoch (2) was restored ...; the run already uses
+dropout 0.5. What is left to try: more data, a smaller network, or weight decay (L2).") instead of
+recommending what is already there. ``context=`` adds or overrides entries (for what happens
+outside the run). ``to_dict()["context"]`` and the ``the run:`` line of :meth:`Diagnostics.to_text`
+show it.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ import numpy as np
 
 from .._validation import check_float, check_positive_int
 from ..callbacks import Callback
+from ..convolution import Conv1D, Conv2D
 from ..layers import BatchNorm, Dense, Dropout
 from ..losses import LOSSES
 
@@ -155,20 +158,49 @@ def _act_key(layer: Any) -> str | None:
     return None if act is None else getattr(act, "key", None)
 
 
-def _watched_layers(layers: list[Any]) -> list[tuple[str, Any, str]]:
-    """The layers whose units are watched: ``(watched name, Dense layer whose cached z is read,
-    activation key)`` for a Dense layer with a ReLU / sigmoid / tanh activation, and for such
-    an activation layer right after a Dense layer without one (``Dense(n), ReLU()``)."""
-    watch: list[tuple[str, Any, str]] = []
+def _has_kernel(layer: Any) -> bool:
+    """A convolution (``Conv1D`` / ``Conv2D``), whose units are its filters (one per output
+    channel, shared by every position)."""
+    return isinstance(layer, (Conv1D, Conv2D))
+
+
+def _watched_layers(layers: list[Any]) -> list[tuple[str, Any, str, str]]:
+    """The layers whose units are watched: ``(watched name, object read, activation key,
+    what is read)``. A Dense layer with a ReLU / sigmoid / tanh activation, or such an
+    activation layer right after a Dense layer without one (``Dense(n), ReLU()``): the Dense
+    layer's cached pre-activation ``_z`` (``"z"``). A convolution with such an activation, or
+    such an activation layer right after a convolution without one: the activation's cached
+    output ``_out`` (``"out"``; both training paths set it), whose units are the channels (the
+    last axis), each watched over the batch and every position."""
+    watch: list[tuple[str, Any, str, str]] = []
     for i, layer in enumerate(layers):
         key = _act_key(layer)
         if key in _WATCHED and isinstance(layer, Dense):
-            watch.append((layer.name, layer, key))
+            watch.append((layer.name, layer, key, "z"))
+        elif key in _WATCHED and _has_kernel(layer):
+            watch.append((layer.name, layer.activation, key, "out"))
         elif getattr(layer, "key", None) in _WATCHED and i > 0:
             prev = layers[i - 1]
             if isinstance(prev, Dense) and prev.activation is None:
-                watch.append((layer.name, prev, layer.key))
+                watch.append((layer.name, prev, layer.key, "z"))
+            elif _has_kernel(prev) and getattr(prev, "activation", None) is None:
+                watch.append((layer.name, layer, layer.key, "out"))
     return watch
+
+
+def _unit_states(z: np.ndarray, key: str, source: str) -> tuple[np.ndarray | None, float | None]:
+    """(which units were active on the batch, for ReLU; the saturated fraction, for sigmoid /
+    tanh) from a pre-activation ``z`` or an activation's output (``source`` ``"out"``); units
+    are the last axis, every other axis (batch, positions) is pooled."""
+    if key == "relu":
+        return np.any(z > 0, axis=tuple(range(z.ndim - 1))), None  # out > 0 <=> z > 0
+    if source == "out":  # s < 0.01 or s > 0.99; |tanh z| > 0.99
+        far = np.abs(z - 0.5) > 0.49 if key == "sigmoid" else np.abs(z) > 0.99
+    elif key == "sigmoid":
+        far = np.abs(z) > math.log(99.0)  # s < 0.01 or s > 0.99  <=>  |z| > log(99)
+    else:
+        far = np.abs(z) > math.atanh(0.99)  # |tanh z| > 0.99  <=>  |z| > atanh(0.99)
+    return None, float(np.mean(far))
 
 
 class Diagnostics(Callback):
@@ -426,20 +458,17 @@ class Diagnostics(Callback):
             self._warn_high(
                 f"a single update changed some weights by {worst_ratio:.3g} times their own size"
             )
-        for name, layer, key in self._watch:
-            z = getattr(layer, "_z", None)  # the Dense layer's cached pre-activation
+        for name, layer, key, source in self._watch:
+            # the Dense layer's cached pre-activation, or the activation's cached output
+            z = getattr(layer, "_z" if source == "z" else "_out", None)
             if z is None:
                 continue
-            if key == "relu":
-                now = np.any(z > 0, axis=0)
+            active, saturated = _unit_states(np.asarray(z), key, source)
+            if active is not None:
                 old = self._active[name]
-                self._active[name] = now if old is None else (old | now)
-            elif key == "sigmoid":
-                # s < 0.01 or s > 0.99  <=>  |z| > log(99)
-                self._saturated[name].append(float(np.mean(np.abs(z) > math.log(99.0))))
-            else:
-                # |tanh z| > 0.99  <=>  |z| > atanh(0.99)
-                self._saturated[name].append(float(np.mean(np.abs(z) > math.atanh(0.99))))
+                self._active[name] = active if old is None else (old | active)
+            elif saturated is not None:
+                self._saturated[name].append(saturated)
 
     # -- per epoch ------------------------------------------------------------------------------
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
@@ -662,18 +691,18 @@ class Diagnostics(Callback):
         """What the run already does, read from the model, its optimizer and the run.
 
         Returns:
-            ``{"dropout": [rates of Dropout layers, > 0], "batch_norm": bool, "l1" / "l2":
-            the largest penalty of a Dense layer, "weight_decay": the optimizer's, "clip_norm"
-            / "clip_value": its gradient clipping or None, "lr_schedule": the class of a
-            learning-rate schedule or None, "lr_range": [first, last] epoch learning rate when
-            it changed during training (a schedule, ReduceLROnPlateau) or None,
-            "early_stopping": what EarlyStopping published in ``History.params`` or None,
-            "restored_epoch": the 0-based epoch whose weights the model ends with when early
-            stopping restores its best epoch, else None}``, updated with the ``context=``
-            given to the constructor.
+            ``{"dropout": [rates of Dropout layers, > 0], "batch_norm": bool, "l1" / "l2": the
+            largest penalty of a Dense or convolution layer, "weight_decay": the optimizer's,
+            "clip_norm" / "clip_value": its gradient clipping or None, "lr_schedule": the class of
+            a learning-rate schedule or None, "lr_range": [first, last] epoch learning rate when it
+            changed during training (a schedule, ReduceLROnPlateau) or None, "early_stopping": what
+            EarlyStopping published in ``History.params`` or None, "restored_epoch": the 0-based
+            epoch whose weights the model ends with when early stopping restores its best epoch,
+            else None}``, updated with the ``context=`` given to the constructor.
         """
         layers = list(getattr(self.model, "layers", []) or [])
-        dense = [layer for layer in layers if isinstance(layer, Dense)]
+        # the layers with L1 / L2 penalties: Dense and the convolutions
+        dense = [layer for layer in layers if isinstance(layer, Dense) or _has_kernel(layer)]
         opt = getattr(self.model, "optimizer", None)
         lr = getattr(opt, "lr", None)
         history = getattr(self.model, "history", None)

@@ -6,9 +6,15 @@ textbook path (``fast=False``: training-mode ``forward``, loss, ``zero_grad``, `
 reads the rest (``z``, gradients, the parameters' change, the optimizer's slots) afterwards:
 
 1. forward: for a ``Dense`` layer the input ``x``, ``W``, ``b``, ``z = x W + b`` and ``a = f(z)``;
+   for a ``Conv1D`` / ``Conv2D`` layer one output value worked out from its patch (patch,
+   kernel, products, sum, bias, activation); for a pooling layer one window and its max or
+   mean (:mod:`lucidnet.glassbox.explain_conv`; ``output_index`` chooses the value);
 2. loss: how the value was computed from prediction and target (softmax probabilities and
    ``-log p[target]`` for cross-entropy, each squared error for MSE, ...), and ``dL/d(output)``;
-3. backward, last layer first: ``dL/da``, ``dL/dz``, ``dL/dW``, ``dL/db``, ``dL/dx``;
+3. backward, last layer first: ``dL/da``, ``dL/dz``, ``dL/dW``, ``dL/db``, ``dL/dx``; for a
+   convolution one kernel weight's gradient as the sum over the batch and the positions of
+   input times ``dL/dz`` (``weight_index`` chooses the weight), for max-pooling where the
+   gradient went (the input that won the max);
 4. the optimizer update: gradient, learning rate, momentum / Adam moments and bias corrections,
    each parameter before and after;
 5. the loss on the same batch after the update.
@@ -46,6 +52,15 @@ from ..base import Layer
 from ..layers import Dense, Dropout
 from ..model import Sequential
 from ..training import prepare_targets, train_step
+from .explain_conv import (
+    CONVOLUTIONS,
+    POOLS,
+    ConvForward,
+    ConvWeightGradient,
+    PoolDetail,
+    conv_details,
+    pool_details,
+)
 
 __all__ = [
     "StepExplanation",
@@ -90,6 +105,8 @@ class LayerForward:
     params: dict[str, np.ndarray]
     z: np.ndarray | None = None  # Dense only: x W + b
     activation: str | None = None  # Dense only: the activation's name
+    conv: ConvForward | None = None  # Conv1D / Conv2D: one output value from its patch
+    pool: PoolDetail | None = None  # MaxPool / AvgPool: one window and its gradient
 
 
 @dataclass
@@ -102,6 +119,7 @@ class LayerBackward:
     d_z: np.ndarray | None  # Dense only: dL/dz
     grads: dict[str, np.ndarray]  # dL/dW, dL/db, ...
     d_input: np.ndarray  # dL/d(input), handed to the previous layer
+    conv: ConvWeightGradient | None = None  # Conv1D / Conv2D: one dL/dW as a sum of terms
 
 
 @dataclass
@@ -285,6 +303,10 @@ def _text_forward(forward: list[LayerForward], k: int, names: list[str] | None =
             lines += _dense_forward_rows(f, k, out_note, first)
         else:
             lines += _layer_forward_rows(f, k, out_note, first)
+        if f.conv is not None:
+            lines += _conv_forward_rows(f.conv, k)
+        if f.pool is not None:
+            lines += _pool_forward_rows(f.pool, k)
     return lines
 
 
@@ -329,11 +351,11 @@ def _text_backward(
     names: list[str] | None = None,
 ) -> list[str]:
     lines = ["3. Backward pass (last layer to first)"]
-    names = [f.name for f in forward]
+    layer_names = [f.name for f in forward]  # not ``names``: those are the input features
     for b in backward:
-        pos = names.index(b.name)
+        pos = layer_names.index(b.name)
         f = forward[pos]
-        source = "the loss" if pos == len(names) - 1 else names[pos + 1]
+        source = "the loss" if pos == len(layer_names) - 1 else layer_names[pos + 1]
         lines.append(f"  {b.name}  {f.description}")
         first = names if pos == 0 else None
         if b.d_z is not None:
@@ -341,7 +363,11 @@ def _text_backward(
         else:
             lines.append(_row("dL/d(output)", b.d_output, k, f"from {source}"))
             lines += [_row(f"dL/d{key}", v, k) for key, v in b.grads.items()]
-        what = f"passed back to {names[pos - 1]}" if pos > 0 else "w.r.t. the input; not used"
+        if b.conv is not None:
+            lines += _conv_backward_rows(b.conv, f, k)
+        if f.pool is not None:
+            lines += _pool_backward_rows(f.pool, k)
+        what = f"passed back to {layer_names[pos - 1]}" if pos > 0 else "w.r.t. the input; not used"
         label = "dL/dx = dL/dz W^T" if b.d_z is not None else "dL/d(input)"
         named = first if b.d_input.shape == f.input.shape else None
         lines.append(_row(label, b.d_input, k, what, names=named, axis=-1))
@@ -363,6 +389,111 @@ def _dense_backward_rows(
     if "b" in b.grads:
         rows.append(_row("dL/db = sum_batch dL/dz", b.grads["b"], k))
     return rows
+
+
+_AXES = {1: ("positions",), 2: ("rows", "columns"), 3: ("depths", "rows", "columns")}
+
+
+def _where(input_index: list[list[int]], size: tuple[int, ...]) -> str:
+    """``rows [2, 3, 4], columns [-1, 0, 1] (-1: padding)``."""
+    names = _AXES.get(len(input_index), tuple(f"axis {i}" for i in range(len(input_index))))
+    parts = [f"{n} {idx}" for n, idx in zip(names, input_index)]
+    outside = any(not 0 <= v < n for idx, n in zip(input_index, size) for v in idx)
+    return ", ".join(parts) + (" (outside the input: padding)" if outside else "")
+
+
+def _small(a: np.ndarray, k: int) -> str:
+    """A kernel-sized array in full up to 81 entries (a 3x3 kernel over 9 channels), channel
+    first so each channel prints as a grid."""
+    return format_array(np.moveaxis(a, -1, 0) if a.ndim > 1 else a, max(k, 81))
+
+
+def _conv_forward_rows(c: ConvForward, k: int) -> list[str]:
+    """One output value of a convolution: patch, kernel, products, sum, bias, activation."""
+    pos = ", ".join(map(str, c.position))
+    by_ch = " (by input channel)" if c.patch.shape[-1] > 1 else ""
+    rows = [
+        f"    one output value worked out: sample {c.sample}, position ({pos}), filter {c.filter}",
+        f"    under the kernel: input {_where(c.input_index, c.input_size)}",
+        f"    {'patch x' + by_ch:<{_LABEL_WIDTH}} " + _indent(_small(c.patch, k)),
+        f"    {'kernel W[..., ' + str(c.filter) + ']':<{_LABEL_WIDTH}} "
+        + _indent(_small(c.kernel, k)),
+        f"    {'products patch * W':<{_LABEL_WIDTH}} " + _indent(_small(c.products, k)),
+        _row(f"sum of the {c.products.size} products", c.total, k),
+        _row(f"+ bias b[{c.filter}]", c.bias, k),
+        _row("= z", c.z, k),
+    ]
+    check = f"whole layer recomputed from its patches: max |diff| {c.check_max_abs_diff:.2g}"
+    label = "output" if c.activation is None else f"a = {c.activation}(z)"
+    rows.append(_row(label, c.recomputed, k, f"the layer's output there: {c.output:.6g}; {check}"))
+    return rows
+
+
+def _indent(text: str) -> str:
+    return text.replace("\n", "\n" + " " * (4 + _LABEL_WIDTH + 1))
+
+
+def _conv_backward_rows(c: ConvWeightGradient, f: LayerForward, k: int) -> list[str]:
+    """dL/dW of one kernel weight as the sum over the batch and the positions of
+    x (under that weight) * dL/dz, its largest terms shown."""
+    w = ", ".join(map(str, c.weight))
+    fl = c.weight[-1]
+    rank = len(c.weight) - 2
+    rows = [
+        f"    one kernel weight's gradient: W[{w}] = kernel offset {tuple(c.weight[:rank])}, "
+        f"input channel {c.weight[rank]}, filter {fl}",
+        f"    dL/dW[{w}] = sum over the batch and every output position of x (the input under "
+        f"W[{w}] there) * dL/dz[..., {fl}]",
+        f"    the {min(len(c.terms), c.n_terms)} largest of its {c.n_terms} terms:",
+    ]
+    for t in c.terms:
+        at = ", ".join(map(str, t["input_index"]))
+        where = ", ".join(map(str, t["position"]))
+        rows.append(
+            f"      sample {t['sample']}, position ({where}): x[{at}] = {t['x']:.4g} times "
+            f"dL/dz = {t['dz']:.4g} gives {t['product']:.4g}"
+        )
+    rows.append(_row(f"sum of the {c.n_terms} terms", c.total, k))
+    if c.penalty_grad:
+        rows.append(_row("+ L1/L2 penalty gradient", c.penalty_grad, k))
+    rows.append(_row(f"= dL/dW[{w}]", c.grad, k, "the layer's own gradient"))
+    if c.bias_grad is not None:
+        rows.append(
+            _row(f"dL/db[{fl}] = sum dL/dz", c.bias_total, k, f"the layer's own: {c.bias_grad:.6g}")
+        )
+    return rows
+
+
+def _pool_forward_rows(p: PoolDetail, k: int) -> list[str]:
+    pos = ", ".join(map(str, p.position))
+    rows = [
+        f"    one window: sample {p.sample}, position ({pos}), channel {p.channel}; input "
+        f"{_where(p.input_index, p.input_size)}",
+        f"    {'window (NaN: padding)':<{_LABEL_WIDTH}} " + _indent(_small(p.window, k)),
+    ]
+    note = f"the layer's output there: {p.output:.6g}; whole layer recomputed: max |diff| "
+    note += f"{p.check_max_abs_diff:.2g}"
+    if p.winner is not None:
+        at = ", ".join(map(str, p.winner))
+        rows.append(_row(f"max, at x[{at}]", p.recomputed, k, note))
+    else:
+        rows.append(_row(f"mean of {p.count} inputs", p.recomputed, k, note))
+    return rows
+
+
+def _pool_backward_rows(p: PoolDetail, k: int) -> list[str]:
+    if p.winner is not None:
+        at = ", ".join(map(str, p.winner))
+        how = f"goes to the input that won the max, x[{at}], and to no other"
+    else:
+        how = f"is shared equally: dL/dy / {p.count} to each input of the window"
+    check = f"routing of the whole layer recomputed: max |diff| {p.routing_max_abs_diff:.2g}"
+    return [
+        f"    the window's dL/dy = {p.d_output:.4g} {how}",
+        f"    {'dL/dx over the window':<{_LABEL_WIDTH}} "
+        + _indent(_small(p.d_window, k))
+        + f"   ({check})",
+    ]
 
 
 def _text_update(up: UpdateStep, k: int) -> list[str]:
@@ -430,6 +561,8 @@ def _jsonable(obj: Any) -> Any:
 def _to_jsonable(obj: Any, k: int) -> Any:
     """Recursively convert records (dataclasses), dicts, lists and arrays for ``json.dumps``."""
     if is_dataclass(obj) and not isinstance(obj, type):
+        if isinstance(obj, (ConvForward, PoolDetail)):
+            k = max(k, 81)  # patch, kernel, products, window in full (as in the text)
         out = {f.name: _to_jsonable(getattr(obj, f.name), k) for f in fields(obj)}
         if isinstance(obj, ParamUpdate):
             out["step"] = _to_jsonable(obj.step, k)
@@ -714,8 +847,9 @@ def _update_formulas(opt: _optimizers.Optimizer, t: int) -> tuple[list[str], dic
 
 def _describe_layer(layer: Layer) -> str:
     text = repr(layer)
-    if isinstance(layer, Dense) and (layer.l1 or layer.l2):
-        text += f" + reg(l1={layer.l1:g}, l2={layer.l2:g})"
+    l1, l2 = getattr(layer, "l1", 0.0), getattr(layer, "l2", 0.0)  # Dense and convolutions
+    if isinstance(layer, (Dense, *CONVOLUTIONS)) and (l1 or l2):
+        text += f" + reg(l1={l1:g}, l2={l2:g})"
     return text
 
 
@@ -793,6 +927,69 @@ def _add_dense_details(
         b.d_z = np.array(b.d_output if act is None else act.backward(b.d_output))
 
 
+def _add_conv_details(
+    layers: list[Layer],
+    forward: list[LayerForward],
+    backward: list[LayerBackward],
+    focus: _Focus,
+) -> None:
+    """For display, one output value and one weight gradient of every convolution, and one
+    window of every pooling layer, computed from the step's records
+    (:mod:`lucidnet.glassbox.explain_conv`)."""
+    by_name = {b.name: b for b in backward}
+    for layer, f in zip(layers, forward):
+        b = by_name[f.name]
+        at = focus.outputs.get(f.name)
+        if isinstance(layer, CONVOLUTIONS):
+            f.conv, b.conv = conv_details(
+                layer, f.input, f.output, f.params, b.d_output, b.grads, at,
+                focus.weights.get(f.name),
+            )  # fmt: skip
+        elif isinstance(layer, POOLS):
+            f.pool = pool_details(layer, f.input, f.output, b.d_output, b.d_input, at)
+
+
+@dataclass
+class _Focus:
+    """Where to look inside convolution / pooling layers: output indices
+    ``(sample, *position, channel)`` and kernel indices ``(*offset, c_in, filter)`` by layer
+    name (a layer not named gets the defaults of :func:`conv_details`)."""
+
+    outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    weights: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def _check_focus(model: Sequential, output_index: Any, weight_index: Any) -> _Focus:
+    """``output_index`` / ``weight_index`` as dicts of int tuples keyed by the names of the
+    model's convolution (and, for outputs, pooling) layers; a TypeError / ValueError names the
+    argument otherwise."""
+    focus = _Focus()
+    for arg, value, allowed, store in (
+        ("output_index", output_index, CONVOLUTIONS + POOLS, focus.outputs),
+        ("weight_index", weight_index, CONVOLUTIONS, focus.weights),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise TypeError(
+                f"{arg} must be a dict {{layer name: index tuple}}, got {describe(value)}"
+            )
+        names = [str(layer.name) for layer in model.layers if isinstance(layer, allowed)]
+        for name, index in value.items():
+            if name not in names:
+                kinds = "/".join(t.__name__ for t in allowed)
+                raise ValueError(
+                    f"{arg} names layer {name!r}, which is not one of the model's {kinds} "
+                    f"layers ({', '.join(names) or 'none'})"
+                )
+            if not isinstance(index, (tuple, list)) or not all(
+                isinstance(i, (int, np.integer)) for i in index
+            ):
+                raise TypeError(f"{arg}[{name!r}] must be a tuple of ints, got {describe(index)}")
+            store[name] = tuple(int(i) for i in index)
+    return focus
+
+
 @dataclass
 class _Step:
     """What ``_run_step`` observed."""
@@ -812,6 +1009,7 @@ def _run_step(
     loss_fn: _losses.Loss,
     xa: np.ndarray,
     ya: np.ndarray,
+    focus: _Focus,
 ) -> _Step:
     """One textbook training step, ``train_step(fast=False)``, with its layers recorded."""
     penalty = work.penalty()  # of the weights before the update, as in train_step's loss
@@ -819,6 +1017,7 @@ def _run_step(
     with _LayerTaps(work) as taps:
         value, _ = train_step(work, xa, ya, loss_fn, opt, fast=False)
     _add_dense_details(work.layers, taps.forward, taps.backward)
+    _add_conv_details(work.layers, taps.forward, taps.backward, focus)
     return _Step(taps.forward, taps.backward, float(value), penalty, lr, t, state_before)
 
 
@@ -936,6 +1135,8 @@ def explain_step(
     apply: bool = False,
     max_entries: int = 16,
     feature_names: list[str] | None = None,
+    output_index: dict[str, tuple[int, ...]] | None = None,
+    weight_index: dict[str, tuple[int, ...]] | None = None,
 ) -> StepExplanation:
     """Run one training step on ``(x, y)`` and record every intermediate number.
 
@@ -954,6 +1155,12 @@ def explain_step(
         feature_names: one name per input column (``model.input_shape == (d,)``), e.g. from
             a preparer's ``feature_names_out()``: the text names the row's inputs and the
             largest entries of the first layer's arrays by feature instead of by index.
+        output_index: for convolution and pooling layers, by layer name, the output value
+            worked out from its patch / window: ``(sample, *position, channel)``, e.g.
+            ``{"conv2d_0": (0, 3, 5, 2)}``. Default: sample 0 at its largest |output|.
+        weight_index: for convolution layers, by layer name, the kernel weight whose gradient
+            is shown as a sum over the batch and the positions: ``(*offset, c_in, filter)``,
+            e.g. ``{"conv2d_0": (1, 0, 0, 2)}``. Default: the largest |dL/dW|.
 
     Returns:
         A :class:`StepExplanation` (``.to_text()``, ``.to_dict()``; the raw arrays are its
@@ -965,11 +1172,12 @@ def explain_step(
     _check_model(model)
     max_entries = check_positive_int(max_entries, "max_entries")
     names = check_feature_names(feature_names, model)
+    focus = _check_focus(model, output_index, weight_index)
     loss_fn, opt = _loss_and_optimizer(model, loss, optimizer)
     xa, ya = _batch(model, loss_fn, x, y)
     work, work_opt = _working_pair(model, loss_fn, opt, apply)
     replay = work.copy()  # before the step: see _loss_after_update
-    step = _run_step(work, work_opt, loss_fn, xa, ya)
+    step = _run_step(work, work_opt, loss_fn, xa, ya, focus)
     return StepExplanation(
         x=np.array(xa),
         y=np.array(ya),

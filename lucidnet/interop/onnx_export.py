@@ -19,7 +19,20 @@ lucidnet layer     ONNX nodes
 ``Flatten``        ``Flatten(axis=1)``
 ``Embedding``      ``Gather`` of the table times the padding mask (``ids != 0``); with
                    ``pooling="mean"`` ``ReduceSum`` over the sequence / ``max(count, 1)``
+``Conv1D/2D``      ``Transpose`` to channels-first, ``Conv`` (kernel ``W`` transposed to
+                   ``(filters, c_in, *kernel)``, explicit ``pads``: "same"'s odd zero at the
+                   end as lucidnet puts it), ``Transpose`` back, then its activation
+``MaxPool1D/2D``   ``MaxPool`` between the same two ``Transpose`` nodes
+``AvgPool1D/2D``   ``AveragePool(count_include_pad=0)``: "same" averages the real inputs only
+``GlobalAverage    ``ReduceMean`` over the spatial axes
+Pooling1D/2D``
+``Reshape``        ``Reshape`` to ``(batch, *target_shape)``
 =================  ==========================================================================
+
+Tensors stay channels-last between layers, as in lucidnet, so ``Flatten`` after a convolution
+flattens in lucidnet's order (``(row, column, channel)``) and ``BatchNorm``'s per-channel
+constants broadcast over the last axis; only ONNX's channels-first ``Conv`` / pooling operators
+are wrapped in ``Transpose`` nodes (ONNX Runtime's optimiser cancels back-to-back pairs).
 
 The loss's output non-linearity (softmax for ``cross_entropy``, sigmoid for
 ``binary_cross_entropy``, exp for ``poisson``) is appended, so the ONNX output equals
@@ -29,6 +42,7 @@ dimension is dynamic (``"batch"``). ``onnx`` is needed only here: ``pip install 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -47,8 +61,14 @@ _MIN_OPSET = 13  # Softmax over one axis and ReduceSum with axes as an input sta
 #: layer classes the exporter understands.
 SUPPORTED_LAYERS = (
     "Dense", "Dropout", "BatchNorm", "Flatten", "Embedding", "Linear", "Sigmoid", "Tanh",
-    "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax",
+    "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "Conv1D", "Conv2D", "MaxPool1D",
+    "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "Reshape",
 )  # fmt: skip
+_CONVS = ("Conv1D", "Conv2D")
+_POOLS = {"MaxPool1D": "MaxPool", "MaxPool2D": "MaxPool", "AvgPool1D": "AveragePool",
+          "AvgPool2D": "AveragePool"}  # fmt: skip
+_GLOBAL_POOLS = ("GlobalAveragePooling1D", "GlobalAveragePooling2D")
 
 
 def _import_onnx():
@@ -169,12 +189,118 @@ def _layer(g: _GraphBuilder, layer: Any, x: str) -> str:
         count = g.node("Max", [count, g.const(f"{base}/one", 1.0)], base)
         weights = g.node("Unsqueeze", [g.node("Div", [mask, count], base), axis2], base)
         return g.node("ReduceSum", [g.node("Mul", [weights, emb], base), axis1], base, keepdims=0)
+    if kind in _CONVS or kind in _POOLS or kind in _GLOBAL_POOLS or kind == "Reshape":
+        return _spatial_layer(g, layer, x)
     if kind in SUPPORTED_LAYERS:
         return _activation(g, layer, x, base)
     raise TypeError(
         f"export_onnx does not support layer {layer.name!r} ({kind}); supported layer types: "
         f"{', '.join(SUPPORTED_LAYERS)}"
     )
+
+
+def _spatial_layer(g: _GraphBuilder, layer: Any, x: str) -> str:
+    """ONNX nodes for a convolution, pooling or Reshape layer on a channels-last tensor."""
+    kind, base = type(layer).__name__, layer.name
+    if kind == "Reshape":
+        shape = g.const(f"{base}/shape", [0, *layer.target_shape], np.int64)  # 0: keep the batch
+        return g.node("Reshape", [x, shape], base)
+    rank = len(layer.input_shape) - 1  # spatial axes of (n, *spatial, channels)
+    if kind in _GLOBAL_POOLS:
+        axes = list(range(1, rank + 1))
+        if g.opset >= 18:  # ReduceMean takes its axes as an input from opset 18 on
+            return g.node(
+                "ReduceMean", [x, g.const(f"{base}/axes", axes, np.int64)], base, keepdims=0
+            )
+        return g.node("ReduceMean", [x], base, axes=axes, keepdims=0)
+    if g.dtype == np.float64 and (kind in _CONVS or _POOLS[kind] == "AveragePool"):
+        # ONNX Runtime has no float64 Conv / AveragePool kernels: the same sums from primitives
+        out = _windows_by_offset(g, layer, x, kind in _CONVS)
+    else:
+        out = _channels_first_op(g, layer, x, rank)
+    act = getattr(layer, "activation", None)
+    return out if act is None else _activation(g, act, out, base)
+
+
+def _channels_first_op(g: _GraphBuilder, layer: Any, x: str, rank: int) -> str:
+    """ONNX's own ``Conv`` / ``MaxPool`` / ``AveragePool`` between two ``Transpose`` nodes
+    (channels-last -> channels-first -> channels-last)."""
+    kind, base = type(layer).__name__, layer.name
+    first = g.node("Transpose", [x], base, perm=[0, rank + 1, *range(1, rank + 1)])
+    # ONNX pads: every axis's "before", then every axis's "after"
+    pads = [int(p[0]) for p in layer.pads] + [int(p[1]) for p in layer.pads]
+    if kind in _CONVS:
+        # W (*kernel, c_in, filters) -> ONNX's (filters, c_in, *kernel)
+        w = np.transpose(layer.params["W"], (rank + 1, rank, *range(rank)))
+        inputs = [first, g.const(f"{base}/W", w)]
+        if layer.use_bias:
+            inputs.append(g.const(f"{base}/b", layer.params["b"]))
+        y = g.node(
+            "Conv",
+            inputs,
+            base,
+            kernel_shape=list(layer.kernel_size),
+            strides=list(layer.stride),
+            dilations=list(layer.dilation),
+            pads=pads,
+        )
+    else:
+        extra = {"count_include_pad": 0} if _POOLS[kind] == "AveragePool" else {}
+        y = g.node(
+            _POOLS[kind],
+            [first],
+            base,
+            kernel_shape=list(layer.pool_size),
+            strides=list(layer.stride),
+            pads=pads,
+            **extra,
+        )
+    return g.node("Transpose", [y], base, perm=[0, *range(2, rank + 2), 1])
+
+
+def _windows_by_offset(g: _GraphBuilder, layer: Any, x: str, conv: bool) -> str:
+    """A convolution (``conv``) or an average pooling on the channels-last tensor ``x`` as
+    one strided ``Slice`` of the zero-padded input per kernel offset: the convolution adds
+    ``slice @ W[offset]`` (``MatMul`` over the channels) and the bias, the pooling adds the
+    slices and divides by each window's count of real inputs. Any dtype (float64 included)."""
+    base = layer.name
+    rank = len(layer.input_shape) - 1
+    size = layer.kernel_size if conv else layer.pool_size
+    dilation = layer.dilation if conv else (1,) * rank
+    out = layer.output_shape(layer.input_shape)[:-1]
+    pads = [0, *(p[0] for p in layer.pads), 0, 0, *(p[1] for p in layer.pads), 0]
+    xp = g.node("Pad", [x, g.const(f"{base}/pads", pads, np.int64)], base)
+    axes = g.const(f"{base}/axes", list(range(1, rank + 1)), np.int64)
+    steps = g.const(f"{base}/steps", list(layer.stride), np.int64)
+    total = None
+    for offset in np.ndindex(*size):
+        begin = [o * d for o, d in zip(offset, dilation)]
+        end = [b + s * (m - 1) + 1 for b, s, m in zip(begin, layer.stride, out)]
+        starts = g.const(f"{base}/starts", begin, np.int64)
+        part = g.node(
+            "Slice", [xp, starts, g.const(f"{base}/ends", end, np.int64), axes, steps], base
+        )
+        if conv:
+            part = g.node("MatMul", [part, g.const(f"{base}/W", layer.params["W"][offset])], base)
+        total = part if total is None else g.node("Add", [total, part], base)
+    assert total is not None  # every window has at least one offset
+    if conv:
+        if layer.use_bias:
+            total = g.node("Add", [total, g.const(f"{base}/b", layer.params["b"])], base)
+        return total
+    return g.node("Div", [total, g.const(f"{base}/count", _window_counts(layer, out))], base)
+
+
+def _window_counts(layer: Any, out: tuple[int, ...]) -> np.ndarray:
+    """How many real (not padding) inputs each pooling window covers: (*out, 1), the product
+    over the axes of each axis's count."""
+    per_axis = []
+    for m, (lo, _), k, s, n in zip(
+        out, layer.pads, layer.pool_size, layer.stride, layer.input_shape[:-1]
+    ):
+        start = np.arange(m) * s - lo
+        per_axis.append((np.minimum(start + k, n) - np.maximum(start, 0)).astype(np.float64))
+    return functools.reduce(np.multiply.outer, per_axis).reshape(*out, 1)
 
 
 def _onnx_type(g: _GraphBuilder) -> int:
