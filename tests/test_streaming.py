@@ -180,3 +180,25 @@ def test_what_cannot_stream_is_said_clearly(tmp_path):
         stream_prepare(str(path), "nope")
     with pytest.raises(ValueError, match="not found"):
         stream_prepare(str(tmp_path / "missing.parquet"), "y")
+
+
+def test_cli_train_streams_a_large_file_and_predict_streams_its_output(tmp_path, capsys):
+    from lucidnet.cli.commands import main
+
+    df = _frame(1200, seed=3)
+    data = tmp_path / "big.parquet"
+    df.to_parquet(data, row_group_size=300)
+    model = tmp_path / "m.lnet"
+    # --stream-above 1: any file is "large"
+    argv = ["train", str(data), "--target", "y", "--epochs", "2", "--stream-above", "1"]
+    assert main([*argv, "--out", str(model), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "Test set" in out.out or "accuracy" in out.out
+    meta = ln.load(str(model)).metadata
+    assert "seeded hash of the row number" in meta["split"]["note"]
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(["predict", str(model), str(data), "--stream", "--out", str(a)]) == 0
+    assert main(["predict", str(model), str(data), "--out", str(b), "--stream-above", "none"]) == 0
+    assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 1201
+    assert main([*argv, "--class-weight", "balanced", "--out", str(tmp_path / "x.lnet")]) == 2
+    assert "not available when streaming" in capsys.readouterr().err

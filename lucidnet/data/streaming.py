@@ -207,6 +207,20 @@ class StreamSplit:
         u = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
         return np.where(u < self.test_size, 2, np.where(u < self.test_size + self.val_size, 1, 0))
 
+    @property
+    def train(self) -> range:
+        """Sized stand-ins for :class:`~lucidnet.data.splits.Split`'s row indices (the rows
+        are known only while reading): ``len(split.train)`` is the training rows' count."""
+        return range(self.counts["train"])
+
+    @property
+    def val(self) -> range:
+        return range(self.counts["val"])
+
+    @property
+    def test(self) -> range:
+        return range(self.counts["test"])
+
     def to_dict(self) -> dict[str, Any]:
         """What a model file records of a split (as :meth:`lucidnet.data.splits.Split.to_dict`)."""
         return {**self.counts, "stratified": False, "note": self.note}
