@@ -27,7 +27,7 @@ This module imports NumPy only; reading files in record batches (Parquet, large 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -87,15 +87,15 @@ class IterableSource:
     """A Python iterable of batch tuples as a source.
 
     Args:
-        data: a re-iterable (a list of ``(X, y)`` tuples: every epoch iterates it again), a
-            function called with no arguments for each epoch's fresh iterator, or a one-shot
-            iterator (a generator: one epoch only).
+        data: a re-iterable (a list of ``(X, y)`` tuples, a ``DataLoader``: every epoch
+            iterates it again), a function called with no arguments for each epoch's fresh
+            iterator, or a one-shot iterator (a generator: one epoch only).
     """
 
     def __init__(self, data: Any) -> None:
         self.data = data
         self.one_shot = isinstance(data, Iterator)
-        self.n_batches: int | None = len(data) if isinstance(data, (list, tuple)) else None
+        self.n_batches: int | None = len(data) if isinstance(data, Sized) else None
 
     def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[Any]:
         if callable(self.data) and not isinstance(self.data, Iterable):
@@ -116,14 +116,19 @@ class IterableSource:
 
 
 def is_source(X: Any) -> bool:
-    """Whether ``X`` is a batch source rather than an array (a NumPy array, a list of rows):
-    an object with ``batches``, an iterator, a function, or a list / tuple of batch tuples."""
+    """Whether ``X`` is a batch source rather than an array (a NumPy array, a list of rows, a
+    DataFrame): an object with ``batches``, an iterator, a function, an iterable that is not
+    array-like (no ``__array__``: a PyTorch ``DataLoader``), or a list / tuple of batch
+    tuples."""
     if isinstance(X, np.ndarray):
         return False
     if isinstance(X, BatchSource) or isinstance(X, Iterator):
         return True
     if callable(X) and not isinstance(X, Iterable):
         return True
+    if isinstance(X, Iterable) and not isinstance(X, (list, tuple, str, bytes, dict)):
+        # a re-iterable of batches (a PyTorch DataLoader, ...), unless it is array-like
+        return not hasattr(X, "__array__")
     if isinstance(X, (list, tuple)) and X:
         # a list of (X, y) tuples of arrays, not a list of rows of numbers
         return all(isinstance(b, tuple) and 2 <= len(b) <= 3 for b in X) and all(

@@ -363,7 +363,7 @@ def fit(
     verbose, callbacks = _check_options(verbose, seed, callbacks)
     run.loss, run.optimizer = _compile(model, loss, optimizer, metrics)
     run.rng = np.random.default_rng(seed)
-    if y is None or is_source(X):  # a source of mini-batches (sources.py)
+    if is_source(X):  # a source of mini-batches (sources.py)
         _source_data(model, run, X, y, (sample_weight, class_weight, validation_split))
     else:
         run.X, run.y = _training_data(model, run.loss, X, y, run.rng)

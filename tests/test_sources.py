@@ -153,11 +153,44 @@ def test_bad_sources_are_named_clearly(source, kwargs, error, match):
         _model().fit(source, loss="cross_entropy", epochs=1, verbose=0, **kwargs)
 
 
+class _Loader:
+    """A re-iterable of batches with a length, as a PyTorch DataLoader is."""
+
+    def __init__(self, batches):
+        self.data = batches
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self):
+        return len(self.data)
+
+
+def test_a_reiterable_like_a_data_loader_is_a_source():
+    X, y = _data()
+    hist = _model().fit(_Loader(_in_order(X, y, 40)), loss="cross_entropy", epochs=2, verbose=0)
+    assert hist.params["steps"] == 5 and hist.params["samples"] == 200
+
+
 def test_what_counts_as_a_source():
     X, y = _data(10)
+    assert not is_source(pd_like()) and not is_source("text")
     assert not is_source(X) and not is_source([[1.0, 2.0], [3.0, 4.0]]) and not is_source([])
     assert is_source([(X, y)]) and is_source(iter([(X, y)])) and is_source(lambda: None)
     with pytest.raises(TypeError, match="batch source"):
         as_source(42)
-    with pytest.raises(TypeError, match="batch source"):
-        _model().fit(42, loss="cross_entropy", verbose=0)
+    with pytest.raises(ValueError, match="y must be None when X is a batch source"):
+        _model().fit(lambda: iter([(X, y)]), y, loss="cross_entropy", verbose=0)
+
+
+def pd_like():
+    """An array-like iterable (a DataFrame, a tensor): not a source."""
+
+    class ArrayLike:
+        def __iter__(self):
+            return iter([])
+
+        def __array__(self, dtype=None, copy=None):
+            return np.zeros((2, 5))
+
+    return ArrayLike()

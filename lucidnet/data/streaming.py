@@ -630,7 +630,7 @@ def _held_out(
         for p in (1, 2):
             rows = df.loc[parts == p]
             if len(rows):
-                got[p].append((prep.transform(rows), prep.encode_target(rows[t])))
+                got[p].append((prep.transform(rows), _encode(prep, rows[t])))
     width = prep._n_features_out()
     regression = prep.target_["task"] == "regression"
     empty = (np.empty((0, width), np.float32), np.empty(0, np.float32 if regression else np.int64))
@@ -638,6 +638,15 @@ def _held_out(
         p: (np.concatenate([a for a, _ in v]), np.concatenate([b for _, b in v])) if v else empty
         for p, v in got.items()
     }
+
+
+def _encode(prep: TabularPreparer, values: pd.Series) -> np.ndarray:
+    """``prep.encode_target(values)``, for class labels once per distinct value (the per-value
+    label lookup took about 11 s of a 42 s streamed epoch of 4.8 M rows)."""
+    if prep.target_["task"] == "regression":
+        return prep.encode_target(values)
+    codes, uniques = _pd().factorize(values)
+    return prep.encode_target(_pd().Series(uniques, dtype=object))[codes]
 
 
 # ---- the training source ----------------------------------------------------------------------
@@ -700,7 +709,7 @@ class StreamSource:
             keep = self.split.parts(start + np.flatnonzero(has)) == self.part
             rows = df.loc[has].loc[keep]
             if len(rows):
-                yield self.preparer.transform(rows), self.preparer.encode_target(rows[t])
+                yield self.preparer.transform(rows), _encode(self.preparer, rows[t])
 
     def batches(
         self, epoch: int, rng: np.random.Generator
