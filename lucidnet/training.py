@@ -44,6 +44,7 @@ from ._validation import (
 from .base import Layer
 from .callbacks import Callback, CallbackModel, History, NaNGuard, ProgressBar, _overrides
 from .losses import labels_from_logits
+from .sources import ArraySource, Batch, BatchSource, CheckedSource, as_source, is_source
 from .splitting import split_indices
 
 __all__ = ["train_step", "fit", "evaluate", "prepare_targets", "resolve_metrics", "TargetScaling"]
@@ -292,7 +293,7 @@ def evaluate(
 def fit(
     model: TrainableModel,
     X: Any,
-    y: Any,
+    y: Any = None,
     *,
     loss: str | _losses.Loss | None = None,
     optimizer: str | _optimizers.Optimizer | None = None,
@@ -314,10 +315,17 @@ def fit(
 
     Args:
         X: inputs, (n, features) float array (or (n, seq_len) token ids for an ``Embedding``
-            first layer). Cast to the model's dtype; NaN / inf are rejected.
+            first layer). Cast to the model's dtype; NaN / inf are rejected. Or a source of
+            mini-batches, with ``y=None`` (:mod:`lucidnet.sources`): an object with
+            ``batches(epoch, rng)``, a list of ``(X, y)`` / ``(X, y, sample_weight)`` tuples, a
+            function returning an iterator of them, or an iterator (one epoch only); each batch
+            is checked like arrays are. With a source, ``validation_split``, ``sample_weight``
+            and ``class_weight`` are not available (give ``validation_data``; yield weights in
+            the batches), ``shuffle`` is the source's business, and metrics other than
+            accuracy are computed on the validation data only.
         y: targets: integer class labels (n,) or one-hot / soft targets (n, k) for
             ``cross_entropy``; 0/1 labels for ``binary_cross_entropy``; (n,) or (n, outputs)
-            floats for regression losses.
+            floats for regression losses. ``None`` when ``X`` is a source.
         loss: loss name or ``Loss`` (default: the model's compiled loss).
         optimizer: optimizer name or instance (default: the model's, else ``Adam()``). Passing
             the same instance again continues training with its state.
@@ -355,9 +363,12 @@ def fit(
     verbose, callbacks = _check_options(verbose, seed, callbacks)
     run.loss, run.optimizer = _compile(model, loss, optimizer, metrics)
     run.rng = np.random.default_rng(seed)
-    run.X, run.y = _training_data(model, run.loss, X, y, run.rng)
-    n_out = _built_output_shape(model)[0]
-    run.weights = sample_weights(run.loss, run.y, sample_weight, class_weight, n_out)
+    if is_source(X):  # a source of mini-batches (sources.py)
+        _source_data(model, run, X, y, (sample_weight, class_weight, validation_split))
+    else:
+        run.X, run.y = _training_data(model, run.loss, X, y, run.rng)
+        n_out = _built_output_shape(model)[0]
+        run.weights = sample_weights(run.loss, run.y, sample_weight, class_weight, n_out)
     _hold_out(model, run, validation_split, validation_data)
     run.scaling = _target_scaling(model, run, target_scaling)
     _batches(model, run, batch_size)
@@ -386,6 +397,7 @@ class _Run:
     X: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     y: np.ndarray = field(default_factory=lambda: np.empty(0))
     weights: np.ndarray | None = None
+    source: BatchSource | None = None  # where the epochs' batches come from
     X_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
     scaling: TargetScaling | None = None
@@ -402,7 +414,8 @@ class _Run:
 def _epochs(model: TrainableModel, run: _Run) -> None:
     """The loop: epochs of mini-batch steps, validation and callbacks, in a fixed order."""
     loss_fn, opt, history, track = run.loss, run.optimizer, run.history, model.metrics
-    n, bs, threads = run.X.shape[0], run.batch_size, run.control
+    threads, source = run.control, run.source
+    assert source is not None  # _batches made one of the arrays, or _source_data checks the user's
     for cb in run.callbacks:
         cb.on_train_begin()
     try:
@@ -411,30 +424,27 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
                 cb.on_epoch_begin(epoch)
             if threads is not None:
                 threads.epoch_begin(epoch)
-            order = run.rng.permutation(n) if run.shuffle else np.arange(n)
             lr_epoch = opt.current_lr
             loss_sum, correct, seen = 0.0, 0.0, 0
-            for step in range(run.steps):
-                stop = n if (run.fold_last and step == run.steps - 1) else (step + 1) * bs
-                idx = order[step * bs : stop]
-                # plain fancy indexing: kernels.gather_rows into a reused buffer measured 8 us
-                # slower per step on digits (its checks and dispatch cost more than the copy)
-                xb, yb = run.X[idx], run.y[idx]
-                wb = None if run.weights is None else run.weights[idx]
+            # arrays are a source too (ArraySource: the permutation from run.rng, X[idx])
+            for step, (xb, yb, wb) in enumerate(source.batches(epoch, run.rng)):
                 value, out = train_step(model, xb, yb, loss_fn, opt, wb)
                 if threads is not None:  # times blocks of steps; may change the thread count
                     threads.step_done()
                 history.iteration_loss.append(value)
-                loss_sum, seen = loss_sum + value * idx.size, seen + idx.size
+                m = xb.shape[0]
+                loss_sum, seen = loss_sum + value * m, seen + m
                 if "accuracy" in track:
                     correct += _batch_correct(loss_fn, out, yb)
                 if run.batch_hooks:
-                    _batch_end(run, step, value, idx.size, loss_sum / seen, correct / seen, track)
+                    _batch_end(run, step, value, m, loss_sum / seen, correct / seen, track)
                 if model.stop_training:
                     break
             if not seen or not math.isfinite(loss_sum):
                 _record_nan(history, run.callbacks)
                 break
+            if epoch == 0 and isinstance(source, CheckedSource):
+                _source_length(run, step + 1, seen)  # now known, if the source did not say
             if threads is not None:
                 threads.epoch_end()
             logs = _epoch_logs(model, run, loss_sum / seen, correct / seen, lr_epoch)
@@ -476,7 +486,8 @@ def _epoch_logs(
     if "accuracy" in model.metrics:
         logs["accuracy"] = accuracy
     others = [m for m in model.metrics if m != "accuracy"]
-    if others:  # metrics other than accuracy are computed on the whole training set
+    if others and not isinstance(run.source, CheckedSource):
+        # metrics other than accuracy are computed on the whole training set (in memory only)
         logs.update(_log_metrics(others, run.loss, model.predict_logits(run.X), run.y))
     if run.X_val is not None:
         logs.update(evaluate(model, run.X_val, run.y_val, prefix="val_"))
@@ -527,6 +538,121 @@ def _training_data(
     return X, y
 
 
+def _source_data(
+    model: TrainableModel, run: _Run, X: Any, y: Any, array_only: tuple[Any, Any, Any]
+) -> None:
+    """``run.source``: the user's batch source, each batch checked; the model built (seeded)
+    from the first batch, which also stands in for ``run.X, run.y`` (the callbacks' sample)."""
+    if y is not None:
+        raise ValueError(
+            "y must be None when X is a batch source (its batches carry the targets), got "
+            f"{describe(y)}"
+        )
+    source = as_source(X)
+    for name, value in zip(("sample_weight", "class_weight"), array_only[:2], strict=True):
+        if value is not None:
+            raise ValueError(f"{name} cannot be used with a batch source: yield (X, y, "
+                             "sample_weight) batches instead")  # fmt: skip
+    if array_only[2]:
+        raise ValueError("validation_split needs arrays; with a batch source give "
+                         "validation_data=(X_val, y_val)")  # fmt: skip
+    one_shot = getattr(source, "one_shot", False)
+    if one_shot and run.epochs > 1:
+        raise ValueError(
+            f"epochs={run.epochs} needs a source that can be read again: X is a one-shot "
+            "iterator; pass a list of batches, a function returning a fresh iterator, or an "
+            "object with a batches(epoch, rng) method"
+        )
+    # the first batch builds the model; a throwaway generator leaves run.rng as the array
+    # path leaves it (the same seed gives the same initial weights on both paths)
+    first = next(iter(source.batches(0, np.random.default_rng(0))), None)
+    if first is None:
+        raise ValueError("the batch source gave no batches: nothing to train on")
+    checked = CheckedSource(source, lambda raw, where: raw, first=first if one_shot else None)
+    xb, yb, _ = _check_batch(model, run.loss, first, "batch 0 of epoch 0", build=run.rng)
+    run.X, run.y = xb, yb
+    for layer in model.layers:  # dropout masks follow the run's seed
+        layer.reseed(run.rng)
+    checked.check = lambda raw, where: _scaled(run, _check_batch(model, run.loss, raw, where))
+    checked.min_batch = max(layer.min_batch_size for layer in model.layers)
+    run.source = checked
+
+
+def _check_batch(
+    model: TrainableModel,
+    loss: _losses.Loss,
+    raw: Any,
+    where: str,
+    build: np.random.Generator | None = None,
+) -> Batch:
+    """One batch of a source as checked ``(X, y, sample_weight)`` arrays (``build``: first
+    build the model from it with this generator)."""
+    if not isinstance(raw, (tuple, list)) or len(raw) not in (2, 3):
+        raise TypeError(
+            f"{where}: a batch source must yield (X, y) or (X, y, sample_weight) tuples, got "
+            f"{describe(raw)}"
+        )
+    xb = model._check_X(raw[0], f"X of {where}")
+    if build is not None:
+        model._ensure_built(xb, build)
+    yb = prepare_targets(model, loss, raw[1], f"y of {where}")
+    check_same_length(xb, yb, f"X of {where}", f"y of {where}")
+    wb = None
+    if len(raw) == 3 and raw[2] is not None:
+        wb = check_array(raw[2], f"sample_weight of {where}", dtype=model.dtype, max_ndim=1)
+        check_same_length(xb, wb, f"X of {where}", f"sample_weight of {where}")
+        if np.any(wb < 0):
+            raise ValueError(f"sample_weight of {where} must be non-negative")
+    return xb, yb, wb
+
+
+def _scaled(run: _Run, batch: Batch) -> Batch:
+    """A source's batch with the regression target standardised as ``fit`` does for arrays."""
+    if run.scaling is None:
+        return batch
+    return batch[0], run.scaling.scale(batch[1]), batch[2]
+
+
+def _source_scaling(source: CheckedSource, outputs: int) -> TargetScaling:
+    """The target scaling of a source: its ``target_moments()``, else one pass over its
+    batches (weighted like :meth:`TargetScaling.of`; Chan's merge of per-batch moments)."""
+    moments = getattr(source.source, "target_moments", None)
+    if moments is not None:
+        mean, std = (np.asarray(v, dtype=np.float64).reshape(outputs) for v in moments())
+        return TargetScaling(mean=mean, std=np.where(std > 0, std, 1.0))
+    total, mean, m2 = 0.0, np.zeros(outputs), np.zeros(outputs)
+    for _, yb, wb in source.batches(0, np.random.default_rng(0)):
+        w = np.ones(len(yb)) if wb is None else wb.astype(np.float64)
+        n_b = w.sum()
+        if n_b <= 0:
+            continue
+        y64 = yb.astype(np.float64)
+        mean_b = np.average(y64, axis=0, weights=w)
+        m2_b = (w[:, None] * (y64 - mean_b) ** 2).sum(axis=0)
+        delta, total_new = mean_b - mean, total + n_b
+        mean = mean + delta * (n_b / total_new)
+        m2 = m2 + m2_b + delta**2 * (total * n_b / total_new)
+        total = total_new
+    std = np.sqrt(m2 / total) if total > 0 else np.ones(outputs)
+    return TargetScaling(mean=mean, std=np.where(std > 0, std, 1.0))
+
+
+def _source_length(run: _Run, steps: int, rows: int) -> None:
+    """After a source's first epoch: its steps and rows where it did not give them."""
+    if run.steps == 0:
+        run.steps = run.optimizer.steps_per_epoch = steps
+        run.history.params["steps"] = steps
+    if not run.history.params["samples"]:
+        run.history.params["samples"] = rows
+
+
+def _samples(run: _Run) -> int:
+    """Training rows per epoch (a source of unknown length: 0 until its first epoch ends)."""
+    if isinstance(run.source, CheckedSource):
+        return run.source.n_rows or 0
+    return int(run.X.shape[0])
+
+
 def _hold_out(model: TrainableModel, run: _Run, split: Any, data: Any) -> None:
     """``run.X_val, run.y_val`` from ``validation_data``, or rows held out of the training
     data by ``validation_split``."""
@@ -575,7 +701,12 @@ def _target_scaling(model: TrainableModel, run: _Run, option: Any) -> TargetScal
                 f"into, got {model.layers[-1]!r}"
             )
         return None
-    scaling = TargetScaling.of(run.y, run.weights)
+    if isinstance(run.source, CheckedSource) and getattr(run.source.source, "one_shot", False):
+        scaling = TargetScaling.of(run.y)  # a one-shot iterator: from its first batch only
+    elif isinstance(run.source, CheckedSource):
+        scaling = _source_scaling(run.source, run.y.shape[1])
+    else:
+        scaling = TargetScaling.of(run.y, run.weights)
     # A trained model (one with a history) predicts in target units: its output layer is
     # converted to the standardised target to continue from there. A fresh initialisation is
     # scale-free already and is taken as predicting standardised values.
@@ -599,7 +730,12 @@ def _start_at_best_constant(model: TrainableModel, run: _Run) -> None:
 
 def _batches(model: TrainableModel, run: _Run, batch_size: int | None) -> None:
     """Batch size and steps per epoch; a last batch smaller than a layer's minimum batch size
-    (BatchNorm: 2) joins the one before it."""
+    (BatchNorm: 2) joins the one before it. The arrays become the run's source."""
+    if isinstance(run.source, CheckedSource):  # a source decides its batches
+        run.batch_size = run.source.batch_size or run.X.shape[0]  # X: the first batch
+        run.steps = run.source.n_batches or 0  # 0: unknown until the first epoch ends
+        run.optimizer.steps_per_epoch = max(run.steps, 1)
+        return
     n = run.X.shape[0]
     bs = n if batch_size is None else min(batch_size, n)
     run.batch_size, run.steps = bs, math.ceil(n / bs)
@@ -608,6 +744,7 @@ def _batches(model: TrainableModel, run: _Run, batch_size: int | None) -> None:
     if run.fold_last:
         run.steps -= 1
     run.optimizer.steps_per_epoch = run.steps
+    run.source = ArraySource(run.X, run.y, run.weights, bs, run.shuffle, run.fold_last)
 
 
 def _callbacks(
@@ -622,7 +759,7 @@ def _callbacks(
     run.history.params = {
         "epochs": run.epochs,
         "batch_size": run.batch_size,
-        "samples": int(run.X.shape[0]),
+        "samples": _samples(run),
         "validation_samples": 0 if run.X_val is None else int(run.X_val.shape[0]),
         "steps": run.steps,
         "seed": seed,

@@ -428,6 +428,30 @@ def _command(sub: Any, name: str, help: str, epilog: str) -> argparse.ArgumentPa
     )
 
 
+def _add_streaming(p: argparse.ArgumentParser, train: bool) -> None:
+    """``--stream`` and its threshold (train, predict): data larger than memory is read in
+    record batches (lucidnet/data/streaming.py)."""
+    g = p.add_argument_group("data larger than memory")
+    g.add_argument(
+        "--stream",
+        action="store_true",
+        help="read the data file in record batches (Parquet or CSV, pyarrow) instead of whole"
+        + (
+            ": statistics in one pass, training rows shuffled within --shuffle-buffer"
+            if train
+            else ": predictions written chunk by chunk"
+        ),  # fmt: skip
+    )
+    _valued(
+        g, "--stream-above", _memory_size, "auto",
+        "stream a data file larger than this; auto: a quarter of the memory available now, "
+        "none: only with --stream", "SIZE",
+    )  # fmt: skip
+    if train:
+        _valued(g, "--shuffle-buffer", _pos_int, 100_000, "rows shuffled together when "
+                "streaming", "ROWS")  # fmt: skip
+
+
 def _add_train(sub: Any) -> None:
     p = sub.add_parser(
         "train",
@@ -449,6 +473,7 @@ def _add_train(sub: Any) -> None:
         "free cores and adapted while training when other work slows the steps down",
         "N|auto",
     )
+    _add_streaming(p, train=True)
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="MODEL_FILE", help="default: <data stem>.lnet in the cwd")
     g.add_argument("--metrics-json", metavar="PATH", help="write the test metrics as JSON")
@@ -494,6 +519,7 @@ def _add_predict(sub: Any) -> None:
     _add_files(p)
     p.add_argument("--out", metavar="PREDICTIONS.csv", help="default: CSV on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_streaming(p, train=False)
     p.add_argument(
         "--keep",
         metavar="COL",

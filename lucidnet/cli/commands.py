@@ -502,10 +502,10 @@ def _choose_loss(option: str, task: str, count: bool) -> tuple[str, str]:
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
     """Read and prepare the data, print its summary, build the (unbuilt) model and optimizer."""
-    from ..optimizers import get as get_optimizer
-
     if args.class_weight == "balanced" and args.task == "regression":
         raise CLIError("--class-weight balanced needs a classification task")
+    if _streams(args):  # larger than memory: record batches (data/streaming.py)
+        return _setup_streamed(args)
     df, reading = _read_csv(args)
     args.reading = reading.to_dict()  # saved in the model file (_model_metadata) for predict
     t0 = time.perf_counter()
@@ -535,6 +535,13 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
         )
         if data.split.note:
             _say(f"Split note: {data.split.note}")
+    return (data, *_network(args, task, classes), task, classes)
+
+
+def _network(args: argparse.Namespace, task: str, classes: list[str]) -> tuple[Any, Any]:
+    """The (unbuilt) model and the optimizer of the command-line options."""
+    from ..optimizers import get as get_optimizer
+
     with _user_errors():
         model = build_model(
             len(classes) if task == "classification" else 1,
@@ -546,7 +553,59 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
             name=Path(args.data).stem,
         )
         optimizer = get_optimizer(args.optimizer, lr=args.lr)
-    return data, model, optimizer, task, classes
+    return model, optimizer
+
+
+def _streams(args: argparse.Namespace) -> bool:
+    """Whether ``train`` / ``predict`` read ``args.data`` in record batches: ``--stream``, or
+    a file larger than ``--stream-above`` (auto: a quarter of the memory available now)."""
+    from ..data.limits import available_memory
+
+    if getattr(args, "stream", False):
+        return True
+    above = getattr(args, "stream_above", None)
+    if above is None or not os.path.isfile(args.data):
+        return False  # "none": never automatically; a missing file: read_table says so
+    if above == "auto":
+        room = available_memory()
+        above = room // 4 if room else 1 << 30
+    return os.path.getsize(args.data) > above
+
+
+def _setup_streamed(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
+    """:func:`_setup` for data larger than memory (:func:`lucidnet.data.streaming.stream_prepare`):
+    statistics in one pass, training rows streamed and shuffled in a bounded buffer, the
+    validation and test rows prepared in memory. Not available: --class-weight, text / date
+    columns, the baselines (they need the training rows in memory)."""
+    from ..data.streaming import stream_prepare
+
+    if args.class_weight != "none":
+        raise CLIError("--class-weight is not available when streaming (--stream)")
+    args.baselines, args.reading = False, None
+    t0 = time.perf_counter()
+    with _user_errors(f"'{args.data}'"):
+        data = stream_prepare(
+            args.data, args.target, test_size=args.test_size, val_size=args.val_size,
+            seed=args.seed, batch_size=args.batch_size, buffer_rows=args.shuffle_buffer,
+            sep=getattr(args, "sep", None), task=None if args.task == "auto" else args.task,
+            categorical=args.categorical, numeric=args.numeric, drop=args.drop,
+            text=args.text, dates=getattr(args, "date", []), scaling=args.scaling,
+            max_categories=args.max_categories, keep_leaks=getattr(args, "keep_leaks", False),
+        )  # fmt: skip
+    prep = data.preparer
+    task, classes = prep.target_["task"], [str(c) for c in prep.classes_ or []]
+    args.loss, loss_note = _choose_loss(args.loss, task, bool(prep.target_.get("count")))
+    held = 4 * data.X_train.n_features * (len(data.X_val) + len(data.X_test)) / 2**20
+    if not args.quiet:
+        _say(
+            f"Data: '{args.data}', {data.rows:,} training rows streamed in record batches "
+            f"(prepared in {time.perf_counter() - t0:.1f} s)",
+            prep.summary(),
+            f"Task: {task} ({prep.target_['reason']}){loss_note}",
+            f"Streaming: training rows shuffled within {args.shuffle_buffer:,} rows; "
+            f"validation and test rows in memory ({held:,.0f} MiB); no baselines",
+        )
+    return (data, *_network(args, task, classes), task, classes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1021,13 +1080,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out:
         _check_output(args.out, args.overwrite, (args.data, args.model), "output file")
     model, meta, preparer = _load_model(args.model)
+    if _streams(args):  # larger than memory: chunks in, chunks out
+        return _predict_streamed(args, model, meta, preparer)
     df, _ = _read_csv(args, meta)
-    classification = meta.get("task") == "classification"
-    classes = _class_names(meta) if classification else []
+    table = _prediction_table(args, model, meta, preparer, df)
+    options = {"index": False, "float_format": "%.6g", "lineterminator": csv_line_end(table)}
+    if args.out:
+        try:  # streamed to a temporary file, renamed into place when complete
+            with open_atomically(args.out, "w", encoding="utf-8", newline="") as fh:
+                table.to_csv(fh, **options)
+        except OSError as exc:
+            raise CLIError(f"cannot write {_os_msg(exc)}") from None
+        print(f"{len(table)} predictions written to '{args.out}'", file=sys.stderr)
+    else:
+        table.to_csv(sys.stdout, **options)
+    return 0
+
+
+def _prediction_table(
+    args: argparse.Namespace, model: Any, meta: dict[str, Any], preparer: Any, df: Any,
+    drift: bool = True,
+) -> Any:  # fmt: skip
+    """The ``--keep`` columns and the predictions of the rows of ``df`` (a frame)."""
+    classes = _class_names(meta) if meta.get("task") == "classification" else []
     names = ["prediction"] + [f"proba_{c}" for c in classes]
     keep = _kept_columns(df, args.keep, args.data, names)
-    X = _features(preparer, df, args.data, drift=True)
-    if classification:
+    X = _features(preparer, df, args.data, drift=drift)
+    if classes:
         proba = model.predict(X)
         columns = [np.asarray(classes, dtype=object)[proba.argmax(1)]]
         columns += [proba[:, j] for j in range(len(classes))]
@@ -1039,16 +1118,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # class labels and kept columns come from the user's data: no cell or header may run as a
     # spreadsheet formula
     neutralise_formulas(table)
-    options = {"index": False, "float_format": "%.6g", "lineterminator": csv_line_end(table)}
+    return table
+
+
+def _predict_streamed(args: argparse.Namespace, model: Any, meta: dict[str, Any], prep: Any) -> int:
+    """``predict`` on a file larger than memory: record batches in, CSV chunks out (the input
+    drift is reported for the first chunk only; the line end is the first chunk's)."""
+    from ..data.streaming import frame_chunks
+
+    rows, options = 0, {"index": False, "float_format": "%.6g"}
+    with contextlib.ExitStack() as stack:
+        fh: Any = sys.stdout
+        if args.out:  # written to a temporary file, renamed into place when complete
+            try:
+                fh = stack.enter_context(open_atomically(args.out, "w", newline=""))
+            except OSError as exc:
+                raise CLIError(f"cannot write {_os_msg(exc)}") from None
+        with _user_errors(f"'{args.data}'"):
+            chunks = frame_chunks(args.data, sep=getattr(args, "sep", None))
+            for df in chunks:
+                table = _prediction_table(args, model, meta, prep, df, drift=rows == 0)
+                if rows == 0:
+                    options["lineterminator"] = csv_line_end(table)
+                table.to_csv(fh, header=rows == 0, **options)
+                rows += len(table)
     if args.out:
-        try:  # streamed to a temporary file, renamed into place when complete
-            with open_atomically(args.out, "w", encoding="utf-8", newline="") as fh:
-                table.to_csv(fh, **options)
-        except OSError as exc:
-            raise CLIError(f"cannot write {_os_msg(exc)}") from None
-        print(f"{len(table)} predictions written to '{args.out}'", file=sys.stderr)
-    else:
-        table.to_csv(sys.stdout, **options)
+        print(f"{rows} predictions written to '{args.out}' (streamed)", file=sys.stderr)
     return 0
 
 

@@ -346,16 +346,7 @@ class TabularPreparer:
         df = as_frame(data)
         if len(df) == 0:
             raise ValueError("data has no rows to fit on")
-        roles = infer_roles(
-            df,
-            self.target if self.target in df.columns else None,
-            numeric=self.numeric,
-            categorical=self.categorical,
-            text=self.text,
-            drop=self.drop,
-            dates=self.dates,
-            excluded=self.exclude,
-        )
+        roles = self._infer_roles(df)
         cols = {r: [c for c, cr in roles.items() if cr.role == r] for r in FEATURE_ROLES}
         n = len(df)
         min_df = self.min_df if self.min_df is not None else (2 if n >= 50 else 1)
@@ -379,12 +370,39 @@ class TabularPreparer:
         if not any(state["columns"].values()) and not date_cols and not cyclic_cols:
             dropped = {c: f"{r.role}: {r.reason}" for c, r in roles.items() if r.role != "target"}
             raise ValueError(f"no usable feature columns in data; dropped: {dropped}")
-        state["roles"] = {c: [r.role, r.reason, str(df[c].dtype)] for c, r in roles.items()}
+        dtypes = {c: str(df[c].dtype) for c in roles}
+        report = {"rows_fit": n, "imputed": imputed, "min_df": min_df}
+        self._finish_fit(state, roles, dtypes, report)
+        return fitted_text
+
+    def _infer_roles(self, df: pd.DataFrame) -> dict[str, ColumnRole]:
+        """The column roles of the fitting rows ``df``, with this preparer's overrides."""
+        return infer_roles(
+            df,
+            self.target if self.target in df.columns else None,
+            numeric=self.numeric,
+            categorical=self.categorical,
+            text=self.text,
+            drop=self.drop,
+            dates=self.dates,
+            excluded=self.exclude,
+        )
+
+    def _finish_fit(
+        self,
+        state: dict[str, Any],
+        roles: dict[str, ColumnRole],
+        dtypes: dict[str, str],
+        report: dict[str, Any],
+    ) -> None:
+        """The last step of fitting, from the fitted statistics in ``state`` (in memory, or
+        streamed by :mod:`lucidnet.data.streaming`): the role table, the fitted objects, the
+        fit report (``rows_fit``, ``imputed``, ``min_df``)."""
+        state["roles"] = {c: [r.role, r.reason, dtypes[c]] for c, r in roles.items()}
         for c, why in self._heavy_tail_notes(state).items():
             state["roles"][c][1] += f"; {why}"
         self._load_state(state)
-        self.report_ = {"rows_fit": n, "imputed": imputed, "min_df": min_df}
-        return fitted_text
+        self.report_ = report
 
     def _widths_before_text(self, state: dict[str, Any]) -> FeatureWidths:
         """The output columns known once numeric and categorical columns are fitted, with each
@@ -475,29 +493,42 @@ class TabularPreparer:
         With ``missing_category`` the fill value of a column is its missing label
         (:func:`_missing_label`), kept as a category when the column had missing values (the
         state's ``missing`` entry says which); otherwise the most frequent value."""
-        from sklearn.impute import SimpleImputer
+        counts, missing = [], []
+        for c in columns:
+            raw = _cat_array(df[c])
+            miss = _pd().isna(raw)
+            counts.append(Counter(raw[~miss].tolist()))
+            missing.append(int(miss.sum()))
+        return self._categorical_state(columns, counts, missing, imputed, indicators)
 
-        raw = np.column_stack([_cat_array(df[c]) for c in columns])
-        if not self.missing_category:
-            modes = SimpleImputer(strategy="most_frequent").fit(raw).statistics_
+    def _categorical_state(
+        self,
+        columns: list[str],
+        counts: list[Counter],
+        missing: list[int],
+        imputed: dict,
+        indicators: list[str],
+    ) -> dict[str, Any]:
+        """:meth:`_fit_categorical` from each column's category counts and number of missing
+        values (counted in memory, or streamed by :mod:`lucidnet.data.streaming`). The most
+        frequent value (``missing_category=False``) is SimpleImputer's: ties go to the
+        smallest."""
         fills, cats, seen, labels = [], [], {}, []
-        for j, c in enumerate(columns):
-            miss = _pd().isna(raw[:, j])
-            counts = Counter(raw[~miss, j].tolist())
-            k = int(miss.sum())
+        for c, given, k in zip(columns, counts, missing, strict=True):
+            col = Counter(given)  # a copy: the fill value may be counted in below
             if self.missing_category:
-                fills.append(_missing_label(counts))
+                fills.append(_missing_label(col))
                 labels.append(fills[-1] if k else None)
             else:
-                fills.append(str(modes[j]))
-                counts[fills[-1]] += k
-            top = sorted(counts, key=lambda v: (-counts[v], v))
+                fills.append(min(col, key=lambda v, col=col: (-col[v], v)) if col else "nan")
+                col[fills[-1]] += k
+            top = sorted(col, key=lambda v, col=col: (-col[v], v))
             if labels and labels[-1] is not None:  # the missing category is always kept
                 top = top[: self.max_categories - 1] + [labels[-1]]
-                seen[c] = len(counts) + 1
+                seen[c] = len(col) + 1
             else:
                 top = top[: self.max_categories]
-                seen[c] = len(counts)
+                seen[c] = len(col)
             cats.append(sorted(top))
             if k:
                 how = "own category" if self.missing_category else "most frequent"
