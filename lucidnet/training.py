@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import fused as _fused
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
@@ -403,6 +404,7 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
     """The loop: epochs of mini-batch steps, validation and callbacks, in a fixed order."""
     loss_fn, opt, history, track = run.loss, run.optimizer, run.history, model.metrics
     n, bs, threads = run.X.shape[0], run.batch_size, run.control
+    fused = _fused.prepare(model, run)  # one compiled call per epoch, or None: the step loop
     for cb in run.callbacks:
         cb.on_train_begin()
     try:
@@ -414,7 +416,11 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
             order = run.rng.permutation(n) if run.shuffle else np.arange(n)
             lr_epoch = opt.current_lr
             loss_sum, correct, seen = 0.0, 0.0, 0
-            for step in range(run.steps):
+            steps = run.steps
+            if fused is not None and fused.ready(run.epochs - epoch):
+                loss_sum, correct, seen = _fused_epoch(model, run, fused, order)
+                steps = 0  # all done by the kernel
+            for step in range(steps):
                 stop = n if (run.fold_last and step == run.steps - 1) else (step + 1) * bs
                 idx = order[step * bs : stop]
                 # plain fancy indexing: kernels.gather_rows into a reused buffer measured 8 us
@@ -455,6 +461,25 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
         best = getattr(cb, "best_epoch", None)  # EarlyStopping's, or a user callback's
         if best is not None:
             history.best_epoch = best
+
+
+def _fused_epoch(
+    model: TrainableModel, run: _Run, fused: _fused.Fused, order: np.ndarray
+) -> tuple[float, float, int]:
+    """The epoch's steps in one compiled call (lucidnet.fused), with the step loop's records:
+    the steps' losses, and the NaN guard called for the step where the loss sum turned
+    non-finite (the kernel stopped after it, as the loop would)."""
+    warm = fused.compiled()  # nothing to compile: the thread tuner may time this epoch
+    losses, loss_sum, correct, seen = fused.epoch(order)
+    run.history.iteration_loss.extend(losses)
+    if run.control is not None:  # its matrix products run on BLAS's threads, as the steps'
+        run.control.step_done(len(losses), warm)
+    if not math.isfinite(loss_sum) and run.batch_hooks:
+        m = fused.sizes[len(losses) - 1]
+        _batch_end(
+            run, len(losses) - 1, losses[-1], m, loss_sum / seen, correct / seen, model.metrics
+        )
+    return loss_sum, correct, seen
 
 
 def _batch_end(
