@@ -54,6 +54,7 @@ import numpy as np
 
 from . import kernels as _kernels
 from .activations import Linear, ReLU, Sigmoid, Tanh
+from .callbacks import NaNGuard
 from .layers import Dense
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy
 
@@ -342,26 +343,36 @@ class Fused:
         opt_code: int,
     ) -> None:
         X, y, opt = run.X, run.y, run.optimizer
-        self.X, self.optimizer, self.opt_code, self.loss_code = X, opt, opt_code, loss_code
-        self.p, self.g, self.s1, self.s2 = opt.fused_vectors(model)
-        dtype = self.p.dtype
+        self.model, self.X, self.optimizer = model, X, opt
+        self.opt_code, self.loss_code = opt_code, loss_code
+        dtype = np.dtype(model.dtype)
         self.labels = y if loss_code == 0 else np.empty(0, np.int64)
         self.targets = np.ascontiguousarray(y) if loss_code else np.empty((0, 0), dtype)
         self.starts = np.append(np.arange(run.steps, dtype=np.int64) * run.batch_size, len(X))
-        self.sizes = np.diff(self.starts).tolist()
-        widest_batch = max(self.sizes)
+        bounds = self.starts.tolist()
+        self.sizes = [stop - start for start, stop in zip(bounds, bounds[1:])]
+        self.widest_batch = max(self.sizes)
         self.codes, self.layout = np.array(codes, np.int64), layout.copy()
-        self.layout[:, 4] *= widest_batch  # where each layer's outputs start in acts
+        self.layout[:, 4] *= self.widest_batch  # where each layer's outputs start in acts
         units, inputs = layout[:, 3], layout[:, 2]
-        self.acts = np.empty(widest_batch * int(units.sum()), dtype)
-        self.grads = np.empty(
-            2 * widest_batch * int(max(units.max(), inputs[1:].max(initial=0))), dtype
-        )
-        self.xb = np.empty(widest_batch * int(inputs[0]), dtype)
-        self.no_bias = np.zeros((2, int(units.max())), dtype)
-        macs = widest_batch * int((units * inputs).sum())
+        macs = self.widest_batch * int((units * inputs).sum())
         self.epoch_s = run.steps * (STEP_S + LAYER_S * len(codes) + MAC_S * 3 * macs)
-        self.signature = (dtype.name,)
+        self.signature = (dtype.char,)  # what numba compiles the kernel for (cheaper than .name)
+        self.buffers: tuple[np.ndarray, ...] = ()  # made by the first epoch
+
+    def _buffers(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        """The workspaces, made once: every layer's outputs, dL/dz of two layers, the
+        mini-batch's inputs, the stand-in bias (zeros) and its discarded gradient."""
+        if not self.buffers:
+            m, units, inputs = self.widest_batch, self.layout[:, 3], self.layout[:, 2]
+            widest = int(max(units.max(), inputs[1:].max(initial=0)))
+            self.buffers = (
+                np.empty(m * int(units.sum()), dtype),
+                np.empty(2 * m * widest, dtype),
+                np.empty(m * int(inputs[0]), dtype),
+                np.zeros((2, int(units.max())), dtype),
+            )
+        return self.buffers
 
     def ready(self, epochs_left: int) -> bool:
         """Whether to run this epoch through the kernel (module notes); counts the NumPy
@@ -385,13 +396,13 @@ class Fused:
         the batch sizes, the samples classified right, the samples seen)``; fewer steps than
         planned when the loss sum became non-finite."""
         opt, steps = self.optimizer, len(self.sizes)
-        per_step, consts, nesterov, lrs = opt.fused_schedule(steps, self.p.dtype)
+        p, g, s1, s2 = opt.fused_vectors(self.model)  # as the step does: slots made if need be
+        per_step, consts, nesterov, lrs = opt.fused_schedule(steps, p.dtype)
         values, correct, norm = np.empty(steps), np.empty(steps), np.zeros(1)
         done = _compiled()(
             self.X, self.labels, self.targets, np.ascontiguousarray(order, np.int64),
-            self.starts, self.layout, self.codes, self.p, self.g, self.s1, self.s2, self.acts,
-            self.grads, self.xb, self.no_bias, self.loss_code, self.opt_code, per_step, consts,
-            nesterov, values, correct, norm,
+            self.starts, self.layout, self.codes, p, g, s1, s2, *self._buffers(p.dtype),
+            self.loss_code, self.opt_code, per_step, consts, nesterov, values, correct, norm,
         )  # fmt: skip
         _State.signatures.add(self.signature)
         _State.epochs += 1
@@ -409,7 +420,7 @@ def prepare(model: Any, run: Any) -> Fused | None:
     optimizer, batch size, steps, batch hooks)."""
     if _kernels.mode() == "0" or run.weights is not None or not _kernels.available():
         return None
-    if any(type(cb).__name__ != "NaNGuard" for cb in run.batch_hooks):
+    if any(type(cb) is not NaNGuard for cb in run.batch_hooks):
         return None
     X, dtype = run.X, np.dtype(model.dtype)
     if dtype not in (np.float32, np.float64) or X.ndim != 2 or X.dtype != dtype:

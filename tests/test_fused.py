@@ -106,6 +106,29 @@ def test_the_fused_epochs_give_the_step_paths_numbers(dtype, layers, loss, epoch
 
 
 @needs_numba
+def test_one_binary_output_with_its_accuracy(epochs):
+    """The common binary case: one sigmoid output unit, 0/1 labels given as (n,)."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((70, 5))
+    y = (X[:, 0] - X[:, 1] > 0).astype(float)
+    runs = []
+    for mode in ("0", "1"):
+        previous = kernels.set_mode(mode)
+        try:
+            model = ln.Sequential([ln.Dense(6, activation="tanh"), ln.Dense(1)], dtype="float64")
+            history = model.fit(
+                X, y, loss="binary_cross_entropy", optimizer=ln.Adam(0.05), epochs=5,
+                batch_size=16, seed=0, verbose=0,
+            )  # fmt: skip
+        finally:
+            kernels.set_mode(previous)
+        runs.append((model, history))
+    _same_run(*runs, "float64")
+    assert runs[1][1].history["accuracy"][-1] > 0.6  # it learns, and counts right
+    assert epochs == [5] * 5
+
+
+@needs_numba
 def test_over_many_steps_float32_stays_with_the_step_path(epochs):
     """Digits-sized, 30 epochs of Adam (450 steps) in float32: still equal to rounding."""
     run = (lambda: [ln.Dense(32, activation="relu"), ln.Dense(10)], "cross_entropy")
@@ -275,3 +298,35 @@ def test_auto_compiles_once_the_numpy_work_repays_it(monkeypatch):
         assert plan.ready(1)
     finally:
         kernels.set_mode(previous)
+
+
+def test_the_thread_control_times_fused_epochs_as_blocks(monkeypatch):
+    """An epoch run in one call counts its steps and is one timed block for the tuner, which
+    moves to fewer threads when epochs slow down (the CPU shared from epoch 4), as it does with
+    blocks of steps; the fit's first epoch is not timed when it compiled the kernel, and is
+    when ``warm`` (compiled before)."""
+    from lucidnet import threads as T
+
+    applied: list[int] = []
+    monkeypatch.setattr(T.SETTINGS, "apply", applied.append)
+    monkeypatch.setattr(T.SETTINGS, "release", lambda: setattr(T.SETTINGS, "holders", 0))
+    monkeypatch.setattr(T.SETTINGS, "holders", 0)
+    now = [0.0]
+    plan = lambda setting, work: T.Plan(2, (2, 1), "auto: test plan")  # noqa: E731
+    per_step = {(2, False): 0.0038, (1, False): 0.005, (2, True): 0.0103, (1, True): 0.005}
+    for warm in (False, True):
+        control = T.ThreadControl("auto", 30_000_000, clock=lambda: now[0], plan_fn=plan)
+        with control:
+            for epoch in range(8):
+                control.epoch_begin(epoch)
+                now[0] += 100 * per_step[(control._current, epoch >= 3)]  # busy from epoch 4
+                control.step_done(100, warm)
+                control.epoch_end()
+                now[0] += 0.05
+        per_epoch = control.record["per_epoch"]
+        changes = control.record["changes"]
+        assert len(per_epoch) == 8 and per_epoch[-2:] == [1, 1], per_epoch
+        # the calibration ends an epoch sooner when the first epoch is timed too
+        assert changes[0].startswith(f"epoch {2 if warm else 3}: kept 2 thread(s)"), changes
+        assert "2 -> 1 thread(s)" in changes[-1] and "the CPU is shared" in changes[-1]
+        assert control._epoch_counts == {1: 100}  # the last epoch's 100 steps, at 1 thread
