@@ -423,6 +423,8 @@ def prepare(model: Any, run: Any) -> Fused | None:
     if any(type(cb) is not NaNGuard for cb in run.batch_hooks):
         return None
     X, dtype = run.X, np.dtype(model.dtype)
+    if not isinstance(X, np.ndarray) or not isinstance(run.y, np.ndarray):
+        return None  # batches from elsewhere (a stream): the step loop gathers them
     if dtype not in (np.float32, np.float64) or X.ndim != 2 or X.dtype != dtype:
         return None
     if not X.flags.c_contiguous or len(X) == 0:
