@@ -297,6 +297,54 @@ class Optimizer:
         self._tiny = _kernels.flush_threshold(p.dtype, _FLUSH_MARGIN)
         self._gate = _kernels.Gate("optimizer", self._kernel()) if self.kernel_name else None
 
+    # -- the fused epoch (lucidnet.fused): one compiled call runs an epoch's updates -------------
+    def fused_form(self) -> int | None:
+        """Which update the fused epoch kernel runs for this optimizer (0 Adam / AdamW, 1 SGD,
+        2 SGD with momentum), or ``None`` where it has none: other optimizers, subclasses
+        (their own arithmetic), ``clip_norm`` (a norm over all gradients before the update)."""
+        return None
+
+    def fused_vectors(self, model: Parametrised) -> tuple[np.ndarray, ...]:
+        """``(p, g, slot 1, slot 2)``: the model's flat parameters and gradients and the
+        slots the fused update writes (empty where unused), made now if need be."""
+        p, g, _ = self._parameters(model, "fit")
+        slots = [self.slots[name] for name in self.slot_names]
+        empty = np.empty(0, p.dtype)
+        return (p, g, *slots, empty, empty)[:4]
+
+    def fused_schedule(
+        self, steps: int, dtype: np.dtype
+    ) -> tuple[np.ndarray, np.ndarray, bool, list[float]]:
+        """The next ``steps`` updates' scalars for the fused kernel, rounded to ``dtype`` as
+        the step path's kernel rounds them: ``(per step (steps, 3), constants, nesterov,
+        learning rates)``; constants = (b1, 1 - b1, b2, 1 - b2, momentum, clip_value, coupled
+        weight decay, flush threshold, 1, 0)."""
+        lrs = [self._lr_at(self.iterations + s) for s in range(steps)]
+        per_step = np.zeros((steps, 3), dtype)
+        per_step[:, 0] = lrs
+        return per_step, self._fused_constants(dtype), False, lrs
+
+    def _lr_at(self, iteration: int) -> float:
+        if isinstance(self.lr, _schedules.Schedule):
+            return self.lr(iteration, self.steps_per_epoch)
+        return float(self.lr)
+
+    def _fused_constants(
+        self, dtype: np.dtype, b1: float = 0.0, b2: float = 0.0, mu: float = 0.0
+    ) -> np.ndarray:
+        clip = math.inf if self.clip_value is None else self.clip_value
+        wd = self.weight_decay if self.coupled_decay else 0.0
+        consts = [b1, 1.0 - b1, b2, 1.0 - b2, mu, clip, wd, 0.0, 1.0, 0.0]
+        out = np.array(consts, dtype)
+        out[7] = self._tiny
+        return out
+
+    def fused_done(self, steps: int, lr: float, grad_norm: float) -> None:
+        """Account for ``steps`` updates the fused kernel made: the step counter, and
+        ``last_step`` as the step path leaves it (the last update's lr and gradient norm)."""
+        self.iterations += steps
+        self.last_step = {"lr": lr, "grad_norm": grad_norm}
+
     # -- state ----------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         lr: float | dict[str, Any]
@@ -437,6 +485,17 @@ class SGD(Optimizer):
 
     def _decays(self) -> dict[str, float]:
         return {"momentum": self.momentum}
+
+    def fused_form(self) -> int | None:
+        if type(self) is not SGD or self.clip_norm is not None:
+            return None
+        return 2 if self.momentum else 1
+
+    def fused_schedule(
+        self, steps: int, dtype: np.dtype
+    ) -> tuple[np.ndarray, np.ndarray, bool, list[float]]:
+        per_step, _, _, lrs = super().fused_schedule(steps, dtype)
+        return per_step, self._fused_constants(dtype, mu=self.momentum), self.nesterov, lrs
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -652,6 +711,30 @@ class Adam(Optimizer):
 
     def _decays(self) -> dict[str, float]:
         return {"m": self.beta1, "v": self.beta2}
+
+    def fused_form(self) -> int | None:
+        if type(self) not in (Adam, AdamW) or self.clip_norm is not None:
+            return None
+        return 0
+
+    def fused_schedule(
+        self, steps: int, dtype: np.dtype
+    ) -> tuple[np.ndarray, np.ndarray, bool, list[float]]:
+        """Per step: the step size and eps_hat of ``_adam_kernel`` (bias corrections folded)
+        and AdamW's decay 1 - lr wd (1 for Adam)."""
+        lrs = [self._lr_at(self.iterations + s) for s in range(steps)]
+        per_step = np.empty((steps, 3), dtype)
+        decoupled = 0.0 if self.coupled_decay else self.weight_decay
+        for s, lr in enumerate(lrs):
+            t = self.iterations + s + 1
+            bc1, bc2 = 1.0 - self.beta1**t, 1.0 - self.beta2**t
+            per_step[s] = (
+                lr * math.sqrt(bc2) / bc1,
+                self.eps * math.sqrt(bc2),
+                1.0 - lr * decoupled,
+            )
+        constants = self._fused_constants(dtype, b1=self.beta1, b2=self.beta2)
+        return per_step, constants, False, lrs
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -71,10 +71,15 @@ class ArraySource:
         self.shuffle, self.fold_last = shuffle, fold_last
         self.n_batches = -(-self.n_rows // self.batch_size) - int(fold_last)
 
+    def order(self, rng: np.random.Generator) -> np.ndarray:
+        """One epoch's row order: a fresh permutation from ``rng``, or the rows in order. The
+        fused epoch kernel (``lucidnet.fused``) takes it too, so both paths see the same rows."""
+        return rng.permutation(self.n_rows) if self.shuffle else np.arange(self.n_rows)
+
     def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[Batch]:
         """The ``n_batches`` batches of one epoch (one permutation drawn from ``rng``)."""
         n, bs = self.n_rows, self.batch_size
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        order = self.order(rng)
         for step in range(self.n_batches):
             stop = n if (self.fold_last and step == self.n_batches - 1) else (step + 1) * bs
             idx = order[step * bs : stop]

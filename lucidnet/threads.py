@@ -514,19 +514,23 @@ class ThreadControl:
         if self.tuner is not None:
             self._t0 = self.clock()
 
-    def step_done(self) -> None:
-        """After every training step: count it; once a block has run ``BLOCK_SECONDS``, let
-        the tuner decide from its seconds per step."""
-        self._epoch_counts[self._current] = self._epoch_counts.get(self._current, 0) + 1
+    def step_done(self, steps: int = 1, warm: bool = False) -> None:
+        """After every training step, or after ``steps`` steps run in one compiled call
+        (an epoch of lucidnet.fused): count them; once a block has run ``BLOCK_SECONDS``, let
+        the tuner decide from its seconds per step. The fit's first call is not timed (it
+        compiles and allocates) unless ``warm`` says it did neither."""
+        self._epoch_counts[self._current] = self._epoch_counts.get(self._current, 0) + steps
         if self.tuner is None:
             return
         now = self.clock()
-        if not self._warm:  # the first step compiles and allocates: not timed
+        if not self._warm and not warm:
             self._warm = True
-            SETTINGS.apply(self._current)  # libraries loaded by the first step get it too
+            SETTINGS.blas(refresh=True)  # libraries loaded by the first step (numba's calls to
+            SETTINGS.apply(self._current)  # SciPy's BLAS in lucidnet.fused) get it too
             self._t0 = now
             return
-        self._steps += 1
+        self._warm = True
+        self._steps += steps
         spent = self._spent + now - self._t0
         if spent < BLOCK_SECONDS:
             return

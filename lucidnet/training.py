@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import fused as _fused
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
@@ -416,6 +417,7 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
     loss_fn, opt, history, track = run.loss, run.optimizer, run.history, model.metrics
     threads, source = run.control, run.source
     assert source is not None  # _batches made one of the arrays, or _source_data checks the user's
+    fused = _fused.prepare(model, run)  # one compiled call per epoch, or None: the step loop
     for cb in run.callbacks:
         cb.on_train_begin()
     try:
@@ -427,7 +429,11 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
             lr_epoch = opt.current_lr
             loss_sum, correct, seen = 0.0, 0.0, 0
             # arrays are a source too (ArraySource: the permutation from run.rng, X[idx])
-            for step, (xb, yb, wb) in enumerate(source.batches(epoch, run.rng)):
+            batches = source.batches(epoch, run.rng)  # a generator: draws nothing until read
+            if fused is not None and fused.ready(run.epochs - epoch):
+                loss_sum, correct, seen = _fused_epoch(model, run, fused)
+                batches = iter(())  # all done by the kernel
+            for step, (xb, yb, wb) in enumerate(batches):
                 value, out = train_step(model, xb, yb, loss_fn, opt, wb)
                 if threads is not None:  # times blocks of steps; may change the thread count
                     threads.step_done()
@@ -465,6 +471,23 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
         best = getattr(cb, "best_epoch", None)  # EarlyStopping's, or a user callback's
         if best is not None:
             history.best_epoch = best
+
+
+def _fused_epoch(model: TrainableModel, run: _Run, fused: _fused.Fused) -> tuple[float, float, int]:
+    """The epoch's steps in one compiled call (lucidnet.fused), with the step loop's records:
+    the steps' losses, and the NaN guard called for the step where the loss sum turned
+    non-finite (the kernel stopped after it, as the loop would)."""
+    warm = fused.compiled()  # nothing to compile: the thread tuner may time this epoch
+    losses, loss_sum, correct, seen = fused.epoch(fused.source.order(run.rng))
+    run.history.iteration_loss.extend(losses)
+    if run.control is not None:  # its matrix products run on BLAS's threads, as the steps'
+        run.control.step_done(len(losses), warm)
+    if not math.isfinite(loss_sum) and run.batch_hooks:
+        m = fused.sizes[len(losses) - 1]
+        _batch_end(
+            run, len(losses) - 1, losses[-1], m, loss_sum / seen, correct / seen, model.metrics
+        )
+    return loss_sum, correct, seen
 
 
 def _batch_end(

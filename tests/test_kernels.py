@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import lucidnet as ln
-from lucidnet import kernels
+from lucidnet import fused, kernels
 
 jit_fixture = _jit.JIT  # the jit and calls fixtures (tests/_jit.py)
 calls_fixture = _jit.CALLS
@@ -305,9 +305,11 @@ def _fit_digits_like(seed: int = 0) -> tuple[list[np.ndarray], list[float]]:
     return [p.copy() for _, p, _ in model.parameters()], list(history.history["loss"])
 
 
-def test_a_whole_fit_is_the_same_with_and_without_the_kernels(calls):
+def test_a_whole_fit_is_the_same_with_and_without_the_kernels(calls, monkeypatch):
     """SGD with momentum, Dense + ReLU and softmax cross-entropy: kernels equal to NumPy; the
-    whole fit must then be too (up to the loss value's summation)."""
+    whole fit must then be too (up to the loss value's summation). The step loop's kernels,
+    not the fused epoch (tests/test_fused.py), which would take this fit over."""
+    monkeypatch.setattr(fused, "prepare", lambda model, run: None)
     previous = kernels.set_mode("0")
     try:
         params_np, loss_np = _fit_digits_like()

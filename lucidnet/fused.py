@@ -1,0 +1,480 @@
+"""One compiled call per epoch for networks of Dense layers: the whole training step (forward,
+loss, backward, optimizer update) for every mini-batch of an epoch in one loop.
+
+For a small network the NumPy fast path spends most of a step in Python: ~20 NumPy calls of a
+few microseconds each on arrays of a few thousand numbers (digits, 64-32-10 at batch 32: ~75 us
+per step, of which the arithmetic is a few). Here the epoch is one call to a loop compiled by
+numba that reads like the textbook step, layer by layer::
+
+    for each mini-batch (rows of the shuffled order):
+        a_0 = X[rows];  a_l = f_l(a_{l-1} W_l + b_l)                    forward
+        L, dL/dz_L = loss(a_L, y[rows])                                  loss and its gradient
+        dW_l = a_{l-1}^T dz_l;  db_l = sum_i dz_l;                       backward, last layer
+        dz_{l-1} = (dz_l W_l^T) * f'_{l-1}                               first
+        the optimizer's kernel (kernels.py) on the flat parameters       update
+
+The matrix products are BLAS's (``np.dot`` with ``out``, which numba compiles to a direct call
+of the BLAS that SciPy ships, no Python in between): plain loops were 3-4x slower than BLAS
+already at 32 x 100 x 128, so the fused path wins for large networks as well (it saves the same
+~70 us of Python per step and does the elementwise work in single passes). Bias, activation,
+loss and gradient sums are loops, as the formulas read.
+
+It runs only where it gives what the step-by-step fast path gives (tests/test_fused.py: the same
+parameters, optimizer state, losses and metrics, float64 to 1e-10, float32 to rounding over
+hundreds of steps), and :func:`prepare` declines, so that the step loop runs, for anything else:
+
+* layers: ``Dense`` only (exactly, not a subclass), activations linear / ReLU / tanh / sigmoid,
+  no L1 / L2 penalties; a float32 or float64 model; 2-D inputs;
+* losses: ``cross_entropy`` on integer labels (no label smoothing or class weights),
+  ``binary_cross_entropy`` (no class weights), ``mse``; no sample or class weights in ``fit``;
+* optimizers: ``Adam``, ``AdamW``, ``SGD`` (plain, momentum, Nesterov) with a learning rate or a
+  schedule, ``clip_value`` and weight decay; not ``clip_norm`` (a norm over all gradients
+  between backward and update), not subclasses (their own arithmetic);
+* callbacks: those with ``on_batch_end`` hooks other than the NaN guard need the step loop
+  (the kernel stops after the step whose loss makes the epoch's sum non-finite, as the guard
+  would, and the loop then calls the guard for that step); epoch callbacks run as usual.
+
+When (:meth:`Fused.ready`): ``LUCIDNET_JIT=0`` never, ``1`` always; ``auto`` when the NumPy
+path's work that it replaces (estimated from the sizes, so that a seeded run switches at the
+same epoch every time) repays what switching costs: importing numba (unless loaded) and
+compiling the kernel for these array types (unless compiled in this process, or cached on
+disk, which loads in milliseconds). The work counted is the work done so far in this process
+plus what the current ``fit`` will still do (its remaining epochs): the ski-rental rule with
+the rent known in advance. numba is imported only then: ``import lucidnet`` never loads it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import kernels as _kernels
+from .activations import Linear, ReLU, Sigmoid, Tanh
+from .callbacks import NaNGuard
+from .layers import Dense
+from .losses import MSE, BinaryCrossEntropy, CrossEntropy
+from .sources import ArraySource
+
+#: seconds to import numba in a fresh process (measured 0.28 s), to compile the epoch kernel
+#: for one set of array types with the optimizers' kernels (measured 7-10 s on a busy 2-core
+#: machine), and to load them from numba's disk cache.
+IMPORT_S, COMPILE_S, LOAD_S = 0.3, 5.0, 0.05
+#: estimated seconds per step of the NumPy fast path this replaces: per step, per layer and per
+#: multiply-add of the step's matrix products (fitted to benchmarks/run.py's workloads on a
+#: 2-core Xeon: B, 64-32-10 at batch 32, ~75 us per step; A, 784-256-128-10 at batch 128,
+#: ~1.2 ms per step).
+STEP_S, LAYER_S, MAC_S = 20e-6, 25e-6, 0.012e-9
+
+_ACTIVATIONS = {type(None): 0, Linear: 0, ReLU: 1, Tanh: 2, Sigmoid: 3}
+_LOSSES = {CrossEntropy: 0, BinaryCrossEntropy: 1, MSE: 2}
+
+
+# -- the kernel: BLAS's products and plain loops, as the formulas read --------------------------
+def _activate(z: Any, code: int, zero: Any, one: Any) -> Any:
+    """f(z): linear, ReLU (NaN kept), tanh or the logistic function (never overflows)."""
+    if code == 1:
+        return zero if z <= zero else z
+    if code == 2:
+        return np.tanh(z)
+    if code == 3:
+        e = np.exp(-abs(z))
+        return one / (one + e) if z >= zero else e / (one + e)
+    return z
+
+
+def _slope(a: Any, code: int, zero: Any, one: Any) -> Any:
+    """f'(z) from the output a = f(z): ReLU 1 or 0, tanh 1 - a^2, logistic a (1 - a)."""
+    if code == 1:
+        return one if a > zero else zero
+    if code == 2:
+        return one - a * a
+    if code == 3:
+        return a * (one - a)
+    return one
+
+
+def _forward(x: Any, W: Any, b: Any, code: int, out: Any, zero: Any, one: Any) -> None:
+    """out = f(x W + b) for the batch: the product by BLAS (numba calls it without Python in
+    between, into ``out``), then the bias and the activation in one pass."""
+    np.dot(x, W, out)
+    m, k_out = out.shape
+    for i in range(m):
+        for j in range(k_out):
+            out[i, j] = _activate(out[i, j] + b[j], code, zero, one)
+
+
+def _backward(
+    x: Any, dz: Any, W: Any, gW: Any, gb: Any, code_x: int, dx: Any, zero: Any, one: Any
+) -> None:
+    """gW = x^T dz, gb = sum over the batch of dz (rows added in order); with a ``dx`` of
+    rows (all but the first layer) dx = (dz W^T) * f'(x), dL/dz of the layer below (x is its
+    output)."""
+    np.dot(x.T, dz, gW)
+    m, k_out = dz.shape
+    for j in range(k_out):
+        gb[j] = zero
+    for i in range(m):
+        for j in range(k_out):
+            gb[j] += dz[i, j]
+    if dx.shape[0] == 0:
+        return
+    np.dot(dz, W.T, dx)
+    for i in range(m):
+        for k in range(dx.shape[1]):
+            dx[i, k] = dx[i, k] * _slope(x[i, k], code_x, zero, one)
+
+
+def _loss(
+    code: int, z: Any, rows: Any, labels: Any, targets: Any, grad: Any, zero: Any, one: Any
+) -> tuple[float, float]:
+    """The mean loss over the batch (float64), dL/dz into ``grad`` and the number of samples
+    classified right (0 for regression; multi-label: mean over the units per sample)."""
+    m, k = z.shape
+    total, right = 0.0, 0.0
+    for i in range(m):
+        r = rows[i]
+        if code == 0:  # softmax cross-entropy: log sum_j e^(z_ij - max) - (z_iy - max)
+            top, best = z[i, 0], 0
+            for j in range(1, k):
+                if z[i, j] > top or z[i, j] != z[i, j]:  # NaN wins, as in np.max
+                    top, best = z[i, j], j
+            sum_exp = zero
+            for j in range(k):
+                e = np.exp(z[i, j] - top)
+                grad[i, j] = e
+                sum_exp += e
+            y = labels[r]
+            total += np.log(sum_exp) - (z[i, y] - top)
+            for j in range(k):
+                grad[i, j] = grad[i, j] / (sum_exp * m)  # softmax / n
+            grad[i, y] -= one / m
+            right += 1.0 if best == y else 0.0
+        elif code == 1:  # sigmoid cross-entropy: max(z, 0) - z t + log(1 + e^-|z|)
+            hits = 0.0
+            for j in range(k):
+                zij, tij = z[i, j], targets[r, j]
+                e = np.exp(-abs(zij))
+                total += max(zij, zero) - zij * tij + np.log1p(e)
+                s = one / (one + e) if zij >= zero else e / (one + e)
+                grad[i, j] = (s - tij) / (m * k)
+                hits += 1.0 if (zij > zero) == (tij > 0.5) else 0.0
+            right += hits / k
+        else:  # mean squared error: mean over units of (z - t)^2
+            for j in range(k):
+                d = z[i, j] - targets[r, j]
+                total += d * d
+                grad[i, j] = d * (2 / k) / m
+    if code == 0:
+        return total / m, right
+    return total / (m * k), right
+
+
+#: the optimizers' kernels: kernels.py's loops, replaced by their compiled versions in _compiled()
+_adam: Any = _kernels._adam
+_sgd: Any = _kernels._sgd
+_sgd_momentum: Any = _kernels._sgd_momentum
+
+
+def _update(
+    opt_code: int, p: Any, g: Any, s1: Any, s2: Any, step: Any, c: Any, nesterov: bool
+) -> None:
+    """The optimizer's own kernel (kernels.py) on the flat vectors: 0 Adam / AdamW, 1 SGD,
+    2 SGD with momentum (Nesterov's when ``nesterov``)."""
+    if opt_code == 0:
+        _adam(
+            p, g, s1, s2, c[0], c[1], c[2], c[3], step[0], step[1], step[2], c[8], c[5], c[6], c[7]
+        )
+    elif opt_code == 1:
+        _sgd(p, g, step[0], c[8], c[5], c[6])
+    else:
+        _sgd_momentum(p, g, s1, step[0], c[4], nesterov, c[8], c[5], c[6], c[7])
+
+
+def _epoch(
+    X: Any,
+    labels: Any,
+    targets: Any,
+    order: Any,
+    starts: Any,
+    layout: Any,
+    codes: Any,
+    p: Any,
+    g: Any,
+    s1: Any,
+    s2: Any,
+    acts: Any,
+    grads: Any,
+    xb: Any,
+    no_bias: Any,
+    loss_code: Any,
+    opt_code: Any,
+    per_step: Any,
+    consts: Any,
+    nesterov: Any,
+    values: Any,
+    correct: Any,
+    last_norm: Any,
+) -> int:
+    """Every step of an epoch; returns the number of steps done (fewer than planned when the
+    running loss sum turns non-finite: the step loop's NaN guard stops there too).
+
+    ``layout[l]`` = (W offset, b offset or -1, inputs, units, offset of its outputs in
+    ``acts``) in the flat ``p`` and ``g``; ``grads`` holds dL/dz of two layers (alternating
+    halves); ``xb`` holds the mini-batch's inputs; ``no_bias`` stands in for the bias of a layer
+    without one: row 0 zeros, row 1 its gradient, discarded. ``per_step[s]`` = the
+    optimizer's scalars of step s (Adam: step size, eps_hat, decay; SGD: learning rate);
+    ``consts`` = (b1, 1 - b1, b2, 1 - b2, momentum, clip_value, coupled weight decay, flush
+    threshold, 1, 0)."""
+    n_layers, steps = layout.shape[0], starts.shape[0] - 1
+    zero, one = consts[9], consts[8]
+    half = grads.shape[0] // 2
+    running = 0.0
+    for s in range(steps):
+        rows = order[starts[s] : starts[s + 1]]
+        m = rows.shape[0]
+        x = xb[: m * X.shape[1]].reshape((m, X.shape[1]))
+        for i in range(m):  # the mini-batch: rows of X in the shuffled order
+            for k in range(X.shape[1]):
+                x[i, k] = X[rows[i], k]
+        for layer in range(n_layers):  # forward, first layer first
+            w_off, b_off, k_in, k_out, a_off = layout[layer]
+            W = p[w_off : w_off + k_in * k_out].reshape((k_in, k_out))
+            b = p[b_off : b_off + k_out] if b_off >= 0 else no_bias[0, :k_out]
+            out = acts[a_off : a_off + m * k_out].reshape((m, k_out))
+            _forward(x, W, b, codes[layer], out, zero, one)
+            x = out
+        k = layout[n_layers - 1][3]
+        z = acts[layout[n_layers - 1][4] : layout[n_layers - 1][4] + m * k].reshape((m, k))
+        dz = grads[: m * k].reshape((m, k))
+        value, right = _loss(loss_code, z, rows, labels, targets, dz, zero, one)
+        values[s], correct[s] = value, right
+        running += value * m
+        if codes[n_layers - 1] != 0:  # an output activation before the loss: its slope
+            for i in range(m):
+                for j in range(k):
+                    dz[i, j] *= _slope(z[i, j], codes[n_layers - 1], zero, one)
+        dz_at = 0
+        for layer in range(n_layers - 1, -1, -1):  # backward, last layer first
+            w_off, b_off, k_in, k_out, a_off = layout[layer]
+            dz = grads[dz_at : dz_at + m * k_out].reshape((m, k_out))
+            W = p[w_off : w_off + k_in * k_out].reshape((k_in, k_out))
+            gW = g[w_off : w_off + k_in * k_out].reshape((k_in, k_out))
+            gb = g[b_off : b_off + k_out] if b_off >= 0 else no_bias[1, :k_out]
+            if layer == 0:
+                x = xb[: m * k_in].reshape((m, k_in))
+                _backward(x, dz, W, gW, gb, 0, dz[:0], zero, one)  # no dL/dX
+            else:
+                x_off = layout[layer - 1][4]
+                x = acts[x_off : x_off + m * k_in].reshape((m, k_in))
+                dx = grads[half - dz_at : half - dz_at + m * k_in].reshape((m, k_in))
+                _backward(x, dz, W, gW, gb, codes[layer - 1], dx, zero, one)
+                dz_at = half - dz_at
+        if s == steps - 1 or not math.isfinite(running):
+            total = 0.0  # the gradients' norm before the update, for Optimizer.last_step
+            for i in range(g.shape[0]):
+                total += float(g[i]) * float(g[i])
+            last_norm[0] = math.sqrt(total)
+        _update(opt_code, p, g, s1, s2, per_step[s], consts, nesterov)
+        if not math.isfinite(running):
+            return s + 1
+    return steps
+
+
+# -- compiling -----------------------------------------------------------------------------------
+#: the kernel's helpers, compiled (and inlined) before it; the optimizers' kernels come from
+#: kernels.py, so that an update here is the very loop the step path's kernel runs.
+_HELPERS = ("_activate", "_slope", "_forward", "_backward", "_loss", "_update")
+_OPTIMIZER_KERNELS = {"_adam": "adam", "_sgd": "sgd", "_sgd_momentum": "sgd_momentum"}
+
+
+class _State:
+    kernel: Any = None
+    signatures: set[tuple[str, ...]] = set()  # array types compiled (or loaded) in this process
+    work_s = 0.0  # estimated NumPy-path seconds spent by fits that could have used the kernel
+    cached: bool | None = None  # whether the kernel is in numba's disk cache (asked once)
+    epochs = 0  # epochs run through the kernel in this process (the benchmark reports it)
+
+
+def _compiled() -> Any:
+    """The epoch kernel, compiled on first use (numba imported then)."""
+    if _State.kernel is None:
+        numba = _kernels._load_numba()
+        names = globals()
+        for name, kernel_name in _OPTIMIZER_KERNELS.items():
+            names[name] = _kernels.kernel(kernel_name)  # serial: one step's update
+        for name in _HELPERS:
+            if not hasattr(names[name], "py_func"):
+                names[name] = numba.njit(inline="always", error_model="numpy")(names[name])
+        _State.kernel = _kernels._compile(_epoch, parallel=False)
+    return _State.kernel
+
+
+def _cached_on_disk() -> bool:
+    """Whether numba's disk cache seems to hold the epoch kernel (its index files, named after
+    it), in the package's ``__pycache__`` or under ``NUMBA_CACHE_DIR``; asked once a process."""
+    if _State.cached is None:
+        pattern = "fused._epoch-*.nbi"
+        found = False
+        try:
+            found = next((Path(__file__).parent / "__pycache__").glob(pattern), None) is not None
+            env = os.environ.get("NUMBA_CACHE_DIR")
+            if env and not found:
+                found = next(Path(env).rglob(pattern), None) is not None
+        except OSError:
+            pass
+        _State.cached = found
+    return _State.cached
+
+
+# -- when and how fit uses it ------------------------------------------------------------------
+class Fused:
+    """The epoch kernel's arguments for one ``fit`` (made by :func:`prepare`), and the calls."""
+
+    def __init__(
+        self,
+        model: Any,
+        run: Any,
+        codes: list[int],
+        layout: np.ndarray,
+        loss_code: int,
+        opt_code: int,
+    ) -> None:
+        X, y, opt = run.X, run.y, run.optimizer
+        self.model, self.X, self.optimizer, self.source = model, X, opt, run.source
+        self.opt_code, self.loss_code = opt_code, loss_code
+        dtype = np.dtype(model.dtype)
+        self.labels = y if loss_code == 0 else np.empty(0, np.int64)
+        self.targets = np.ascontiguousarray(y) if loss_code else np.empty((0, 0), dtype)
+        self.starts = np.append(np.arange(run.steps, dtype=np.int64) * run.batch_size, len(X))
+        bounds = self.starts.tolist()
+        self.sizes = [stop - start for start, stop in zip(bounds, bounds[1:])]
+        self.widest_batch = max(self.sizes)
+        self.codes, self.layout = np.array(codes, np.int64), layout.copy()
+        self.layout[:, 4] *= self.widest_batch  # where each layer's outputs start in acts
+        units, inputs = layout[:, 3], layout[:, 2]
+        macs = self.widest_batch * int((units * inputs).sum())
+        self.epoch_s = run.steps * (STEP_S + LAYER_S * len(codes) + MAC_S * 3 * macs)
+        self.signature = (dtype.char,)  # what numba compiles the kernel for (cheaper than .name)
+        self.buffers: tuple[np.ndarray, ...] = ()  # made by the first epoch
+
+    def _buffers(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        """The workspaces, made once: every layer's outputs, dL/dz of two layers, the
+        mini-batch's inputs, the stand-in bias (zeros) and its discarded gradient."""
+        if not self.buffers:
+            m, units, inputs = self.widest_batch, self.layout[:, 3], self.layout[:, 2]
+            widest = int(max(units.max(), inputs[1:].max(initial=0)))
+            self.buffers = (
+                np.empty(m * int(units.sum()), dtype),
+                np.empty(2 * m * widest, dtype),
+                np.empty(m * int(inputs[0]), dtype),
+                np.zeros((2, int(units.max())), dtype),
+            )
+        return self.buffers
+
+    def ready(self, epochs_left: int) -> bool:
+        """Whether to run this epoch through the kernel (module notes); counts the NumPy
+        path's work when not."""
+        if _kernels.mode() == "1":
+            return _kernels.available()
+        cost = 0.0 if _kernels.is_loaded() else IMPORT_S
+        if self.signature not in _State.signatures:
+            cost += LOAD_S if _cached_on_disk() else COMPILE_S
+        if _State.work_s + epochs_left * self.epoch_s >= cost and _kernels.available():
+            return True
+        _State.work_s += self.epoch_s
+        return False
+
+    def compiled(self) -> bool:
+        """Whether the kernel for these array types is compiled (or loaded) in this process."""
+        return self.signature in _State.signatures
+
+    def epoch(self, order: np.ndarray) -> tuple[list[float], float, float, int]:
+        """One epoch over the rows in ``order``: ``(the steps' losses, their sum weighted by
+        the batch sizes, the samples classified right, the samples seen)``; fewer steps than
+        planned when the loss sum became non-finite."""
+        opt, steps = self.optimizer, len(self.sizes)
+        p, g, s1, s2 = opt.fused_vectors(self.model)  # as the step does: slots made if need be
+        per_step, consts, nesterov, lrs = opt.fused_schedule(steps, p.dtype)
+        values, correct, norm = np.empty(steps), np.empty(steps), np.zeros(1)
+        done = _compiled()(
+            self.X, self.labels, self.targets, np.ascontiguousarray(order, np.int64),
+            self.starts, self.layout, self.codes, p, g, s1, s2, *self._buffers(p.dtype),
+            self.loss_code, self.opt_code, per_step, consts, nesterov, values, correct, norm,
+        )  # fmt: skip
+        _State.signatures.add(self.signature)
+        _State.epochs += 1
+        opt.fused_done(done, lrs[done - 1], float(norm[0]))
+        losses = values[:done].tolist()
+        loss_sum = 0.0
+        for value, m in zip(losses, self.sizes):  # in the step loop's order
+            loss_sum = loss_sum + value * m
+        return losses, loss_sum, float(correct[:done].sum()), int(self.starts[done])
+
+
+def prepare(model: Any, run: Any) -> Fused | None:
+    """The fused epochs for this ``fit``, or ``None`` where they do not apply (module notes):
+    then the step loop runs. ``run`` is ``training``'s prepared run (X, y, weights, loss,
+    optimizer, batch size, steps, batch hooks)."""
+    if _kernels.mode() == "0" or run.weights is not None or not _kernels.available():
+        return None
+    if any(type(cb) is not NaNGuard for cb in run.batch_hooks):
+        return None
+    X, dtype = run.X, np.dtype(model.dtype)
+    if not isinstance(run.source, ArraySource):
+        return None  # batches from elsewhere (a user's source, a stream): the step loop
+    if dtype not in (np.float32, np.float64) or X.ndim != 2 or X.dtype != dtype:
+        return None
+    if not X.flags.c_contiguous or len(X) == 0:
+        return None
+    codes = _layer_codes(model.layers)
+    loss_code = _loss_code(run.loss, run.y, dtype)
+    opt_code = run.optimizer.fused_form()
+    if codes is None or loss_code is None or opt_code is None:
+        return None
+    layout = _layout(model)
+    if layout is None:
+        return None
+    return Fused(model, run, codes, layout, loss_code, opt_code)
+
+
+def _layer_codes(layers: list[Any]) -> list[int] | None:
+    codes = []
+    for layer in layers:
+        if type(layer) is not Dense or layer.l1 or layer.l2:
+            return None
+        code = _ACTIVATIONS.get(type(layer.activation))
+        if code is None:
+            return None
+        codes.append(code)
+    return codes
+
+
+def _loss_code(loss: Any, y: np.ndarray, dtype: np.dtype) -> int | None:
+    code = _LOSSES.get(type(loss))
+    if code == 0:
+        plain = not loss.label_smoothing and loss.class_weight is None
+        return code if plain and y.ndim == 1 and y.dtype == np.int64 else None
+    if code == 1 and loss.class_weight is not None:
+        return None
+    return code if code is not None and y.ndim == 2 and y.dtype == dtype else None
+
+
+def _layout(model: Any) -> np.ndarray | None:
+    """Per layer (W offset, b offset or -1, inputs, units, outputs' offset in the
+    activations buffer, per sample), from the model's flat parameter layout."""
+    _, _, entries = model.flat_parameters()
+    offsets = {name: offset for name, offset, _, _ in entries}
+    rows, out_at = [], 0
+    for layer in model.layers:
+        W = layer.params["W"]
+        w_off = offsets.get(f"{layer.name}/W")
+        b_off = offsets.get(f"{layer.name}/b", -1) if layer.use_bias else -1
+        if w_off is None or W.ndim != 2:
+            return None
+        rows.append((w_off, b_off, W.shape[0], W.shape[1], out_at))
+        out_at += W.shape[1]
+    return np.array(rows, np.int64)

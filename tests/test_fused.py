@@ -1,0 +1,338 @@
+"""The fused epoch kernel (lucidnet/fused.py): one compiled call per epoch for small Dense
+networks gives what the step-by-step fast path gives, declines what it does not cover, and
+runs when its gate says it pays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lucidnet as ln
+from lucidnet import fused, kernels
+from lucidnet.sources import ArraySource
+
+needs_numba = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+
+
+@pytest.fixture
+def epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the epochs that ran through the kernel (one entry of steps per call)."""
+    seen: list[int] = []
+    original = fused.Fused.epoch
+
+    def spy(self, order):
+        out = original(self, order)
+        seen.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(fused.Fused, "epoch", spy)
+    return seen
+
+
+def _data(loss: str, n: int = 50, d: int = 6, k: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    if loss == "cross_entropy":
+        y = rng.integers(0, k, n)
+    elif loss == "binary_cross_entropy":
+        y = (rng.random((n, k)) < 0.4).astype(float)
+    else:
+        y = rng.standard_normal((n, k))
+    return X, y
+
+
+def _fit(mode: str, layers, loss: str, optimizer, dtype: str, epochs: int = 4, **kwargs):
+    previous = kernels.set_mode(mode)
+    try:
+        X, y = _data(loss)
+        model = ln.Sequential(layers(), dtype=dtype)
+        history = model.fit(
+            X, y, loss=loss, optimizer=optimizer(), epochs=epochs, batch_size=16, seed=3,
+            verbose=0, **kwargs,
+        )  # fmt: skip
+    finally:
+        kernels.set_mode(previous)
+    return model, history
+
+
+def _same_run(a, b, dtype: str) -> None:
+    (ma, ha), (mb, hb) = a, b
+    tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == "float64" else {"rtol": 2e-4, "atol": 2e-6}
+    for (name, pa, ga), (_, pb, gb) in zip(ma.parameters(), mb.parameters(), strict=True):
+        np.testing.assert_allclose(pb, pa, err_msg=name, **tol)
+        np.testing.assert_allclose(gb, ga, err_msg=name, **tol)
+    oa, ob = ma.optimizer, mb.optimizer
+    assert oa.iterations == ob.iterations
+    for slot in oa.slots:
+        np.testing.assert_allclose(ob.slots[slot], oa.slots[slot], err_msg=slot, **tol)
+    assert ob.last_step["lr"] == pytest.approx(oa.last_step["lr"], rel=1e-12)
+    assert ob.last_step["grad_norm"] == pytest.approx(oa.last_step["grad_norm"], rel=1e-4)
+    np.testing.assert_allclose(hb.iteration_loss, ha.iteration_loss, **tol)
+    for key, values in ha.history.items():
+        np.testing.assert_allclose(hb.history[key], values, err_msg=key, **tol)
+
+
+LAYERS = {
+    "relu": lambda: [ln.Dense(8, activation="relu"), ln.Dense(3)],
+    "tanh-sigmoid": lambda: [
+        ln.Dense(8, activation="tanh"),
+        ln.Dense(5, activation="sigmoid"),
+        ln.Dense(3, activation="linear"),
+    ],
+    "no-bias": lambda: [ln.Dense(8, activation="relu", use_bias=False), ln.Dense(3)],
+    "activated-output": lambda: [ln.Dense(8, activation="relu"), ln.Dense(3, activation="tanh")],
+}
+OPTIMIZERS = {
+    "adam": lambda: ln.Adam(lr=0.01, weight_decay=1e-3, clip_value=0.5),
+    "adamw-schedule": lambda: ln.AdamW(lr=ln.ExponentialDecay(0.02, 0.5), weight_decay=0.1),
+    "sgd": lambda: ln.SGD(lr=0.1),
+    "nesterov": lambda: ln.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+}
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layers", list(LAYERS))
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse"])
+def test_the_fused_epochs_give_the_step_paths_numbers(dtype, layers, loss, epochs):
+    """Four epochs (16 steps, the last batch of each epoch smaller) through the kernel and
+    through the step loop: the same parameters, gradients, optimizer state, losses and
+    metrics, to float64 rounding in float64 (the sums run in another order than BLAS's)."""
+    for name in ("adam", "nesterov") if layers != "relu" else OPTIMIZERS:
+        run = (LAYERS[layers], loss, OPTIMIZERS[name], dtype)
+        reference = _fit("0", *run)
+        assert epochs == []
+        _same_run(reference, _fit("1", *run), dtype)
+        assert epochs == [4] * 4, name  # the kernel really ran, every epoch
+        epochs.clear()
+
+
+@needs_numba
+def test_one_binary_output_with_its_accuracy(epochs):
+    """The common binary case: one sigmoid output unit, 0/1 labels given as (n,)."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((70, 5))
+    y = (X[:, 0] - X[:, 1] > 0).astype(float)
+    runs = []
+    for mode in ("0", "1"):
+        previous = kernels.set_mode(mode)
+        try:
+            model = ln.Sequential([ln.Dense(6, activation="tanh"), ln.Dense(1)], dtype="float64")
+            history = model.fit(
+                X, y, loss="binary_cross_entropy", optimizer=ln.Adam(0.05), epochs=5,
+                batch_size=16, seed=0, verbose=0,
+            )  # fmt: skip
+        finally:
+            kernels.set_mode(previous)
+        runs.append((model, history))
+    _same_run(*runs, "float64")
+    assert runs[1][1].history["accuracy"][-1] > 0.6  # it learns, and counts right
+    assert epochs == [5] * 5
+
+
+@needs_numba
+def test_over_many_steps_float32_stays_with_the_step_path(epochs):
+    """Digits-sized, 30 epochs of Adam (450 steps) in float32: still equal to rounding."""
+    run = (lambda: [ln.Dense(32, activation="relu"), ln.Dense(10)], "cross_entropy")
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((240, 64)).astype(np.float32)
+    y = (X[:, :10] @ rng.standard_normal((10, 10))).argmax(axis=1)
+    models = []
+    for mode in ("0", "1"):
+        previous = kernels.set_mode(mode)
+        try:
+            model = ln.Sequential(run[0]())
+            model.fit(X, y, loss=run[1], epochs=30, batch_size=16, seed=0, verbose=0)
+        finally:
+            kernels.set_mode(previous)
+        models.append(model)
+    assert len(epochs) == 30
+    for (name, a, _), (_, b, _) in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=2e-5, err_msg=name)
+
+
+@needs_numba
+def test_callbacks_validation_and_threads_at_epoch_granularity(epochs):
+    """Early stopping on a validation loss, the history and the threads record: as the loop."""
+
+    def run(mode):
+        return _fit(
+            mode, LAYERS["relu"], "cross_entropy", OPTIMIZERS["adam"], "float64", epochs=30,
+            validation_split=0.2, callbacks=[ln.EarlyStopping(patience=2)],
+        )  # fmt: skip
+
+    a, b = run("0"), run("1")
+    _same_run(a, b, "float64")
+    assert a[1].stopped_epoch == b[1].stopped_epoch
+    assert len(a[1].params["threads"]["per_epoch"]) == len(b[1].params["threads"]["per_epoch"])
+    assert epochs and all(steps == 3 for steps in epochs)
+
+
+@needs_numba
+def test_a_loss_that_turns_nan_stops_where_the_step_loop_stops(epochs):
+    """The kernel stops after the step whose loss makes the sum non-finite and the NaN guard
+    restores the epoch's starting weights: the same state as the step loop."""
+
+    def run(mode):
+        with pytest.warns(RuntimeWarning, match="loss became"), np.errstate(over="ignore"):
+            return _fit(mode, LAYERS["relu"], "mse", lambda: ln.SGD(lr=1e6), "float64")
+
+    a, b = run("0"), run("1")
+    assert a[1].stop_reason == b[1].stop_reason == "nan"
+    assert len(a[1].iteration_loss) == len(b[1].iteration_loss) < 16
+    assert a[0].optimizer.iterations == b[0].optimizer.iterations
+    for (_, pa, _), (_, pb, _) in zip(a[0].parameters(), b[0].parameters()):
+        np.testing.assert_allclose(pb, pa, rtol=1e-10)  # the weights of that epoch's start
+    assert epochs
+
+
+class _Batches(ln.Callback):
+    def on_batch_end(self, batch, logs):
+        pass
+
+
+class _MyDense(ln.Dense):
+    pass
+
+
+@needs_numba
+@pytest.mark.parametrize(
+    "case",
+    [
+        "dropout", "l2", "subclass", "elu", "sample_weight", "class_weight", "clip_norm",
+        "rmsprop", "batch_callback", "label_smoothing", "one_hot", "huber", "float_inputs",
+        "source",
+    ],
+)  # fmt: skip
+def test_what_it_does_not_cover_takes_the_step_loop(case, epochs):
+    layers = [ln.Dense(8, activation="relu"), ln.Dense(3)]
+    loss: object = "cross_entropy"
+    opt: object = ln.Adam()
+    kwargs: dict = {}
+    X, y = _data("cross_entropy")
+    if case == "dropout":
+        layers.insert(1, ln.Dropout(0.2))
+    elif case == "l2":
+        layers[0] = ln.Dense(8, activation="relu", l2=1e-3)
+    elif case == "subclass":
+        layers[0] = _MyDense(8, activation="relu")
+    elif case == "elu":
+        layers[0] = ln.Dense(8, activation="elu")
+    elif case == "sample_weight":
+        kwargs["sample_weight"] = np.ones(len(X))
+    elif case == "class_weight":
+        kwargs["class_weight"] = "balanced"
+    elif case == "clip_norm":
+        opt = ln.Adam(clip_norm=1.0)
+    elif case == "rmsprop":
+        opt = ln.RMSprop()
+    elif case == "batch_callback":
+        kwargs["callbacks"] = [_Batches()]
+    elif case == "label_smoothing":
+        loss = ln.CrossEntropy(label_smoothing=0.1)
+    elif case == "one_hot":
+        y = np.eye(3)[y]
+    elif case == "huber":
+        loss, y = "huber", np.eye(3)[y]
+    elif case == "float_inputs":  # token ids into an Embedding: not 2-D float rows for Dense
+        layers = [ln.Embedding(10, 4), ln.Flatten(), ln.Dense(3)]
+        X = np.random.default_rng(0).integers(0, 10, (50, 6))
+    elif case == "source":  # a user's batches (lucidnet.sources): the kernel indexes arrays
+        X, y = [(X[i : i + 16], y[i : i + 16]) for i in range(0, len(X), 16)], None
+    previous = kernels.set_mode("1")
+    try:
+        model = ln.Sequential(layers)
+        model.fit(X, y, loss=loss, optimizer=opt, epochs=2, batch_size=16, verbose=0, **kwargs)
+    finally:
+        kernels.set_mode(previous)
+    assert epochs == []
+    assert np.isfinite(model.history.history["loss"]).all()
+
+
+def test_off_means_off(epochs):
+    previous = kernels.set_mode("0")
+    try:
+        X, y = _data("cross_entropy")
+        ln.Sequential(LAYERS["relu"]()).fit(X, y, loss="cross_entropy", epochs=2, verbose=0)
+    finally:
+        kernels.set_mode(previous)
+    assert epochs == []
+
+
+class _Run:
+    """What ``fused.prepare`` reads of fit's run."""
+
+    def __init__(self, X, y, **kw):
+        self.X, self.y, self.weights, self.batch_hooks = X, y, None, []
+        self.loss, self.optimizer = ln.CrossEntropy(), ln.Adam()
+        self.batch_size, self.steps, self.epochs = 16, 4, 10
+        self.__dict__.update(kw)
+        self.source = ArraySource(self.X, self.y, None, self.batch_size)
+
+
+def test_auto_compiles_once_the_numpy_work_repays_it(monkeypatch):
+    """The ski-rental gate: switching costs importing numba (unless loaded) plus compiling
+    (unless compiled in this process, or loading from the disk cache); it pays when the
+    work done so far plus what this fit will still do reaches that. Deterministic: sizes,
+    not clocks."""
+    monkeypatch.setattr(kernels, "available", lambda: True)
+    monkeypatch.setattr(fused._State, "work_s", 0.0)
+    monkeypatch.setattr(fused._State, "signatures", set())
+    previous = kernels.set_mode("auto")
+    try:
+        X, y = _data("cross_entropy")
+        X = X.astype(np.float32)
+        model = ln.Sequential(LAYERS["relu"]())
+        model.build((X.shape[1],), seed=0)
+        plan = fused.prepare(model, _Run(X, y))
+        assert plan is not None
+        per_epoch = plan.epoch_s
+        assert 4 * 20e-6 < per_epoch < 4 * 1e-3
+        monkeypatch.setattr(kernels, "is_loaded", lambda: False)
+        monkeypatch.setattr(fused, "_cached_on_disk", lambda: False)
+        cost = fused.IMPORT_S + fused.COMPILE_S
+        epochs_to_pay = int(np.ceil(cost / per_epoch))
+        assert not plan.ready(epochs_to_pay - 1)  # this fit alone does not repay it
+        assert fused._State.work_s == pytest.approx(per_epoch)  # counted: the NumPy path ran
+        assert plan.ready(epochs_to_pay)  # with what has been done, it does
+        fused._State.work_s = 0.0
+        monkeypatch.setattr(kernels, "is_loaded", lambda: True)
+        monkeypatch.setattr(fused, "_cached_on_disk", lambda: True)
+        cheap = int(np.ceil(fused.LOAD_S / per_epoch))
+        assert not plan.ready(cheap - 1) and plan.ready(cheap)
+        fused._State.signatures.add(plan.signature)  # compiled in this process: free
+        assert plan.ready(1)
+    finally:
+        kernels.set_mode(previous)
+
+
+def test_the_thread_control_times_fused_epochs_as_blocks(monkeypatch):
+    """An epoch run in one call counts its steps and is one timed block for the tuner, which
+    moves to fewer threads when epochs slow down (the CPU shared from epoch 4), as it does with
+    blocks of steps; the fit's first epoch is not timed when it compiled the kernel, and is
+    when ``warm`` (compiled before)."""
+    from lucidnet import threads as T
+
+    applied: list[int] = []
+    monkeypatch.setattr(T.SETTINGS, "apply", applied.append)
+    monkeypatch.setattr(T.SETTINGS, "release", lambda: setattr(T.SETTINGS, "holders", 0))
+    monkeypatch.setattr(T.SETTINGS, "holders", 0)
+    now = [0.0]
+    plan = lambda setting, work: T.Plan(2, (2, 1), "auto: test plan")  # noqa: E731
+    per_step = {(2, False): 0.0038, (1, False): 0.005, (2, True): 0.0103, (1, True): 0.005}
+    for warm in (False, True):
+        control = T.ThreadControl("auto", 30_000_000, clock=lambda: now[0], plan_fn=plan)
+        with control:
+            for epoch in range(8):
+                control.epoch_begin(epoch)
+                now[0] += 100 * per_step[(control._current, epoch >= 3)]  # busy from epoch 4
+                control.step_done(100, warm)
+                control.epoch_end()
+                now[0] += 0.05
+        per_epoch = control.record["per_epoch"]
+        changes = control.record["changes"]
+        assert len(per_epoch) == 8 and per_epoch[-2:] == [1, 1], per_epoch
+        # the calibration ends an epoch sooner when the first epoch is timed too
+        assert changes[0].startswith(f"epoch {2 if warm else 3}: kept 2 thread(s)"), changes
+        assert "2 -> 1 thread(s)" in changes[-1] and "the CPU is shared" in changes[-1]
+        assert control._epoch_counts == {1: 100}  # the last epoch's 100 steps, at 1 thread
