@@ -84,6 +84,41 @@ _nonneg_float = _number(float, 0.0)
 _fraction = _number(float, 0.0, 1.0)
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    """``--image-size``: ``N`` or ``WIDTHxHEIGHT`` -> (height, width)."""
+    from ..data.images import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_image_options(p: argparse.ArgumentParser, train: bool = True) -> None:
+    """Image input (a folder of class sub-folders, a CSV with an image-path column, IDX
+    files): handled by :mod:`lucidnet.cli.images`."""
+    g = p.add_argument_group("images (DATA: a folder with one sub-folder per class, a CSV file "
+                             "with an image-path column, or an IDX file)")  # fmt: skip
+    g.add_argument("--image-column", metavar="COL", help="the CSV column of image paths "
+                   "(relative to the CSV file's folder); default: found by the file suffixes")
+    g.add_argument("--skip-unreadable", action="store_true", help="skip image files that "
+                   "cannot be read (their count is printed) instead of stopping at the first")
+    if not train:
+        return
+    g.add_argument("--model", choices=("cnn", "mlp"), default="cnn", help=_D(
+        "images: cnn (2 x [Conv 3x3 + MaxPool 2], Dense 128) or mlp (--hidden on the "
+        "flattened pixels); tables always use the MLP"))  # fmt: skip
+    g.add_argument("--image-size", type=_image_size, metavar="N|WxH", help="resize every "
+                   "image to this size (default: the most common size, longest side <= 64)")
+    g.add_argument("--color", choices=("auto", "gray", "rgb"), default="auto",
+                   help=_D("auto: gray when every image is gray"))  # fmt: skip
+    g.add_argument("--augment", action="store_true", help="each epoch, shift the training "
+                   "images by up to --shift pixels at random (seeded)")
+    _valued(g, "--shift", _nonneg_int, 2, "largest shift of --augment, in pixels", "N")
+    g.add_argument("--flip", action="store_true", help="with --augment, also mirror images "
+                   "left-right at random (not for digits or text)")
+
+
 def _threads(text: str) -> int | str:
     """``--threads``: ``auto`` or an integer >= 1."""
     if text.strip().lower() == "auto":
@@ -440,6 +475,7 @@ def _add_train(sub: Any) -> None:
     )
     _add_data_options(p)
     _add_model_options(p)
+    _add_image_options(p)
     _valued(
         p.add_argument_group("speed"),
         "--threads",
@@ -492,6 +528,7 @@ def _add_predict(sub: Any) -> None:
         "column is an error.",
     )
     _add_files(p)
+    _add_image_options(p, train=False)
     p.add_argument("--out", metavar="PREDICTIONS.csv", help="default: CSV on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument(
@@ -513,6 +550,7 @@ def _add_evaluate(sub: Any) -> None:
         "  lucidnet evaluate model.lnet labelled.csv --metrics-json metrics.json",
     )
     _add_files(p)
+    _add_image_options(p, train=False)
     p.add_argument("--metrics-json", metavar="PATH")
     p.add_argument("--overwrite", action="store_true", help="replace an existing metrics file")
 
@@ -665,6 +703,15 @@ def _config_defaults(
     return out
 
 
+def _labels_in_data(args: argparse.Namespace) -> bool:
+    """``train`` on a folder of class sub-folders or an IDX file: the labels come with it."""
+    if args.command != "train":
+        return False
+    from ..data.images import input_kind
+
+    return input_kind(args.data) in ("folder", "idx")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line; ``--config`` values become defaults that flags override."""
     parser = build_parser()
@@ -675,7 +722,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         sub = subs.choices[args.command]
         sub.set_defaults(**_config_defaults(sub, args.config, shared))
         args = parser.parse_args(argv)
-    if hasattr(args, "target") and not args.target:
+    if hasattr(args, "target") and not args.target and not _labels_in_data(args):
         raise CLIError(
             f"{args.command} needs --target COLUMN (on the command line or in the config file)"
         )
