@@ -27,7 +27,17 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
-from . import activations, callbacks, initializers, layers, losses, metrics, optimizers, schedules
+from . import (
+    activations,
+    callbacks,
+    convolution,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    schedules,
+)
 from ._version import __version__
 from .activations import ELU, GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .callbacks import (
@@ -38,6 +48,17 @@ from .callbacks import (
     NaNGuard,
     ProgressBar,
     ReduceLROnPlateau,
+)
+from .convolution import (
+    AvgPool1D,
+    AvgPool2D,
+    Conv1D,
+    Conv2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    MaxPool1D,
+    MaxPool2D,
+    Reshape,
 )
 from .io import ModelFileError, ModelFileWarning, load, save_model
 from .layers import BatchNorm, Dense, Dropout, Embedding, Flatten, Layer
@@ -92,6 +113,7 @@ __all__ = [
     "__version__",
     "activations",
     "callbacks",
+    "convolution",
     "initializers",
     "layers",
     "losses",
@@ -105,6 +127,15 @@ __all__ = [
     "BatchNorm",
     "Flatten",
     "Embedding",
+    "Conv1D",
+    "Conv2D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "Reshape",
     "Linear",
     "Sigmoid",
     "Tanh",

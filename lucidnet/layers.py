@@ -286,7 +286,8 @@ class Dropout(Layer):
 
 @LAYERS.register("BatchNorm", "BatchNormalization")
 class BatchNorm(Layer):
-    """Batch normalisation over the batch axis (Ioffe & Szegedy, 2015).
+    """Batch normalisation over the batch axis (Ioffe & Szegedy, 2015), per feature or, for
+    convolution outputs (n, ..., channels), per channel over the batch and every position.
 
     Training: ``x_hat = (x - mean_B) / sqrt(var_B + eps)`` with the batch's (biased) statistics,
     ``y = gamma * x_hat + beta``; running statistics updated as
@@ -298,7 +299,13 @@ class BatchNorm(Layer):
             ``momentum=0.1`` equals ``momentum=0.9`` here).
         eps: added to the variance for numerical stability.
 
-    Shapes: x (n, d) -> y (n, d); gamma, beta, running_mean, running_var (d,).
+    Inputs of more than two axes (n, ..., c) are normalised per channel, like Keras'
+    ``BatchNormalization(axis=-1)`` and PyTorch's ``BatchNorm2d``: the formulas below run on
+    ``x.reshape(-1, c)``, whose rows are every (sample, position) pair, so the batch statistics
+    are over n * positions values per channel (the running variance's unbiased factor too).
+
+    Shapes: x (n, d) -> y (n, d), or x (n, ..., c) -> y of the same shape; gamma, beta,
+    running_mean, running_var (d,) or (c,).
     """
 
     min_batch_size = 2  # a variance needs two samples
@@ -309,18 +316,18 @@ class BatchNorm(Layer):
         self.eps = check_float(eps, "eps", low=0.0, low_inclusive=False)
 
     def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-        if len(input_shape) != 1:
+        if len(input_shape) < 1:
             raise ValueError(
-                f"BatchNorm expects 2-D inputs (batch, features), got per-sample shape "
-                f"{input_shape}; add a Flatten() layer first"
+                "BatchNorm expects inputs (batch, features) or (batch, ..., channels), got "
+                f"per-sample shape {input_shape}"
             )
         keys = ("param/gamma", "param/beta", "state/running_mean", "state/running_var")
-        return dict.fromkeys(keys, (input_shape[0],))
+        return dict.fromkeys(keys, (input_shape[-1],))
 
     def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
         self.array_shapes(input_shape)  # checks the input shape
         super().build(input_shape, rng, dtype)
-        d = input_shape[0]
+        d = input_shape[-1]
         self._add_param("gamma", np.ones(d, dtype=self.dtype))
         self._add_param("beta", np.zeros(d, dtype=self.dtype))
         self.state["running_mean"] = np.zeros(d, dtype=self.dtype)
@@ -328,15 +335,23 @@ class BatchNorm(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Training: y = gamma x_hat + beta with the batch's statistics (cached for ``backward``)
-        and the running statistics updated; inference: the running statistics."""
+        and the running statistics updated; inference: the running statistics. (n, ..., c)
+        inputs: the same on their rows x.reshape(-1, c)."""
         self._check_input(x)
+        if training:
+            self._check_batch_size(x.shape[0])
+        if x.ndim > 2:
+            return self._normalise(x.reshape(-1, x.shape[-1]), training).reshape(x.shape)
+        return self._normalise(x, training)
+
+    def _normalise(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """``forward`` on (rows, features)."""
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
             inv_std = 1.0 / np.sqrt(self.state["running_var"] + self.eps)
             return ((x - self.state["running_mean"]) * (gamma * inv_std) + beta).astype(
                 x.dtype, copy=False
             )
-        self._check_batch_size(x.shape[0])
         mean = x.mean(axis=0)
         xc = x - mean
         var = (xc * xc).mean(axis=0)
@@ -349,7 +364,9 @@ class BatchNorm(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dL/dgamma += sum(dy x_hat);  dL/dbeta += sum dy;  with dx_hat = dy gamma, returns
         dL/dx = (1/n) inv_std (n dx_hat - sum dx_hat - x_hat sum(dx_hat x_hat)) (sums over the
-        batch)."""
+        batch; for (n, ..., c) inputs over the rows of dy.reshape(-1, c))."""
+        if dy.ndim > 2:
+            return self.backward(dy.reshape(-1, dy.shape[-1])).reshape(dy.shape)
         x_hat, inv_std = self._x_hat, self._inv_std
         n = dy.shape[0]
         self.grads["gamma"] += (dy * x_hat).sum(axis=0)
@@ -385,6 +402,8 @@ class BatchNorm(Layer):
     def fast_forward(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         self._check_batch_size(n)
+        if x.ndim > 2:  # per channel: the rows of x.reshape(-1, c) (a view when contiguous)
+            return self.fast_forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
         ones = self._workspace("ones", (n,), x.dtype, fill=1.0)
         mean = (ones @ x) / n
         xc = np.subtract(x, mean, out=self._workspace("x_hat", x.shape, x.dtype))
@@ -401,6 +420,9 @@ class BatchNorm(Layer):
     def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """dL/dgamma = sum(dy x_hat), dL/dbeta = sum dy (written, not added);
         dL/dx = gamma inv_std / n (n dy - dL/dbeta - x_hat dL/dgamma)."""
+        if dy.ndim > 2:
+            dx = self.fast_backward(dy.reshape(-1, dy.shape[-1]), need_input_grad)
+            return None if dx is None else dx.reshape(dy.shape)
         x_hat, n = self._x_hat, dy.shape[0]
         ones = self._workspace("ones", (n,), dy.dtype, fill=1.0)
         tmp = np.multiply(dy, x_hat, out=self._workspace("tmp", dy.shape, dy.dtype))

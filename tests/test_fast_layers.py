@@ -55,10 +55,23 @@ ARGS: dict[str, dict] = {
     "Dense": {"units": UNITS},
     "Dropout": {"rate": 0.3},
     "Embedding": {"input_dim": 50, "output_dim": UNITS},
+    "Conv1D": {"filters": 8, "kernel_size": 3, "activation": "relu"},
+    "Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"},
+    "Reshape": {"target_shape": (8, 10)},
 }
 INPUTS: dict[str, tuple[str, tuple[int, ...]]] = {
     "Flatten": ("float", (8, 10)),  # 3-D input (batch, 8, 10)
     "Embedding": ("ids", (12,)),
+    "Conv1D": ("float", (20, 4)),  # (batch, length, channels)
+    "Conv2D": ("float", (9, 8, 3)),  # (batch, height, width, channels)
+    **dict.fromkeys(
+        ("MaxPool1D", "MaxPooling1D", "AvgPool1D", "AveragePooling1D"), ("float", (20, 4))
+    ),
+    **dict.fromkeys(
+        ("MaxPool2D", "MaxPooling2D", "AvgPool2D", "AveragePooling2D"), ("float", (9, 8, 3))
+    ),
+    "GlobalAveragePooling1D": ("float", (20, 4)),
+    "GlobalAveragePooling2D": ("float", (9, 8, 3)),
 }
 
 Factory = Callable[[], Layer]
@@ -103,6 +116,22 @@ CASES = [
     ("BatchNorm(0.8)", lambda: ln.BatchNorm(momentum=0.8, eps=1e-3), "float", (FEATURES,)),
     ("Dropout(0.5)", lambda: ln.Dropout(0.5), "float", (FEATURES,)),
     ("Embedding-no-pooling", lambda: ln.Embedding(50, 16, pooling=None), "ids", (12,)),
+    (
+        "Conv2D-stride-same-dilation",
+        lambda: ln.Conv2D(6, (3, 2), stride=2, padding="same", dilation=(1, 2), activation="tanh"),
+        "float",
+        (9, 8, 3),
+    ),
+    ("Conv2D-pad1-linear", lambda: ln.Conv2D(5, 3, padding=1), "float", (7, 6, 2)),
+    (
+        "Conv1D-l1-l2-nobias",
+        lambda: ln.Conv1D(6, 4, stride=3, use_bias=False, l1=0.01, l2=0.02),
+        "float",
+        (20, 4),
+    ),
+    ("MaxPool2D-overlap-same", lambda: ln.MaxPool2D(3, 2, padding="same"), "float", (9, 8, 3)),
+    ("AvgPool1D-same", lambda: ln.AvgPool1D(3, 2, padding="same"), "float", (20, 4)),
+    ("BatchNorm-channels", lambda: ln.BatchNorm(momentum=0.8), "float", (6, 5, 3)),
 ]
 
 

@@ -857,6 +857,14 @@ def test_every_registered_layer_class_is_checked_before_building():
         (ln.Flatten(), (2, 3)),
         *[(cls(), (4,)) for cls in (ln.Linear, ln.Sigmoid, ln.Tanh, ln.ReLU, ln.Softmax)],
         *[(cls(), (4,)) for cls in (ln.LeakyReLU, ln.ELU, ln.GELU)],
+        (ln.BatchNorm(), (4, 3, 2)),
+        (ln.Conv1D(4, 3, padding="same"), (7, 2)),
+        (ln.Conv2D(4, (3, 2), stride=2, use_bias=False), (7, 6, 2)),
+        *[(cls(2), (6, 3)) for cls in (ln.MaxPool1D, ln.AvgPool1D)],
+        *[(cls(2), (6, 4, 3)) for cls in (ln.MaxPool2D, ln.AvgPool2D)],
+        (ln.GlobalAveragePooling1D(), (6, 3)),
+        (ln.GlobalAveragePooling2D(), (6, 4, 3)),
+        (ln.Reshape((2, -1)), (6,)),
     ]
     covered = {type(layer) for layer, _ in examples}
     registered = set(LAYERS._items.values())

@@ -39,6 +39,33 @@ CASES = [
     ("ELU", lambda: ln.ELU(alpha=0.7), (5,), "float", (5,), 0),
     ("GELU", ln.GELU, (5,), "float", (5,), 0),
     ("Softmax", ln.Softmax, (5,), "float", (5,), 0),
+    # convolutional layers (tests/test_convolution.py checks every option); tanh, not ReLU:
+    # a finite difference across ReLU's kink at z = 0 would be wrong, and z is not controlled
+    ("Conv1D", lambda: ln.Conv1D(3, 3, activation="tanh"), (7, 2), "float", (5, 3), 21),
+    (
+        "Conv2D",
+        lambda: ln.Conv2D(2, (3, 2), stride=(2, 1), padding="same", activation="tanh"),
+        (5, 4, 2),
+        "float",
+        (3, 4, 2),
+        26,
+    ),
+    (
+        "Conv2D-dilated",
+        lambda: ln.Conv2D(2, 2, dilation=2, padding=1),
+        (5, 5, 1),
+        "float",
+        (5, 5, 2),
+        10,
+    ),
+    ("MaxPool1D", lambda: ln.MaxPool1D(2), (6, 2), "float", (3, 2), 0),
+    ("MaxPool2D", lambda: ln.MaxPool2D(2, padding="same"), (5, 4, 2), "float", (3, 2, 2), 0),
+    ("AvgPool1D", lambda: ln.AvgPool1D(3, 2, padding="same"), (7, 2), "float", (4, 2), 0),
+    ("AvgPool2D", lambda: ln.AvgPool2D(2), (4, 5, 2), "float", (2, 2, 2), 0),
+    ("GlobalAveragePooling1D", ln.GlobalAveragePooling1D, (5, 3), "float", (3,), 0),
+    ("GlobalAveragePooling2D", ln.GlobalAveragePooling2D, (3, 4, 2), "float", (2,), 0),
+    ("Reshape", lambda: ln.Reshape((3, -1)), (12,), "float", (3, 4), 0),
+    ("BatchNorm-channels", ln.BatchNorm, (3, 3, 2), "float", (3, 3, 2), 4),
 ]
 
 

@@ -248,7 +248,7 @@ def test_predict_batch_size_is_checked():
         (lambda: ln.Dense(3, activation="swish"), "activation", "relu"),
         (lambda: _fit(loss="hinge"), "loss", "cross_entropy"),
         (lambda: _fit(optimizer="lbfgs"), "optimizer", "adam"),
-        (lambda: ln.layers.get("Conv2D"), "layer", "Dense"),
+        (lambda: ln.layers.get("Conv3D"), "layer", "Dense"),
         (lambda: _fit(metrics=["auc"]), "metric", "accuracy"),
         (lambda: ln.schedules.get("linear"), "schedule", "cosine"),
         (lambda: ln.Dense(3, kernel_initializer="orthogonal"), "initializer", "he_normal"),
