@@ -99,24 +99,42 @@ def _add_image_options(p: argparse.ArgumentParser, train: bool = True) -> None:
     files): handled by :mod:`lucidnet.cli.images`."""
     g = p.add_argument_group("images (DATA: a folder with one sub-folder per class, a CSV file "
                              "with an image-path column, or an IDX file)")  # fmt: skip
-    g.add_argument("--image-column", metavar="COL", help="the CSV column of image paths "
-                   "(relative to the CSV file's folder); default: found by the file suffixes")
-    g.add_argument("--skip-unreadable", action="store_true", help="skip image files that "
-                   "cannot be read (their count is printed) instead of stopping at the first")
+    g.add_argument(
+        "--image-column",
+        metavar="COL",
+        help="the CSV column of image paths "
+        "(relative to the CSV file's folder); default: found by the file suffixes",
+    )
+    g.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="skip image files that "
+        "cannot be read (their count is printed) instead of stopping at the first",
+    )
     if not train:
         return
-    g.add_argument("--model", choices=("cnn", "mlp"), default="cnn", help=_D(
-        "images: cnn (2 x [Conv 3x3 + MaxPool 2], Dense 128) or mlp (--hidden on the "
+    g.add_argument("--model", choices=("cnn", "mlp"), help=(
+        "images: cnn (default: 2 x [Conv 3x3 + MaxPool 2], Dense 128) or mlp (--hidden on the "
         "flattened pixels); tables always use the MLP"))  # fmt: skip
-    g.add_argument("--image-size", type=_image_size, metavar="N|WxH", help="resize every "
-                   "image to this size (default: the most common size, longest side <= 64)")
+    g.add_argument(
+        "--image-size",
+        type=_image_size,
+        metavar="N|WxH",
+        help="resize every image to this size (default: the most common size, longest side <= 64)",
+    )
     g.add_argument("--color", choices=("auto", "gray", "rgb"), default="auto",
                    help=_D("auto: gray when every image is gray"))  # fmt: skip
-    g.add_argument("--augment", action="store_true", help="each epoch, shift the training "
-                   "images by up to --shift pixels at random (seeded)")
+    g.add_argument(
+        "--augment",
+        action="store_true",
+        help="each epoch, shift the training images by up to --shift pixels at random (seeded)",
+    )
     _valued(g, "--shift", _nonneg_int, 2, "largest shift of --augment, in pixels", "N")
-    g.add_argument("--flip", action="store_true", help="with --augment, also mirror images "
-                   "left-right at random (not for digits or text)")
+    g.add_argument(
+        "--flip",
+        action="store_true",
+        help="with --augment, also mirror images left-right at random (not for digits or text)",
+    )
 
 
 def _threads(text: str) -> int | str:

@@ -360,6 +360,7 @@ class ShiftAugment(Callback):
 def cmd_train(args: argparse.Namespace) -> int:
     """``lucidnet train`` on images: read, prepare, split, build, train, test, save."""
     out = _check_train_outputs(args)
+    args.model = args.model or "cnn"
     data, source, prep = _setup(args)
     task, classes = source.task, source.classes
     model, optimizer = _network(args, data, source)
@@ -402,7 +403,7 @@ def _check_train_outputs(args: argparse.Namespace) -> str:
 
     if args.report:
         raise CLIError("--report is not available for image data yet (tables only)")
-    stem = Path(args.data.rstrip("/\\\\")).name.split(".")[0] or "images"
+    stem = Path(args.data).name.split(".")[0] or "images"
     out = args.out or f"{stem}.lnet"
     outputs = [(out, "model file"), (args.metrics_json, "metrics file")]
     for path, what in outputs:
@@ -443,7 +444,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, ImageSource, im.ImagePreparat
     if args.augment:
         data.callbacks.append(ShiftAugment(args.seed, args.shift, args.flip))
     if not args.quiet:
-        what = f"{len(source.classes)} classes" if source.classes else source.target
+        what = f"{len(source.classes)} classes" if source.classes else source.task
         how = "set with --task" if getattr(args, "task", "auto") != "auto" else source.reason
         _say(
             f"Data: '{args.data}' ({source.kind}), {len(X)} images, target {source.target!r}: "
@@ -471,7 +472,7 @@ def _network(args: argparse.Namespace, data: Any, source: ImageSource) -> tuple[
     from .commands import _say, _user_errors
 
     n_out = len(source.classes) if source.task == "classification" else 1
-    name = Path(args.data.rstrip("/\\\\")).name.split(".")[0] or "images"
+    name = Path(args.data).name.split(".")[0] or "images"
     with _user_errors():
         if args.model == "mlp":
             model = build_mlp(args, n_out, name=name)
@@ -546,7 +547,7 @@ def _metadata(
     return {
         "created_by": "lucidnet train",
         "lucidnet_version": __version__,
-        "data_file": os.path.basename(args.data.rstrip("/\\\\")),
+        "data_file": Path(args.data).name,
         "target": source.target,
         "task": source.task,
         "task_reason": source.reason,

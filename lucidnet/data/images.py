@@ -175,9 +175,7 @@ def _image_files(folder: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [
-            Path(root) / f for f in sorted(files) if looks_like_image_path(f) and f[0] != "."
-        ]
+        found += [Path(root) / f for f in sorted(files) if looks_like_image_path(f) and f[0] != "."]
     return found
 
 
@@ -199,7 +197,9 @@ def list_folder(folder: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, 
     root = Path(folder)
     if not root.is_dir():
         raise ImageError(f"'{folder}' is not a folder")
-    loose = [p.name for p in sorted(root.iterdir()) if p.is_file() and looks_like_image_path(p.name)]
+    loose = [
+        p.name for p in sorted(root.iterdir()) if p.is_file() and looks_like_image_path(p.name)
+    ]
     if loose:
         raise ImageError(
             f"'{folder}' has image files directly in it ({loose[0]!r}, ...): put each class's "
@@ -290,7 +290,6 @@ def path_column_in_head(path: str) -> str | None:
         if values and all(looks_like_image_path(v.strip()) for v in values):
             return name
     return None
-
 
 
 def is_idx_file(path: str | os.PathLike[str]) -> bool:
