@@ -210,6 +210,13 @@ def test_csv_count_regression_poisson_never_negative(tmp_path):
     assert np.corrcoef(table["prediction"], truth)[0, 1] > 0.5  # it learned to count a bit
     code, out, err = run(["evaluate", tmp_path / "c.lnet", data])
     assert code == 0 and "MAE" in out, err
+    partly = pd.read_csv(data).astype({"n_squares": float})
+    partly.loc[:4, "n_squares"] = np.nan  # predict keeps rows without a target, evaluate not
+    partly.to_csv(tmp_path / "partly.csv", index=False)
+    code, out, err = run(["predict", tmp_path / "c.lnet", tmp_path / "partly.csv"])
+    assert code == 0 and len(pd.read_csv(io.StringIO(out))) == 120, err
+    code, out, err = run(["evaluate", tmp_path / "c.lnet", tmp_path / "partly.csv"])
+    assert code == 0 and "(115 rows)" in out, err
 
 
 def test_csv_missing_image_file_is_one_line(tmp_path):
@@ -304,3 +311,8 @@ def test_cnn_on_a_table_is_an_error(tmp_path):
 def test_predict_missing_input(trained, tmp_path):
     code, _, err = run(["predict", trained[0], tmp_path / "nothing"])
     assert_user_error(code, err, "is not image input")
+
+
+def test_memory_limit_checked_before_decoding(digits_folder, tmp_path):
+    code, _, err = run(["train", digits_folder, "--max-memory", "1000", "--out", tmp_path / "x"])
+    assert_user_error(code, err, "120 images of 16x16 gray need about", "--image-size")

@@ -248,3 +248,18 @@ def test_flip_only_when_asked():
     flipped = im.shift_images(X, np.random.default_rng(0), max_shift=0, flip=True)
     right = flipped[:, 1, 2, 0] == 1.0
     assert 20 < right.sum() < 80 and np.array_equal(flipped[~right], X[~right])
+
+
+def test_jpeg_drafted_and_resized(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((64, 96, 3), (200, 100, 50), np.uint8)).save(path, quality=95)
+    X = im.load_images([str(path)], im.ImagePreparation(8, 12, "rgb")).X
+    assert X.shape == (1, 8, 12, 3)
+    np.testing.assert_allclose(X[0].mean(axis=(0, 1)), np.array([200, 100, 50]) / 255, atol=0.03)
+
+
+def test_palette_and_transparency_over_white(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent black
+    path = save(tmp_path / "clear.png", rgba, mode="RGBA")
+    X = im.load_images([path], im.ImagePreparation(4, 4, "gray")).X
+    np.testing.assert_allclose(X, 1.0)  # shown as on a white page, not as black

@@ -89,9 +89,13 @@ def wants_images(args: argparse.Namespace) -> bool:
 # ------------------------------------------------------------------------------------------------
 
 
-def read_source(args: argparse.Namespace, meta: dict[str, Any] | None = None) -> ImageSource:
-    """The images and targets of ``args.data`` (train: targets required; with ``meta``, a
-    model's metadata: targets read only when present, in the model's encoding)."""
+def read_source(
+    args: argparse.Namespace, meta: dict[str, Any] | None = None, labelled: bool = False
+) -> ImageSource:
+    """The images and targets of ``args.data``. Training (no ``meta``): targets required. With
+    ``meta`` (a model's metadata): targets in the model's encoding, read when present and
+    ``labelled`` (evaluate; a folder's class sub-folders and an IDX labels file are always
+    read, a CSV's target column only then: predict keeps rows without a target)."""
     column = getattr(args, "image_column", None) or (meta or {}).get("images", {}).get("column")
     kind = im.input_kind(args.data, column)
     if kind is None and os.path.isfile(args.data) and im.looks_like_image_path(args.data):
@@ -106,7 +110,7 @@ def read_source(args: argparse.Namespace, meta: dict[str, Any] | None = None) ->
             return _folder_source(args.data, meta)
         if kind == "idx":
             return _idx_source(args.data, meta)
-        return _csv_source(args, column, meta)
+        return _csv_source(args, column, meta, labelled)
 
 
 class _image_errors:
@@ -172,41 +176,47 @@ def _idx_source(path: str, meta: dict[str, Any] | None) -> ImageSource:
     return ImageSource("idx", pixels=pixels, y=y, target="label", names=names)
 
 
-def _csv_source(args: argparse.Namespace, column: str | None, meta: dict[str, Any] | None) -> Any:
-    from ..data.prep import TabularPreparer
-    from .commands import _read_csv, _user_errors
-
-    df, _ = _read_csv(args, meta)
+def _csv_source(
+    args: argparse.Namespace, column: str | None, meta: dict[str, Any] | None, labelled: bool
+) -> ImageSource:
+    """A CSV file's image paths (relative to its folder) and, for training or ``labelled``
+    (evaluate), its target: rows without a target left out, as for tables."""
+    df, _ = cm._read_csv(args, meta)
     column = column or im.path_column_in_head(args.data)
     if column is None or column not in df.columns:
         raise CLIError(
             f"'{args.data}' has no image-path column {column!r}; columns: {list(df.columns)[:20]}"
         )
-    target = args.target if meta is None else meta.get("target")
     base = os.path.dirname(os.path.abspath(args.data))
-    if meta is None or target not in df.columns:
-        if meta is None and target == column:
-            raise CLIError(f"--target {target!r} is the image-path column")
-        y = None
-        if meta is None:  # train: the target's task and encoding, as for tables
-            with _user_errors(f"'{args.data}'"):
-                task = None if args.task == "auto" else args.task
-                prep = TabularPreparer(target, task=task)
-                df, y = prep.prepare_target(df)
-            t = prep.target_ or {}
-            paths = im.resolve_paths(list(df[column]), base, column)
-            return ImageSource("csv", paths=paths, y=y, target=target, task=t["task"],
-                               reason=t["reason"], classes=[str(c) for c in t.get("classes") or []],
-                               count=bool(t.get("count")), column=column,
-                               names=list(df[column].astype(str)), frame=df)  # fmt: skip
-        paths = im.resolve_paths(list(df[column]), base, column)
-        return ImageSource("csv", paths=paths, column=column, names=list(df[column]), frame=df)
-    df = df.loc[df[target].notna()].reset_index(drop=True)
-    with _user_errors(f"'{args.data}'"):
-        y = _encode(df[target], meta)
+    if meta is None:
+        return _csv_training_source(args, df, column, base)
+    target, y = meta.get("target"), None
+    if labelled and target in df.columns and target != column:
+        df = df.loc[df[target].notna()].reset_index(drop=True)
+        with cm._user_errors(f"'{args.data}'"):
+            y = _encode(df[target], meta)
     paths = im.resolve_paths(list(df[column]), base, column)
-    return ImageSource("csv", paths=paths, y=y, target=target, column=column,
-                       names=list(df[column]), frame=df)  # fmt: skip
+    names = [str(v) for v in df[column]]
+    return ImageSource("csv", paths=paths, y=y, target=str(target), column=column, names=names,
+                       frame=df)  # fmt: skip
+
+
+def _csv_training_source(args: argparse.Namespace, df: Any, column: str, base: str) -> ImageSource:
+    """Training: the target's task (classification, regression, count) and its encoding come
+    from the table path's :meth:`TabularPreparer.prepare_target`."""
+    from ..data.prep import TabularPreparer
+
+    if args.target == column:
+        raise CLIError(f"--target {args.target!r} is the image-path column")
+    with cm._user_errors(f"'{args.data}'"):
+        prep = TabularPreparer(args.target, task=None if args.task == "auto" else args.task)
+        df, y = prep.prepare_target(df)
+    t = prep.target_ or {}
+    return ImageSource(
+        "csv", paths=im.resolve_paths(list(df[column]), base, column), y=y, target=args.target,
+        task=t["task"], reason=t["reason"], classes=[str(c) for c in t.get("classes") or []],
+        count=bool(t.get("count")), column=column, names=[str(v) for v in df[column]], frame=df,
+    )  # fmt: skip
 
 
 def _encode(values: Any, meta: dict[str, Any]) -> np.ndarray:
@@ -304,9 +314,8 @@ def build_mlp(args: argparse.Namespace, n_outputs: int, name: str | None = None)
     """The table path's MLP (``--hidden``, ``--dropout``, ...) after a Flatten of the pixels."""
     from ..layers import Flatten
     from ..model import Sequential
-    from .commands import build_model
 
-    mlp = build_model(n_outputs, args.hidden, args.activation, args.dropout, args.batch_norm,
+    mlp = cm.build_model(n_outputs, args.hidden, args.activation, args.dropout, args.batch_norm,
                       args.l2)  # fmt: skip
     return Sequential([Flatten(), *mlp.layers], name=name)
 
@@ -399,7 +408,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _check_train_outputs(args: argparse.Namespace) -> str:
     """The model file's path; every output checked before any work."""
-    from .commands import _check_output
 
     if args.report:
         raise CLIError("--report is not available for image data yet (tables only)")
@@ -408,7 +416,7 @@ def _check_train_outputs(args: argparse.Namespace) -> str:
     outputs = [(out, "model file"), (args.metrics_json, "metrics file")]
     for path, what in outputs:
         if path:
-            _check_output(path, args.overwrite, (args.data,), what)
+            cm._check_output(path, args.overwrite, (args.data,), what)
     if args.metrics_json and os.path.realpath(out) == os.path.realpath(args.metrics_json):
         raise CLIError("--out and --metrics-json must be different files")
     return out
@@ -419,21 +427,21 @@ def _setup(args: argparse.Namespace) -> tuple[Any, ImageSource, im.ImagePreparat
     from types import SimpleNamespace
 
     from ..data.splits import train_val_test_split
-    from .commands import _choose_loss, _say, _user_errors
 
     t0 = time.perf_counter()
     source = read_source(args)
     if source.task == "regression" and args.class_weight == "balanced":
         raise CLIError("--class-weight balanced needs a classification task")
     prep = _choose(args, source)
+    _check_memory(args, source, prep)
     X, kept = load_pixels(source, prep, args.skip_unreadable)
     assert source.y is not None
     y = source.y[kept]
-    with _user_errors(f"'{args.data}'"):
+    with cm._user_errors(f"'{args.data}'"):
         split = train_val_test_split(
             y, args.test_size, args.val_size, task=source.task, seed=args.seed
         )
-    args.loss, loss_note = _choose_loss(args.loss, source.task, source.count)
+    args.loss, loss_note = cm._choose_loss(args.loss, source.task, source.count)
     changed = _apply_image_defaults(args)
     parts = {k: (X[getattr(split, k)], y[getattr(split, k)]) for k in ("train", "val", "test")}
     data = SimpleNamespace(
@@ -446,7 +454,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, ImageSource, im.ImagePreparat
     if not args.quiet:
         what = f"{len(source.classes)} classes" if source.classes else source.task
         how = "set with --task" if getattr(args, "task", "auto") != "auto" else source.reason
-        _say(
+        cm._say(
             f"Data: '{args.data}' ({source.kind}), {len(X)} images, target {source.target!r}: "
             f"{what}",
             f"Images: {prep.describe()} ({prep.reason}); loaded in "
@@ -456,24 +464,41 @@ def _setup(args: argparse.Namespace) -> tuple[Any, ImageSource, im.ImagePreparat
             f"test{' (stratified)' if split.stratified else ''}",
         )
         if split.note:
-            _say(f"Split note: {split.note}")
+            cm._say(f"Split note: {split.note}")
         if changed:
-            _say("Image defaults: " + ", ".join(changed) + " (set the options to change them)")
+            cm._say("Image defaults: " + ", ".join(changed) + " (set the options to change them)")
         if args.augment:
             flips = ", mirrored left-right at random" if args.flip else ""
-            _say(f"Augmentation: each epoch, every training image shifted by up to "
+            cm._say(f"Augmentation: each epoch, every training image shifted by up to "
                  f"{args.shift} pixels{flips} (seeded)")  # fmt: skip
     return data, source, prep
+
+
+def _check_memory(args: argparse.Namespace, source: ImageSource, prep: im.ImagePreparation) -> None:
+    """Refuse, before decoding, images whose arrays (uint8 while decoding, then float32, and
+    the training split's copy) would exceed ``--max-memory`` (default: 80% of the memory
+    available now)."""
+    from ..data.limits import format_bytes, memory_budget
+
+    n = len(source.names)
+    need = n * int(np.prod(prep.shape)) * (1 + 4 + 4)
+    budget, where = memory_budget(args.max_memory)
+    if budget is not None and need > budget:
+        raise CLIError(
+            f"'{args.data}': {n:,} images of {prep.describe().split(',')[0]} need about "
+            f"{format_bytes(need)}, more than {where or '--max-memory'} "
+            f"({format_bytes(budget)}); use a smaller --image-size, fewer images, or "
+            "--max-memory"
+        )
 
 
 def _network(args: argparse.Namespace, data: Any, source: ImageSource) -> tuple[Any, Any]:
     """The built (seeded) network, printed, and the optimizer."""
     from ..optimizers import get as get_optimizer
-    from .commands import _say, _user_errors
 
     n_out = len(source.classes) if source.task == "classification" else 1
     name = Path(args.data).name.split(".")[0] or "images"
-    with _user_errors():
+    with cm._user_errors():
         if args.model == "mlp":
             model = build_mlp(args, n_out, name=name)
         else:
@@ -481,9 +506,9 @@ def _network(args: argparse.Namespace, data: Any, source: ImageSource) -> tuple[
         model.build(data.X_train.shape[1:], np.random.default_rng(args.seed))
         optimizer = get_optimizer(args.optimizer, lr=args.lr)
     if not args.quiet:
-        _say("", f"Network ({args.model}):")
-        model.summary(print_fn=_say)
-        _say(f"Parameters: {model.n_params:,}")
+        cm._say("", f"Network ({args.model}):")
+        model.summary(print_fn=cm._say)
+        cm._say(f"Parameters: {model.n_params:,}")
     return model, optimizer
 
 
@@ -494,7 +519,6 @@ def _verdict(
     on at most LINEAR_BASELINE_ROWS training images); gradient-boosted trees are left out:
     on thousands of pixel columns they take minutes and say little."""
     from ..glassbox import verdict as vd
-    from .commands import RESAMPLES, _say
 
     baselines = []
     if args.baselines:
@@ -515,16 +539,15 @@ def _verdict(
             baselines.append(vd.Baseline(b.name, b.kind, b.predictions, b.seconds, note or b.note))
         except Exception as exc:  # noqa: BLE001 (a baseline must not cost the trained network)
             print(f"lucidnet: warning: the linear baseline was skipped ({exc})", file=sys.stderr)
-    result = vd.compare(
-        task, data.y_test, pred, baselines, resamples=vd.resamples_for(len(data.y_test), RESAMPLES),
-        seed=args.seed, n_classes=len(classes) or None,
-    )  # fmt: skip
+    resamples = vd.resamples_for(len(data.y_test), cm.RESAMPLES)
+    result = vd.compare(task, data.y_test, pred, baselines, resamples=resamples, seed=args.seed,
+                        n_classes=len(classes) or None)  # fmt: skip
     if baselines:
         result["note"] = "no gradient-boosted trees on raw pixels (minutes, and little to learn)"
-    _say(("Verdict: " + result["sentence"]) if args.quiet and baselines else
+    cm._say(("Verdict: " + result["sentence"]) if args.quiet and baselines else
          "\n" + vd.format_verdict(result))  # fmt: skip
     if baselines and not args.quiet:
-        _say("(baselines: majority / mean and a linear model on the raw pixels; no gradient-"
+        cm._say("(baselines: majority / mean and a linear model on the raw pixels; no gradient-"
              "boosted trees on pixels)")  # fmt: skip
     return result
 
@@ -573,10 +596,10 @@ def _metadata(
 
 
 def _model_inputs(
-    args: argparse.Namespace, meta: dict[str, Any], prep: im.ImagePreparation
+    args: argparse.Namespace, meta: dict[str, Any], prep: im.ImagePreparation, labelled: bool
 ) -> tuple[ImageSource, np.ndarray]:
     """The images of ``args.data`` prepared as the model was trained: ``(source, X)``."""
-    source = read_source(args, meta)
+    source = read_source(args, meta, labelled)
     X, kept = load_pixels(source, prep, getattr(args, "skip_unreadable", False))
     if len(kept) < len(source.names):
         source.names = [source.names[i] for i in kept]
@@ -593,7 +616,7 @@ def cmd_predict(
     ``--keep`` columns of a CSV, the prediction and each class's probability)."""
     import pandas as pd
 
-    source, X = _model_inputs(args, meta, prep)
+    source, X = _model_inputs(args, meta, prep, labelled=False)
     classes = cm._class_names(meta) if meta["task"] == "classification" else []
     names = ["prediction"] + [f"proba_{c}" for c in classes]
     if source.frame is not None:
@@ -628,7 +651,7 @@ def cmd_evaluate(
     args: argparse.Namespace, model: Any, meta: dict[str, Any], prep: im.ImagePreparation
 ) -> int:
     """``lucidnet evaluate`` with an image model: metrics on labelled images."""
-    source, X = _model_inputs(args, meta, prep)
+    source, X = _model_inputs(args, meta, prep, labelled=True)
     if source.y is None:
         raise CLIError(
             f"'{args.data}' has no labels for the model's target {meta.get('target')!r}: give "

@@ -33,6 +33,15 @@ field                            rule                                          w
 ``calibration``                  null, or (classification) the ECE before /    dropped, warning
                                  after, the temperature (> 0, already folded
                                  into the weights), the reliability bins
+``images`` (image models)        ``preparation`` (height, width in [1, 1024],    refused
+                                 ``color`` gray / rgb, pixels / 255, bilinear),
+                                 ``input`` folder / csv / idx, the CSV's path
+                                 ``column``, ``count``; with it ``task``,
+                                 ``classes`` (2+ distinct names, or null for
+                                 regression) and ``target`` (a string) are
+                                 checked on their own (``preparation`` is
+                                 null), and the network's input is the image
+                                 shape (height, width, channels)
 ``created_by``, ``data_file``,   strings                                       dropped, warning
 ``lucidnet_version``,
 ``task_reason``
