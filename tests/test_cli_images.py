@@ -316,3 +316,19 @@ def test_predict_missing_input(trained, tmp_path):
 def test_memory_limit_checked_before_decoding(digits_folder, tmp_path):
     code, _, err = run(["train", digits_folder, "--max-memory", "1000", "--out", tmp_path / "x"])
     assert_user_error(code, err, "120 images of 16x16 gray need about", "--image-size")
+
+
+def test_image_defaults_only_for_options_not_set(digits_folder, tmp_path):
+    from lucidnet.cli.args import parse_args
+    from lucidnet.cli.images import _apply_image_defaults
+
+    args = parse_args(["train", str(digits_folder), "--patience", "10", "--epochs=200"])
+    args.model = "cnn"
+    assert _apply_image_defaults(args) == ["batch size 64", "dropout 0.25"]
+    assert (args.epochs, args.patience, args.batch_size, args.dropout) == (200, 10, 64, 0.25)
+    config = tmp_path / "c.toml"
+    config.write_text("batch-size = 32\ndropout = 0.0\n")
+    args = parse_args(["train", str(digits_folder), "--config", str(config)])
+    args.model = "cnn"
+    assert _apply_image_defaults(args) == ["epochs 30", "patience 4"]
+    assert (args.batch_size, args.dropout) == (32, 0.0)

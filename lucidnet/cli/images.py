@@ -30,7 +30,8 @@ from ..data import images as im
 from . import commands as cm
 from .args import CLIError
 
-#: the defaults of the table path that images replace when they were not changed
+#: the defaults of the table path that images replace when they were not set (on the command
+#: line or in a config file: ``args.options_set``)
 #: (option: (table default, image default)); images need fewer, larger batches per epoch
 IMAGE_DEFAULTS = {"epochs": (200, 30), "batch_size": (32, 64), "patience": (10, 4)}
 #: the most training rows the linear baseline is fitted on (raw pixels: L-BFGS on 784+ columns)
@@ -323,11 +324,12 @@ def build_mlp(args: argparse.Namespace, n_outputs: int, name: str | None = None)
 def _apply_image_defaults(args: argparse.Namespace) -> list[str]:
     """Replace the table defaults that were not changed by the image ones; what changed."""
     changed = []
+    given = getattr(args, "options_set", frozenset())
     for key, (table, image) in IMAGE_DEFAULTS.items():
-        if getattr(args, key) == table:
+        if key not in given and getattr(args, key) == table:
             setattr(args, key, image)
             changed.append(f"{key.replace('_', ' ')} {image}")
-    if args.model == "cnn" and args.dropout == 0.0:
+    if args.model == "cnn" and "dropout" not in given and args.dropout == 0.0:
         args.dropout = 0.25
         changed.append("dropout 0.25")
     return changed
