@@ -15,8 +15,9 @@ cores. Usage::
 
     PYTHONPATH=$PWD python benchmarks/mnist_cnn.py [MNIST_DIR] [--seeds 0 1 2] [-- extra options]
 
-The machine's load average is printed before and after: on a shared machine the times are
-pessimistic.
+The machine's load average is printed before and after: on a shared machine the wall times are
+pessimistic; the CPU seconds of each command (user + system, all its threads) are printed too,
+which on a loaded machine say more than the wall time about what the command costs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -58,9 +60,12 @@ def run_seed(folder: Path, seed: int, work: Path, extra: list[str]) -> dict[str,
            "--metrics-json", str(metrics), "--out", str(model), "--no-diagnostics", "--quiet",
            "--overwrite", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"seed {seed}: lucidnet train failed:\n{done.stdout}\n{done.stderr}")
     doc = json.loads(metrics.read_text())
@@ -68,6 +73,7 @@ def run_seed(folder: Path, seed: int, work: Path, extra: list[str]) -> dict[str,
         "seed": seed,
         "accuracy": doc["test"]["accuracy"],
         "wall_s": wall,
+        "cpu_s": cpu,
         "epochs": doc["epochs_run"],
         "best_epoch": doc["best_epoch"],
         "train_s": doc["hyperparameters"]["seconds"],
@@ -95,7 +101,8 @@ def main() -> None:
             print(
                 f"seed {seed}: test accuracy {r['accuracy']:.4f}, {r['epochs']} epochs (best "
                 f"{r['best_epoch']}), training {r['train_s']:.1f} s, whole command "
-                f"{r['wall_s']:.1f} s, load average {os.getloadavg()[0]:.1f}",
+                f"{r['wall_s']:.1f} s ({r['cpu_s']:.1f} s of CPU), load average "
+                f"{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     mean = sum(r["accuracy"] for r in rows) / len(rows)

@@ -263,3 +263,9 @@ def test_palette_and_transparency_over_white(tmp_path):
     path = save(tmp_path / "clear.png", rgba, mode="RGBA")
     X = im.load_images([path], im.ImagePreparation(4, 4, "gray")).X
     np.testing.assert_allclose(X, 1.0)  # shown as on a white page, not as black
+
+
+def test_full_scale_of_deep_gray_images():
+    assert im._full_scale("I;16", 10.0) == 65535.0
+    assert im._full_scale("I", 200.0) == 255.0 and im._full_scale("I", 4000.0) == 65535.0
+    assert im._full_scale("F", 0.5) == 1.0 and im._full_scale("F", 1e6) == 1e6

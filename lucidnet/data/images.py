@@ -502,7 +502,7 @@ def _decode(path: str, prep: ImagePreparation) -> np.ndarray:
                 # 16-bit / float grey: to 8 bits by its range, not Pillow's clipping at 255
                 if im.mode.startswith("I") or im.mode == "F":
                     a = np.asarray(im, dtype=np.float64)
-                    top = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
+                    top = _full_scale(im.mode, float(a.max()) if a.size else 0.0)
                     im = Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8))
                 elif "A" in im.mode or im.mode == "P":  # transparent pixels over white
                     rgba = im.convert("RGBA")
@@ -517,6 +517,18 @@ def _decode(path: str, prep: ImagePreparation) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated / corrupt data
         raise ImageError(f"'{path}': cannot decode the image ({_short(exc)})") from None
     return a[..., None] if a.ndim == 2 else a
+
+
+def _full_scale(mode: str, peak: float) -> float:
+    """The value that is white in a 16-bit, 32-bit or float gray image: the format's own for
+    16 bits; otherwise the smallest of 1 (floats in [0, 1]), 255 and 65535 that holds the
+    image's peak (the same for every image of a data set, unlike the peak itself)."""
+    if mode.startswith("I;16"):
+        return 65535.0
+    for top in ((1.0,) if mode == "F" else ()) + (255.0, 65535.0):
+        if peak <= top:
+            return top
+    return peak
 
 
 def load_images(
