@@ -346,22 +346,37 @@ class _Conv(Layer):
 
     # -- fast path (fit) ------------------------------------------------------------------------
     # The textbook arithmetic in workspaces: the padded input's border is zeroed once and only
-    # its interior written; the patches are copied straight into a reused matrix; bias and
-    # activation fused as in Dense (compiled kernels where the activation has them); the
-    # gradients written into the model's flat buffer; dL/dx skipped for the first layer.
+    # its interior written; bias and activation fused as in Dense (compiled kernels where the
+    # activation has them); the gradients written into the model's flat buffer; dL/dx skipped
+    # for the first layer. Two changes of memory layout, same numbers:
+    # * few input channels (a grayscale image: c_in = 1): the patch matrix is built transposed,
+    #   P^T (K, rows), one row per kernel offset copied from a shifted slice of the input (runs
+    #   of a whole image row), and P = P^T.T is handed to BLAS as a transposed operand.
+    #   Copying the patches row-major reads runs of only kw * c_in values. LeNet's first layer,
+    #   batch 128, CPU time of forward: 5.0 ms (textbook) -> 2.7 ms.
+    # * dL/dx without col2im's scatter of dP: for each kernel offset (a, b) the product
+    #   dz W[a, b]^T (rows, c_in) (one batched matmul for all offsets) is added to the shifted
+    #   slice of dL/dxpad it belongs to. The textbook's slice-adds of dP read runs of c_in
+    #   values; these read whole image rows. LeNet's second layer, backward: 6.7 -> 3.4 ms.
+    _TRANSPOSED_PATCHES_MAX_RUN = 8  #: kw * c_in up to which the patches are built transposed
+
     def fast_forward(self, x: np.ndarray) -> np.ndarray:
         n, act, W = x.shape[0], self.activation, self.params["W"]
         pads, out = self._geometry(tuple(x.shape[1:]))
-        xp = self._padded(x, pads)
-        rows, K = n * math.prod(out), W.size // self.filters
-        P = self._workspace("patches", (rows, K), x.dtype)
-        np.copyto(
-            P.reshape(n, *out, *self.kernel_size, x.shape[-1]),
-            window_view(xp, self.kernel_size, self.stride, self.dilation, out),
-        )
-        z = np.matmul(
-            P, W.reshape(K, self.filters), out=self._workspace("z", (rows, self.filters), x.dtype)
-        )
+        view = window_view(self._padded(x, pads), self.kernel_size, self.stride, self.dilation, out)
+        rows, K, c = n * math.prod(out), W.size // self.filters, x.shape[-1]
+        if self.kernel_size[-1] * c <= self._TRANSPOSED_PATCHES_MAX_RUN:
+            PT = self._workspace("patchesT", (K, rows), x.dtype)
+            blocks = PT.reshape(*self.kernel_size, c, n, *out)
+            lead = (slice(None),) * (1 + self.rank)
+            for offset in np.ndindex(*self.kernel_size):
+                np.copyto(blocks[offset], np.moveaxis(view[lead + offset], -1, 0))
+            P = PT.T
+        else:
+            P = self._workspace("patches", (rows, K), x.dtype)
+            np.copyto(P.reshape(n, *out, *self.kernel_size, c), view)
+        z = self._workspace("z", (rows, self.filters), x.dtype)
+        np.matmul(P, W.reshape(K, self.filters), out=z)
         self._P, self._x_shape, self._out = P, x.shape, out
         if self.use_bias:
             fused = None if act is None else act.fast_forward_bias(z, self.params["b"])
@@ -387,7 +402,7 @@ class _Conv(Layer):
 
     def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """The textbook backward with the gradients written (not added) into the flat buffer,
-        the bias gradient as ones^T dz, and col2im into a reused zeroed workspace."""
+        the bias gradient as ones^T dz, and dL/dx as shifted products (comment above)."""
         act, P, f = self.activation, self._P, self.filters
         dy2 = dy.reshape(P.shape[0], f)
         dz = (
@@ -409,14 +424,29 @@ class _Conv(Layer):
             np.matmul(ones, dz, out=self.grads["b"])
         if not need_input_grad:
             return None
-        dP = np.matmul(dz, W.reshape(-1, f).T, out=self._workspace("dP", P.shape, dz.dtype))
-        n, c = self._x_shape[0], self._x_shape[-1]
+        return self._fast_input_grad(dz)
+
+    def _fast_input_grad(self, dz: np.ndarray) -> np.ndarray:
+        """dL/dx: for each kernel offset, dz W[offset]^T added to the slice of dL/dxpad that
+        offset's patch entries were read from; the padding cut off."""
+        W, (n, c) = self.params["W"], (self._x_shape[0], self._x_shape[-1])
+        # (*kernel, rows, c_in): one (rows, f) @ (f, c_in) product per kernel offset
+        Q = self._workspace("dQ", (*self.kernel_size, dz.shape[0], c), dz.dtype)
+        if c == 1:  # all offsets in one product: Q (K, rows) = W (K, f) dz^T
+            np.matmul(W.reshape(-1, self.filters), dz.T, out=Q.reshape(-1, dz.shape[0]))
+        else:  # W[a, b]^T made contiguous first: matmul then calls BLAS per offset (2x faster)
+            WT = self._workspace("WT", (*self.kernel_size, self.filters, c), dz.dtype)
+            np.copyto(WT, np.swapaxes(W, -1, -2))
+            np.matmul(dz, WT, out=Q)
         padded = tuple(s + lo + hi for s, (lo, hi) in zip(self._x_shape[1:-1], self.pads))
         dxp = self._workspace("dxpad", (n, *padded, c), dz.dtype)
         dxp.fill(0)
-        add_windows(
-            dxp, dP.reshape(n, *self._out, *self.kernel_size, c), self.stride, self.dilation
-        )
+        for offset in np.ndindex(*self.kernel_size):
+            target = tuple(
+                slice(o * d, o * d + s * (m - 1) + 1, s)
+                for o, d, s, m in zip(offset, self.dilation, self.stride, self._out)
+            )
+            dxp[(slice(None),) + target] += Q[offset].reshape(n, *self._out, c)
         if not any(lo or hi for lo, hi in self.pads):
             return dxp
         dx = self._workspace("dx", self._x_shape, dz.dtype)
@@ -599,6 +629,69 @@ class _MaxPool(_Pool):
         dflat = np.zeros((*self._argmax.shape[:-2], math.prod(self.pool_size), c), dy.dtype)
         np.put_along_axis(dflat, self._argmax, dy[..., None, :], axis=-2)
         return self._to_input(dflat.reshape(n, *dy.shape[1:-1], *self.pool_size, c))
+
+    # -- fast path (fit) ------------------------------------------------------------------------
+    # The same maxima without copying the windows: one pass per window offset k over a strided
+    # view, keeping the running maximum and the offset where it was reached. Branch-free (a
+    # masked copy with a random mask mispredicts every other element: 5x slower): where
+    # candidate > max (strictly: the first maximum wins, as np.argmax's), ``where`` becomes
+    # max(where, k * larger), which is k since k exceeds every earlier offset. Backward
+    # multiplies dy by the 0/1 mask where == k, one pass per offset (added up where windows
+    # overlap). LeNet's first pooling, batch 128, CPU time: forward 4.7 -> 0.9 ms, backward
+    # 2.7 -> 0.7 ms.
+    def fast_forward(self, x: np.ndarray) -> np.ndarray:
+        pads, out = self._geometry(tuple(x.shape[1:]))
+        xp = x
+        if any(lo or hi for lo, hi in pads):
+            shape = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[1:-1], pads))
+            # filled with -inf when created; only the interior is written afterwards
+            xp = self._workspace("xpad", (x.shape[0], *shape, x.shape[-1]), x.dtype, fill=-np.inf)
+            _crop(xp, pads)[...] = x
+        view = window_view(xp, self.pool_size, self.stride, (1,) * self.rank, out)
+        y_shape = (x.shape[0], *out, x.shape[-1])
+        y = self._workspace("y", y_shape, x.dtype)
+        # the smallest integer type that can number the window's offsets (less memory traffic)
+        index = np.int8 if math.prod(self.pool_size) <= 127 else np.int32
+        where = self._workspace("where", y_shape, index)
+        larger = self._workspace("larger", y_shape, np.bool_)
+        k_larger = self._workspace("k_larger", y_shape, index)
+        lead = (slice(None),) * (1 + self.rank)
+        for k, offset in enumerate(np.ndindex(*self.pool_size)):
+            candidate = view[lead + offset]
+            if k == 0:
+                np.copyto(y, candidate)
+                where.fill(0)
+                continue
+            np.greater(candidate, y, out=larger)
+            np.maximum(y, candidate, out=y)
+            np.maximum(where, np.multiply(larger, index(k), out=k_larger), out=where)
+        self._where, self._x_shape, self._xp_shape, self._pads = where, x.shape, xp.shape, pads
+        return y
+
+    def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        if not need_input_grad:
+            return None
+        where, out = self._where, dy.shape[1:-1]
+        dxp = self._workspace("dxpad", self._xp_shape, dy.dtype)
+        dxp.fill(0)
+        overlap = any(s < p for s, p in zip(self.stride, self.pool_size))
+        mask = self._workspace("mask", dy.shape, np.bool_)
+        part = self._workspace("part", dy.shape, dy.dtype)
+        for k, offset in enumerate(np.ndindex(*self.pool_size)):
+            spans = zip(offset, self.stride, out)
+            target = dxp[
+                (slice(None),) + tuple(slice(o, o + s * (m - 1) + 1, s) for o, s, m in spans)
+            ]
+            np.equal(where, k, out=mask)
+            if overlap:
+                target += np.multiply(dy, mask, out=part)
+            else:  # each input position is in one window at most
+                np.multiply(dy, mask, out=target)
+        if not any(lo or hi for lo, hi in self._pads):
+            return dxp
+        dx = self._workspace("dx", self._x_shape, dy.dtype)
+        dx[...] = _crop(dxp, self._pads)
+        return dx
 
 
 class _AvgPool(_Pool):

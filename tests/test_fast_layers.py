@@ -239,6 +239,18 @@ def test_fast_pair_equals_textbook_pair(factory, kind, shape, batch, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_conv_relu_fast_pair_on_both_fast_paths(dtype, jit, calls):
+    """A convolution hands its patch products to the activation's fused bias kernels as a
+    (positions, filters) matrix, as Dense does: equal to the textbook pair with the kernels
+    on and off."""
+    run_and_compare(
+        lambda: ln.Conv2D(8, 3, padding="same", activation="relu"), "float", (9, 8, 1), dtype
+    )
+    if jit == "kernels":
+        assert {"bias_relu", "relu_backward_bias"} <= set(calls)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("batch", [LARGE_BATCH, SMALL_BATCH], ids=["large", "small"])
 def test_dense_relu_gives_the_textbook_bits_on_both_fast_paths(batch, dtype, jit, calls):
     """The fused kernels (bias + ReLU forward; mask + bias gradient backward) do the textbook's

@@ -88,6 +88,29 @@ class DenseWrongInputGrad(ln.Dense):
             "binary_cross_entropy",
             (LABELS > 0).astype(float),
         ),
+        (
+            [
+                ln.Reshape((5, 1)),
+                ln.Conv1D(3, 2, padding="same", activation="tanh"),
+                ln.MaxPool1D(2, padding="same"),
+                ln.Flatten(),
+                ln.Dense(3),
+            ],
+            "cross_entropy",
+            LABELS,
+        ),
+        (
+            [
+                ln.Reshape((5, 1, 1)),
+                ln.Conv2D(3, (2, 1), stride=(2, 1), padding=1, activation="tanh"),
+                ln.BatchNorm(),
+                ln.AvgPool2D((2, 1), padding="same"),
+                ln.GlobalAveragePooling2D(),
+                ln.Dense(2),
+            ],
+            "mse",
+            TARGETS,
+        ),
     ],
 )
 def test_healthy_models_pass(layers, loss, y):

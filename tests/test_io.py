@@ -385,6 +385,42 @@ def test_embedding_models_round_trip(pooling, tmp_path):
     _assert_same_model(model, ln.load(tmp_path / "emb.lnet"), ids)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cnn_round_trips(dtype, tmp_path):
+    """A convolutional network (every convolution layer, BatchNorm over channels) trained by
+    fit: the loaded model predicts the same numbers, keeps its configs and its optimizer state,
+    and a file whose convolution kernel does not match its declared architecture is refused."""
+    rng = np.random.default_rng(2)
+    X = rng.random((40, 36)).astype(dtype)
+    y = (X[:, :18].mean(axis=1) > 0.5).astype(int)
+    model = ln.Sequential(
+        [
+            ln.Reshape((6, 6, 1)),
+            ln.Conv2D(4, 3, padding="same", activation="relu", l2=0.01),
+            ln.BatchNorm(),
+            ln.MaxPool2D(2),
+            ln.Conv2D(3, (2, 1), stride=(1, 2), padding=(1, 0), dilation=(2, 1)),
+            ln.AvgPool2D(2, padding="same"),
+            ln.Reshape((-1, 3)),
+            ln.Conv1D(2, 2, padding="same", activation="tanh"),
+            ln.MaxPool1D(2, stride=1),
+            ln.GlobalAveragePooling1D(),
+            ln.Dense(2),
+        ],
+        dtype=dtype,
+    )
+    model.fit(X, y, loss="cross_entropy", epochs=2, batch_size=8, seed=0, verbose=0)
+    model.save(tmp_path / "cnn.lnet")
+    loaded = ln.load(tmp_path / "cnn.lnet")
+    _assert_same_model(model, loaded, X)
+    assert [a.get_config() for a in loaded.layers] == [a.get_config() for a in model.layers]
+    assert loaded.layers[4].pads == model.layers[4].pads == ((1, 1), (0, 0))
+    _, info, tensors = _small_file(tmp_path, layers=[ln.Conv2D(2, 3)], shape=(5, 5, 1))
+    tensors["param/conv2d_0/W"] = np.ones((2, 2, 1, 2), np.float32)
+    error = _load_small(_write_raw(tmp_path / "bad_kernel.lnet", info, tensors))
+    assert re.search(r"param/conv2d_0/W has shape \(2, 2, 1, 2\) .*expected \(3, 3, 1, 2\)", error)
+
+
 def test_model_with_stored_preparation_round_trips(tmp_path):
     """The CLI keeps the fitted data preparation in metadata["preparation"]."""
     pd = pytest.importorskip("pandas")
