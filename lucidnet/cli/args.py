@@ -744,12 +744,15 @@ def _options_set(
 
 
 def _labels_in_data(args: argparse.Namespace) -> bool:
-    """``train`` on a folder of class sub-folders or an IDX file: the labels come with it."""
+    """``train`` on a folder of class sub-folders or an IDX file: the labels come with it (and
+    a path that does not exist is reported as such by the command, not as a missing --target)."""
     if args.command != "train":
         return False
+    import os
+
     from ..data.images import input_kind
 
-    return input_kind(args.data) in ("folder", "idx")
+    return not os.path.exists(args.data) or input_kind(args.data) in ("folder", "idx")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
