@@ -313,6 +313,11 @@ def test_predict_missing_input(trained, tmp_path):
     assert_user_error(code, err, "is not image input")
 
 
+def test_class_limit(digits_folder, tmp_path):
+    code, _, err = run(["train", digits_folder, "--max-classes", 3, "--out", tmp_path / "x"])
+    assert_user_error(code, err, "4 distinct classes", "--max-classes")
+
+
 def test_memory_limit_checked_before_decoding(digits_folder, tmp_path):
     code, _, err = run(["train", digits_folder, "--max-memory", "1000", "--out", tmp_path / "x"])
     assert_user_error(code, err, "120 images of 16x16 gray need about", "--image-size")

@@ -434,6 +434,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, ImageSource, im.ImagePreparat
     source = read_source(args)
     if source.task == "regression" and args.class_weight == "balanced":
         raise CLIError("--class-weight balanced needs a classification task")
+    _check_classes(args, source)
     prep = _choose(args, source)
     _check_memory(args, source, prep)
     X, kept = load_pixels(source, prep, args.skip_unreadable)
@@ -474,6 +475,16 @@ def _setup(args: argparse.Namespace) -> tuple[Any, ImageSource, im.ImagePreparat
             cm._say(f"Augmentation: each epoch, every training image shifted by up to "
                  f"{args.shift} pixels{flips} (seeded)")  # fmt: skip
     return data, source, prep
+
+
+def _check_classes(args: argparse.Namespace, source: ImageSource) -> None:
+    """``--max-classes``, as for tables (a folder of 5,000 sub-folders is likely a mistake)."""
+    from ..data.limits import LimitError, check_classes, cli_option
+
+    try:
+        check_classes(len(source.classes), args.max_classes, source.target)
+    except LimitError as exc:
+        raise CLIError(f"'{args.data}': {exc.message(cli_option)}") from None
 
 
 def _check_memory(args: argparse.Namespace, source: ImageSource, prep: im.ImagePreparation) -> None:
