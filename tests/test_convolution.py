@@ -142,6 +142,24 @@ def test_patches_are_the_receptive_fields_in_the_order_of_the_kernel():
     assert conv1.patches(RNG.standard_normal((3, 5, 4))).shape == (3, 5, 12)
 
 
+def test_inference_in_slices_gives_the_same_numbers(monkeypatch):
+    layer = ln.Conv2D(3, 3, padding="same", activation="tanh")
+    model = _model([layer, ln.MaxPool2D(2)], (6, 5, 2))
+    x = RNG.standard_normal((7, 6, 5, 2))
+    whole = model.predict_logits(x)
+    # 6 * 5 positions x 18 patch values x 8 bytes = 4,320 bytes per sample: slices of 2 samples
+    monkeypatch.setattr(ln.Conv2D, "INFERENCE_PATCH_BYTES", 9000)
+    calls = []
+    original = ln.Conv2D._forward
+    monkeypatch.setattr(
+        ln.Conv2D, "_forward", lambda self, x, t: calls.append(len(x)) or original(self, x, t)
+    )
+    np.testing.assert_array_equal(model.predict_logits(x), whole)
+    assert calls == [2, 2, 2, 1]
+    model.forward(x, training=True)  # training: the whole batch, whose patches backward needs
+    assert calls[-1] == 7
+
+
 @pytest.mark.parametrize(
     "size, kernel, stride, dilation, pads, out",
     [
@@ -442,3 +460,19 @@ def test_layers_are_registered_and_rebuilt_from_their_config():
     assert (
         repr(clone) == "Conv2D(4, (3, 2), stride=(2, 2), padding=(1, 0), activation='leaky_relu')"
     )
+
+
+def test_the_cnn_benchmark_runs(tmp_path, monkeypatch):
+    """benchmarks/cnn.py's entry point on a few random images (tmp_path holds no MNIST files):
+    it trains, times and reports, with PyTorch beside it where torch is installed."""
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from benchmarks.cnn import format_result, run_cnn_benchmark
+
+    result = run_cnn_benchmark(n=64, repeats=1, batch_size=32, threads=1, data=tmp_path)
+    assert result["data"].startswith("64 random 28x28 images")
+    assert len(result["seconds"]["lucidnet"]) == 1 and result["median"]["lucidnet"] > 0
+    assert ("PyTorch" in result["median"]) == ("torch" in sys.modules)
+    assert "lucidnet" in format_result(result) and "threads" in result["context"]

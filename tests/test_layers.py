@@ -478,8 +478,9 @@ def test_embedding_accepts_float_ids_and_rejects_bad_ids():
 def test_layers_get_lists_valid_names():
     assert ln.layers.get("Dense") is ln.Dense
     assert ln.layers.get("batchnormalization") is ln.BatchNorm
-    with pytest.raises(ValueError, match="unknown layer 'Conv2D'.*Dense.*BatchNorm"):
-        ln.layers.get("Conv2D")
+    assert ln.layers.get("Conv2D") is ln.Conv2D  # convolution.py registers in the same registry
+    with pytest.raises(ValueError, match="unknown layer 'Conv3D'.*Dense.*BatchNorm.*Conv2D"):
+        ln.layers.get("Conv3D")
 
 
 def test_the_gradient_checker_detects_a_wrong_backward():
