@@ -84,6 +84,65 @@ _nonneg_float = _number(float, 0.0)
 _fraction = _number(float, 0.0, 1.0)
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    """``--image-size``: ``N`` or ``WIDTHxHEIGHT`` -> (height, width)."""
+    from ..data.images import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_image_options(p: argparse.ArgumentParser, train: bool = True) -> None:
+    """Image input (a folder of class sub-folders, a CSV with an image-path column, IDX
+    files): handled by :mod:`lucidnet.cli.images`."""
+    g = p.add_argument_group(
+        "images (DATA: a folder with one sub-folder per class, a CSV file with an image-path "
+        "column, or an IDX file)",
+        "for images, options not set take other defaults: --epochs 30 --batch-size 64 "
+        "--patience 4, and --dropout 0.25 for the cnn"
+        if train
+        else None,
+    )
+    g.add_argument(
+        "--image-column",
+        metavar="COL",
+        help="the CSV column of image paths "
+        "(relative to the CSV file's folder); default: found by the file suffixes",
+    )
+    g.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="skip image files that "
+        "cannot be read (their count is printed) instead of stopping at the first",
+    )
+    if not train:
+        return
+    g.add_argument("--model", choices=("cnn", "mlp"), help=(
+        "images: cnn (default: 2 x [Conv 3x3 + MaxPool 2], Dense 128) or mlp (--hidden on the "
+        "flattened pixels); tables always use the MLP"))  # fmt: skip
+    g.add_argument(
+        "--image-size",
+        type=_image_size,
+        metavar="N|WxH",
+        help="resize every image to this size (default: the most common size, longest side <= 64)",
+    )
+    g.add_argument("--color", choices=("auto", "gray", "rgb"), default="auto",
+                   help=_D("auto: gray when every image is gray"))  # fmt: skip
+    g.add_argument(
+        "--augment",
+        action="store_true",
+        help="each epoch, shift the training images by up to --shift pixels at random (seeded)",
+    )
+    _valued(g, "--shift", _nonneg_int, 2, "largest shift of --augment, in pixels", "N")
+    g.add_argument(
+        "--flip",
+        action="store_true",
+        help="with --augment, also mirror images left-right at random (not for digits or text)",
+    )
+
+
 def _threads(text: str) -> int | str:
     """``--threads``: ``auto`` or an integer >= 1."""
     if text.strip().lower() == "auto":
@@ -464,6 +523,7 @@ def _add_train(sub: Any) -> None:
     )
     _add_data_options(p)
     _add_model_options(p)
+    _add_image_options(p)
     _valued(
         p.add_argument_group("speed"),
         "--threads",
@@ -517,6 +577,7 @@ def _add_predict(sub: Any) -> None:
         "column is an error.",
     )
     _add_files(p)
+    _add_image_options(p, train=False)
     p.add_argument("--out", metavar="PREDICTIONS.csv", help="default: CSV on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_streaming(p, train=False)
@@ -539,6 +600,7 @@ def _add_evaluate(sub: Any) -> None:
         "  lucidnet evaluate model.lnet labelled.csv --metrics-json metrics.json",
     )
     _add_files(p)
+    _add_image_options(p, train=False)
     p.add_argument("--metrics-json", metavar="PATH")
     p.add_argument("--overwrite", action="store_true", help="replace an existing metrics file")
 
@@ -691,17 +753,49 @@ def _config_defaults(
     return out
 
 
+def _options_set(
+    parser: argparse.ArgumentParser, command: str, argv: list[str] | None, configured: dict
+) -> frozenset[str]:
+    """The destinations of the options given on the command line or in the config file."""
+    import sys
+
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    tokens = sys.argv[1:] if argv is None else [str(t) for t in argv]
+    given = set(configured)
+    for action in subs.choices[command]._actions:
+        for flag in action.option_strings:
+            if any(t == flag or t.startswith(flag + "=") for t in tokens):
+                given.add(action.dest)
+    return frozenset(given)
+
+
+def _labels_in_data(args: argparse.Namespace) -> bool:
+    """``train`` on a folder of class sub-folders or an IDX file: the labels come with it (and
+    a path that does not exist is reported as such by the command, not as a missing --target)."""
+    if args.command != "train":
+        return False
+    import os
+
+    from ..data.images import input_kind
+
+    return not os.path.exists(args.data) or input_kind(args.data) in ("folder", "idx")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line; ``--config`` values become defaults that flags override."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configured: dict[str, Any] = {}
     if getattr(args, "config", None):
         subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         shared = frozenset(_long_options(subs.choices["train"]))
         sub = subs.choices[args.command]
-        sub.set_defaults(**_config_defaults(sub, args.config, shared))
+        configured = _config_defaults(sub, args.config, shared)
+        sub.set_defaults(**configured)
         args = parser.parse_args(argv)
-    if hasattr(args, "target") and not args.target:
+    if args.command == "train":  # image input changes the defaults of the options not set
+        args.options_set = _options_set(parser, args.command, argv, configured)
+    if hasattr(args, "target") and not args.target and not _labels_in_data(args):
         raise CLIError(
             f"{args.command} needs --target COLUMN (on the command line or in the config file)"
         )

@@ -47,6 +47,13 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
 
+#: the image path of train / predict / evaluate ("wants": args -> whether train's input is
+#: images; "train", "predict", "evaluate"): :mod:`lucidnet.cli.images` fills it when it is
+#: imported (``lucidnet/cli/__init__.py`` imports it), so that this module never imports it and
+#: the two form no import cycle
+IMAGE_COMMANDS: dict[str, Any] = {}
+
+
 class _InterruptedInFit(KeyboardInterrupt):
     """Ctrl-C during training: ``fit`` has already printed what was kept, so ``main`` exits with
     status 130 without a second message."""
@@ -233,7 +240,7 @@ def _model_file_warnings() -> Iterator[None]:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
-def _load_model(path: str) -> tuple[Any, dict[str, Any], Any]:
+def _load_model(path: str, images: bool = False) -> tuple[Any, dict[str, Any], Any]:
     """Load a model file written by ``lucidnet train``: (model, metadata, preparer).
 
     Every field is checked before it is used (:mod:`lucidnet.cli.model_meta`): a file whose
@@ -246,6 +253,9 @@ def _load_model(path: str) -> tuple[Any, dict[str, Any], Any]:
         trained = read_trained_model(path)
     for note in trained.warnings:
         print(f"lucidnet: warning: {note}", file=sys.stderr)
+    if "images" in trained.metadata and not images:
+        raise CLIError(f"'{path}' is an image model: this command takes table models only "
+                       "(use predict, evaluate or info)")  # fmt: skip
     return trained.model, trained.metadata, trained.preparer
 
 
@@ -651,7 +661,7 @@ def _training_callbacks(args: argparse.Namespace, data: Any) -> tuple[list[Any],
     a validation set, progress output unless ``--quiet``, diagnostics with ``--diagnostics``."""
     from ..callbacks import EarlyStopping, ProgressBar
 
-    callbacks: list[Any] = []
+    callbacks: list[Any] = list(getattr(data, "callbacks", []))  # images: --augment
     stopper = None
     if len(data.X_val) > 0:
         stopper = EarlyStopping("val_loss", patience=args.patience, restore_best_weights=True)
@@ -733,6 +743,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             _check_output(path, args.overwrite, (args.data,), what)
     if len({os.path.realpath(p) for p, _ in outputs if p}) < sum(1 for p, _ in outputs if p):
         raise CLIError("--out, --metrics-json and --report must be different files")
+    wants_images = IMAGE_COMMANDS.get("wants")
+    if wants_images is not None and wants_images(args):  # a folder, image paths, IDX files
+        return IMAGE_COMMANDS["train"](args)
     data, model, optimizer, task, classes = _setup(args)
     if getattr(args, "calibrate", False) and task != "classification":
         raise CLIError("--calibrate needs a classification task; the target is regression")
@@ -1079,7 +1092,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.out:
         _check_output(args.out, args.overwrite, (args.data, args.model), "output file")
-    model, meta, preparer = _load_model(args.model)
+    model, meta, preparer = _load_model(args.model, images=True)
+    if "images" in meta:
+        return IMAGE_COMMANDS["predict"](args, model, meta, preparer)
     if _streams(args):  # larger than memory: chunks in, chunks out
         return _predict_streamed(args, model, meta, preparer)
     df, _ = _read_csv(args, meta)
@@ -1195,7 +1210,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``lucidnet evaluate``: metrics on a labelled CSV file."""
     if args.metrics_json:
         _check_output(args.metrics_json, args.overwrite, (args.data, args.model), "metrics file")
-    model, meta, preparer = _load_model(args.model)
+    model, meta, preparer = _load_model(args.model, images=True)
+    if "images" in meta:
+        return IMAGE_COMMANDS["evaluate"](args, model, meta, preparer)
     df, y = _labelled(preparer, meta, _read_csv(args, meta)[0], args.data)
     X = _features(preparer, df, args.data, drift=True)
     task = meta["task"]  # checked against the preparation by _load_model
@@ -1237,7 +1254,7 @@ def _evaluation_extras(
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``lucidnet info``: what a model file holds."""
-    model, meta, preparer = _load_model(args.model)
+    model, meta, preparer = _load_model(args.model, images=True)
     tr = meta.get("training", {})
     _say(
         f"Model file: '{args.model}' (written by {meta.get('created_by', '?')} "

@@ -33,6 +33,15 @@ field                            rule                                          w
 ``calibration``                  null, or (classification) the ECE before /    dropped, warning
                                  after, the temperature (> 0, already folded
                                  into the weights), the reliability bins
+``images`` (image models)        ``preparation`` (height, width in [1, 1024],    refused
+                                 ``color`` gray / rgb, pixels / 255, bilinear),
+                                 ``input`` folder / csv / idx, the CSV's path
+                                 ``column``, ``count``; with it ``task``,
+                                 ``classes`` (2+ distinct names, or null for
+                                 regression) and ``target`` (a string) are
+                                 checked on their own (``preparation`` is
+                                 null), and the network's input is the image
+                                 shape (height, width, channels)
 ``created_by``, ``data_file``,   strings                                       dropped, warning
 ``lucidnet_version``,
 ``task_reason``
@@ -67,6 +76,7 @@ from .._validation import json_kind
 from ..io import ModelFileError, load
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..data.images import ImagePreparation
     from ..data.prep import TabularPreparer
     from ..model import Sequential
 
@@ -83,7 +93,8 @@ class TrainedModel:
 
     Attributes:
         model: the network (checked by ``lucidnet.load``).
-        preparer: the fitted data preparation, with its target.
+        preparer: the fitted data preparation, with its target (an image model:
+            the :class:`lucidnet.data.images.ImagePreparation`).
         metadata: ``model.metadata`` with every field this module knows valid: ``task``,
             ``classes`` (labels as strings, or None) and ``target`` always set; malformed
             descriptive fields removed.
@@ -91,7 +102,7 @@ class TrainedModel:
     """
 
     model: Sequential
-    preparer: TabularPreparer
+    preparer: TabularPreparer | ImagePreparation
     metadata: dict[str, Any]
     warnings: tuple[str, ...]
 
@@ -111,6 +122,8 @@ def read_trained_model(path: str) -> TrainedModel:
         model = load(path)
         meta = model.metadata
         bad = f"model file '{os.fspath(path)}'"
+        if "images" in meta:
+            return _read_image_model(path, model, meta, caught)
         if not isinstance(meta.get("preparation"), dict):
             raise ModelFileError(
                 f"{bad} has no stored data preparation (it was not written by 'lucidnet "
@@ -123,11 +136,95 @@ def read_trained_model(path: str) -> TrainedModel:
         except ValueError as exc:
             raise ModelFileError(f"{bad}: {exc}") from None
         dropped = _descriptive_fields(meta, clean, model)
+    return TrainedModel(model, preparer, clean, _notes(path, caught, dropped))
+
+
+def _notes(path: str, caught: list[warnings.WarningMessage], dropped: list[str]) -> tuple[str, ...]:
+    """One line per warning and dropped field, each naming the file."""
     # lucidnet.load's warnings name the file already; the preparation's and ours do not
     named = repr(os.fspath(path))
+    bad = f"model file '{os.fspath(path)}'"
     notes = [str(w.message) for w in caught] + dropped
     notes = [n if n.startswith(named) else f"{bad}: {n}" for n in notes]
-    return TrainedModel(model, preparer, clean, tuple(" ".join(n.split()) for n in notes))
+    return tuple(" ".join(n.split()) for n in notes)
+
+
+# ------------------------------------------------------------------------------------------------
+# image models
+# ------------------------------------------------------------------------------------------------
+
+#: where an image model's training images came from
+IMAGE_INPUTS = ("folder", "csv", "idx")
+
+
+def _read_image_model(
+    path: str, model: Sequential, meta: dict[str, Any], caught: list[warnings.WarningMessage]
+) -> TrainedModel:
+    """An image model (``meta["images"]``): its preparation, task, classes and target checked
+    (refused when malformed), the network's input against the preparation's image shape and
+    its output against the task; then the descriptive fields as for tables."""
+    bad = f"model file '{os.fspath(path)}'"
+    try:
+        prep, clean = _image_fields(meta)
+        if tuple(model.input_shape or ()) != prep.shape:
+            raise ValueError(
+                f"the network's input shape {tuple(model.input_shape or ())} does not match the "
+                f"image preparation's {prep.shape} (height, width, channels)"
+            )
+        if model.layers[0].integer_input:
+            raise ValueError("its first layer takes token ids, but images are float pixels")
+        _check_outputs(model, clean["task"], clean["classes"])
+    except ValueError as exc:
+        raise ModelFileError(f"{bad}: {exc}") from None
+    dropped = _descriptive_fields(meta, clean, model)
+    return TrainedModel(model, prep, clean, _notes(path, caught, dropped))
+
+
+def _image_fields(meta: dict[str, Any]) -> tuple[ImagePreparation, dict[str, Any]]:
+    """``(preparation, metadata)`` with ``images``, ``task``, ``classes``, ``target`` checked."""
+    from ..data.images import ImagePreparation
+
+    rule = record(
+        {
+            "preparation": ImagePreparation.from_dict,
+            "input": lambda v: _one_of(v, IMAGE_INPUTS),
+            "column": nullable(text),
+            "count": boolean,
+        }
+    )
+    try:
+        images = rule(meta["images"])
+    except ValueError as exc:
+        raise ValueError(f"'images': {exc}") from None
+    task = meta.get("task")
+    if task not in TASKS:
+        raise ValueError(f"'task' must be one of {list(TASKS)}, got {json_kind(task)}")
+    classes = meta.get("classes")
+    if task == "classification":
+        if (
+            not isinstance(classes, list)
+            or len(classes) < 2
+            or not all(isinstance(c, str) for c in classes)
+            or len(set(classes)) != len(classes)
+        ):
+            raise ValueError(
+                f"'classes' must be a list of 2 or more distinct class names, got "
+                f"{json_kind(classes)}"
+            )
+    elif classes is not None:
+        raise ValueError("'classes' must be null for a regression model")
+    if not isinstance(meta.get("target"), str):
+        raise ValueError(f"'target' must be a string, got {json_kind(meta.get('target'))}")
+    if images["input"] == "csv" and images["column"] is None:
+        raise ValueError("'images': a model trained on a CSV file needs its image-path 'column'")
+    clean = dict(meta, images=images, classes=classes)
+    return images["preparation"], clean
+
+
+def _one_of(v: Any, options: tuple[str, ...]) -> str:
+    if v not in options:
+        raise ValueError(f"expected one of {list(options)}, got {json_kind(v)}")
+    return str(v)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -195,6 +292,11 @@ def _check_network(
             f"its first layer ({type(first).__name__}) takes token ids, but the command feeds "
             "the network prepared float features"
         )
+    _check_outputs(model, task, classes)
+
+
+def _check_outputs(model: Sequential, task: str, classes: list[str] | None) -> None:
+    """One output unit per class with a softmax loss, or one unit with a regression loss."""
     out, loss = _output_shape(model), model.loss
     if task == "classification":
         k = len(classes or [])
