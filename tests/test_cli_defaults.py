@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import lucidnet as ln
 from lucidnet.cli import commands as cli
 from lucidnet.cli import defaults
 
@@ -122,6 +124,59 @@ def test_text_file_trains_with_the_text_settings_and_says_why(text_csv, tmp_path
     assert (hp["hidden"], hp["dropout"], hp["batch_size"]) == ([100], 0.5, 128)
     assert "TF-IDF" in hp["defaults"]
     assert "batch 128" in stdout  # the training line shows what is used
+    # the final fit: training + validation rows (2800 + 400 of 4000), the epochs chosen
+    assert "Final fit (text defaults)" in stdout and "(3200) for the 1 epochs" in stdout
+    assert "final fit: training + validation rows (3200)" in hp["defaults"]
+
+
+def _fit_data(n_train: int = 6, n_val: int = 2) -> argparse.Namespace:
+    rng = np.random.default_rng(0)
+    return argparse.Namespace(
+        X_train=rng.normal(size=(n_train, 3)).astype(np.float32), y_train=np.arange(n_train) % 2,
+        X_val=rng.normal(size=(n_val, 3)).astype(np.float32), y_val=np.arange(n_val) % 2,
+    )  # fmt: skip
+
+
+def test_final_fit_trains_a_fresh_network_on_training_and_validation_rows():
+    model = ln.Sequential([ln.Dense(4, activation="relu"), ln.Dropout(0.5), ln.Dense(2)])
+    model.build((3,))
+    data = _fit_data()
+    X_train, X_val = data.X_train.copy(), data.X_val.copy()
+    args = argparse.Namespace(defaults_reason="text", epochs=200, optimizer="adam", lr=1e-3)
+    seen = {}
+
+    def run_fit(opts, rows, net, optimizer, task, callbacks):
+        seen.update(epochs=opts.epochs, X=rows.X_train, y=rows.y_train, val=len(rows.X_val))
+        seen.update(net=net, built=net.built)
+        return ln.History()
+
+    net, scaling, line = defaults.final_fit(args, data, model, 4, "classification", run_fit)
+    assert net is seen["net"] and net is not model and not seen["built"]
+    assert [type(a).__name__ for a in net.layers] == [type(a).__name__ for a in model.layers]
+    assert seen["epochs"] == 5 and seen["val"] == 0 and args.epochs == 200
+    np.testing.assert_array_equal(seen["X"], np.concatenate([X_train, X_val]))
+    np.testing.assert_array_equal(seen["y"], [0, 1, 0, 1, 0, 1, 0, 1])
+    assert data.X_train is seen["X"]  # the baselines are fitted on the same rows
+    assert scaling is None and "(8) for the 5 epochs" in line
+    assert args.defaults_reason.startswith("text; final fit")
+
+
+@pytest.mark.parametrize(
+    "reason, best, calibrate, n_val",
+    [(None, 4, False, 2), ("text", None, False, 2), ("text", 4, True, 2), ("text", 4, False, 0)],
+)
+def test_final_fit_is_skipped(reason, best, calibrate, n_val):
+    """Without the text rule, early stopping, unseen validation rows: no final fit."""
+    data = _fit_data(n_val=n_val)
+    args = argparse.Namespace(defaults_reason=reason, calibrate=calibrate)
+    fail = lambda *a: pytest.fail("run_fit must not be called")  # noqa: E731
+    assert defaults.final_fit(args, data, None, best, "classification", fail) is None
+    assert len(data.X_train) == 6
+
+
+def test_no_final_fit_with_calibrate(text_csv, tmp_path):
+    stdout, hp = _training(tmp_path, text_csv, "--calibrate")
+    assert "Final fit" not in stdout and "final fit" not in hp["defaults"]
 
 
 def test_options_given_override_the_rule(text_csv, tmp_path):
