@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -513,7 +514,9 @@ def _iterations(res: dict[str, Any], systems: tuple[str, ...]) -> str:
     return " / ".join(str(res.get(s, {}).get(keys.get(s, "iterations"), "-")) for s in systems)
 
 
-def markdown(cases: list[dict[str, Any]], header: list[str], args_line: str) -> str:
+def markdown(
+    cases: list[dict[str, Any]], header: list[str], args_line: str, notes: Sequence[str] = ()
+) -> str:
     """The report: machine, the comparison table, detections, the count-rule review."""
     systems = ("lucidnet", "mlp", "hgb")
     lines = [
@@ -555,6 +558,8 @@ def markdown(cases: list[dict[str, Any]], header: list[str], args_line: str) -> 
     lines += _variant_lines(cases)
     lines += _other_lines(cases)
     lines += _failure_lines(cases)
+    if notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
 
 
@@ -639,6 +644,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--render", type=Path, metavar="JSON", help="only rewrite --markdown from a saved JSON"
     )
     p.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a line for the report's Notes section (kept in the JSON; repeatable)",
+    )
+    p.add_argument(
         "--update",
         type=Path,
         metavar="JSON",
@@ -698,15 +710,21 @@ def _header(payload: dict[str, Any]) -> list[str]:
     return [*payload["machine"], *payload.get("remeasured", [])]
 
 
-def render(json_path: Path, markdown_path: Path | None, saved: dict[str, Any] | None = None) -> int:
+def render(
+    json_path: Path,
+    markdown_path: Path | None,
+    saved: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> int:
     """Rewrite the Markdown report from a saved JSON file (no benchmark is run); with
     ``saved`` (``--update``), its cases merged into that report first, and the JSON beside
     ``markdown_path`` rewritten too."""
     payload = json.loads(json_path.read_text(encoding="utf-8"))
     if saved is not None:
         payload = merge(saved, payload)
+    payload["notes"] = [*payload.get("notes", []), *notes]
     command = payload.get("command", DEFAULT_COMMAND)
-    report = markdown(payload["cases"], _header(payload), command)
+    report = markdown(payload["cases"], _header(payload), command, payload["notes"])
     if markdown_path and saved is not None:
         _save(markdown_path, report, payload)
     elif markdown_path:
@@ -720,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     # read once, before anything is written (--update may name the JSON beside --markdown)
     args.saved = json.loads(args.update.read_text(encoding="utf-8")) if args.update else None
     if args.render:
-        return render(args.render, args.markdown, args.saved)
+        return render(args.render, args.markdown, args.saved, args.note)
     cases, systems = check_inputs(args)
     header = machine_lines()
     print("\n".join(header), flush=True)
@@ -764,7 +782,8 @@ def _write(
     payload["cases"] = results
     if args.saved is not None:  # --update: the other cases as they were measured before
         payload = merge(args.saved, payload)
-        report = markdown(payload["cases"], _header(payload), payload["command"])
+    payload["notes"] = [*payload.get("notes", []), *args.note]
+    report = markdown(payload["cases"], _header(payload), payload["command"], payload["notes"])
     _save(args.markdown, report, payload)
 
 

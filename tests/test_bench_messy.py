@@ -130,3 +130,5 @@ def test_update_replaces_only_the_remeasured_cases():
         "re-measured later (shared machine, load average 9.0 8.0 7.0): b, c, d1, by `c1`"
     ]
     assert messy._header(out)[-1].startswith("re-measured later")
+    assert "## Notes\n\n- seeds 0-4: x" in messy.markdown([], ["h"], "cmd", ["seeds 0-4: x"])
+    assert "## Notes" not in messy.markdown([], ["h"], "cmd")
