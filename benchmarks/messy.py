@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -491,7 +492,11 @@ SYSTEMS_TEXT = (
     "",
     "- **lucidnet**: `lucidnet train train.csv --target COL` with no modelling option, then "
     "`lucidnet evaluate`. It holds out its own validation (10%) and test (20%) rows from "
-    "train.csv, so it fits on 70% of train.csv where the MLP pipeline fits on 90% of it.",
+    "train.csv, so it fits on 70% of train.csv where the MLP pipeline fits on 90% of it. "
+    "Where TF-IDF terms are at least half of its input features (tweets, mpg) its text "
+    "defaults apply (`lucidnet/cli/defaults.py`: one layer of 100 units, dropout 0.5, batches "
+    "of 128 from 2,560 training rows, and a final fit on the training + validation rows, 80%, "
+    "for the epochs early stopping chose); the run prints them with the reason.",
     "- **MLP pipeline** (`benchmarks/messy_systems.py mlp`): the raw columns minus obvious ids "
     "(tweets: `tweet_id`), nothing else removed (no leak, date or id handling): object columns "
     "one-hot (`handle_unknown='ignore'`, missing as a category), numeric ones median-imputed and "
@@ -509,7 +514,9 @@ def _iterations(res: dict[str, Any], systems: tuple[str, ...]) -> str:
     return " / ".join(str(res.get(s, {}).get(keys.get(s, "iterations"), "-")) for s in systems)
 
 
-def markdown(cases: list[dict[str, Any]], header: list[str], args_line: str) -> str:
+def markdown(
+    cases: list[dict[str, Any]], header: list[str], args_line: str, notes: Sequence[str] = ()
+) -> str:
     """The report: machine, the comparison table, detections, the count-rule review."""
     systems = ("lucidnet", "mlp", "hgb")
     lines = [
@@ -551,6 +558,8 @@ def markdown(cases: list[dict[str, Any]], header: list[str], args_line: str) -> 
     lines += _variant_lines(cases)
     lines += _other_lines(cases)
     lines += _failure_lines(cases)
+    if notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
 
 
@@ -634,6 +643,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--render", type=Path, metavar="JSON", help="only rewrite --markdown from a saved JSON"
     )
+    p.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a line for the report's Notes section (kept in the JSON; repeatable)",
+    )
+    p.add_argument(
+        "--update",
+        type=Path,
+        metavar="JSON",
+        help="re-measure only the --cases: they replace their rows in this saved JSON (the "
+        "others are kept, with their date) and --markdown is written from the whole",
+    )
     return p.parse_args(argv)
 
 
@@ -664,12 +687,47 @@ def _refuse(message: str) -> None:
     raise SystemExit(2)
 
 
-def render(json_path: Path, markdown_path: Path | None) -> int:
-    """Rewrite the Markdown report from a saved JSON file (no benchmark is run)."""
+def merge(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` (a report's JSON) with the cases of ``new`` (a run of some cases) in place of
+    its own (new cases appended), and a line saying when and how they were re-measured."""
+    fresh = {c["case"]: c for c in new["cases"]}
+    cases = [fresh.pop(c["case"], c) for c in saved["cases"]]
+    when = next((line for line in new["machine"] if line.startswith("date: ")), "date: ?")
+    load = next((line.split("load average at the start: ")[-1] for line in new["machine"]
+                 if "load average" in line), "?")  # fmt: skip
+    note = (
+        f"re-measured later (shared machine, load average {load}): "
+        f"{', '.join(c['case'] for c in new['cases'])}, {when.removeprefix('date: ')}, "
+        f"by `{new.get('command', '?')}`"
+    )
+    out = {**saved, "cases": cases + list(fresh.values())}
+    out["remeasured"] = [*saved.get("remeasured", []), note]
+    return out
+
+
+def _header(payload: dict[str, Any]) -> list[str]:
+    """The machine lines of a report, and one line per later re-measurement."""
+    return [*payload["machine"], *payload.get("remeasured", [])]
+
+
+def render(
+    json_path: Path,
+    markdown_path: Path | None,
+    saved: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> int:
+    """Rewrite the Markdown report from a saved JSON file (no benchmark is run); with
+    ``saved`` (``--update``), its cases merged into that report first, and the JSON beside
+    ``markdown_path`` rewritten too."""
     payload = json.loads(json_path.read_text(encoding="utf-8"))
+    if saved is not None:
+        payload = merge(saved, payload)
+    payload["notes"] = [*payload.get("notes", []), *notes]
     command = payload.get("command", DEFAULT_COMMAND)
-    report = markdown(payload["cases"], payload["machine"], command)
-    if markdown_path:
+    report = markdown(payload["cases"], _header(payload), command, payload["notes"])
+    if markdown_path and saved is not None:
+        _save(markdown_path, report, payload)
+    elif markdown_path:
         markdown_path.write_text(report, encoding="utf-8")
     print(report)
     return 0
@@ -677,8 +735,10 @@ def render(json_path: Path, markdown_path: Path | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # read once, before anything is written (--update may name the JSON beside --markdown)
+    args.saved = json.loads(args.update.read_text(encoding="utf-8")) if args.update else None
     if args.render:
-        return render(args.render, args.markdown)
+        return render(args.render, args.markdown, args.saved, args.note)
     cases, systems = check_inputs(args)
     header = machine_lines()
     print("\n".join(header), flush=True)
@@ -718,10 +778,18 @@ def _write(
     """The Markdown report and the JSON beside it, when ``--markdown`` was given."""
     if not args.markdown:
         return
-    args.markdown.write_text(report, encoding="utf-8")
     payload = {"command": command, "machine": header, "quick": args.quick, "seed": args.seed}
     payload["cases"] = results
-    args.markdown.with_suffix(".json").write_text(
+    if args.saved is not None:  # --update: the other cases as they were measured before
+        payload = merge(args.saved, payload)
+    payload["notes"] = [*payload.get("notes", []), *args.note]
+    report = markdown(payload["cases"], _header(payload), payload["command"], payload["notes"])
+    _save(args.markdown, report, payload)
+
+
+def _save(markdown_path: Path, report: str, payload: dict[str, Any]) -> None:
+    markdown_path.write_text(report, encoding="utf-8")
+    markdown_path.with_suffix(".json").write_text(
         json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8"
     )
 

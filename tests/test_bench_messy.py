@@ -113,3 +113,22 @@ def test_verdict_compares_with_the_mlp_and_the_mlp_without_documented_leaks():
     )
     report = messy.markdown([case], [], "")
     assert f"| t | {hand} | acc 0.7900, macro F1 0.7900 | 1.0 |" in report  # "Other runs"
+
+
+def test_update_replaces_only_the_remeasured_cases():
+    """``--update``: re-measured cases replace theirs, the others stay, a line says when."""
+    saved = {"command": "c0", "machine": ["date: d0"], "cases": [{"case": "a"}, {"case": "b"}]}
+    new = {
+        "command": "c1",
+        "machine": ["date: d1", "cpu: x; load average at the start: 9.0 8.0 7.0"],
+        "cases": [{"case": "b", "new": True}, {"case": "c"}],
+    }
+    out = messy.merge(saved, new)
+    assert [c["case"] for c in out["cases"]] == ["a", "b", "c"] and out["cases"][1]["new"]
+    assert out["command"] == "c0" and out["machine"] == ["date: d0"]
+    assert out["remeasured"] == [
+        "re-measured later (shared machine, load average 9.0 8.0 7.0): b, c, d1, by `c1`"
+    ]
+    assert messy._header(out)[-1].startswith("re-measured later")
+    assert "## Notes\n\n- seeds 0-4: x" in messy.markdown([], ["h"], "cmd", ["seeds 0-4: x"])
+    assert "## Notes" not in messy.markdown([], ["h"], "cmd")

@@ -37,7 +37,7 @@ import numpy as np
 
 from .._files import open_atomically, write_text_atomically
 from .._version import __version__
-from . import saving
+from . import defaults, saving
 from .args import DEFAULT_MAX_FEATURES as DEFAULT_MAX_FEATURES  # re-exported
 from .args import CLIError, _os_msg, parse_args
 from .args import build_parser as build_parser  # re-exported
@@ -486,6 +486,7 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     if hasattr(args, "calibrate"):  # train only (lr-find shares this function)
         hp["calibrate"] = args.calibrate
     hp["hidden"] = list(hp["hidden"])
+    hp["defaults"] = getattr(args, "defaults_reason", None)  # why (cli/defaults.py), or None
     return hp
 
 
@@ -545,6 +546,11 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[str]]:
         )
         if data.split.note:
             _say(f"Split note: {data.split.note}")
+    chosen = defaults.apply(  # the options the user did not give, chosen from the data
+        args, n, f, defaults.text_features(prep)
+    )
+    if chosen and not args.quiet:
+        _say(*chosen)
     return (data, *_network(args, task, classes), task, classes)
 
 
@@ -751,6 +757,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("--calibrate needs a classification task; the target is regression")
     _check_model_file(args, out, data, task, classes)  # before any time is spent training
     history, seconds, best, scaling, diagnostics = _fit(args, data, model, optimizer, task)
+    final = defaults.final_fit(args, data, model, best, task, _run_fit)  # text defaults only
+    if final is not None:
+        model, scaling, line = final
+        _say(line)
     # calibration first: a fitted temperature is folded into the weights, and every number
     # below (test metrics, baselines' margins) is then the saved model's
     calibration = _calibration(args, data, model) if task == "classification" else None
@@ -1507,6 +1517,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             args = parse_args(argv)
+            args.argv = sys.argv[1:] if argv is None else list(argv)  # what the user gave
         except SystemExit as exc:  # --help / --version
             return int(exc.code or 0)
         with _sigterm_as_interrupt():
