@@ -17,6 +17,7 @@ import pytest
 import lucidnet as ln
 from lucidnet.cli import commands as cli
 from lucidnet.cli import defaults
+from lucidnet.cli.args import options_given
 
 
 def run(argv: list) -> tuple[int, str, str]:
@@ -72,13 +73,13 @@ def test_bad_counts_are_refused(n_features, n_text):
 
 def test_given_options_read_the_command_line_and_the_config_file(tmp_path):
     base = ["train", "d.csv", "--target", "y"]
-    assert not {"dropout", "batch_size", "hidden"} & defaults.given_options(base, "train")
+    assert not {"dropout", "batch_size", "hidden"} & options_given(base, "train")
     # an explicit value equal to the static default still counts as given
-    given = defaults.given_options([*base, "--dropout", "0", "--hidden", "64,32"], "train")
+    given = options_given([*base, "--dropout", "0", "--hidden", "64,32"], "train")
     assert {"dropout", "hidden"} <= given and "batch_size" not in given
     cfg = tmp_path / "h.toml"
     cfg.write_text("batch_size = 32\n")
-    given = defaults.given_options([*base, "--config", str(cfg)], "train")
+    given = options_given([*base, "--config", str(cfg)], "train")
     assert "batch_size" in given and "dropout" not in given
 
 

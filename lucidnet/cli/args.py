@@ -753,19 +753,24 @@ def _config_defaults(
     return out
 
 
-def _options_set(
-    parser: argparse.ArgumentParser, command: str, argv: list[str] | None, configured: dict
-) -> frozenset[str]:
-    """The destinations of the options given on the command line or in the config file."""
+def options_given(argv: list[str] | None, command: str) -> frozenset[str]:
+    """The option destinations the user set for ``command``: on the command line ``argv``
+    (``sys.argv[1:]`` when None; parsed again with every default suppressed, so an abbreviated
+    or ``--opt=value`` flag counts, and a value equal to the static default still counts as
+    given) or as keys of its ``--config`` file. The image and text defaults change only the
+    options not given (``cli/images.py``, ``cli/defaults.py``)."""
     import sys
 
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     tokens = sys.argv[1:] if argv is None else [str(t) for t in argv]
-    given = set(configured)
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for action in subs.choices[command]._actions:
-        for flag in action.option_strings:
-            if any(t == flag or t.startswith(flag + "=") for t in tokens):
-                given.add(action.dest)
+        action.default = argparse.SUPPRESS
+    seen = vars(parser.parse_args(tokens))
+    given = set(seen) - {"command"}
+    if seen.get("config"):
+        shared = frozenset(_long_options(subs.choices["train"]))
+        given |= set(_config_defaults(subs.choices[command], seen["config"], shared))
     return frozenset(given)
 
 
@@ -793,8 +798,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         configured = _config_defaults(sub, args.config, shared)
         sub.set_defaults(**configured)
         args = parser.parse_args(argv)
-    if args.command == "train":  # image input changes the defaults of the options not set
-        args.options_set = _options_set(parser, args.command, argv, configured)
+    if args.command == "train":  # image or text input changes the defaults of options not set
+        args.options_set = options_given(argv, args.command)
     if hasattr(args, "target") and not args.target and not _labels_in_data(args):
         raise CLIError(
             f"{args.command} needs --target COLUMN (on the command line or in the config file)"

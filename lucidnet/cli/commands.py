@@ -1517,7 +1517,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             args = parse_args(argv)
-            args.argv = sys.argv[1:] if argv is None else list(argv)  # what the user gave
         except SystemExit as exc:  # --help / --version
             return int(exc.code or 0)
         with _sigterm_as_interrupt():

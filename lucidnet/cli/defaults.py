@@ -36,8 +36,8 @@ vocabulary changed nothing (+-0.1 point). Of the benchmark's tabular files only 
 its 190 inputs are TF-IDF terms of the car's name) is text-dominated: R^2 0.8720 / 0.9093 ->
 0.8972 / 0.8983 (seeds 0 / 1).
 
-Options given on the command line or in a ``--config`` file (:func:`given_options`), even at
-their static default values, are never changed; the run prints which defaults were chosen and
+Options given on the command line or in a ``--config`` file
+(:func:`lucidnet.cli.args.options_given`), even at their static default values, are never changed; the run prints which defaults were chosen and
 why (:func:`apply`), and the model file keeps the reason (``training.defaults``).
 """
 
@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,6 @@ __all__ = [
     "apply",
     "choose",
     "final_fit",
-    "given_options",
     "text_features",
 ]
 
@@ -131,28 +130,6 @@ def choose(
     return DefaultsChoice({k: v for k, v in rule.items() if k not in given}, kept, reason)
 
 
-def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return subs.choices[command]  # type: ignore[no-any-return]
-
-
-def given_options(argv: Sequence[str], command: str) -> frozenset[str]:
-    """The option destinations the user set for ``command``: on the command line ``argv``
-    (parsed again with every default suppressed) or as keys of its ``--config`` file."""
-    from .args import _config_defaults, _long_options, build_parser
-
-    parser = build_parser()
-    sub = _subparser(parser, command)
-    for action in sub._actions:
-        action.default = argparse.SUPPRESS
-    seen = vars(parser.parse_args(list(argv)))
-    given = set(seen) - {"command"}
-    if seen.get("config"):
-        shared = frozenset(_long_options(_subparser(build_parser(), "train")))
-        given |= set(_config_defaults(_subparser(build_parser(), command), seen["config"], shared))
-    return frozenset(given)
-
-
 def text_features(preparer: Any) -> int:
     """How many of a fitted preparer's output features are TF-IDF terms (0 in token-id mode
     or without text columns)."""
@@ -170,13 +147,13 @@ def apply(args: argparse.Namespace, n_train: int, n_features: int, n_text: int) 
     """Set the chosen defaults on ``args`` (the options the user did not give); returns the
     summary lines to print (none when the static defaults stay).
 
-    ``args.argv`` (the command line, set by :func:`lucidnet.cli.commands.main`) says what was
-    given; without it (``args`` built by hand) nothing is changed.
+    ``args.options_set`` (:func:`lucidnet.cli.args.options_given`, set by ``parse_args``)
+    says what was given; without it (``args`` built by hand) nothing is changed.
     """
-    argv = getattr(args, "argv", None)
-    if argv is None:
+    given = getattr(args, "options_set", None)
+    if given is None:
         return []
-    choice = choose(n_features, n_text, n_train, given_options(argv, args.command))
+    choice = choose(n_features, n_text, n_train, given)
     args.defaults_reason = choice.reason or None  # saved with the hyper-parameters
     if not choice.reason:
         return []
