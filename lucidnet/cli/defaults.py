@@ -37,8 +37,9 @@ its 190 inputs are TF-IDF terms of the car's name) is text-dominated: R^2 0.8720
 0.8972 / 0.8983 (seeds 0 / 1).
 
 Options given on the command line or in a ``--config`` file
-(:func:`lucidnet.cli.args.options_given`), even at their static default values, are never changed; the run prints which defaults were chosen and
-why (:func:`apply`), and the model file keeps the reason (``training.defaults``).
+(:func:`lucidnet.cli.args.options_given`), even at their static default values, are never
+changed; the run prints which defaults were chosen and why (:func:`apply`), and the model file
+keeps the reason (``training.defaults``).
 """
 
 from __future__ import annotations
