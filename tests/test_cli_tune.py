@@ -8,6 +8,7 @@ few epochs each.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import io
 import os
@@ -17,7 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -124,18 +125,29 @@ def states(db: Path) -> list[str]:
 
 
 def test_resume_after_ctrl_c(csv, tmp_path):
-    out, db = tmp_path / "best.lnet", tmp_path / "best.optuna.db"  # the default storage
-    p = worker(csv, "--trials", 200, "--epochs", 150, "--patience", 150, "--out", out)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and p.poll() is None:  # a trial done, the next running:
-        time.sleep(0.1)  # press Ctrl-C
-        with contextlib.suppress(Exception):
-            now = states(db)
-            if "COMPLETE" in now and now[-1] == "RUNNING":
-                break
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
+    """Ctrl-C while a trial trains (SIGINT in this process, once a trial has finished and the
+    next one runs): exit status 130, the running trial failed (not left running), and the same
+    command continues the study in the default storage next to --out."""
+    out, db = tmp_path / "best.lnet", tmp_path / "best.optuna.db"
+    stop = threading.Event()
+
+    def press_ctrl_c() -> None:
+        while not stop.wait(0.05):
+            with contextlib.suppress(Exception):  # (the file may not exist yet)
+                now = states(db)
+                if "COMPLETE" in now and now[-1] == "RUNNING":
+                    _thread.interrupt_main(signal.SIGINT)
+                    return
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    try:
+        code, _, err = run(["tune", csv, "--target", "label", "--trials", 200, "--epochs", 150,
+                            "--patience", 150, "--out", out, "--quiet"])  # fmt: skip
+    finally:
+        stop.set()
+        presser.join()
+    assert code == 130, err
     assert "Run the same command again to continue study 'data-label'" in err
     now = states(db)
     done = now.count("COMPLETE") + now.count("PRUNED")
@@ -290,11 +302,15 @@ def postgres():
 
 
 def test_two_workers_join_one_postgresql_study(csv, tmp_path, postgres):
+    """A worker process and this process, started together on one PostgreSQL study."""
     common = ["--trials", 6, "--storage", postgres, "--study", "pg"]
-    procs = [worker(csv, *common, "--out", tmp_path / f"pg{i}.lnet") for i in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err
+    other = worker(csv, *common, "--out", tmp_path / "pg0.lnet")
+    code, text, err = run(["tune", csv, "--target", "label", "--epochs", 4, "--quiet", *common,
+                           "--out", tmp_path / "pg1.lnet"])  # fmt: skip
+    assert code == 0, err
+    _, other_err = other.communicate(timeout=240)
+    assert other.returncode == 0, other_err
     study = optuna.load_study(study_name="pg", storage=postgres.replace("://", "+psycopg2://"))
     assert_one_clean_study(study, 6)
-    assert tuned_trial(tmp_path / "pg0.lnet") == study.best_trial.number
+    for i in range(2):
+        assert tuned_trial(tmp_path / f"pg{i}.lnet") == study.best_trial.number

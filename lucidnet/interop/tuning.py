@@ -424,7 +424,7 @@ class Trained:
     value: float
     seconds: float
     best_epoch: int | None = None  # 0-based, the epoch whose weights were kept
-    curve: ValidationCurve | None = None
+    curve: ValidationCurve = field(default_factory=ValidationCurve)
 
 
 class Objective:
@@ -536,7 +536,7 @@ class Objective:
         first = default_params(self.space, self.defaults) if trial.number == 0 else None
         if first and all(trial.params.get(k) == v for k, v in first.items()):
             trial.set_user_attr("settings", "defaults")  # the defaults' own trial
-        pruned = getattr(curve, "pruned_epoch", None)
+        pruned = curve.pruned_epoch if isinstance(curve, PruningCallback) else None
         if pruned is not None:
             raise optuna.TrialPruned(
                 f"pruned after epoch {pruned + 1}: val_loss {curve.values[pruned]:.4g}"
@@ -690,7 +690,7 @@ def _first_trial_sampler(base: Any, first: Mapping[str, Any]) -> Any:
                 return {}
             return self.base.infer_relative_search_space(study, trial)
 
-        def sample_relative(self, study: Any, trial: Any, space: dict[str, Any]) -> dict:
+        def sample_relative(self, study: Any, trial: Any, space: dict[str, Any]) -> dict[str, Any]:
             return self.base.sample_relative(study, trial, space) if space else {}
 
         def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
