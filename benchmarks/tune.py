@@ -8,7 +8,10 @@ do two workers finish a fixed number of trials sooner than one?
    time. The search selects on the validation rows only; the test rows are read once, at the end.
 2. **Workers**: the same fixed number of trials on a fresh SQLite study, by one worker and by
    two worker processes started together (``--threads 1`` each), interleaved ``--repeats``
-   times; wall time and the CPU seconds of the workers.
+   times; wall time and the CPU seconds of the workers. Each worker is started in its own
+   session, as a command typed in its own terminal (or run on its own machine) is: Linux's
+   autogroup scheduler shares the CPU between sessions, so on a machine busy with other
+   sessions the processes of one session get one session's share, however many they are.
 
 The data (``--data-dir``, default ``../shared/data/tabular``) is never copied into the
 repository. Run from the repository root:

@@ -116,12 +116,17 @@ def test_two_workers_share_one_sqlite_study(csv, tmp_path):
         assert code == 0 and out.startswith("prediction,proba_high"), err
 
 
-def states(db: Path) -> list[str]:
-    """The trials' states in an Optuna SQLite file (read directly: cheap enough to poll)."""
+def states(db: Path) -> list[tuple[str, int]]:
+    """Each trial's state and number of reported epochs, from an Optuna SQLite file (read
+    directly: cheap enough to poll)."""
     import sqlite3
 
+    query = (
+        "SELECT t.state, (SELECT COUNT(*) FROM trial_intermediate_values v "
+        "WHERE v.trial_id = t.trial_id) FROM trials t ORDER BY t.number"
+    )
     with contextlib.closing(sqlite3.connect(db, timeout=30)) as con:
-        return [s for (s,) in con.execute("SELECT state FROM trials ORDER BY number")]
+        return list(con.execute(query))
 
 
 def test_resume_after_ctrl_c(csv, tmp_path):
@@ -134,22 +139,22 @@ def test_resume_after_ctrl_c(csv, tmp_path):
     def press_ctrl_c() -> None:
         while not stop.wait(0.05):
             with contextlib.suppress(Exception):  # (the file may not exist yet)
-                now = states(db)
-                if "COMPLETE" in now and now[-1] == "RUNNING":
+                now = states(db)  # a trial done, the next one training (epochs reported)
+                if ("COMPLETE", 60) in now and now[-1][0] == "RUNNING" and now[-1][1] > 0:
                     _thread.interrupt_main(signal.SIGINT)
                     return
 
     presser = threading.Thread(target=press_ctrl_c, daemon=True)
     presser.start()
     try:
-        code, _, err = run(["tune", csv, "--target", "label", "--trials", 200, "--epochs", 150,
-                            "--patience", 150, "--out", out, "--quiet"])  # fmt: skip
+        code, _, err = run(["tune", csv, "--target", "label", "--trials", 200, "--epochs", 60,
+                            "--patience", 60, "--out", out, "--quiet"])  # fmt: skip
     finally:
         stop.set()
         presser.join()
     assert code == 130, err
     assert "Run the same command again to continue study 'data-label'" in err
-    now = states(db)
+    now = [state for state, _ in states(db)]
     done = now.count("COMPLETE") + now.count("PRUNED")
     assert done >= 1 and now[-1] == "FAIL"  # the interrupted trial: failed, not left running
     code, text, err = run(["tune", csv, "--target", "label", "--epochs", 3, "--trials", done + 2,

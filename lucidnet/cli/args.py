@@ -652,7 +652,12 @@ def _add_tune(sub: Any) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="BEST.lnet", help="default: <data stem>-tuned.lnet")
     g.add_argument("--report", metavar="REPORT.html", help="history and importance plots")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing --report file")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --report file, or an --out file not written for this study "
+        "(the study's own best-model file is always kept up to date)",
+    )
     g.add_argument("--quiet", action="store_true", help="print only the results")
 
 

@@ -32,10 +32,6 @@ from . import commands as cmd
 from . import saving
 from .args import CLIError
 
-#: seconds between a running trial's heartbeats in an SQL storage; a trial silent for
-#: ``_GRACE`` seconds (its worker was killed) is marked failed by the next worker that asks
-_HEARTBEAT, _GRACE = 10, 60
-
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """``lucidnet tune``: prepare once, search, save the best model, print the study."""
@@ -116,30 +112,18 @@ def _shown(url: str) -> str:
 
 
 def _open_study(url: str, name: str, first: dict[str, Any]) -> Any:
-    """The study ``name`` in the storage at ``url`` (created when new), with heartbeats so that
-    a killed worker's trial is failed (not left running) and SQLite waiting for its lock.
+    """The study ``name`` in the storage at ``url`` (created when new;
+    :func:`lucidnet.interop.tuning.open_storage`: heartbeats, so that a killed worker's trial is
+    failed rather than left running; SQLite waiting for another worker's lock).
 
     Two workers started at the same moment on a new SQLite file may race to create its tables;
     the loser retries."""
-    import warnings
-
-    import optuna
-    from optuna.exceptions import ExperimentalWarning
     from sqlalchemy.exc import ArgumentError
 
-    kwargs = _sqlite_engine(url) if url.startswith("sqlite") else {}
     error: Exception | None = None
     for attempt in range(5):
         try:
-            with warnings.catch_warnings():  # (heartbeats are "experimental" in Optuna 5)
-                warnings.simplefilter("ignore", ExperimentalWarning)
-                storage = optuna.storages.RDBStorage(
-                    _with_driver(url),
-                    engine_kwargs=kwargs,
-                    heartbeat_interval=_HEARTBEAT,
-                    grace_period=_GRACE,
-                )
-            return tuning.make_study(storage, name, first_params=first)
+            return tuning.make_study(tuning.open_storage(url), name, first_params=first)
         except (ImportError, ValueError, TypeError, ArgumentError) as exc:  # bad URL, no driver
             raise CLIError(f"--storage {_shown(url)!r}: {' '.join(str(exc).split())}") from None
         except Exception as exc:  # noqa: BLE001 (SQLAlchemy's errors: retried, then reported)
@@ -147,41 +131,6 @@ def _open_study(url: str, name: str, first: dict[str, Any]) -> Any:
             time.sleep(0.2 * (attempt + 1))
     message = " ".join(str(error).split())[:300]
     raise CLIError(f"--storage {_shown(url)!r}: cannot open the study ({message})")
-
-
-def _sqlite_engine(url: str) -> dict[str, Any]:
-    """SQLAlchemy engine options for an SQLite storage: wait up to 2 minutes for another
-    worker's lock, and write-ahead logging with ``synchronous=NORMAL``. Optuna commits every
-    reported epoch; with SQLite's default (a full sync per commit, ~20 ms here) a trial of 50
-    short epochs spent a second waiting for the disk. In WAL mode a commit survives the process
-    (Ctrl-C, a killed worker), not a power cut, and readers do not block the writer."""
-    import sqlite3
-
-    from sqlalchemy.engine import make_url
-
-    path = make_url(url).database
-    if not path or path == ":memory:":
-        return {"connect_args": {"timeout": 120}}
-
-    def connect() -> sqlite3.Connection:
-        con = sqlite3.connect(path, timeout=120, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        return con
-
-    return {"creator": connect}
-
-
-def _with_driver(url: str) -> str:
-    """SQLAlchemy 2.1 reads ``postgresql://`` as the psycopg (3) driver; where only psycopg2 is
-    installed (``pip install psycopg2-binary``), use that one instead of failing."""
-    import importlib.util
-
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
-        if importlib.util.find_spec("psycopg2") is not None:
-            return f"postgresql+psycopg2://{rest}"
-    return url
 
 
 def _defaults(args: argparse.Namespace) -> dict[str, Any]:

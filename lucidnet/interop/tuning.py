@@ -54,6 +54,7 @@ __all__ = [
     "ValidationCurve",
     "default_params",
     "make_study",
+    "open_storage",
     "Range",
     "TuningResult",
     "hidden_sizes",
@@ -618,14 +619,34 @@ def run_study(
 
     if len(study.get_trials(deepcopy=False, states=finished_states())) >= n_trials:
         return 0
-    study.optimize(
-        guarded,
-        timeout=timeout,
-        catch=(_Surplus,),
-        callbacks=[stop_when_full, *callbacks],
-        gc_after_trial=False,
-    )
+    try:
+        study.optimize(
+            guarded,
+            timeout=timeout,
+            catch=(_Surplus,),
+            callbacks=[stop_when_full, *callbacks],
+            gc_after_trial=False,
+        )
+    except KeyboardInterrupt:
+        _fail_if_running(study, getattr(study.sampler, "started", [])[-1:])
+        raise
     return ran
+
+
+def _fail_if_running(study: Any, trial_ids: list[int]) -> None:
+    """After Ctrl-C, the trial this worker was running (the last one its sampler saw start:
+    :func:`_worker_sampler`) is marked failed. Optuna does so when the interrupt reaches the
+    objective, but not when it lands in Optuna's own code (asking for the trial, a storage
+    call): the trial would stay "running" and count towards ``n_trials`` until its heartbeat
+    went stale."""
+    from optuna.trial import TrialState
+
+    for trial_id in trial_ids:
+        try:
+            if study._storage.get_trial(trial_id).state == TrialState.RUNNING:
+                study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except Exception:  # noqa: BLE001 (the heartbeat fails it later; Ctrl-C must go on)
+            pass
 
 
 @dataclass
@@ -646,6 +667,73 @@ class TuningResult:
     best_config: dict[str, Any] = field(default_factory=dict)
     best_value: float = float("nan")
     trials_run: int = 0
+
+
+#: seconds between a running trial's heartbeats in an SQL storage; a trial silent for
+#: ``GRACE_SECONDS`` (its worker was killed) is marked failed by the next worker that asks
+HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 60
+
+
+def open_storage(url: str, heartbeat: bool = True) -> Any:
+    """An Optuna storage for an SQLAlchemy URL (``sqlite:///tune.db``,
+    ``postgresql://user:pass@host/db``, ``mysql://...``), set up for several workers: SQLite in
+    WAL mode waiting for locks (:func:`sqlite_engine`), ``postgresql://`` on psycopg2 where
+    psycopg 3 is missing (:func:`with_driver`), and with ``heartbeat`` a running trial's
+    heartbeat every ``HEARTBEAT_SECONDS``: the trial of a worker killed without a chance to
+    say so is marked failed once silent for ``GRACE_SECONDS``, instead of counting as running
+    for ever.
+
+    Raises:
+        ValueError / ImportError / sqlalchemy's ``ArgumentError``: a malformed URL or a missing
+            database driver.
+    """
+    import warnings
+
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    kwargs = sqlite_engine(url) if url.startswith("sqlite") else {}
+    beats: dict[str, Any] = {}
+    if heartbeat:
+        beats = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS}
+    with warnings.catch_warnings():  # (heartbeats are "experimental" in Optuna 5)
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return optuna.storages.RDBStorage(with_driver(url), engine_kwargs=kwargs, **beats)
+
+
+def sqlite_engine(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options for an SQLite storage: wait up to 2 minutes for another
+    worker's lock, and write-ahead logging with ``synchronous=NORMAL``. Optuna commits every
+    reported epoch; with SQLite's default (a full sync per commit, ~20 ms here) a trial of 50
+    short epochs spent a second waiting for the disk. In WAL mode a commit survives the process
+    (Ctrl-C, a killed worker), not a power cut, and readers do not block the writer."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        return {"connect_args": {"timeout": 120}}
+
+    def connect() -> sqlite3.Connection:
+        con = sqlite3.connect(path, timeout=120, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    return {"creator": connect}
+
+
+def with_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads ``postgresql://`` as the psycopg (3) driver; where only psycopg2 is
+    installed (``pip install psycopg2-binary``), use that one instead of failing."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return f"postgresql+psycopg2://{rest}"
+    return url
 
 
 def default_params(space: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -671,22 +759,24 @@ def default_params(space: Mapping[str, Any], defaults: Mapping[str, Any]) -> dic
     return params
 
 
-def _first_trial_sampler(base: Any, first: Mapping[str, Any]) -> Any:
-    """A sampler that gives trial number 0 the parameters ``first`` (as far as they go) and
-    otherwise asks ``base``. Trial numbers are unique in a storage, so of several workers that
-    start a new study at once exactly one runs the defaults (``study.enqueue_trial`` would
-    let two workers on SQLite pop the same waiting trial)."""
+def _worker_sampler(base: Any, first: Mapping[str, Any] | None) -> Any:
+    """``base`` wrapped for a worker: with ``first``, trial number 0 gets those parameters (as
+    far as they go; trial numbers are unique in a storage, so of several workers that start a
+    new study at once exactly one runs them, where ``study.enqueue_trial`` would let two
+    workers on SQLite pop the same waiting trial); and the ids of the trials this process
+    started are kept (``started``), so that Ctrl-C can fail the one it was running."""
     import optuna
 
-    class FirstTrialSampler(optuna.samplers.BaseSampler):
+    class WorkerSampler(optuna.samplers.BaseSampler):
         def __init__(self) -> None:
-            self.base, self.first = base, dict(first)
+            self.base, self.first = base, dict(first or {})
+            self.started: list[int] = []
 
         def reseed_rng(self) -> None:
             self.base.reseed_rng()
 
         def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-            if trial.number == 0:
+            if trial.number == 0 and self.first:
                 return {}
             return self.base.infer_relative_search_space(study, trial)
 
@@ -701,12 +791,13 @@ def _first_trial_sampler(base: Any, first: Mapping[str, Any]) -> Any:
             return self.base.sample_independent(study, trial, name, dist)
 
         def before_trial(self, study: Any, trial: Any) -> None:
+            self.started.append(trial._trial_id)  # (called as soon as ask created the trial)
             self.base.before_trial(study, trial)
 
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
             self.base.after_trial(study, trial, state, values)
 
-    return FirstTrialSampler()
+    return WorkerSampler()
 
 
 def make_study(
@@ -725,8 +816,7 @@ def make_study(
     import optuna
 
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
-    if first_params:
-        sampler = _first_trial_sampler(sampler, first_params)
+    sampler = _worker_sampler(sampler, first_params)
     if pruner is None:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=5)
     return optuna.create_study(
@@ -780,8 +870,8 @@ def tune(
         space: search space (:func:`parse_space` or a dict of its entries); default
             :data:`DEFAULT_SPACE`. defaults: values of parameters not searched.
         study: an ``optuna.Study`` to use; else one is made (:func:`make_study`) in ``storage``
-            (an Optuna storage or URL: ``"sqlite:///tune.db"``, ``"postgresql://..."``; None: in
-            memory) under ``study_name``.
+            (an Optuna storage, or a URL opened by :func:`open_storage`: ``"sqlite:///tune.db"``,
+            ``"postgresql://..."``; None: in memory) under ``study_name``.
         seed: initial weights, shuffling and dropout of every trial, and the validation split.
         sampler_seed: seeds TPE (reproducible in one process; leave None for parallel workers,
             or they would propose the same first points).
@@ -829,6 +919,8 @@ def tune(
         build=build,
         on_best=keep_best,
     )
+    if isinstance(storage, str):
+        storage = open_storage(storage)
     if study is None:
         first = default_params(objective.space, objective.defaults) if start_from_defaults else None
         study = make_study(storage, study_name, sampler_seed=sampler_seed, first_params=first)
