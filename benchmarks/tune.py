@@ -113,15 +113,24 @@ def _study(db: Path, name: str) -> dict[str, int]:
     return counts
 
 
+#: the workers' search space: every trial costs the same (fixed network and batch size; the
+#: learning rate, dropout, L2 and optimizer barely change the work), and with --epochs 5 no
+#: trial is pruned or stopped early (the pruner waits for 5 epochs; patience 10), so one and two
+#: workers do the same work and differ only in how it is spread
+EQUAL_TRIALS = "patience = 10\n[search]\nbatch_size = 64\nlayers = 2\nunits = 64\n"
+
+
 def workers_run(data: Path, target: str, work: Path, n_workers: int, trials: int, epochs: int,
                 tag: str) -> dict:  # fmt: skip
     """``n_workers`` processes on one new SQLite study until it has ``trials`` trials."""
     db = work / f"w-{tag}.db"
     url = f"sqlite:///{db}"
+    config = work / "equal-trials.toml"
+    config.write_text(EQUAL_TRIALS)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-m", "lucidnet", "tune", str(data), "--target", target,
             "--trials", str(trials), "--epochs", str(epochs), "--storage", url,
-            "--study", tag, "--threads", "1", "--quiet"]  # fmt: skip
+            "--study", tag, "--threads", "1", "--quiet", "--config", str(config)]  # fmt: skip
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -158,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default="mpg,tips,planets", help="comma-separated")
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--epochs", type=int, default=200, help="most per trial (train's default)")
-    p.add_argument("--worker-data", default="mpg")
-    p.add_argument("--worker-trials", type=int, default=16)
-    p.add_argument("--worker-epochs", type=int, default=60)
+    p.add_argument("--worker-data", default="diamonds")
+    p.add_argument("--worker-trials", type=int, default=12)
+    p.add_argument("--worker-epochs", type=int, default=5)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--skip-search", action="store_true")
     p.add_argument("--skip-workers", action="store_true")

@@ -597,10 +597,11 @@ examples:
   lucidnet tune houses.csv --target price --trials 200 --study houses \\
       --storage postgresql://user:pass@db-host/optuna --out best-$(hostname).lnet
 
-The study lives in --storage (default: an SQLite file next to --out, <out>.optuna.db): after
-Ctrl-C, run the same command again to continue it. --trials counts the study's finished
-trials (all workers'), not this run's. Options of 'train' not searched (--activation,
---patience, --class-weight, ...) apply to every trial; --epochs is the most per trial.
+The study lives in --storage (default: an SQLite file next to --out, best.lnet ->
+best.optuna.db); after Ctrl-C, run the same command again to continue it. --trials counts
+the study's finished trials (all workers'), not this run's. Options of 'train' not searched
+(--activation, --patience, --class-weight, ...) apply to every trial; --epochs is the most
+per trial.
 
 search space (TOML, the [search] table of --config; each entry replaces the default's):
   [search]
@@ -635,7 +636,7 @@ def _add_tune(sub: Any) -> None:
         "--storage",
         metavar="URL",
         help="Optuna storage URL, e.g. sqlite:///tune.db or postgresql://user:pass@host/db "
-        "(default: sqlite:///<out>.optuna.db next to --out)",
+        "(default: an SQLite file next to --out, best.lnet -> best.optuna.db)",
     )
     g.add_argument("--study", metavar="NAME", help="study name (default: <data stem>-<target>)")
     g.add_argument(
