@@ -172,3 +172,24 @@ def test_tune_checks_its_arguments():
         tuning.tune(X, y, loss="cross_entropy", n_trials=0)
     with pytest.raises(ValueError, match="validation rows"):
         tuning.Objective(X, y, X[:0], y[:0], loss="mse", n_outputs=1)
+
+
+def test_a_diverging_trial_is_pruned_quietly_with_its_reason():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3)).astype(np.float32)
+    y = np.exp(X @ np.array([1.0, 2.0, 0.5]) + 6.0).round().astype(np.float32)  # counts
+    objective = tuning.Objective(
+        X[:100], y[:100], X[100:], y[100:], loss="poisson", n_outputs=1, epochs=5, seed=0
+    )
+    study = tuning.make_study()
+    study.enqueue_trial({**_fixed(), "lr": 0.03, "optimizer": "momentum", "layers": 1,
+                         "units": 16})  # fmt: skip
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning.run_study(study, objective, 1)
+    (trial,) = study.trials
+    assert trial.state.name == "PRUNED"
+    assert "loss became" in trial.user_attrs["warning"]
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

@@ -30,6 +30,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -501,21 +502,26 @@ class Objective:
         stopper = EarlyStopping("val_loss", patience=self.patience, restore_best_weights=True)
         curve = ValidationCurve() if trial is None else PruningCallback(trial)
         start = time.perf_counter()
-        history = fit(
-            model,
-            self.X,
-            self.y,
-            loss=self.loss,
-            optimizer=_optimizers.get(c["optimizer"], lr=c["lr"]),
-            epochs=self.epochs,
-            batch_size=c["batch_size"],
-            validation_data=(self.X_val, self.y_val),
-            callbacks=[stopper, curve],
-            seed=self.seed,
-            verbose=0,
-            class_weight=self.class_weight,
-            threads=self.threads,
-        )
+        # a diverging trial is normal in a search: the loss going to inf / NaN (NumPy's overflow
+        # warnings, the NaN guard's) ends the trial as pruned ("diverged"; the guard's message
+        # is in history.warnings) instead of printing a screenful of warnings per trial
+        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            history = fit(
+                model,
+                self.X,
+                self.y,
+                loss=self.loss,
+                optimizer=_optimizers.get(c["optimizer"], lr=c["lr"]),
+                epochs=self.epochs,
+                batch_size=c["batch_size"],
+                validation_data=(self.X_val, self.y_val),
+                callbacks=[stopper, curve],
+                seed=self.seed,
+                verbose=0,
+                class_weight=self.class_weight,
+                threads=self.threads,
+            )
         if history.stop_reason == "interrupted":
             raise KeyboardInterrupt
         # the value of the epoch whose weights early stopping restored (the model kept)
@@ -543,6 +549,8 @@ class Objective:
                 f"pruned after epoch {pruned + 1}: val_loss {curve.values[pruned]:.4g}"
             )
         if not math.isfinite(trained.value) or h.stop_reason == "nan":
+            if h.warnings:
+                trial.set_user_attr("warning", h.warnings[0][:500])
             raise optuna.TrialPruned("the loss became NaN or infinite (diverged)")
         trial.set_user_attr("best_epoch", (trained.best_epoch or 0) + 1)
         if self.on_best is not None and _beats_study(trial, trained.value):
@@ -687,7 +695,6 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
         ValueError / ImportError / sqlalchemy's ``ArgumentError``: a malformed URL or a missing
             database driver.
     """
-    import warnings
 
     import optuna
     from optuna.exceptions import ExperimentalWarning
