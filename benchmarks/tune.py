@@ -113,11 +113,13 @@ def _study(db: Path, name: str) -> dict[str, int]:
     return counts
 
 
-#: the workers' search space: every trial costs the same (fixed network and batch size; the
-#: learning rate, dropout, L2 and optimizer barely change the work), and with --epochs 5 no
+#: the workers' search space: every trial costs the same (fixed network, batch size and optimizer;
+#: the learning rate, dropout and L2 barely change the work), and with --epochs 5 no
 #: trial is pruned or stopped early (the pruner waits for 5 epochs; patience 10), so one and two
 #: workers do the same work and differ only in how it is spread
-EQUAL_TRIALS = "patience = 10\n[search]\nbatch_size = 64\nlayers = 2\nunits = 64\noptimizer = \"adam\"\n"
+EQUAL_TRIALS = (
+    'patience = 10\n[search]\nbatch_size = 64\nlayers = 2\nunits = 64\noptimizer = "adam"\n'
+)
 
 
 def workers_run(data: Path, target: str, work: Path, n_workers: int, trials: int, epochs: int,
