@@ -7,9 +7,9 @@ The package has five parts (ARCHITECTURE.md draws them): the NumPy core, flat in
 (layers, activations, losses, optimizers, schedules, metrics, callbacks, the training loop, the
 model, persistence); ``lucidnet.data`` (reading tables, column roles, splits, preparation, data
 sets); ``lucidnet.glassbox`` (explain, gradient check, diagnostics, LR finder, plots, report);
-``lucidnet.interop`` (scikit-learn estimators, ONNX); ``lucidnet.cli`` (the command). The core is
-imported here; the other parts load on first use, so ``import lucidnet`` does not pay for
-pandas / scikit-learn / matplotlib.
+``lucidnet.interop`` (scikit-learn estimators, ONNX, Optuna search: ``ln.tune``);
+``lucidnet.cli`` (the command). The core is imported here; the other parts load on first use, so
+``import lucidnet`` does not pay for pandas / scikit-learn / matplotlib / Optuna.
 
 This module is the top of the layering: besides re-exporting the public names it connects the
 ``Sequential`` convenience methods whose work lives above the core (``save``, ``explain_step``,
@@ -107,6 +107,7 @@ _LAZY_NAMES = {
     "load_estimator": "lucidnet.interop.estimators",
     "export_onnx": "lucidnet.interop.onnx_export",
     "to_onnx": "lucidnet.interop.onnx_export",
+    "tune": "lucidnet.interop.tuning",
 }
 
 __all__ = [

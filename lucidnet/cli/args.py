@@ -475,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_gradcheck,
         _add_lr_find,
         _add_export,
+        _add_tune,
     ):  # in the order `lucidnet --help` lists them
         add_command(sub)
     return parser
@@ -676,6 +677,79 @@ def _add_export(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true")
 
 
+_TUNE_EPILOG = """\
+examples:
+  lucidnet tune houses.csv --target price --trials 50 --out best.lnet
+  lucidnet tune houses.csv --target price --trials 50 --config search.toml --report tune.html
+  # several workers (one per core or machine) share one study through one storage:
+  lucidnet tune houses.csv --target price --trials 200 --study houses \\
+      --storage postgresql://user:pass@db-host/optuna --out best-$(hostname).lnet
+
+The study lives in --storage (default: an SQLite file next to --out, best.lnet ->
+best.optuna.db); after Ctrl-C, run the same command again to continue it. --trials counts
+the study's finished trials (all workers'), not this run's. Options of 'train' not searched
+(--activation, --patience, --class-weight, ...) apply to every trial; --epochs is the most
+per trial.
+
+search space (TOML, the [search] table of --config; each entry replaces the default's):
+  [search]
+  lr = {low = 1e-4, high = 0.03, log = true}    # a range
+  batch_size = [32, 64, 128]                   # choices
+  optimizer = ["adam", "rmsprop"]
+  dropout = 0.0                                # one value: not searched
+  layers = {low = 1, high = 3}                 # hidden layers, the first 'units' wide,
+  units = {low = 16, high = 256, log = true}   #   each next one half as wide
+  # hidden = ["64,32", "128"]                  # or explicit choices of hidden sizes
+"""
+
+
+def _add_tune(sub: Any) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="search hyper-parameters with Optuna (TPE, pruning); save the best model",
+        description="Prepare DATA.csv once (as 'train' does: same roles, split and test rows),"
+        " then train one network per trial with hyper-parameters drawn by Optuna's TPE sampler"
+        " (hidden sizes, learning rate, batch size, dropout, L2, optimizer), pruning poor trials"
+        " from their per-epoch validation loss; save the best model so far to --out.",
+        epilog=_TUNE_EPILOG,
+        formatter_class=_FMT,
+    )
+    p.set_defaults(config_tables=("search",))
+    _add_data_options(p)
+    _add_model_options(p)
+    p.set_defaults(epochs=50)
+    g = p.add_argument_group("search")
+    _valued(g, "--trials", _pos_int, 20, "finished trials the study should hold", "N")
+    g.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage URL, e.g. sqlite:///tune.db or postgresql://user:pass@host/db "
+        "(default: an SQLite file next to --out, best.lnet -> best.optuna.db)",
+    )
+    g.add_argument("--study", metavar="NAME", help="study name (default: <data stem>-<target>)")
+    g.add_argument(
+        "--timeout", type=_pos_float, metavar="S", help="start no new trial after S seconds"
+    )
+    _valued(
+        g,
+        "--threads",
+        _threads,
+        1,
+        "threads of the matrix products per trial (1: parallel workers use one core each)",
+        "N|auto",
+    )
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="BEST.lnet", help="default: <data stem>-tuned.lnet")
+    g.add_argument("--report", metavar="REPORT.html", help="history and importance plots")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --report file, or an --out file not written for this study "
+        "(the study's own best-model file is always kept up to date)",
+    )
+    g.add_argument("--quiet", action="store_true", help="print only the results")
+
+
 # ------------------------------------------------------------------------------------------------
 # Config file
 # ------------------------------------------------------------------------------------------------
@@ -719,6 +793,11 @@ def _config_defaults(
     valid = _long_options(sub)
     out: dict[str, Any] = {}
     for key, value in _load_toml(path).items():
+        if key in (sub.get_default("config_tables") or ()):  # a table, e.g. tune's [search]
+            if not isinstance(value, dict):
+                raise CLIError(f"config file '{path}': [{key}] must be a table, got {value!r}")
+            out[f"config_{key}"] = value
+            continue
         action = valid.get(key.replace("_", "-"))
         if action is None and key.replace("_", "-") in shared:
             continue

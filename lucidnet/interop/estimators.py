@@ -40,6 +40,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import sys
 import warnings
 from numbers import Integral, Real
 from typing import Any, ClassVar
@@ -625,12 +626,22 @@ def in_joblib_worker() -> bool:
     ``n_jobs=1`` the tasks run in the caller at level 0. This holds for process workers (loky,
     which also set ``OPENBLAS_NUM_THREADS`` and kin to ``cpu_count() // n_jobs`` in the worker's
     environment, ``_parallel_backends._prepare_worker_env``) and for the threading backend,
-    which limits nothing by itself."""
+    which limits nothing by itself.
+
+    joblib's Dask backend (``parallel_config(backend="dask")``) runs tasks at nesting level 0 on
+    a ``dask.distributed`` worker, whose threads share the cores like joblib's: code running
+    inside a Dask worker (``distributed.get_worker()`` succeeds) counts as inside one too."""
     try:
         from joblib.parallel import get_active_backend
 
-        return int(getattr(get_active_backend()[0], "nesting_level", 0) or 0) > 0
+        if int(getattr(get_active_backend()[0], "nesting_level", 0) or 0) > 0:
+            return True
     except Exception:  # joblib's internals moved: behave as outside a worker
+        pass
+    distributed = sys.modules.get("distributed")  # loaded by whoever started a Dask cluster
+    try:
+        return distributed is not None and distributed.get_worker() is not None
+    except Exception:  # ValueError: not in a worker (or distributed's API moved)
         return False
 
 
