@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 import lucidnet as ln  # noqa: E402
 
-DEFAULT_DATA = Path("/work/shared/data/mnist-t10k")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"  # ../shared
 
 
 def load_images(data: Path | None, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:

@@ -58,7 +58,7 @@ from systems import SYSTEMS, LucidnetPeerInit, layer_sizes  # noqa: E402
 #: key of lucidnet started from the peers' initial weights (digits accuracy only, not timed)
 PEER_INIT = "lucidnet-peer-init"
 PAUSE_S = 0.2  # between systems: lets BLAS / OpenMP worker threads stop spinning
-WORKLOADS = ("A", "B", "C", "contention", "cold")
+WORKLOADS = ("A", "B", "C", "contention", "cold", "cnn")
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -475,6 +475,24 @@ def digits_accuracy(args, names: list[str], log) -> dict[str, list[float]]:
 
 
 # -- report --------------------------------------------------------------------------------------
+def workload_cnn(args, log) -> dict:
+    """LeNet-5 on 28x28 images against the same PyTorch Conv2d model (benchmarks/cnn.py)."""
+    from benchmarks.cnn import format_result, run_cnn_benchmark
+
+    log("\n## Workload CNN: LeNet-5 (conv 6@5x5, pool, conv 16@5x5, pool, 120, 84, 10)")
+    n, repeats = (2_000, 2) if args.quick else (10_000, 5)
+    result = run_cnn_benchmark(n=n, repeats=repeats, data=args.mnist)
+    for line in format_result(result).splitlines():
+        log(line)
+    ratio_ = result["ratio"]
+    text = f"{ratio_:.2f}x" if ratio_ is not None else "PyTorch not installed"
+    result["targets"] = [
+        (f"CNN: LeNet epoch at most 1.5x PyTorch's Conv2d model: {text}",
+         None if ratio_ is None else ratio_ <= 1.5)
+    ]  # fmt: skip
+    return result
+
+
 def summary(out: dict, peak: float, log) -> list[str]:
     """The ratio table and the targets, met or not; returns the headline lines."""
     log("\n## Summary: each system's epoch time / lucidnet's (> 1: lucidnet is faster)")
@@ -558,7 +576,7 @@ def summary(out: dict, peak: float, log) -> list[str]:
                     text = f"{100 * a[:3].mean():.2f}% over seeds 0-2, "
                     text += f"{100 * a.mean():.2f}% over {a.size}"
                     check(f"B: digits accuracy of {label} (no target): {text}", None)
-    for key in ("C", "contention", "cold"):
+    for key in ("C", "contention", "cold", "cnn"):
         for text, ok in out.get(key, {}).get("targets", []):
             check(text, ok)
     return lines + [""] + targets
@@ -569,8 +587,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (~1 min)")
     p.add_argument(
         "--workloads",
-        default="A,B,C,contention,cold",
-        help="comma-separated subset of A,B,C,contention,cold",
+        default="A,B,C,contention,cold,cnn",
+        help="comma-separated subset of A,B,C,contention,cold,cnn",
+    )
+    p.add_argument(
+        "--mnist",
+        metavar="DIR",
+        default=str(HERE.parent.parent / "shared" / "data" / "mnist-t10k"),
+        help="cnn: folder with MNIST's t10k IDX files (default ../shared/data/mnist-t10k; "
+        "random images when absent, and the report says so)",
     )
     p.add_argument(
         "--systems",
@@ -648,6 +673,8 @@ def main(argv: list[str] | None = None) -> int:
         out["contention"] = contention.workload_contention(args, log, makers, names)
     if "cold" in workloads:
         out["cold"] = contention.workload_cold_start(args, log, names)
+    if "cnn" in workloads:
+        out["cnn"] = workload_cnn(args, log)
     headline = summary(out, peak, log)
     log("\n" + args.waiter.summary())
     log(
