@@ -294,6 +294,7 @@ def test_corrupt_image_named_or_skipped(digits_folder, tmp_path):
     [
         (["--image-size", "0x5"], "--image-size"),
         (["--report", "r.html"], "--report is not available for image data"),
+        (["--stream"], "--stream is for tables"),
         (["--color", "cmyk"], "--color"),
     ],
 )

@@ -327,6 +327,14 @@ DROPPED = {
         "hidden=",
     ),
     "split_str": ("clf", meta("split", value="80/20"), "'split'", None),
+    # explain divides by the target's std: a subnormal one made its step NaN (found by the fuzzer)
+    "scaling_std_subnormal": (
+        "reg",
+        meta("target_scaling", "std", value=5e-324),
+        "'target_scaling'",
+        None,
+    ),
+    "scaling_std_zero": ("reg", meta("target_scaling", "std", value=0.0), "'target_scaling'", None),
     "created_by_int": ("clf", meta("created_by", value=3), "'created_by'", "written by 3"),
     # the core's descriptive fields
     "metrics_unknown": ("clf", at("metrics", value=["nope"]), "'metrics'", None),

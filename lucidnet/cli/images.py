@@ -413,6 +413,10 @@ def _check_train_outputs(args: argparse.Namespace) -> str:
 
     if args.report:
         raise CLIError("--report is not available for image data yet (tables only)")
+    if getattr(args, "stream", False):
+        raise CLIError(
+            "--stream is for tables; image input is decoded in memory (see --max-memory)"
+        )
     stem = Path(args.data).name.split(".")[0] or "images"
     out = args.out or f"{stem}.lnet"
     outputs = [(out, "model file"), (args.metrics_json, "metrics file")]

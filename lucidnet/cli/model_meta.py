@@ -517,6 +517,22 @@ _SPLIT = record(
     }
 )
 
+
+def _target_scaling(v: Any) -> dict[str, Any]:
+    """``{"mean", "std"}`` of a standardised regression target: ``explain`` divides by ``std``
+    (the scaling taken back out of the output layer), so ``std`` must be positive with ``1 /
+    std`` and ``mean / std`` finite (a subnormal ``std`` would turn the step into NaN)."""
+    out = record({"mean": number, "std": number})(v)
+    mean, std = out["mean"], out["std"]
+    ok = std > 0 and all(math.isfinite(x) for x in (mean, std, 1.0 / std, mean / std))
+    if not ok:
+        raise ValueError(
+            f"expected a finite mean and a positive standard deviation whose inverse is finite, "
+            f"got mean {mean!r}, std {std!r}"
+        )
+    return out
+
+
 #: the descriptive fields that have one check each (``training`` and ``test_metrics`` depend
 #: on other fields and are handled in ``_descriptive_fields``)
 DESCRIPTIVE: dict[str, Check] = {
@@ -525,7 +541,7 @@ DESCRIPTIVE: dict[str, Check] = {
     "data_file": text,
     "task_reason": text,
     "split": _SPLIT,
-    "target_scaling": nullable(record({"mean": number, "std": number})),
+    "target_scaling": nullable(_target_scaling),
 }
 
 
