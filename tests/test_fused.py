@@ -336,3 +336,22 @@ def test_the_thread_control_times_fused_epochs_as_blocks(monkeypatch):
         assert changes[0].startswith(f"epoch {2 if warm else 3}: kept 2 thread(s)"), changes
         assert "2 -> 1 thread(s)" in changes[-1] and "the CPU is shared" in changes[-1]
         assert control._epoch_counts == {1: 100}  # the last epoch's 100 steps, at 1 thread
+
+
+@needs_numba
+def test_a_large_step_takes_the_step_loop(epochs, monkeypatch):
+    """Above MAX_STEP_MACS multiply-adds per step the step loop is as fast (measured): the
+    kernel declines; at the limit it runs."""
+    X, y = _data("cross_entropy")
+    macs = 16 * (6 * 8 + 8 * 3)  # batch 16, 6-8-3
+    previous = kernels.set_mode("1")
+    try:
+        for limit, runs in ((macs - 1, False), (macs, True)):
+            monkeypatch.setattr(fused, "MAX_STEP_MACS", limit)
+            epochs.clear()
+            ln.Sequential(LAYERS["relu"]()).fit(
+                X, y, loss="cross_entropy", epochs=2, batch_size=16, verbose=0
+            )
+            assert bool(epochs) is runs, limit
+    finally:
+        kernels.set_mode(previous)
