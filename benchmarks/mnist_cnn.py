@@ -1,6 +1,6 @@
 """Issue 16's MNIST target: ``lucidnet train FOLDER`` with the default CNN on a folder of PNGs.
 
-The 10,000 images of MNIST's t10k IDX files (``/work/shared/data/mnist-t10k`` by default, or
+The 10,000 images of MNIST's t10k IDX files (``../shared/data/mnist-t10k`` by default, or
 the folder given as the first argument) are written as 28x28 grayscale PNGs, one sub-folder per
 digit, into a temporary folder (never into the repository). Then, for each seed, the command
 ``lucidnet train FOLDER --seed S --metrics-json M.json --no-diagnostics`` runs in a fresh
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = Path("/work/shared/data/mnist-t10k")
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist-t10k"  # ../shared of the checkout
 TARGET_ACCURACY = 0.98
 TIME_LIMIT_S = 300.0
 
