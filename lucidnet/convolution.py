@@ -24,7 +24,6 @@ per axis.
 
 from __future__ import annotations
 
-import copy
 import math
 import numbers
 from collections.abc import Sequence
@@ -33,12 +32,11 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import activations as _act
 from . import initializers
-from ._validation import check_float, check_positive_int, describe
+from ._validation import check_positive_int, describe
 from .activations import Activation
 from .base import LAYERS, Layer
-from .layers import _RELU_FAMILY  # the activations "auto" initialises with He, as in Dense
+from .layers import KernelLayer
 
 __all__ = [
     "Conv1D",
@@ -205,7 +203,7 @@ def _crop(dxp: np.ndarray, pads: Pads) -> np.ndarray:
 
 
 # -- convolutions ---------------------------------------------------------------------------------
-class _Conv(Layer):
+class _Conv(KernelLayer):
     """The convolution of any rank; ``Conv1D`` and ``Conv2D`` fix the rank and the axes."""
 
     rank: ClassVar[int] = 2
@@ -231,15 +229,7 @@ class _Conv(Layer):
         self.stride = _int_tuple(stride, self.rank, "stride")
         self.padding = _check_padding(padding, self.rank)
         self.dilation = _int_tuple(dilation, self.rank, "dilation")
-        act = _act.get(activation)
-        # a private copy of a passed instance (as Dense: a shared activation shares its cache)
-        self.activation = copy.deepcopy(act) if act is activation else act
-        self.use_bias = bool(use_bias)
-        if kernel_initializer != "auto":
-            initializers.get(kernel_initializer)  # fail early on unknown names
-        self.kernel_initializer = kernel_initializer
-        self.l1 = check_float(l1, "l1", low=0.0)
-        self.l2 = check_float(l2, "l2", low=0.0)
+        self._kernel_options(activation, use_bias, kernel_initializer, l1, l2)
         self.pads: Pads = ()
 
     # -- shapes ---------------------------------------------------------------------------------
@@ -267,12 +257,9 @@ class _Conv(Layer):
         shapes = self.array_shapes(input_shape)  # checks the input shape
         super().build(input_shape, rng, dtype)
         self.pads = self._geometry(self.input_shape or ())[0]
-        init = self.kernel_initializer
-        if init == "auto":
-            key = self.activation.key if self.activation is not None else "linear"
-            init = "he_normal" if key in _RELU_FAMILY else "glorot_uniform"
         # fan_in = kh * kw * c_in: the initialisers read it from all axes but the last
-        self._add_param("W", initializers.get(init)(shapes["param/W"], rng, self.dtype))
+        init = initializers.get(self._initializer())
+        self._add_param("W", init(shapes["param/W"], rng, self.dtype))
         if self.use_bias:
             self._add_param("b", np.zeros(self.filters, dtype=self.dtype))
 
@@ -351,24 +338,6 @@ class _Conv(Layer):
         padded = tuple(size + lo + hi for size, (lo, hi) in zip(spatial, self.pads))
         dxp = np.zeros((n, *padded, self._x_shape[-1]), dtype=dz.dtype)
         return _crop(add_windows(dxp, dP, self.stride, self.dilation), self.pads)
-
-    def _penalty_grad(self, W: np.ndarray) -> np.ndarray | float:
-        """Gradient of ``l1 sum|W| + l2 sum W^2``: ``l1 sign(W) + 2 l2 W`` (0 without them)."""
-        grad: np.ndarray | float = 0.0
-        if self.l2:
-            grad = (2.0 * self.l2) * W
-        if self.l1:
-            grad = grad + self.l1 * np.sign(W)
-        return grad
-
-    def penalty(self) -> float:
-        W = self.params["W"]
-        total = 0.0
-        if self.l2:
-            total += self.l2 * float(np.sum(W * W))
-        if self.l1:
-            total += self.l1 * float(np.sum(np.abs(W)))
-        return total
 
     # -- fast path (fit) ------------------------------------------------------------------------
     # The textbook arithmetic in workspaces: the padded input's border is zeroed once and only
@@ -479,12 +448,8 @@ class _Conv(Layer):
         dx[...] = _crop(dxp, self.pads)
         return dx
 
-    def sublayers(self) -> list[Layer]:
-        return [] if self.activation is None else [self.activation]
-
     # -- persistence ----------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        act = self.activation
         return {
             **super().get_config(),
             "filters": self.filters,
@@ -492,23 +457,8 @@ class _Conv(Layer):
             "stride": self.stride,
             "padding": self.padding,
             "dilation": self.dilation,
-            "activation": None
-            if act is None
-            else {"class": type(act).__name__, **act.get_config()},
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer,
-            "l1": self.l1,
-            "l2": self.l2,
+            **self._kernel_config(),
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> _Conv:
-        config = dict(config)
-        act = config.get("activation")
-        if isinstance(act, dict):
-            act = dict(act)
-            config["activation"] = LAYERS.lookup(act.pop("class")).from_config(act)
-        return cls(**config)
 
     def __repr__(self) -> str:
         act = "None" if self.activation is None else repr(self.activation.key)

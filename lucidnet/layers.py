@@ -40,8 +40,85 @@ __all__ = [
 _RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu"}
 
 
+class KernelLayer(Layer):
+    """What a layer with a kernel ``W``, an optional bias ``b``, a fused activation and L1 / L2
+    penalties shares (``Dense``, ``Conv1D``, ``Conv2D``): the options, the penalty and its
+    gradient, the activation as a sub-layer, and the activation's place in the config."""
+
+    activation: Activation | None
+
+    def _kernel_options(
+        self,
+        activation: str | Activation | None,
+        use_bias: bool,
+        kernel_initializer: str,
+        l1: float,
+        l2: float,
+    ) -> None:
+        act = _act.get(activation)
+        # a private copy of a passed instance: one activation object given to several layers
+        # would share its forward cache and silently corrupt the earlier layers' gradients
+        self.activation = copy.deepcopy(act) if act is activation else act
+        self.use_bias = bool(use_bias)
+        if kernel_initializer != "auto":
+            initializers.get(kernel_initializer)  # fail early on unknown names
+        self.kernel_initializer = kernel_initializer
+        self.l1 = check_float(l1, "l1", low=0.0)
+        self.l2 = check_float(l2, "l2", low=0.0)
+
+    def _initializer(self) -> str:
+        """The kernel initialiser: ``"auto"`` is He normal for ReLU-family activations, Glorot
+        uniform otherwise."""
+        if self.kernel_initializer != "auto":
+            return self.kernel_initializer
+        key = self.activation.key if self.activation is not None else "linear"
+        return "he_normal" if key in _RELU_FAMILY else "glorot_uniform"
+
+    def _penalty_grad(self, W: np.ndarray) -> np.ndarray | float:
+        """Gradient of ``l1 sum|W| + l2 sum W^2``: ``l1 sign(W) + 2 l2 W`` (0 without them)."""
+        grad: np.ndarray | float = 0.0
+        if self.l2:
+            grad = (2.0 * self.l2) * W
+        if self.l1:
+            grad = grad + self.l1 * np.sign(W)
+        return grad
+
+    def penalty(self) -> float:
+        W = self.params["W"]
+        total = 0.0
+        if self.l2:
+            total += self.l2 * float(np.sum(W * W))
+        if self.l1:
+            total += self.l1 * float(np.sum(np.abs(W)))
+        return total
+
+    def sublayers(self) -> list[Layer]:
+        return [] if self.activation is None else [self.activation]
+
+    def _kernel_config(self) -> dict[str, Any]:
+        act = self.activation
+        return {
+            "activation": None
+            if act is None
+            else {"class": type(act).__name__, **act.get_config()},
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            "l1": self.l1,
+            "l2": self.l2,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        config = dict(config)
+        act = config.get("activation")
+        if isinstance(act, dict):
+            act = dict(act)
+            config["activation"] = LAYERS.lookup(act.pop("class")).from_config(act)
+        return cls(**config)
+
+
 @LAYERS.register("Dense")
-class Dense(Layer):
+class Dense(KernelLayer):
     """Fully connected layer: ``z = x W + b``, ``a = f(z)``.
 
     Args:
@@ -70,16 +147,7 @@ class Dense(Layer):
     ) -> None:
         super().__init__(name)
         self.units = check_positive_int(units, "units")
-        act = _act.get(activation)
-        # a private copy of a passed instance: one activation object given to several Dense
-        # layers would share its forward cache and silently corrupt the earlier layers' gradients
-        self.activation = copy.deepcopy(act) if act is activation else act
-        self.use_bias = bool(use_bias)
-        if kernel_initializer != "auto":
-            initializers.get(kernel_initializer)  # fail early on unknown names
-        self.kernel_initializer = kernel_initializer
-        self.l1 = check_float(l1, "l1", low=0.0)
-        self.l2 = check_float(l2, "l2", low=0.0)
+        self._kernel_options(activation, use_bias, kernel_initializer, l1, l2)
         self.input_dim = check_positive_int(input_dim, "input_dim", allow_none=True)
 
     def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
@@ -101,12 +169,8 @@ class Dense(Layer):
     def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> None:
         self.array_shapes(input_shape)  # checks the input shape
         super().build(input_shape, rng, dtype)
-        init = self.kernel_initializer
-        if init == "auto":
-            key = self.activation.key if self.activation is not None else "linear"
-            init = "he_normal" if key in _RELU_FAMILY else "glorot_uniform"
-        fan_in = input_shape[0]
-        self._add_param("W", initializers.get(init)((fan_in, self.units), rng, self.dtype))
+        init = initializers.get(self._initializer())
+        self._add_param("W", init((input_shape[0], self.units), rng, self.dtype))
         if self.use_bias:
             self._add_param("b", np.zeros(self.units, dtype=self.dtype))
 
@@ -132,15 +196,6 @@ class Dense(Layer):
         if self.use_bias:
             self.grads["b"] += dz.sum(axis=0)
         return dz @ W.T
-
-    def _penalty_grad(self, W: np.ndarray) -> np.ndarray | float:
-        """Gradient of ``l1 sum|W| + l2 sum W^2``: ``l1 sign(W) + 2 l2 W`` (0 without them)."""
-        grad: np.ndarray | float = 0.0
-        if self.l2:
-            grad = (2.0 * self.l2) * W
-        if self.l1:
-            grad = grad + self.l1 * np.sign(W)
-        return grad
 
     # -- fast path (fit) ------------------------------------------------------------------------
     def fast_forward(self, x: np.ndarray) -> np.ndarray:
@@ -184,9 +239,6 @@ class Dense(Layer):
             return None
         return np.matmul(dz, W.T, out=self._workspace("dx", self._x.shape, dz.dtype))
 
-    def sublayers(self) -> list[Layer]:
-        return [] if self.activation is None else [self.activation]
-
     def fold_output_scaling(self, scale: np.ndarray, shift: np.ndarray) -> bool:
         """y = (x W + b) scale + shift  =>  W <- W scale, b <- b scale + shift (per unit)."""
         if self.activation is not None and self.activation.key != "linear":
@@ -199,38 +251,13 @@ class Dense(Layer):
             self.params["b"] += shift
         return True
 
-    def penalty(self) -> float:
-        W = self.params["W"]
-        total = 0.0
-        if self.l2:
-            total += self.l2 * float(np.sum(W * W))
-        if self.l1:
-            total += self.l1 * float(np.sum(np.abs(W)))
-        return total
-
     def get_config(self) -> dict[str, Any]:
-        act = self.activation
         return {
             **super().get_config(),
             "units": self.units,
-            "activation": None
-            if act is None
-            else {"class": type(act).__name__, **act.get_config()},
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer,
-            "l1": self.l1,
-            "l2": self.l2,
+            **self._kernel_config(),
             "input_dim": self.input_dim,
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Dense:
-        config = dict(config)
-        act = config.get("activation")
-        if isinstance(act, dict):
-            act = dict(act)
-            config["activation"] = LAYERS.lookup(act.pop("class")).from_config(act)
-        return cls(**config)
 
     def __repr__(self) -> str:
         act = "None" if self.activation is None else repr(self.activation.key)
