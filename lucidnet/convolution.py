@@ -398,25 +398,8 @@ class _Conv(KernelLayer):
     def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """The textbook backward with the gradients written (not added) into the flat buffer,
         the bias gradient as ones^T dz, and dL/dx as shifted products (comment above)."""
-        act, P, f = self.activation, self._P, self.filters
-        dy2 = dy.reshape(P.shape[0], f)
-        dz = (
-            None
-            if act is None or not self.use_bias
-            else act.fast_backward_bias(dy2, self.grads["b"])
-        )
-        bias_done = dz is not None
-        if dz is None:
-            dz = dy2 if act is None else act.fast_backward(dy2)
-        W, gW = self.params["W"], self.grads["W"]
-        np.matmul(P.T, dz, out=gW.reshape(P.shape[1], f))
-        if self.l2:
-            gW += (2.0 * self.l2) * W
-        if self.l1:
-            gW += self.l1 * np.sign(W)
-        if self.use_bias and not bias_done:
-            ones = self._workspace("ones", (dz.shape[0],), dz.dtype, fill=1.0)
-            np.matmul(ones, dz, out=self.grads["b"])
+        P = self._P
+        dz = self._fast_kernel_grads(P, dy.reshape(P.shape[0], self.filters))
         if not need_input_grad:
             return None
         return self._fast_input_grad(dz)

@@ -1108,18 +1108,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if _streams(args):  # larger than memory: chunks in, chunks out
         return _predict_streamed(args, model, meta, preparer)
     df, _ = _read_csv(args, meta)
-    table = _prediction_table(args, model, meta, preparer, df)
+    write_predictions(_prediction_table(args, model, meta, preparer, df), args.out)
+    return 0
+
+
+def write_predictions(table: Any, out: str | None) -> None:
+    """The predictions table as CSV, to ``out`` (streamed to a temporary file, renamed into
+    place when complete) or to standard output."""
     options = {"index": False, "float_format": "%.6g", "lineterminator": csv_line_end(table)}
-    if args.out:
-        try:  # streamed to a temporary file, renamed into place when complete
-            with open_atomically(args.out, "w", encoding="utf-8", newline="") as fh:
+    if out:
+        try:
+            with open_atomically(out, "w", encoding="utf-8", newline="") as fh:
                 table.to_csv(fh, **options)
         except OSError as exc:
             raise CLIError(f"cannot write {_os_msg(exc)}") from None
-        print(f"{len(table)} predictions written to '{args.out}'", file=sys.stderr)
+        print(f"{len(table)} predictions written to '{out}'", file=sys.stderr)
     else:
         table.to_csv(sys.stdout, **options)
-    return 0
 
 
 def _prediction_table(

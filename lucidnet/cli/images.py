@@ -651,16 +651,7 @@ def cmd_predict(
     else:
         table["prediction"] = model.predict(X).ravel()
     cm.neutralise_formulas(table)
-    options = {"index": False, "float_format": "%.6g", "lineterminator": cm.csv_line_end(table)}
-    if args.out:
-        try:
-            with cm.open_atomically(args.out, "w", encoding="utf-8", newline="") as fh:
-                table.to_csv(fh, **options)
-        except OSError as exc:
-            raise CLIError(f"cannot write {cm._os_msg(exc)}") from None
-        print(f"{len(table)} predictions written to '{args.out}'", file=sys.stderr)
-    else:
-        table.to_csv(sys.stdout, **options)
+    cm.write_predictions(table, args.out)
     return 0
 
 
