@@ -63,7 +63,7 @@ from .convolution import (
 from .io import ModelFileError, ModelFileWarning, load, save_model
 from .layers import BatchNorm, Dense, Dropout, Embedding, Flatten, Layer
 from .losses import MAE, MSE, BinaryCrossEntropy, CrossEntropy, Huber, Loss
-from .model import Sequential, register_delegate
+from .model import Sequential, mlp, register_delegate
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import Constant, CosineDecay, ExponentialDecay, Schedule, StepDecay
 from .training import fit, train_step
@@ -122,6 +122,7 @@ __all__ = [
     "optimizers",
     "schedules",
     "Sequential",
+    "mlp",
     "Layer",
     "Dense",
     "Dropout",

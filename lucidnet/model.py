@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from . import activations as _activations
 from . import losses as _losses
 from . import threads as _threads
 from ._validation import check_array, check_dtype, check_positive_int, describe
 from .base import ALIGNMENT, Layer, empty_aligned
 from .callbacks import History
+from .layers import BatchNorm, Dense, Dropout
 from .losses import labels_from_logits
 from .optimizers import Optimizer
 from .optimizers import get as _get_optimizer
@@ -383,3 +385,33 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}])"
+
+
+def mlp(
+    n_outputs: int,
+    hidden: Iterable[int] = (64, 32),
+    activation: str = "relu",
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    l2: float = 0.0,
+    name: str | None = None,
+) -> Sequential:
+    """A multilayer perceptron: per hidden layer ``Dense(activation)`` (with ``batch_norm``:
+    ``Dense -> BatchNorm -> activation``) and a ``Dropout`` when ``dropout > 0``; then a linear
+    ``Dense(n_outputs)`` whose outputs are logits (the losses fuse the output function). The
+    network ``lucidnet train`` builds for tables and ``tune``'s default.
+
+    Shapes: x (n, features) -> (n, n_outputs).
+    """
+    layers: list[Layer] = []
+    for units in hidden:
+        if batch_norm:
+            layers += [Dense(units, l2=l2), BatchNorm()]
+            act = _activations.get(activation)  # a fresh activation layer per hidden layer
+            layers += [] if act is None else [act]
+        else:
+            layers.append(Dense(units, activation=activation, l2=l2))
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(n_outputs, l2=l2))
+    return Sequential(layers, name=name)

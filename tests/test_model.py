@@ -296,3 +296,23 @@ def test_observers_see_every_textbook_layer_call_and_not_the_fast_path():
     calls.clear()
     model.fast_backward(np.ones_like(model.fast_forward(x)))
     assert calls == []
+
+
+def test_mlp_builds_the_table_network():
+    """ln.mlp: Dense(act) [-> Dropout] per hidden layer, or Dense -> BatchNorm -> act, then
+    a linear output (the network of `lucidnet train` and of `tune`)."""
+    plain = ln.mlp(3, hidden=(8, 4), activation="tanh", dropout=0.2, l2=1e-3)
+    kinds = [type(layer).__name__ for layer in plain.layers]
+    assert kinds == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
+    assert plain.layers[0].activation.key == "tanh" and plain.layers[-1].activation is None
+    assert all(layer.l2 == 1e-3 for layer in plain.layers if isinstance(layer, ln.Dense))
+    normed = ln.mlp(2, hidden=(8,), batch_norm=True)
+    assert [type(layer).__name__ for layer in normed.layers] == [
+        "Dense",
+        "BatchNorm",
+        "ReLU",
+        "Dense",
+    ]
+    assert normed.layers[0].activation is None
+    plain.build((6,), seed=0)
+    assert plain.predict(np.zeros((5, 6), np.float32)).shape == (5, 3)

@@ -37,6 +37,7 @@ import numpy as np
 
 from .._files import open_atomically, write_text_atomically
 from .._version import __version__
+from ..model import mlp as build_model  # the table network (tune and images build it too)
 from . import defaults, saving
 from .args import DEFAULT_MAX_FEATURES as DEFAULT_MAX_FEATURES  # re-exported
 from .args import CLIError, _os_msg, parse_args
@@ -447,33 +448,6 @@ def _prepare(args: argparse.Namespace, df: Any) -> Any:
             )
         except LimitError as exc:  # the same message, with the command's option names
             raise CLIError(f"'{args.data}': {exc.message(cli_option)}") from None
-
-
-def build_model(
-    n_outputs: int,
-    hidden: tuple[int, ...] = (64, 32),
-    activation: str = "relu",
-    dropout: float = 0.0,
-    batch_norm: bool = False,
-    l2: float = 0.0,
-    name: str | None = None,
-) -> Any:
-    """The CLI's network: per hidden layer ``Dense(act) [-> Dropout]``, or with ``batch_norm``
-    ``Dense -> BatchNorm -> act [-> Dropout]``; then a linear ``Dense(n_outputs)`` (logits)."""
-    from .. import activations
-    from ..layers import BatchNorm, Dense, Dropout
-    from ..model import Sequential
-
-    layers: list[Any] = []
-    for units in hidden:
-        if batch_norm:
-            layers += [Dense(units, l2=l2), BatchNorm(), activations.get(activation)]
-        else:
-            layers.append(Dense(units, activation=activation, l2=l2))
-        if dropout > 0:
-            layers.append(Dropout(dropout))
-    layers.append(Dense(n_outputs, l2=l2))
-    return Sequential(layers, name=name)
 
 
 def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:

@@ -42,8 +42,7 @@ from .. import losses as _losses
 from .. import optimizers as _optimizers
 from .._validation import check_positive_int, describe
 from ..callbacks import Callback, EarlyStopping, History
-from ..layers import Dense, Dropout
-from ..model import Sequential
+from ..model import Sequential, mlp
 from ..splitting import split_indices
 from ..training import fit, label_strata
 
@@ -391,29 +390,6 @@ class PruningCallback(ValidationCurve):
             self.model.stop_training = True
 
 
-def build_network(
-    n_outputs: int,
-    hidden: tuple[int, ...] = (64, 32),
-    activation: str = "relu",
-    dropout: float = 0.0,
-    batch_norm: bool = False,
-    l2: float = 0.0,
-) -> Sequential:
-    """The default network of :class:`Objective`: per hidden layer ``Dense(activation)`` and
-    ``Dropout`` when ``dropout > 0``, then a linear ``Dense(n_outputs)``. ``batch_norm`` is not
-    supported here (pass ``build=`` for other networks; the command passes its own, which has
-    it)."""
-    if batch_norm:
-        raise ValueError("build_network has no batch normalisation; pass build= to Objective")
-    layers: list[Any] = []
-    for units in hidden:
-        layers.append(Dense(units, activation=activation, l2=l2))
-        if dropout > 0:
-            layers.append(Dropout(dropout))
-    layers.append(Dense(n_outputs, l2=l2))
-    return Sequential(layers)
-
-
 @dataclass
 class Trained:
     """What one trial trained: the model (best epoch's weights), its history, the
@@ -445,7 +421,7 @@ class Objective:
         threads: BLAS threads per trial (default 1: parallel workers each use one core).
         class_weight: passed to ``fit``.
         build: ``build(n_outputs, hidden, activation, dropout, batch_norm, l2) -> model``
-            (default :func:`build_network`).
+            (default :func:`lucidnet.model.mlp`).
         on_best: called as ``on_best(trial, trained)`` when a trial beats every finished trial of
             the study (all workers'): e.g. to save the model.
 
@@ -483,7 +459,7 @@ class Objective:
         self.epochs = check_positive_int(epochs, "epochs")
         self.patience, self.seed, self.threads = patience, seed, threads
         self.class_weight = class_weight
-        self.build = build_network if build is None else build
+        self.build = mlp if build is None else build
         self.on_best = on_best
 
     def train(self, config: Mapping[str, Any], trial: Any = None) -> Trained:
