@@ -187,6 +187,13 @@ class Layer:
         """Number of trainable scalars."""
         return int(sum(p.size for p in self.params.values()))
 
+    @property
+    def multiply_adds(self) -> int:
+        """Multiply-adds of one sample's forward pass through the layer, for the thread
+        planner (``threads.plan``): by default one per parameter (a Dense layer's ``x W``);
+        a layer that reuses its weights across positions (a convolution) says more."""
+        return self.n_params
+
     # -- persistence ----------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments."""

@@ -243,6 +243,13 @@ class _Conv(KernelLayer):
         pads = _resolve_pads(self.padding, spatial, k, s, d)
         return pads, _output_spatial(who, spatial, pads, k, s, d)
 
+    @property
+    def multiply_adds(self) -> int:
+        """Every kernel weight once per output position: ``prod(output spatial) * W.size``."""
+        if self.input_shape is None:
+            return self.n_params
+        return math.prod(self._geometry(self.input_shape)[1]) * self.params["W"].size
+
     def array_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         self._geometry(input_shape)
         shapes = {"param/W": (*self.kernel_size, input_shape[-1], self.filters)}

@@ -374,7 +374,7 @@ def fit(
     run.scaling = _target_scaling(model, run, target_scaling)
     _batches(model, run, batch_size)
     _callbacks(model, run, callbacks, verbose, seed)
-    work = run.batch_size * sum(layer.n_params for layer in model.layers)  # multiply-adds/step
+    work = run.batch_size * sum(layer.multiply_adds for layer in model.layers)  # per step
     try:
         with _threads.ThreadControl(run.threads, work, owner=model) as run.control:
             run.history.params["threads"] = run.control.record

@@ -476,3 +476,14 @@ def test_the_cnn_benchmark_runs(tmp_path, monkeypatch):
     assert len(result["seconds"]["lucidnet"]) == 1 and result["median"]["lucidnet"] > 0
     assert ("PyTorch" in result["median"]) == ("torch" in sys.modules)
     assert "lucidnet" in format_result(result) and "threads" in result["context"]
+
+
+def test_multiply_adds_count_every_position():
+    """The thread planner's work estimate: a convolution multiplies each kernel weight once per
+    output position (LeNet's first layer: 24 x 24 positions x 150 weights), not once."""
+    model = ln.Sequential([ln.Conv2D(6, 5), ln.MaxPool2D(2), ln.Flatten(), ln.Dense(10)])
+    model.build((28, 28, 1), seed=0)
+    conv, _, _, dense = model.layers
+    assert conv.multiply_adds == 24 * 24 * 5 * 5 * 1 * 6
+    assert dense.multiply_adds == dense.n_params == 12 * 12 * 6 * 10 + 10
+    assert ln.Conv1D(4, 3, stride=2).multiply_adds == 0  # not built yet: its parameters
