@@ -263,6 +263,7 @@ def workload_c(args, here: Path, log) -> dict:
         "--epochs", str(epochs), "--patience", str(epochs), "--batch-size", "128",
         "--lr", "0.001", "--max-features", "300", "--seed", "0", "--no-diagnostics",
         "--no-baselines",  # like for like: the scikit-learn script fits no reference models
+        "--dropout", "0", "--final-fit", "off",  # nor a text rule (its text is 300 terms)
         "--out", str(work / "c_model.lnet"), "--metrics-json", str(work / "c_metrics.json"),
         "--overwrite", "--quiet",
     ]

@@ -180,6 +180,35 @@ def test_no_final_fit_with_calibrate(text_csv, tmp_path):
     assert "Final fit" not in stdout and "final fit" not in hp["defaults"]
 
 
+@pytest.mark.parametrize(
+    "mode, reason, runs", [("off", "text", False), ("on", None, True), ("auto", None, False)]
+)
+def test_final_fit_option(mode, reason, runs):
+    """--final-fit off skips the text rule's final fit; on asks for it without the rule."""
+    model = ln.Sequential([ln.Dense(2)])
+    model.build((3,))
+    args = argparse.Namespace(
+        defaults_reason=reason, final_fit=mode, epochs=9, optimizer="adam", lr=1e-3
+    )
+    calls = []
+
+    def run_fit(opts, rows, net, optimizer, task, callbacks):
+        calls.append(opts.epochs)
+        return ln.History()
+
+    out = defaults.final_fit(args, _fit_data(), model, 2, "classification", run_fit)
+    assert (out is not None) is runs and calls == ([3] if runs else [])
+    if runs:
+        assert "Final fit (--final-fit on)" in out[2]
+        assert args.defaults_reason.startswith("final fit: training + validation rows (8)")
+
+
+def test_final_fit_off_on_the_command_line(text_csv, tmp_path):
+    stdout, hp = _training(tmp_path, text_csv, "--final-fit", "off")
+    assert "Defaults for text" in stdout and "Final fit" not in stdout
+    assert hp["final_fit"] == "off" and "final fit" not in hp["defaults"]
+
+
 def test_options_given_override_the_rule(text_csv, tmp_path):
     stdout, hp = _training(tmp_path, text_csv, "--dropout", "0", "--hidden", "64,32")
     assert "kept as given: --hidden 64,32, --dropout 0.0" in stdout

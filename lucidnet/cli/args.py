@@ -553,6 +553,16 @@ def _add_train(sub: Any) -> None:
         " trees) on the same rows to compare the network with",
     )
     g.add_argument(
+        "--final-fit",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help=_D(
+            "after early stopping has chosen the epochs, train a new network on the training +"
+            " validation rows for that many epochs (the test rows stay unseen); auto: for"
+            " text-dominated input (see 'Defaults for text')"
+        ),
+    )
+    g.add_argument(
         "--calibrate",
         action="store_true",
         help="classification: fit a temperature on the validation rows that makes the predicted"

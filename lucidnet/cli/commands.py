@@ -454,7 +454,7 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     keys = (
         "task hidden activation optimizer lr batch_size epochs patience dropout batch_norm l2 "
         "class_weight test_size val_size seed scaling max_features max_categories categorical "
-        "text numeric drop loss"
+        "text numeric drop loss final_fit"
     ).split()
     hp = {k: getattr(args, k) for k in keys}
     if hasattr(args, "calibrate"):  # train only (lr-find shares this function)

@@ -186,7 +186,8 @@ def final_fit(
     bag of words keeps gaining from more rows (the airline tweets, seeds 0-2: test accuracy
     +0.5 points on average); once early stopping has chosen the number of epochs they have done
     their job. The test rows stay unseen, so the test metrics remain those of the saved model.
-    Skipped (None) unless the text rule chose the settings (:func:`apply`), early stopping ran,
+    Skipped (None) unless ``--final-fit on``, or ``auto`` (the default) and the text rule chose
+    the settings (:func:`apply`); and unless early stopping ran,
     and neither ``--calibrate`` (its temperature is fitted on the validation rows) nor a too
     large copy of the rows (over half the memory available now) is in the way.
 
@@ -208,7 +209,10 @@ def final_fit(
     from ..optimizers import get as get_optimizer
 
     reason = getattr(args, "defaults_reason", None)
-    if not reason or best is None or len(data.X_val) == 0 or getattr(args, "calibrate", False):
+    mode = getattr(args, "final_fit", "auto")  # --final-fit: auto (the text rule), on, off
+    if mode == "off" or (mode == "auto" and not reason):
+        return None
+    if best is None or len(data.X_val) == 0 or getattr(args, "calibrate", False):
         return None
     rows = len(data.X_train) + len(data.X_val)
     room = available_memory()
@@ -227,9 +231,10 @@ def final_fit(
     if scaling is not None:  # one output: plain numbers, as commands._fit gives them
         scaling = {k: float(v[0]) for k, v in scaling.items()}
     note = f"final fit: training + validation rows ({rows}) for the {best + 1} epochs chosen"
-    args.defaults_reason = f"{reason}; {note}"
+    args.defaults_reason = f"{reason}; {note}" if reason else note
+    why = "text defaults" if mode == "auto" else "--final-fit on"
     line = (
-        f"Final fit (text defaults): a new network trained on the training + validation rows "
+        f"Final fit ({why}): a new network trained on the training + validation rows "
         f"({rows}) for the {best + 1} epochs early stopping chose, in {seconds:.1f} s; the "
         "test rows stay unseen"
     )
