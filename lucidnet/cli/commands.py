@@ -454,11 +454,12 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     keys = (
         "task hidden activation optimizer lr batch_size epochs patience dropout batch_norm l2 "
         "class_weight test_size val_size seed scaling max_features max_categories categorical "
-        "text numeric drop loss final_fit"
+        "text numeric drop loss"
     ).split()
     hp = {k: getattr(args, k) for k in keys}
-    if hasattr(args, "calibrate"):  # train only (lr-find shares this function)
-        hp["calibrate"] = args.calibrate
+    for key in ("calibrate", "final_fit"):  # train only (lr-find and tune share this function)
+        if hasattr(args, key):
+            hp[key] = getattr(args, key)
     hp["hidden"] = list(hp["hidden"])
     hp["defaults"] = getattr(args, "defaults_reason", None)  # why (cli/defaults.py), or None
     return hp
