@@ -363,7 +363,7 @@ class _Conv(KernelLayer):
     _TRANSPOSED_PATCHES_MAX_RUN = 8  #: kw * c_in up to which the patches are built transposed
 
     def fast_forward(self, x: np.ndarray) -> np.ndarray:
-        n, act, W = x.shape[0], self.activation, self.params["W"]
+        n, W = x.shape[0], self.params["W"]
         pads, out = self._geometry(tuple(x.shape[1:]))
         view = window_view(self._padded(x, pads), self.kernel_size, self.stride, self.dilation, out)
         rows, K, c = n * math.prod(out), W.size // self.filters, x.shape[-1]
@@ -380,13 +380,7 @@ class _Conv(KernelLayer):
         z = self._workspace("z", (rows, self.filters), x.dtype)
         np.matmul(P, W.reshape(K, self.filters), out=z)
         self._P, self._x_shape, self._out = P, x.shape, out
-        if self.use_bias:
-            fused = None if act is None else act.fast_forward_bias(z, self.params["b"])
-            if fused is not None:
-                return fused.reshape(n, *out, self.filters)
-            z += self.params["b"]
-        a = z if act is None else act.fast_forward(z)
-        return a.reshape(n, *out, self.filters)
+        return self._fast_activate(z).reshape(n, *out, self.filters)
 
     def _padded(self, x: np.ndarray, pads: Pads) -> np.ndarray:
         """``x`` with its zero border, in a workspace (``x`` itself without padding)."""

@@ -95,6 +95,17 @@ class KernelLayer(Layer):
     def sublayers(self) -> list[Layer]:
         return [] if self.activation is None else [self.activation]
 
+    def _fast_activate(self, z: np.ndarray) -> np.ndarray:
+        """a = f(z + b) on the fast path, z (rows, outputs) updated in place: bias and
+        activation in one compiled pass where the activation has a kernel."""
+        act = self.activation
+        if self.use_bias:
+            fused = None if act is None else act.fast_forward_bias(z, self.params["b"])
+            if fused is not None:
+                return fused
+            z += self.params["b"]
+        return z if act is None else act.fast_forward(z)
+
     def _fast_kernel_grads(self, inputs: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """The fast path's parameter gradients, written (not added) into the flat buffer:
         ``dW = inputs^T dz`` (+ the penalties' gradients), ``db`` as the product ones^T dz
@@ -233,17 +244,11 @@ class Dense(KernelLayer):
 
     # -- fast path (fit) ------------------------------------------------------------------------
     def fast_forward(self, x: np.ndarray) -> np.ndarray:
-        W, act = self.params["W"], self.activation
+        W = self.params["W"]
         self._x = x
         z = np.matmul(x, W, out=self._workspace("z", (x.shape[0], self.units), W.dtype))
         self._z = z
-        if self.use_bias:
-            # bias and activation in one compiled pass where the activation has a kernel
-            fused = None if act is None else act.fast_forward_bias(z, self.params["b"])
-            if fused is not None:
-                return fused
-            z += self.params["b"]
-        return z if act is None else act.fast_forward(z)
+        return self._fast_activate(z)
 
     def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """The textbook backward with the gradients written, not added, straight into the

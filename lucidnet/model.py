@@ -179,6 +179,12 @@ class Sequential:
                 yield f"{layer.name}/{key}", layer.params[key], layer.grads[key]
 
     @property
+    def multiply_adds(self) -> int:
+        """Multiply-adds of one sample's forward pass (``Layer.multiply_adds``): the work the
+        thread planner sizes ``fit`` and ``predict`` by."""
+        return int(sum(layer.multiply_adds for layer in self.layers))
+
+    @property
     def n_params(self) -> int:
         return int(sum(layer.n_params for layer in self.layers))
 
@@ -318,7 +324,7 @@ class Sequential:
             raise ValueError("the model is not trained or built yet: call fit or build first")
         bs = check_positive_int(batch_size, "batch_size", allow_none=True) or _INFERENCE_BATCH
         # threads chosen for the size of the products (inside fit: the fit's settings)
-        with _threads.limited("auto", min(bs, X.shape[0]) * self.n_params):
+        with _threads.limited("auto", min(bs, X.shape[0]) * self.multiply_adds):
             outs = [self.forward(X[i : i + bs], training=False) for i in range(0, X.shape[0], bs)]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 

@@ -65,6 +65,9 @@ class TrainableModel(CallbackModel, Protocol):
     input_shape: tuple[int, ...] | None
     dtype: np.dtype[Any]
 
+    @property
+    def multiply_adds(self) -> int: ...
+
     def penalty(self) -> float: ...
     def zero_grad(self) -> None: ...
     def release_workspaces(self) -> None: ...
@@ -374,7 +377,7 @@ def fit(
     run.scaling = _target_scaling(model, run, target_scaling)
     _batches(model, run, batch_size)
     _callbacks(model, run, callbacks, verbose, seed)
-    work = run.batch_size * sum(layer.multiply_adds for layer in model.layers)  # per step
+    work = run.batch_size * model.multiply_adds  # per step
     try:
         with _threads.ThreadControl(run.threads, work, owner=model) as run.control:
             run.history.params["threads"] = run.control.record
@@ -404,7 +407,6 @@ class _Run:
     scaling: TargetScaling | None = None
     batch_size: int = 1
     steps: int = 0
-    fold_last: bool = False  # the last batch of one row joins the one before (min_batch_size)
     callbacks: list[Callback] = field(default_factory=list)
     batch_hooks: list[Callback] = field(default_factory=list)
     history: History = field(default_factory=History)
@@ -763,11 +765,11 @@ def _batches(model: TrainableModel, run: _Run, batch_size: int | None) -> None:
     bs = n if batch_size is None else min(batch_size, n)
     run.batch_size, run.steps = bs, math.ceil(n / bs)
     min_batch = max(layer.min_batch_size for layer in model.layers)
-    run.fold_last = n > bs and 0 < n % bs < min_batch
-    if run.fold_last:
+    fold_last = n > bs and 0 < n % bs < min_batch  # the short last batch joins the one before
+    if fold_last:
         run.steps -= 1
     run.optimizer.steps_per_epoch = run.steps
-    run.source = ArraySource(run.X, run.y, run.weights, bs, run.shuffle, run.fold_last)
+    run.source = ArraySource(run.X, run.y, run.weights, bs, run.shuffle, fold_last)
 
 
 def _callbacks(

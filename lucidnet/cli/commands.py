@@ -631,10 +631,7 @@ def _fit(args: argparse.Namespace, data: Any, model: Any, optimizer: Any, task: 
         raise _InterruptedInFit  # fit has told the user already (one line on stderr)
     best = stopper.best_epoch if stopper is not None else None
     _report_training(args, history, seconds, best, diagnostics)
-    scaling = history.params.get("target_scaling")
-    if scaling is not None:  # one output: plain numbers in the model file
-        scaling = {k: float(v[0]) for k, v in scaling.items()}
-    return history, seconds, best, scaling, diagnostics
+    return history, seconds, best, saving.scaling_of(history), diagnostics
 
 
 def _training_callbacks(args: argparse.Namespace, data: Any) -> tuple[list[Any], Any, Any]:
@@ -717,6 +714,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     the limits of the data preparation (classes, memory), the model file's header size and the
     free disk space (:func:`_check_model_file`); if saving still fails, the trained model is
     kept (:func:`lucidnet.cli.saving.save_trained`)."""
+    wants_images = IMAGE_COMMANDS.get("wants")
+    if wants_images is not None and wants_images(args):  # a folder, image paths, IDX files
+        return IMAGE_COMMANDS["train"](args)  # checks its own outputs (its default name)
     out = args.out or f"{Path(args.data).stem}.lnet"
     outputs = [(out, "model file"), (args.metrics_json, "metrics file"), (args.report, "report")]
     for path, what in outputs:
@@ -724,9 +724,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             _check_output(path, args.overwrite, (args.data,), what)
     if len({os.path.realpath(p) for p, _ in outputs if p}) < sum(1 for p, _ in outputs if p):
         raise CLIError("--out, --metrics-json and --report must be different files")
-    wants_images = IMAGE_COMMANDS.get("wants")
-    if wants_images is not None and wants_images(args):  # a folder, image paths, IDX files
-        return IMAGE_COMMANDS["train"](args)
     data, model, optimizer, task, classes = _setup(args)
     if getattr(args, "calibrate", False) and task != "classification":
         raise CLIError("--calibrate needs a classification task; the target is regression")
@@ -1111,17 +1108,21 @@ def _prediction_table(
     names = ["prediction"] + [f"proba_{c}" for c in classes]
     keep = _kept_columns(df, args.keep, args.data, names)
     X = _features(preparer, df, args.data, drift=drift)
+    return add_predictions(_kept_table(df, keep), model, X, classes)
+
+
+def add_predictions(table: Any, model: Any, X: np.ndarray, classes: list[str]) -> Any:
+    """``table`` with the predictions of ``X`` appended after its columns: ``prediction`` (the
+    class name, or the number) and, for classification, one ``proba_<class>`` per class;
+    class labels and kept columns come from the user's data, so no cell or header may run as
+    a spreadsheet formula (neutralised)."""
     if classes:
         proba = model.predict(X)
-        columns = [np.asarray(classes, dtype=object)[proba.argmax(1)]]
-        columns += [proba[:, j] for j in range(len(classes))]
+        table["prediction"] = np.asarray(classes, dtype=object)[proba.argmax(1)]
+        for j, c in enumerate(classes):
+            table[f"proba_{c}"] = proba[:, j]
     else:
-        columns = [model.predict(X).ravel()]
-    table = _kept_table(df, keep)
-    for name, values in zip(names, columns, strict=True):  # after the kept columns
-        table[name] = values
-    # class labels and kept columns come from the user's data: no cell or header may run as a
-    # spreadsheet formula
+        table["prediction"] = model.predict(X).ravel()
     neutralise_formulas(table)
     return table
 

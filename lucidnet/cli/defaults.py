@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from .saving import scaling_of
+
 __all__ = [
     "TEXT_SETTINGS",
     "TEXT_SHARE",
@@ -227,9 +229,7 @@ def final_fit(
     start = time.perf_counter()
     history = run_fit(opts, view, final, get_optimizer(args.optimizer, lr=args.lr), task, [])
     seconds = time.perf_counter() - start
-    scaling = history.params.get("target_scaling")
-    if scaling is not None:  # one output: plain numbers, as commands._fit gives them
-        scaling = {k: float(v[0]) for k, v in scaling.items()}
+    scaling = scaling_of(history)  # as commands._fit gives it
     note = f"final fit: training + validation rows ({rows}) for the {best + 1} epochs chosen"
     args.defaults_reason = f"{reason}; {note}" if reason else note
     why = "text defaults" if mode == "auto" else "--final-fit on"

@@ -643,15 +643,7 @@ def cmd_predict(
         if args.keep:
             raise CLIError("--keep needs a CSV input (its columns are copied)")
         table = pd.DataFrame({"image": source.names})
-    if classes:
-        proba = model.predict(X)
-        table["prediction"] = np.asarray(classes, dtype=object)[proba.argmax(1)]
-        for j, c in enumerate(classes):
-            table[f"proba_{c}"] = proba[:, j]
-    else:
-        table["prediction"] = model.predict(X).ravel()
-    cm.neutralise_formulas(table)
-    cm.write_predictions(table, args.out)
+    cm.write_predictions(cm.add_predictions(table, model, X, classes), args.out)
     return 0
 
 

@@ -251,3 +251,10 @@ def _rescue(model: Any, path: str, error: OSError) -> None:
         f"cannot write the model file ({what}); the trained model could not be kept "
         f"(also tried {'; '.join(tried)})"
     ) from None
+
+
+def scaling_of(history: Any) -> dict[str, float] | None:
+    """The regression target's standardisation ``fit`` used (``history.params``), as the model
+    file stores it: ``{"mean", "std"}`` plain numbers (one output), or None."""
+    scaling = history.params.get("target_scaling")
+    return None if scaling is None else {k: float(v[0]) for k, v in scaling.items()}

@@ -274,7 +274,6 @@ class _BestWriter:
         if len(data.X_test):
             pred = cmd.network_predictions(self.task, model, data.X_test)
             self.result = cmd.test_metrics(self.task, data.y_test, pred, self.classes)
-        scaling = h.params.get("target_scaling")
         model.metadata = cmd._model_metadata(
             args,
             data,
@@ -282,7 +281,7 @@ class _BestWriter:
             seconds=trained.seconds,
             epochs_run=len(h.epoch),
             best=trained.best_epoch,
-            scaling=None if scaling is None else {k: float(v[0]) for k, v in scaling.items()},
+            scaling=saving.scaling_of(h),
             result=self.result,
         )
         model.metadata["created_by"] = "lucidnet tune"

@@ -64,18 +64,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "DEFAULT_STREAM_BYTES",
     "StreamSource",
     "StreamSplit",
     "StreamStats",
     "StreamedData",
     "TableReader",
-    "should_stream",
     "stream_prepare",
 ]
 
-#: ``lucidnet train`` streams a file larger than this many bytes (``--stream`` always does)
-DEFAULT_STREAM_BYTES = 1 << 30
 BATCH_ROWS = 65_536  # rows per record batch read
 BUFFER_ROWS = 100_000  # rows of the shuffle buffer
 SAMPLE_ROWS = 50_000  # rows for roles, task and the leakage guard
@@ -86,11 +82,6 @@ _NA_VALUES = (
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 )  # fmt: skip
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def should_stream(path: str, force: bool = False, threshold: int = DEFAULT_STREAM_BYTES) -> bool:
-    """Whether to stream ``path``: ``force``, or a file larger than ``threshold`` bytes."""
-    return force or os.path.getsize(path) > threshold
 
 
 # ---- reading --------------------------------------------------------------------------------

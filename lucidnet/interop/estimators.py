@@ -472,7 +472,7 @@ class _BaseNeuralNetwork(BaseEstimator):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=self.model_.dtype.type)
         setting = _inner_threads(_threads.check_threads(self.threads))
-        with _threads.limited(setting, min(X.shape[0], 4096) * self.model_.n_params):
+        with _threads.limited(setting, min(X.shape[0], 4096) * self.model_.multiply_adds):
             return self.model_.predict_logits(X).astype(np.float64)
 
     # -- persistence ------------------------------------------------------------------------------
