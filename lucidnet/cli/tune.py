@@ -344,19 +344,19 @@ def _holds_trial(path: str, study_name: str, number: int) -> bool:
 
 def write_report(path: str, study: Any, ranked: dict[str, float]) -> None:
     """An HTML page: the optimisation history (every trial's value, the best so far) and the
-    parameter importances as plots (matplotlib), and the trials table."""
-    import base64
+    parameter importances as plots (the glass box's matplotlib figures, no pyplot), and the
+    trials table."""
     import html
 
+    from ..glassbox.report import _img
+
     try:
-        history, bars = _history_png(study), _importance_png(ranked)
-    except ModuleNotFoundError as exc:
-        raise CLIError(f"--report needs matplotlib ({exc}); pip install matplotlib") from None
-    images = "".join(
-        f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        for alt, png in (("optimisation history", history), ("parameter importances", bars))
-        if png
-    )
+        figures = [(_history_figure(study), "optimisation history")]
+        if ranked:
+            figures.append((_importance_figure(ranked), "parameter importances"))
+    except ImportError as exc:
+        raise CLIError(f"--report needs matplotlib ({exc})") from None
+    images = "".join(_img(fig, alt) for fig, alt in figures)
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>lucidnet tune: {html.escape(study.study_name)}</title></head><body>"
@@ -366,24 +366,11 @@ def write_report(path: str, study: Any, ranked: dict[str, float]) -> None:
     cmd._write_text(path, page)
 
 
-def _figure_png(fig: Any) -> bytes:
-    import io
+def _history_figure(study: Any) -> Any:
+    from ..glassbox.plots import _new_figure
 
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _history_png(study: Any) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = _new_figure((7, 4))
+    ax = fig.add_subplot()
     best, xs, ys = math.inf, [], []
     for t in study.get_trials(deepcopy=False, states=tuning.finished_states()):
         done = t.value is not None
@@ -400,19 +387,17 @@ def _history_png(study: Any) -> bytes:
     ax.step(xs, ys, where="post", color="C1", label="best so far")
     ax.set(xlabel="trial", ylabel="validation loss", title="Optimisation history (x: pruned)")
     ax.legend()
-    return _figure_png(fig)
+    fig.tight_layout()
+    return fig
 
 
-def _importance_png(ranked: dict[str, float]) -> bytes:
-    if not ranked:
-        return b""
-    import matplotlib
+def _importance_figure(ranked: dict[str, float]) -> Any:
+    from ..glassbox.plots import _new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(ranked) + 1))
+    fig = _new_figure((7, 0.4 * len(ranked) + 1))
+    ax = fig.add_subplot()
     names = list(ranked)[::-1]
     ax.barh(names, [ranked[n] for n in names], color="C0")
     ax.set(xlabel="importance (fANOVA)", title="Parameter importances")
-    return _figure_png(fig)
+    fig.tight_layout()
+    return fig
