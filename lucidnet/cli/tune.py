@@ -77,28 +77,28 @@ def _outputs(args: argparse.Namespace) -> tuple[str, str, str]:
         cmd._check_output(args.report, args.overwrite, (args.data,), "report")
         if os.path.realpath(args.report) == os.path.realpath(out):
             raise CLIError("--out and --report must be different files")
-    if os.path.exists(out) and not args.overwrite and not _same_study(out, args):
+    name = args.study or f"{Path(args.data).stem}-{args.target}"
+    if os.path.exists(out) and not args.overwrite and _tuning_of(out).get("study") != name:
+        # not this study's best model so far (which continuing the study may replace)
         raise CLIError(
             f"model file '{out}' already exists and was not written by 'lucidnet tune' for this "
             "study; pass --overwrite to replace it"
         )
     url = args.storage or "sqlite:///" + str(Path(out).resolve().with_suffix(".optuna.db"))
-    name = args.study or f"{Path(args.data).stem}-{args.target}"
     return out, url, name
 
 
-def _same_study(path: str, args: argparse.Namespace) -> bool:
-    """Whether ``path`` is a model file that ``lucidnet tune`` wrote for this study (then it is
-    this study's best model so far, and continuing the study may replace it)."""
+def _tuning_of(path: str) -> dict[str, Any]:
+    """The ``tuning`` record (study, trial) of a model file ``lucidnet tune`` wrote; empty for
+    any other file, or one missing or unreadable."""
     from ..io import load
 
     try:
         meta = load(path).metadata
     except Exception:  # noqa: BLE001 (any unreadable file is "not ours")
-        return False
+        return {}
     tuned = meta.get("tuning") if isinstance(meta, dict) else None
-    name = args.study or f"{Path(args.data).stem}-{args.target}"
-    return isinstance(tuned, dict) and tuned.get("study") == name
+    return tuned if isinstance(tuned, dict) else {}
 
 
 def _shown(url: str) -> str:
@@ -305,7 +305,8 @@ def _finish(
         cmd._say("No trial completed: no model was saved.")
         return
     if writer.written != best.number:
-        if _holds_trial(writer.out, writer.study_name, best.number):
+        held = _tuning_of(writer.out)
+        if held.get("study") == writer.study_name and held.get("trial") == best.number:
             cmd._say(f"'{writer.out}' already holds the best trial #{best.number}.")
         else:
             cmd._say(f"Retraining the best trial #{best.number} (found by another worker or run)")
@@ -330,16 +331,6 @@ def _finish(
     if args.report:
         write_report(args.report, study, ranked)
         cmd._say(f"Report written to '{args.report}'")
-
-
-def _holds_trial(path: str, study_name: str, number: int) -> bool:
-    from ..io import load
-
-    try:
-        tuned = load(path).metadata.get("tuning") or {}
-    except Exception:  # noqa: BLE001 (missing or unreadable: it does not hold it)
-        return False
-    return tuned.get("study") == study_name and tuned.get("trial") == number
 
 
 def write_report(path: str, study: Any, ranked: dict[str, float]) -> None:
