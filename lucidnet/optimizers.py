@@ -118,9 +118,7 @@ class Optimizer:
     @property
     def current_lr(self) -> float:
         """The learning rate the next update will use."""
-        if isinstance(self.lr, _schedules.Schedule):
-            return self.lr(self.iterations, self.steps_per_epoch)
-        return float(self.lr)
+        return self._lr_at(self.iterations)
 
     # -- the update: shared bookkeeping ---------------------------------------------------------
     def _begin_step(
@@ -701,13 +699,17 @@ class Adam(Optimizer):
     ) -> None:
         """The Adam kernel, ``p`` first multiplied by ``decay`` (AdamW's 1 - lr wd)."""
         c, b1, b2 = p.dtype.type, self.beta1, self.beta2
-        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
-        step_size = lr * math.sqrt(bc2) / bc1  # the bias corrections, folded (see _adam)
-        eps_hat = self.eps * math.sqrt(bc2)
+        step_size, eps_hat = self._folded(lr, t)
         _kernels.kernel("adam", p.size)(
             p, g, self.slots["m"], self.slots["v"], c(b1), c(1.0 - b1), c(b2), c(1.0 - b2),
             c(step_size), c(eps_hat), c(decay), *terms, self._tiny,
         )  # fmt: skip
+
+    def _folded(self, lr: float, t: int) -> tuple[float, float]:
+        """Step ``t``'s bias corrections folded into the step size and epsilon (see _adam):
+        ``(lr sqrt(1 - b2^t) / (1 - b1^t), eps sqrt(1 - b2^t))``."""
+        bc1, bc2 = 1.0 - self.beta1**t, 1.0 - self.beta2**t
+        return lr * math.sqrt(bc2) / bc1, self.eps * math.sqrt(bc2)
 
     def _decays(self) -> dict[str, float]:
         return {"m": self.beta1, "v": self.beta2}
@@ -722,17 +724,10 @@ class Adam(Optimizer):
     ) -> tuple[np.ndarray, np.ndarray, bool, list[float]]:
         """Per step: the step size and eps_hat of ``_adam_kernel`` (bias corrections folded)
         and AdamW's decay 1 - lr wd (1 for Adam)."""
-        lrs = [self._lr_at(self.iterations + s) for s in range(steps)]
-        per_step = np.empty((steps, 3), dtype)
+        per_step, _, _, lrs = super().fused_schedule(steps, dtype)
         decoupled = 0.0 if self.coupled_decay else self.weight_decay
         for s, lr in enumerate(lrs):
-            t = self.iterations + s + 1
-            bc1, bc2 = 1.0 - self.beta1**t, 1.0 - self.beta2**t
-            per_step[s] = (
-                lr * math.sqrt(bc2) / bc1,
-                self.eps * math.sqrt(bc2),
-                1.0 - lr * decoupled,
-            )
+            per_step[s] = (*self._folded(lr, self.iterations + s + 1), 1.0 - lr * decoupled)
         constants = self._fused_constants(dtype, b1=self.beta1, b2=self.beta2)
         return per_step, constants, False, lrs
 
