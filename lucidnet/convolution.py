@@ -660,7 +660,9 @@ class _AvgPool(_Pool):
         positions inside the input only (Keras), i.e. the window sum over their count."""
         win = self._windows(x)
         axes = tuple(range(1 + self.rank, 1 + 2 * self.rank))
-        self._count = self._counts(x.dtype)
+        key = (x.dtype, x.shape[1:])
+        if self.__dict__.get("_count_key") != key:  # the counts depend on the shape only
+            self._count, self._count_key = self._counts(x.dtype), key
         return (win.sum(axis=axes) / self._count).astype(x.dtype, copy=False)
 
     def _counts(self, dtype: Any) -> np.ndarray:
