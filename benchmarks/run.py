@@ -199,6 +199,10 @@ def warm_kernel_cache(log) -> None:
         "    m = ln.Sequential([ln.Dense(4, activation='relu'), ln.Dense(3)])\n"
         "    m.fit(X, np.arange(64) % 3, loss='cross_entropy', optimizer=opt, epochs=2,"
         " verbose=0)\n"
+        "m = ln.Sequential([ln.Conv2D(2, 3, activation='relu'), ln.MaxPool2D(2),"
+        " ln.Conv2D(2, 3), ln.Flatten(), ln.Dense(3)])\n"
+        "m.fit(X.reshape(64, 8, 1, 1).repeat(8, axis=2), np.arange(64) % 3,"
+        " loss='cross_entropy', epochs=1, verbose=0)\n"
     )
     env = dict(os.environ, LUCIDNET_JIT="1", PYTHONPATH=str(HERE.parent))
     t0 = time.perf_counter()

@@ -33,6 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import initializers
+from . import kernels as _kernels
 from ._validation import check_positive_int, describe
 from .activations import Activation
 from .base import LAYERS, Layer
@@ -202,6 +203,27 @@ def _crop(dxp: np.ndarray, pads: Pads) -> np.ndarray:
     return dxp[(slice(None),) + inner]
 
 
+def _image_axes(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-axis sizes of a 1-D or 2-D layer as an image's (height, width): the compiled kernels
+    are written for images, and a sequence is an image of height 1."""
+    return sizes if len(sizes) == 2 else (1, *sizes)
+
+
+def _as_image(a: np.ndarray) -> np.ndarray:
+    """``a`` (n, *spatial, c) as (n, height, width, c) (a view)."""
+    return a.reshape(a.shape[0], *_image_axes(a.shape[1:-1]), a.shape[-1])
+
+
+def _kernel_ready(layer: Layer, name: str, kind: str, size: int, *arrays: np.ndarray) -> bool:
+    """Whether ``layer`` runs the compiled kernel ``name`` now on ``size`` elements
+    (:class:`lucidnet.kernels.Gate`, one per layer and kernel) with C-contiguous ``arrays``."""
+    gates = layer.__dict__.setdefault("_gates", {})
+    gate = gates.get(name)
+    if gate is None:
+        gate = gates[name] = _kernels.Gate(kind, name)
+    return gate.ready(size) and all(a.flags.c_contiguous for a in arrays)
+
+
 # -- convolutions ---------------------------------------------------------------------------------
 class _Conv(KernelLayer):
     """The convolution of any rank; ``Conv1D`` and ``Conv2D`` fix the rank and the axes."""
@@ -360,6 +382,10 @@ class _Conv(KernelLayer):
     #   dz W[a, b]^T (rows, c_in) (one batched matmul for all offsets) is added to the shifted
     #   slice of dL/dxpad it belongs to. The textbook's slice-adds of dP read runs of c_in
     #   values; these read whole image rows. LeNet's second layer, backward: 6.7 -> 3.4 ms.
+    #   With the compiled kernels (lucidnet.kernels, when they pay): dL/dP = dz W^T as one
+    #   product and a compiled col2im that reads each patch once: dL/dx 2.1 -> 1.3 ms.
+    # * dL/dW sums over every position of every image: KernelLayer._weight_product cuts that
+    #   long, thin product into chunks (LeNet's first layer: 1.19 -> 0.50 ms).
     _TRANSPOSED_PATCHES_MAX_RUN = 8  #: kw * c_in up to which the patches are built transposed
 
     def fast_forward(self, x: np.ndarray) -> np.ndarray:
@@ -409,6 +435,25 @@ class _Conv(KernelLayer):
         """dL/dx: for each kernel offset, dz W[offset]^T added to the slice of dL/dxpad that
         offset's patch entries were read from; the padding cut off."""
         W, (n, c) = self.params["W"], (self._x_shape[0], self._x_shape[-1])
+        padded = tuple(s + lo + hi for s, (lo, hi) in zip(self._x_shape[1:-1], self.pads))
+        dxp = self._workspace("dxpad", (n, *padded, c), dz.dtype)
+        dxp.fill(0)
+        K = W.size // self.filters
+        if _kernel_ready(self, "add_windows", "col2im", dz.shape[0] * K, dz):
+            # dL/dP = dz W^T as one product, then col2im compiled (reads each patch once)
+            dP = np.matmul(
+                dz,
+                W.reshape(K, self.filters).T,
+                out=self._workspace("dP", (dz.shape[0], K), dz.dtype),
+            )
+            _kernels.kernel("add_windows", dP.size)(
+                dP.reshape(n, *_image_axes(self._out), K),
+                _as_image(dxp),
+                *_image_axes(self.kernel_size),
+                *_image_axes(self.stride),
+                *_image_axes(self.dilation),
+            )
+            return self._cropped(dxp)
         # (*kernel, rows, c_in): one (rows, f) @ (f, c_in) product per kernel offset
         Q = self._workspace("dQ", (*self.kernel_size, dz.shape[0], c), dz.dtype)
         if c == 1:  # all offsets in one product: Q (K, rows) = W (K, f) dz^T
@@ -417,18 +462,19 @@ class _Conv(KernelLayer):
             WT = self._workspace("WT", (*self.kernel_size, self.filters, c), dz.dtype)
             np.copyto(WT, np.swapaxes(W, -1, -2))
             np.matmul(dz, WT, out=Q)
-        padded = tuple(s + lo + hi for s, (lo, hi) in zip(self._x_shape[1:-1], self.pads))
-        dxp = self._workspace("dxpad", (n, *padded, c), dz.dtype)
-        dxp.fill(0)
         for offset in np.ndindex(*self.kernel_size):
             target = tuple(
                 slice(o * d, o * d + s * (m - 1) + 1, s)
                 for o, d, s, m in zip(offset, self.dilation, self.stride, self._out)
             )
             dxp[(slice(None),) + target] += Q[offset].reshape(n, *self._out, c)
+        return self._cropped(dxp)
+
+    def _cropped(self, dxp: np.ndarray) -> np.ndarray:
+        """dL/dx from dL/dxpad: the padding cut off (into a workspace), or ``dxp`` itself."""
         if not any(lo or hi for lo, hi in self.pads):
             return dxp
-        dx = self._workspace("dx", self._x_shape, dz.dtype)
+        dx = self._workspace("dx", self._x_shape, dxp.dtype)
         dx[...] = _crop(dxp, self.pads)
         return dx
 
@@ -572,6 +618,11 @@ class _Pool(Layer):
 class _MaxPool(_Pool):
     pad_value = -np.inf
 
+    @property
+    def _two_by_two(self) -> bool:
+        """2-D windows of 2 x 2, the common case the compiled kernels serve (any stride)."""
+        return self.pool_size == (2, 2)
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """y = the largest value of each window (per channel); caches where it is."""
         win = self._windows(x)
@@ -598,7 +649,10 @@ class _MaxPool(_Pool):
     # max(where, k * larger), which is k since k exceeds every earlier offset. Backward
     # multiplies dy by the 0/1 mask where == k, one pass per offset (added up where windows
     # overlap). LeNet's first pooling, batch 128, CPU time: forward 4.7 -> 0.9 ms, backward
-    # 2.7 -> 0.7 ms.
+    # 2.7 -> 0.7 ms. 2 x 2 windows (any stride, any padding) have compiled kernels (when they
+    # pay: lucidnet.kernels), the same numbers in one pass: forward 0.9 -> 0.35 ms, backward
+    # 0.6 -> 0.45 ms. (A kernel looping over any window size kept a branch per comparison
+    # and was slower than NumPy on random data.)
     def fast_forward(self, x: np.ndarray) -> np.ndarray:
         pads, out = self._geometry(tuple(x.shape[1:]))
         xp = x
@@ -607,12 +661,17 @@ class _MaxPool(_Pool):
             # filled with -inf when created; only the interior is written afterwards
             xp = self._workspace("xpad", (x.shape[0], *shape, x.shape[-1]), x.dtype, fill=-np.inf)
             _crop(xp, pads)[...] = x
-        view = window_view(xp, self.pool_size, self.stride, (1,) * self.rank, out)
         y_shape = (x.shape[0], *out, x.shape[-1])
         y = self._workspace("y", y_shape, x.dtype)
         # the smallest integer type that can number the window's offsets (less memory traffic)
         index = np.int8 if math.prod(self.pool_size) <= 127 else np.int32
         where = self._workspace("where", y_shape, index)
+        self._where, self._x_shape, self._xp_shape, self._pads = where, x.shape, xp.shape, pads
+        if self._two_by_two and _kernel_ready(self, "max_pool_2x2", "pool", xp.size, xp):
+            kernel = _kernels.kernel("max_pool_2x2", xp.size)
+            kernel(xp, y, where, *self.stride)
+            return y
+        view = window_view(xp, self.pool_size, self.stride, (1,) * self.rank, out)
         larger = self._workspace("larger", y_shape, np.bool_)
         k_larger = self._workspace("k_larger", y_shape, index)
         lead = (slice(None),) * (1 + self.rank)
@@ -625,7 +684,6 @@ class _MaxPool(_Pool):
             np.greater(candidate, y, out=larger)
             np.maximum(y, candidate, out=y)
             np.maximum(where, np.multiply(larger, index(k), out=k_larger), out=where)
-        self._where, self._x_shape, self._xp_shape, self._pads = where, x.shape, xp.shape, pads
         return y
 
     def fast_backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
@@ -634,6 +692,10 @@ class _MaxPool(_Pool):
         where, out = self._where, dy.shape[1:-1]
         dxp = self._workspace("dxpad", self._xp_shape, dy.dtype)
         dxp.fill(0)
+        if self._two_by_two and _kernel_ready(self, "max_pool_2x2", "pool", dxp.size, dy):
+            kernel = _kernels.kernel("max_pool_2x2_backward", dxp.size)
+            kernel(dy, where, dxp, *self.stride, dy.dtype.type(0))
+            return self._cropped(dxp)
         overlap = any(s < p for s, p in zip(self.stride, self.pool_size))
         mask = self._workspace("mask", dy.shape, np.bool_)
         part = self._workspace("part", dy.shape, dy.dtype)
@@ -647,9 +709,13 @@ class _MaxPool(_Pool):
                 target += np.multiply(dy, mask, out=part)
             else:  # each input position is in one window at most
                 np.multiply(dy, mask, out=target)
+        return self._cropped(dxp)
+
+    def _cropped(self, dxp: np.ndarray) -> np.ndarray:
+        """dL/dx from dL/dxpad: the padding cut off (into a workspace), or ``dxp`` itself."""
         if not any(lo or hi for lo, hi in self._pads):
             return dxp
-        dx = self._workspace("dx", self._x_shape, dy.dtype)
+        dx = self._workspace("dx", self._x_shape, dxp.dtype)
         dx[...] = _crop(dxp, self._pads)
         return dx
 

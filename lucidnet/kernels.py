@@ -12,14 +12,16 @@ When a kernel runs (``Gate.ready``, asked at every call):
   it again): ``0`` never, ``1`` always (compiled on first use), unset or ``auto``: once the
   problem has repaid the compile, see below. numba missing: never. (Read once rather than at
   every call: ``os.environ.get`` costs ~1 us, and a small network's step asks three times.)
-* ``auto``: a kernel is compiled only after the NumPy path it replaces has done about
-  ``COMPILE_AFTER_S`` seconds of work (estimated from the array sizes, so that a seeded run
-  switches at the same step every time): loading numba and the cached kernels costs ~1 s in a
-  fresh process, compiling them ~0.5-1 s each the first time, more than a small ``fit`` takes
-  in all. This is the ski-rental rule: never more than twice the better of the two choices.
-  Once numba is loaded, a further kernel waits for a tenth of that (its own compile, or its
-  load from the cache, is all it costs then); once a kernel is compiled in this process, it
-  runs for every problem at once.
+* ``auto``: numba is loaded only after the NumPy paths the kernels replace have done about
+  ``COMPILE_AFTER_S`` seconds of work together (estimated from the array sizes, so that a
+  seeded run switches at the same step every time): loading numba and the cached kernels costs
+  ~1 s in a fresh process, compiling them ~0.5-1 s each the first time, more than a small
+  ``fit`` takes in all. This is the ski-rental rule: never more than twice the better of the
+  two choices. The load is paid once for all kernels, so all their work counts toward it (a
+  CNN's convolutions, poolings and activations each do a part). Once numba is loaded, each
+  kernel waits for a tenth of that of its own work (its own compile, or its load from the
+  cache, is all it costs then); once a kernel is compiled in this process, it runs for every
+  problem at once.
 
 Rounding: the kernels compute in the arrays' dtype with constants rounded to it, as NumPy does,
 so a kernel whose operations are the textbook's in the textbook's order gives the same bits
@@ -266,6 +268,89 @@ def _gather_rows(x: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
             out[i, j] = x[row, j]
 
 
+# -- convolution and pooling: images as (n, height, width, channels); a 1-D layer passes its
+# sequences as images of height 1. Parallel versions split the batch (samples are independent).
+def _add_windows(
+    dP: np.ndarray, dxp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int
+) -> None:
+    """col2im: dxp[s, i*sh + a*dh, j*sw + b*dw, c] += dP[s, i, j, (a*kw + b)*C + c] for every
+    output position (i, j) and kernel offset (a, b): each patch's gradient added back where the
+    patch was read (overlapping patches add up, in the order of the positions). dP is
+    (n, oh, ow, kh*kw*C), dxp (n, H, W, C), zeroed by the caller."""
+    n, oh, ow = dP.shape[0], dP.shape[1], dP.shape[2]
+    c = dxp.shape[3]
+    for s in prange(n):
+        for i in range(oh):
+            for a in range(kh):
+                row = dxp[s, i * sh + a * dh]  # (W, C): the input row kernel row a reads
+                for j in range(ow):
+                    patch = dP[s, i, j]
+                    for b in range(kw):
+                        x = j * sw + b * dw
+                        k0 = (a * kw + b) * c
+                        for ch in range(c):
+                            row[x, ch] += patch[k0 + ch]
+
+
+def _max_pool_2x2(xp: np.ndarray, y: np.ndarray, where: np.ndarray, sh: int, sw: int) -> None:
+    """Max pooling over 2 x 2 windows every (sh, sw) positions: y[s, i, j, c] = the largest of
+    xp[s, i*sh + a, j*sw + b, c] over a, b in {0, 1}, and where = its offset 2a + b. As the
+    NumPy fast path: the first maximum in row-major window order wins (only a strictly larger
+    value replaces it), and a NaN in the window makes y NaN (np.maximum) without moving
+    ``where``. xp (n, H, W, C) is padded with -inf by the caller.
+
+    The window is written out, not looped over: LLVM then turns each comparison into a
+    branch-free select (a loop over the window kept the branches: 3x slower on random data).
+    The NaN test is a flag for the same reason."""
+    n, oh, ow, c = y.shape
+    for s in prange(n):
+        for i in range(oh):
+            r0, r1 = xp[s, i * sh], xp[s, i * sh + 1]
+            for j in range(ow):
+                x0 = j * sw
+                for ch in range(c):
+                    m = r0[x0, ch]
+                    w = 0
+                    nan = m != m
+                    v = r0[x0 + 1, ch]
+                    nan |= v != v
+                    if v > m:
+                        m = v
+                        w = 1
+                    v = r1[x0, ch]
+                    nan |= v != v
+                    if v > m:
+                        m = v
+                        w = 2
+                    v = r1[x0 + 1, ch]
+                    nan |= v != v
+                    if v > m:
+                        m = v
+                        w = 3
+                    y[s, i, j, ch] = m + (v - v) if nan else m  # v - v: NaN in the dtype
+                    where[s, i, j, ch] = w
+
+
+def _max_pool_2x2_backward(
+    dy: np.ndarray, where: np.ndarray, dxp: np.ndarray, sh: int, sw: int, zero: Any
+) -> None:
+    """dxp[s, i*sh + a, j*sw + b, c] += dy[s, i, j, c] at each window's maximum 2a + b = where,
+    0 elsewhere (added, so overlapping windows add up). dxp (n, H, W, C) zeroed by the
+    caller; ``zero`` is 0 in the dtype (a Python 0 would make the sums float64)."""
+    n, oh, ow, c = dy.shape
+    for s in prange(n):
+        for i in range(oh):
+            r0, r1 = dxp[s, i * sh], dxp[s, i * sh + 1]
+            for j in range(ow):
+                x0 = j * sw
+                for ch in range(c):
+                    w, d = where[s, i, j, ch], dy[s, i, j, ch]
+                    r0[x0, ch] += d if w == 0 else zero
+                    r0[x0 + 1, ch] += d if w == 1 else zero
+                    r1[x0, ch] += d if w == 2 else zero
+                    r1[x0 + 1, ch] += d if w == 3 else zero
+
+
 #: kernel name -> (source, whether it has a parallel version).
 _SOURCES: dict[str, tuple[Callable[..., Any], bool]] = {
     "sgd": (_sgd, True),
@@ -278,6 +363,9 @@ _SOURCES: dict[str, tuple[Callable[..., Any], bool]] = {
     "softmax_cross_entropy": (_softmax_cross_entropy, False),
     "sigmoid_cross_entropy": (_sigmoid_cross_entropy, False),
     "gather_rows": (_gather_rows, True),
+    "add_windows": (_add_windows, True),
+    "max_pool_2x2": (_max_pool_2x2, True),
+    "max_pool_2x2_backward": (_max_pool_2x2_backward, True),
 }
 #: helpers the kernels call, compiled (and inlined) before them.
 _HELPERS = ("_gradient", "_flushed")
@@ -292,6 +380,12 @@ _NUMPY_COST_NS = {
     "activation": (12_000.0, 2.5),
     "loss": (5_000.0, 17.0),
     "gather": (2_000.0, 0.3),
+    # per element of dL/dpatches: the NumPy fast path's per-offset products and slice-adds,
+    # 2.1 ms for LeNet's second convolution (1.2M elements, batch 128)
+    "col2im": (10_000.0, 1.7),
+    # per element of the pooling's input, forward or backward: 0.9 / 0.6 ms for LeNet's first
+    # max-pool (442k elements, batch 128)
+    "pool": (10_000.0, 1.7),
 }
 
 
@@ -313,6 +407,7 @@ class _State:
     serial: dict[str, Any] = {}
     parallel: dict[str, Any] = {}
     compiled: set[str] = set()  # names with a serial or parallel version compiled
+    work_ns: float = 0.0  # every gate's estimated NumPy work while numba is not loaded
 
 
 def mode() -> str:
@@ -421,8 +516,8 @@ class Gate:
     """Whether one user of a kernel (an optimizer, a layer, a loss) should call it now.
 
     Args:
-        kind: ``"optimizer"``, ``"activation"``, ``"loss"`` or ``"gather"``: which estimate of
-            the NumPy path's cost ``auto`` counts.
+        kind: ``"optimizer"``, ``"activation"``, ``"loss"``, ``"gather"``, ``"col2im"`` or
+            ``"pool"``: which estimate of the NumPy path's cost ``auto`` counts.
         name: the kernel, to know whether it is compiled already.
     """
 
@@ -440,9 +535,12 @@ class Gate:
             return False
         if setting == "1" or self.name in _State.compiled:
             return _State.available or available()
-        self.work_ns += self.per_call + self.per_element * size
-        budget = COMPILE_AFTER_S * (1.0 if _State.numba is None else 0.1)
-        return self.work_ns >= budget * 1e9 and available()
+        work = self.per_call + self.per_element * size
+        self.work_ns += work
+        if _State.numba is None:  # loading numba is paid once for every kernel: all work counts
+            _State.work_ns += work
+            return _State.work_ns >= COMPILE_AFTER_S * 1e9 and available()
+        return self.work_ns >= 0.1 * COMPILE_AFTER_S * 1e9 and available()
 
 
 # -- the calls: constants rounded to the arrays' dtype -----------------------------------------

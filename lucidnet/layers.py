@@ -130,7 +130,7 @@ class KernelLayer(Layer):
         if dz is None:
             dz = dy if act is None else act.fast_backward(dy)
         W, gW = self.params["W"], self.grads["W"]
-        np.matmul(inputs.T, dz, out=gW.reshape(inputs.shape[1], dz.shape[1]))
+        self._weight_product(inputs, dz, gW.reshape(inputs.shape[1], dz.shape[1]))
         if self.l2:
             gW += (2.0 * self.l2) * W
         if self.l1:
@@ -139,6 +139,37 @@ class KernelLayer(Layer):
             ones = self._workspace("ones", (dz.shape[0],), dz.dtype, fill=1.0)
             np.matmul(ones, dz, out=self.grads["b"])
         return dz
+
+    #: ``inputs^T dz`` with at least this many rows times ``_CHUNK_ROWS`` and a result of at most
+    #: ``_CHUNK_MAX_RESULT`` values is summed over chunks of rows (below).
+    _CHUNK_ROWS, _CHUNK_MIN_CHUNKS, _CHUNK_MAX_RESULT = 512, 8, 4096
+
+    def _weight_product(self, inputs: np.ndarray, dz: np.ndarray, out: np.ndarray) -> None:
+        """out (fan_in, outputs) = inputs^T dz, the weight gradient's product.
+
+        A convolution's product is long and thin: it sums over every position of every image
+        (LeNet's first layer: 73,728 rows) into a result of a few hundred values, a shape
+        OpenBLAS runs at a fraction of its speed. There the rows are cut into chunks of
+        ``_CHUNK_ROWS``, one product per chunk (a batched matmul) and the partial results
+        added: LeNet's first layer, batch 128: 1.19 -> 0.50 ms (the same sum, another order
+        of additions)."""
+        rows, fan_in = inputs.shape
+        size = self._CHUNK_ROWS
+        chunks = rows // size
+        if chunks < self._CHUNK_MIN_CHUNKS or out.size > self._CHUNK_MAX_RESULT:
+            np.matmul(inputs.T, dz, out=out)
+            return
+        main = chunks * size
+        parts = self._workspace("dW_parts", (chunks, fan_in, out.shape[1]), out.dtype)
+        # splitting the row axis is a view whatever the inputs' strides (P^T.T included)
+        np.matmul(
+            inputs[:main].reshape(chunks, size, fan_in).transpose(0, 2, 1),
+            dz[:main].reshape(chunks, size, out.shape[1]),
+            out=parts,
+        )
+        np.sum(parts, axis=0, out=out)
+        if main < rows:
+            out += inputs[main:].T @ dz[main:]
 
     def _kernel_config(self) -> dict[str, Any]:
         act = self.activation

@@ -250,6 +250,80 @@ def test_conv_relu_fast_pair_on_both_fast_paths(dtype, jit, calls):
         assert {"bias_relu", "relu_backward_bias"} <= set(calls)
 
 
+#: convolutions and poolings whose fast pair has compiled kernels (col2im of dL/dpatches; 2 x 2
+#: max-pooling forward and backward), with the kernels each one must call
+KERNEL_CASES = [
+    ("Conv2D-c3", lambda: ln.Conv2D(5, 3, activation="tanh"), (9, 8, 3), {"add_windows"}),
+    (
+        "Conv2D-stride-dilation-same",
+        lambda: ln.Conv2D(4, (3, 2), stride=(2, 1), dilation=(1, 2), padding="same"),
+        (9, 8, 2),
+        {"add_windows"},
+    ),
+    ("Conv1D-stride-pad", lambda: ln.Conv1D(6, 4, stride=3, padding=2), (20, 4), {"add_windows"}),
+    (
+        "MaxPool2D-2x2",
+        lambda: ln.MaxPool2D(2),
+        (9, 8, 3),
+        {"max_pool_2x2", "max_pool_2x2_backward"},
+    ),
+    (
+        "MaxPool2D-2x2-overlap-same",
+        lambda: ln.MaxPool2D(2, 1, padding="same"),
+        (9, 8, 3),
+        {"max_pool_2x2", "max_pool_2x2_backward"},
+    ),
+    ("MaxPool2D-3x3", lambda: ln.MaxPool2D(3, 2, padding="same"), (9, 8, 3), set()),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize(
+    "factory, shape, kernels", [c[1:] for c in KERNEL_CASES], ids=[c[0] for c in KERNEL_CASES]
+)
+def test_conv_and_pool_kernels_equal_the_textbook(factory, shape, kernels, dtype, jit, calls):
+    """The compiled col2im and 2 x 2 max-pooling kernels compute the textbook's numbers (the
+    NumPy fast path too); other pool sizes keep the NumPy fast path."""
+    run_and_compare(factory, "float", shape, dtype)
+    assert set(calls) == (kernels if jit == "kernels" else set())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_max_pool_kernel_keeps_the_first_maximum_and_nan(dtype, jit):
+    """Ties go to the first maximum in row-major window order, as np.argmax; a NaN makes the
+    window's maximum NaN (np.maximum), on both fast paths."""
+    pool = _build(lambda: ln.MaxPool2D(2), (4, 4, 2), dtype, 0)
+    x = np.zeros((3, 4, 4, 2), dtype)
+    x[0, 0, 1, 0] = x[0, 1, 0, 0] = 5.0  # a tie: the first (offset 1) wins
+    x[1, 2, 2, 1], x[1, 3, 3, 1] = 7.0, np.nan  # NaN after the maximum in a window
+    x[1, 0, 0, 0], x[1, 1, 1, 0] = np.nan, 7.0  # NaN first
+    x[2, :2, :2, :] = -np.inf  # a window of -inf
+    y = pool.fast_forward(x).copy()
+    assert y[0, 0, 0, 0] == 5.0 and y[2, 0, 0, 0] == -np.inf
+    assert np.isnan(y[1, 1, 1, 1]) and np.isnan(y[1, 0, 0, 0])
+    dy = np.ones_like(y)
+    dx = pool.fast_backward(dy)
+    assert dx[0, 0, 1, 0] == 1.0 and dx[0, 1, 0, 0] == 0.0  # the gradient goes to the first
+    textbook = _build(lambda: ln.MaxPool2D(2), (4, 4, 2), dtype, 0)
+    np.testing.assert_array_equal(y, textbook.forward(x, training=True))
+    finite = ~np.isnan(x).reshape(3, 2, 2, 2, 2, 2).any(axis=(2, 4), keepdims=True)
+    finite = np.broadcast_to(finite, (3, 2, 2, 2, 2, 2)).reshape(x.shape)
+    np.testing.assert_array_equal(dx[finite], textbook.backward(dy)[finite])
+
+
+@pytest.mark.parametrize("rows_per_image", [64, 49], ids=["whole-chunks", "remainder"])
+def test_long_weight_products_summed_in_chunks_equal_the_textbook(rows_per_image):
+    """A convolution's weight gradient sums over batch x positions rows (here 8,192 or 6,272
+    >= 8 chunks of 512): the fast path's chunked products equal the textbook's one product
+    (float64: to rounding; the chunks really ran)."""
+    side = int(np.sqrt(rows_per_image)) + 2  # 3x3 valid convolution: (side - 2)^2 positions
+    layer = run_and_compare(
+        lambda: ln.Conv2D(4, 3, activation="relu"), "float", (side, side, 2), np.float64, 128, 2
+    )
+    parts = layer.__dict__["_buffers"]
+    assert any("dW_parts" in str(key) for key in parts), sorted(map(str, parts))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("batch", [LARGE_BATCH, SMALL_BATCH], ids=["large", "small"])
 def test_dense_relu_gives_the_textbook_bits_on_both_fast_paths(batch, dtype, jit, calls):
