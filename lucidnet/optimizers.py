@@ -111,8 +111,33 @@ class Optimizer:
         # (_layout is None until then); an empty placeholder rather than None, so that the hot
         # path needs no None check
         self._buf: np.ndarray = np.empty(0)
-        #: what the last step did: lr, gradient norm before / after clipping (for diagnostics).
-        self.last_step: dict[str, float] = {}
+        self._last_step: dict[str, float] = {}
+        self._norm_owed: np.ndarray | None = None  # the gradients whose norm last_step owes
+
+    @property
+    def last_step(self) -> dict[str, float]:
+        """What the last update did: ``{"lr": its learning rate, "grad_norm": the gradients'
+        global L2 norm before clipping}`` (for diagnostics).
+
+        The norm is a pass over every gradient, which an update without clipping or coupled
+        weight decay does not need (3% of an MNIST-sized epoch): it is then computed when
+        ``last_step`` is first read, from the gradients the update left in place. ``fit``
+        reads it before anything else can overwrite them (before per-batch callbacks, at the
+        end of every epoch); read it before the next backward pass when driving updates
+        yourself."""
+        self.settle()
+        return self._last_step
+
+    def settle(self) -> None:
+        """Compute now what ``last_step`` still owes (the last update's gradient norm), before
+        the gradients it is computed from change."""
+        if self._norm_owed is not None:
+            self._last_step["grad_norm"] = self._gradient_norm(self._norm_owed)
+            self._norm_owed = None
+
+    @last_step.setter
+    def last_step(self, value: dict[str, float]) -> None:
+        self._last_step, self._norm_owed = dict(value), None
 
     # -- learning rate --------------------------------------------------------------------------
     @property
@@ -162,10 +187,18 @@ class Optimizer:
 
     def _advance(self, g: np.ndarray) -> tuple[float, float, int]:
         """Start an update: the gradients' global norm before clipping, this update's learning
-        rate and step number (the counter advances), recorded in ``last_step``."""
-        norm = self._gradient_norm(g)
+        rate and step number (the counter advances), recorded in ``last_step``. The norm is
+        computed now only when the update needs it (``clip_norm``) or will change ``g`` (the
+        clipping and the coupled weight decay write the applied gradient back); otherwise it
+        is NaN here and ``last_step`` computes it when read."""
         lr = self.current_lr
         self.iterations += 1
+        if self.clip_norm is None and self.clip_value is None and not (
+            self.weight_decay and self.coupled_decay
+        ):
+            self._last_step, self._norm_owed = {"lr": lr}, g
+            return math.nan, lr, self.iterations
+        norm = self._gradient_norm(g)
         self.last_step = {"lr": lr, "grad_norm": norm}
         return norm, lr, self.iterations
 

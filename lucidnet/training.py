@@ -445,9 +445,11 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
                 if "accuracy" in track:
                     correct += _batch_correct(loss_fn, out, yb)
                 if run.batch_hooks:
+                    opt.settle()  # the update's gradient norm, before a hook changes the grads
                     _batch_end(run, step, value, m, loss_sum / seen, correct / seen, track)
                 if model.stop_training:
                     break
+            opt.settle()  # the last update's gradient norm, while its gradients are there
             if not seen or not math.isfinite(loss_sum):
                 _record_nan(history, run.callbacks)
                 break

@@ -206,6 +206,43 @@ def test_clip_norm_rescales_globally_across_layers_and_reports_norm():
     assert np.linalg.norm(model.flat_parameters()[1]) == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize(
+    "opt", [ln.Adam(1e-2), ln.SGD(0.1, momentum=0.9), ln.Adam(1e-2, clip_value=0.5)], ids=repr
+)
+def test_last_step_reports_the_norm_of_the_gradients_the_update_used(opt):
+    """Without clipping the norm is computed when read, from the gradients left in place; fit
+    settles it at every epoch end and before per-batch callbacks, so what the gradients become
+    afterwards (a callback's backward pass, zero_grad) does not change it."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 4)), rng.integers(0, 3, 64)
+    seen: list[tuple[float, float]] = []
+
+    class Hook(ln.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            g = self.model.flat_parameters()[1]
+            actual = float(np.linalg.norm(g))
+            g[:] = 0.0  # a hook that changes the gradients before it reads last_step
+            seen.append((opt.last_step["grad_norm"], actual))
+
+    model = ln.Sequential([ln.Dense(5, activation="relu"), ln.Dense(3)], dtype="float64")
+    model.fit(
+        X,
+        y,
+        loss="cross_entropy",
+        optimizer=opt,
+        epochs=2,
+        batch_size=16,
+        verbose=0,
+        callbacks=[Hook()],
+    )
+    assert len(seen) == 8
+    if opt.clip_value is None:  # the gradients the update used are still there
+        for reported, actual in seen:
+            assert reported == pytest.approx(actual, rel=1e-12) and actual > 0
+    model.flat_parameters()[1][:] = 1.0  # after fit: settled at the epoch's end
+    assert opt.last_step["grad_norm"] == pytest.approx(seen[-1][0], rel=1e-12)
+
+
 def test_clip_norm_does_not_zero_huge_float32_gradients():
     """g . g overflows float32 for |g| ~ 1e20; the clipped step must still point along g."""
     model, layer = vector_model([1.0, 2.0], dtype="float32")
