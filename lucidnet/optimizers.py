@@ -122,11 +122,15 @@ class Optimizer:
         The norm is a pass over every gradient, which an update without clipping or coupled
         weight decay does not need (3% of an MNIST-sized epoch): it is then computed when
         ``last_step`` is first read, from the gradients the update left in place. ``fit``
-        reads it before anything else can overwrite them (before per-batch callbacks, at the
-        end of every epoch); read it before the next backward pass when driving updates
-        yourself."""
+        settles it before anything else can overwrite them (before per-batch callbacks, at the
+        end of every epoch); read it, or call :meth:`settle`, before the next backward pass
+        when driving updates yourself."""
         self.settle()
         return self._last_step
+
+    @last_step.setter
+    def last_step(self, value: dict[str, float]) -> None:
+        self._last_step, self._norm_owed = dict(value), None
 
     def settle(self) -> None:
         """Compute now what ``last_step`` still owes (the last update's gradient norm), before
@@ -134,10 +138,6 @@ class Optimizer:
         if self._norm_owed is not None:
             self._last_step["grad_norm"] = self._gradient_norm(self._norm_owed)
             self._norm_owed = None
-
-    @last_step.setter
-    def last_step(self, value: dict[str, float]) -> None:
-        self._last_step, self._norm_owed = dict(value), None
 
     # -- learning rate --------------------------------------------------------------------------
     @property
@@ -193,8 +193,10 @@ class Optimizer:
         is NaN here and ``last_step`` computes it when read."""
         lr = self.current_lr
         self.iterations += 1
-        if self.clip_norm is None and self.clip_value is None and not (
-            self.weight_decay and self.coupled_decay
+        if (
+            self.clip_norm is None
+            and self.clip_value is None
+            and not (self.weight_decay and self.coupled_decay)
         ):
             self._last_step, self._norm_owed = {"lr": lr}, g
             return math.nan, lr, self.iterations
