@@ -261,6 +261,9 @@ KERNEL_CASES = [
         {"add_windows"},
     ),
     ("Conv1D-stride-pad", lambda: ln.Conv1D(6, 4, stride=3, padding=2), (20, 4), {"add_windows"}),
+    # one input channel: the patches built transposed (one copy of a transposed view)
+    ("Conv1D-c1", lambda: ln.Conv1D(3, 5, dilation=2), (30, 1), {"add_windows"}),
+    ("Conv2D-c1-same", lambda: ln.Conv2D(4, 5, padding="same"), (10, 9, 1), {"add_windows"}),
     (
         "MaxPool2D-2x2",
         lambda: ln.MaxPool2D(2),
