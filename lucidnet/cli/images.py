@@ -669,8 +669,50 @@ def cmd_evaluate(
     return 0
 
 
+#: where the labels of each kind of input come from (explain's first line)
+_LABELS_FROM = {
+    "folder": "its class sub-folder",
+    "idx": "the IDX labels file",
+    "files": "the file",
+}
+
+
+def model_rows(
+    args: argparse.Namespace, meta: dict[str, Any], prep: im.ImagePreparation, rows: slice
+) -> tuple[np.ndarray, np.ndarray | None, list[str], int, str]:
+    """For ``explain`` and ``gradcheck``: the images ``rows`` of ``args.data`` (in the order
+    ``predict`` lists them) prepared as the model was trained, only those decoded.
+
+    Returns:
+        ``(X, y, names, total, labels_from)``: float32 ``(k, h, w, c)`` images, their labels
+        in the model's encoding (None when the input has none: no class sub-folders, no
+        target column, no labels file), their names, the number of images in the input and
+        where the labels came from (said by ``explain``).
+    """
+    from dataclasses import replace
+
+    source = read_source(args, meta, labelled=True)
+    total = len(source.names)
+    picked = range(total)[rows]
+    source = replace(
+        source,
+        paths=None if source.paths is None else source.paths[rows],
+        pixels=None if source.pixels is None else source.pixels[rows],
+        y=None if source.y is None else source.y[rows],
+        names=source.names[rows],
+        frame=None,
+    )
+    if not len(picked):  # the caller says which row is out of range
+        return np.zeros((0, *prep.shape), np.float32), source.y, [], total, ""
+    X, kept = load_pixels(source, prep, getattr(args, "skip_unreadable", False))
+    y = None if source.y is None else source.y[kept]
+    where = _LABELS_FROM.get(source.kind, f"the column {source.target!r}")
+    return X, y, [source.names[i] for i in kept], total, where
+
+
 # the commands module consults this table and never imports this module (no import cycle);
 # lucidnet/cli/__init__.py imports this module, so the table is filled whenever the CLI runs
 cm.IMAGE_COMMANDS.update(
-    wants=wants_images, train=cmd_train, predict=cmd_predict, evaluate=cmd_evaluate
-)
+    wants=wants_images, train=cmd_train, predict=cmd_predict, evaluate=cmd_evaluate,
+    rows=model_rows,
+)  # fmt: skip
