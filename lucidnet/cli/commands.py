@@ -1370,8 +1370,8 @@ def _image_row_line(r: _Rows, row: int) -> str:
     if r.y is not None:
         value = r.y[0]
         classes = _class_names(r.meta)
-        shown = classes[int(value)] if classes else f"{float(value):.6g}"
-        label = f"; label {shown!r} from {r.image['labels_from']}"
+        shown = repr(classes[int(value)]) if classes else f"{float(value):.6g}"
+        label = f"; label {shown} from {r.image['labels_from']}"
     return (
         f"Image {names[0]!r} (row {row} of {r.total}), {prep.describe()}{label}.\n"
         "Input indices below are [sample, row, column, channel] of its pixels "

@@ -313,7 +313,10 @@ def _kinks(
     between the two one-sided slopes, which no gradient matches (backpropagation takes one
     side: the slope on one side, ``relu'(0) = 0``, the first maximum). Where ``f`` is smooth
     the one-sided slopes differ by about ``eps f''``, far less than the disagreement a wrong
-    backward pass makes, so a wrong backward pass is not excused as a kink."""
+    backward pass makes, so a wrong backward pass is not excused as a kink. Not every kink
+    shows: one entry that moves several units across their kinks in opposite directions (an
+    input pixel under a blank patch) can bend the slopes so that they cancel; data with exact
+    ties is better moved off them (``lucidnet gradcheck`` does so for images)."""
     diff = np.abs(analytic - numeric)
     disagree = (diff > atol) & (diff > threshold * (np.abs(analytic) + np.abs(numeric)))
     return disagree & (np.abs(bend) > diff)
