@@ -126,9 +126,59 @@ def test_info_shows_the_image_preparation(trained):
     assert "Image preparation: 16x16 gray" in stdout and "Conv2D" in stdout
 
 
-def test_table_commands_refuse_an_image_model(trained, digits_folder):
-    code, _, err = run(["explain", trained[0], digits_folder, "--row", 1])
-    assert_user_error(code, err, "is an image model")
+def test_explain_an_image_row(trained, digits_folder):
+    code, out, err = run(["explain", trained[0], digits_folder, "--row", 31])
+    assert code == 0, err
+    first = out.splitlines()[0]  # rows in predict's order: the class sub-folders, sorted
+    assert first.startswith("Image '") and "(row 31 of 120), 16x16 gray" in first
+    assert "label '1' from its class sub-folder" in first
+    assert "[sample, row, column, channel]" in out
+    assert "one output value worked out" in out and "one kernel weight's gradient" in out
+    assert "whole layer recomputed from its patches" in out
+    code, out, err = run(["explain", trained[0], digits_folder, "--row", 0, "--json"])
+    assert code == 0, err
+    step = json.loads(out)  # stdout is the JSON only
+    assert step["x"]["shape"] == [1, 16, 16, 1] and step["y"] == [0]
+
+
+def test_gradcheck_an_image_model(trained, digits_folder):
+    code, out, err = run(["gradcheck", trained[0], digits_folder, "--rows", 4])
+    assert code == 0, out + err
+    assert "PASSED" in out and "less than one grey level" in out
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and parts[-1] in ("ok", "FAIL") and "/" in parts[-4]:
+            rows[parts[0]] = (int(parts[-4].split("/")[0]), float(parts[-3]))
+    assert {"conv2d_0/W", "conv2d_2/W", "dense_8/b", "input"} <= set(rows)
+    for name, (checked, rel) in rows.items():  # real comparisons, float64 agreement
+        assert checked > 0 and rel < 1e-6, (name, checked, rel)
+
+
+def test_explain_and_gradcheck_take_what_predict_takes(trained, tmp_path):
+    X, y = digit_images()
+    write_idx(tmp_path / "d-images-idx3-ubyte.gz", X[:6])
+    write_idx(tmp_path / "d-labels-idx1-ubyte.gz", y[:6])
+    code, out, err = run(["explain", trained[0], tmp_path / "d-images-idx3-ubyte.gz", "--row", 2])
+    assert code == 0, err
+    assert "'d-images-idx3-ubyte.gz#2' (row 2 of 6)" in out and "the IDX labels file" in out
+    pd.DataFrame({"path": [f"img{i}.png" for i in range(3)]}).to_csv(tmp_path / "l.csv")
+    for i in range(3):
+        Image.fromarray(X[i]).save(tmp_path / f"img{i}.png")
+    code, out, err = run(["explain", trained[0], tmp_path / "l.csv", "--row", 1])
+    assert code == 0, err  # no target column: the model's own prediction, said on stderr
+    assert "no labels; using the model's prediction" in err and "Image 'img1.png'" in out
+    code, _, err = run(["gradcheck", trained[0], tmp_path / "l.csv"])
+    assert_user_error(code, err, "gradcheck needs labels", "'class'")
+    code, _, err = run(["explain", trained[0], tmp_path / "l.csv", "--row", 3])
+    assert_user_error(code, err, "--row 3 is out of range", "has 3 images")
+
+
+def test_explain_wrong_data_for_an_image_model(trained, tmp_path):
+    pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(tmp_path / "t.csv", index=False)
+    for command, extra in (("explain", ["--row", 0]), ("gradcheck", [])):
+        code, _, err = run([command, trained[0], tmp_path / "t.csv", *extra])
+        assert_user_error(code, err, "is not image input")
 
 
 def test_tampered_preparation_is_refused(trained, tmp_path):
@@ -293,7 +343,6 @@ def test_corrupt_image_named_or_skipped(digits_folder, tmp_path):
     ("extra", "fragment"),
     [
         (["--image-size", "0x5"], "--image-size"),
-        (["--report", "r.html"], "--report is not available for image data"),
         (["--stream"], "--stream is for tables"),
         (["--color", "cmyk"], "--color"),
     ],

@@ -646,6 +646,7 @@ def _add_explain(sub: Any) -> None:
         "  lucidnet explain model.lnet data.csv --row 12 --json > step.json",
     )
     _add_files(p)
+    _add_image_options(p, train=False)
     p.add_argument("--row", type=_nonneg_int, required=True, help="0-based data row")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -658,6 +659,7 @@ def _add_gradcheck(sub: Any) -> None:
         "  lucidnet gradcheck model.lnet data.csv --rows 8",
     )
     _add_files(p)
+    _add_image_options(p, train=False)
     p.add_argument("--rows", type=_pos_int, default=8, help="rows used (default 8)")
 
 

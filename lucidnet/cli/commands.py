@@ -31,7 +31,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -1331,39 +1331,83 @@ def _date_features(dates: dict[str, Any], labels: list[str], start: int) -> Any:
             i += 1
 
 
-def _row(args: argparse.Namespace) -> tuple[Any, Any, np.ndarray, np.ndarray | None, Any]:
-    """Model, metadata, features of ``data`` and its encoded target (None when absent)."""
-    model, meta, preparer = _load_model(args.model)
+class _Rows(NamedTuple):
+    """What ``explain`` and ``gradcheck`` work on: the rows asked for of the data file."""
+
+    model: Any
+    meta: dict[str, Any]
+    X: np.ndarray  # the rows asked for, as the network takes them
+    y: np.ndarray | None  # their encoded targets (None when the data has none)
+    preparer: Any  # a table's TabularPreparer, or an image model's ImagePreparation
+    total: int  # rows (images) in the data, for the range check
+    image: dict[str, Any] | None = None  # image models: "names", "labels_from"
+
+
+def _row(args: argparse.Namespace, rows: slice) -> _Rows:
+    """Model, metadata, the inputs of ``rows`` of ``data`` and their encoded target (None
+    when absent). An image model takes its data in the forms ``predict`` takes (a folder, a
+    CSV of image paths, IDX files; :mod:`lucidnet.cli.images`), prepared as in training."""
+    model, meta, preparer = _load_model(args.model, images=True)
+    if "images" in meta:
+        X, y, names, total, labels_from = IMAGE_COMMANDS["rows"](args, meta, preparer, rows)
+        image = {"names": names, "labels_from": labels_from}
+        return _Rows(model, meta, X, y, preparer, total, image)
     df, _ = _read_csv(args, meta)
     target = meta.get("target")
     y = None
     if target in df.columns:
         df, y = _labelled(preparer, meta, df, args.data)
-    return model, meta, _features(preparer, df, args.data), y, preparer
+    X = _features(preparer, df, args.data)
+    return _Rows(model, meta, X[rows], None if y is None else y[rows], preparer, len(X))
+
+
+def _image_row_line(r: _Rows, row: int) -> str:
+    """Which image ``explain`` works on, how it was prepared, its label and how the input's
+    indices read (a convolution's input is pixels, not named columns)."""
+    assert r.image is not None
+    prep, names = r.preparer, r.image["names"]
+    label = ""
+    if r.y is not None:
+        value = r.y[0]
+        classes = _class_names(r.meta)
+        shown = repr(classes[int(value)]) if classes else f"{float(value):.6g}"
+        label = f"; label {shown} from {r.image['labels_from']}"
+    return (
+        f"Image {names[0]!r} (row {row} of {r.total}), {prep.describe()}{label}.\n"
+        "Input indices below are [sample, row, column, channel] of its pixels "
+        "(row 0, column 0: top left)."
+    )
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """``lucidnet explain``: one training step on one row, explained."""
     from ..glassbox.explain import explain_step
 
-    model, meta, X, y, preparer = _row(args)
-    if args.row >= len(X):
-        raise CLIError(f"--row {args.row} is out of range: '{args.data}' has {len(X)} rows")
-    x = X[args.row : args.row + 1]
-    if y is None:  # no label in the file: explain the step towards the model's own prediction
+    r = _row(args, slice(args.row, args.row + 1))
+    model, meta, preparer = r.model, r.meta, r.preparer
+    if args.row >= r.total:
+        what = "images" if r.image is not None else "rows"
+        raise CLIError(f"--row {args.row} is out of range: '{args.data}' has {r.total} {what}")
+    x = r.X
+    if r.y is None:  # no label in the file: explain the step towards the model's own prediction
         target = (
             model.predict_logits(x).argmax(1)
             if meta.get("task") == "classification"
             else (model.predict(x).ravel())
         )
+        absent = "no labels" if r.image is not None else "no target column"
         print(
-            "lucidnet: note: no target column; using the model's prediction as the label",
+            f"lucidnet: note: {absent}; using the model's prediction as the label",
             file=sys.stderr,
         )
     else:
-        target = y[args.row : args.row + 1]
+        target = r.y
+    if r.image is not None and not args.json:
+        _say(_image_row_line(r, args.row), "")
     model, target = _as_trained(model, meta, np.asarray(target))
-    names = feature_labels(preparer) if preparer.state_ and "ids" not in preparer.state_ else None
+    names = None
+    if r.image is None and preparer.state_ and "ids" not in preparer.state_:
+        names = feature_labels(preparer)
     result = explain_step(model, x, target, feature_names=names)
     _say(json.dumps(result.to_dict(), indent=2) if args.json else result.to_text())
     return 0
@@ -1393,12 +1437,33 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     """``lucidnet gradcheck``: backpropagation against finite differences."""
     from ..glassbox.gradcheck import check_gradients
 
-    model, meta, X, y, _ = _row(args)
-    if y is None:
-        raise CLIError(f"gradcheck needs the target column {meta.get('target')!r} in the data")
-    result = check_gradients(model, X[: args.rows], y[: args.rows], loss=model.loss)
+    r = _row(args, slice(0, args.rows))
+    if r.y is None and r.image is not None:
+        raise CLIError(
+            f"gradcheck needs labels for the model's target {r.meta.get('target')!r}: give a "
+            "folder with one sub-folder per class, a CSV with the target column, or IDX files "
+            "with their labels file"
+        )
+    if r.y is None:
+        raise CLIError(f"gradcheck needs the target column {r.meta.get('target')!r} in the data")
+    X = r.X if r.image is None else _off_ties(r.X)
+    result = check_gradients(r.model, X, r.y, loss=r.model.loss)
+    if r.image is not None:
+        result.notes.append(
+            f"the {len(X)} images' pixels were each moved by less than one grey level (seeded "
+            "uniform noise, +-1/255): an image's blank background makes exact ties (equal "
+            "patches, equal max-pooling candidates) where the loss has no gradient"
+        )
     _say(result.to_text())
     return 0 if getattr(result, "passed", True) else 1
+
+
+def _off_ties(X: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Images in [0, 1] moved off exact ties: each pixel by seeded uniform noise of at most
+    1/255, reflected at 0 and 1 so the values stay in range (and none is exactly 0)."""
+    noise = np.random.default_rng(seed).uniform(-1.0 / 255, 1.0 / 255, X.shape)
+    moved = np.abs(X.astype(np.float64) + noise)
+    return np.where(moved > 1.0, 2.0 - moved, moved)
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:

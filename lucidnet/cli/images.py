@@ -377,9 +377,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     model, optimizer = _network(args, data, source)
     saving_bound = 4096 + cm.saving.json_bytes(classes) + 3 * 4 * model.n_params
     cm.saving.check_disk_space(out, saving_bound + 200_000)  # + history and metrics
-    history, seconds, best, scaling, _ = cm._fit(args, data, model, optimizer, task)
+    history, seconds, best, scaling, diagnostics = cm._fit(args, data, model, optimizer, task)
     calibration = cm._calibration(args, data, model) if task == "classification" else None
-    result = verdict = None
+    result = verdict = pred = None
     if len(data.X_test):
         pred = cm.network_predictions(task, model, data.X_test)
         result = cm.test_metrics(task, data.y_test, pred, classes)
@@ -405,26 +405,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         )  # fmt: skip
         cm._write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
         cm._say(f"Metrics written to '{args.metrics_json}'")
+    if args.report:
+        run = {"history": history, "diagnostics": diagnostics, "result": result,
+               "verdict": verdict, "calibration": calibration, "pred": pred}  # fmt: skip
+        _write_report(args, model, data, source, prep, run)
     return 0
 
 
 def _check_train_outputs(args: argparse.Namespace) -> str:
     """The model file's path; every output checked before any work."""
-
-    if args.report:
-        raise CLIError("--report is not available for image data yet (tables only)")
     if getattr(args, "stream", False):
         raise CLIError(
             "--stream is for tables; image input is decoded in memory (see --max-memory)"
         )
     stem = Path(args.data).name.split(".")[0] or "images"
     out = args.out or f"{stem}.lnet"
-    outputs = [(out, "model file"), (args.metrics_json, "metrics file")]
+    outputs = [(out, "model file"), (args.metrics_json, "metrics file"), (args.report, "report")]
     for path, what in outputs:
         if path:
             cm._check_output(path, args.overwrite, (args.data,), what)
-    if args.metrics_json and os.path.realpath(out) == os.path.realpath(args.metrics_json):
-        raise CLIError("--out and --metrics-json must be different files")
+    given = [os.path.realpath(p) for p, _ in outputs if p]
+    if len(set(given)) < len(given):
+        raise CLIError("--out, --metrics-json and --report must be different files")
     return out
 
 
@@ -455,6 +457,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, ImageSource, im.ImagePreparat
         X_train=parts["train"][0], y_train=parts["train"][1], X_val=parts["val"][0],
         y_val=parts["val"][1], X_test=parts["test"][0], y_test=parts["test"][1], split=split,
         preparer=None, raw=None, callbacks=[],
+        test_names=[source.names[kept[i]] for i in split.test],  # the report's captions
     )  # fmt: skip
     if args.augment:
         data.callbacks.append(ShiftAugment(args.seed, args.shift, args.flip))
@@ -607,6 +610,72 @@ def _metadata(
     }
 
 
+def _write_report(
+    args: argparse.Namespace, model: Any, data: Any, source: ImageSource,
+    prep: im.ImagePreparation, run: dict[str, Any],
+) -> None:  # fmt: skip
+    """The HTML report of an image ``train`` run (:mod:`lucidnet.glassbox.report`): what the
+    table report shows (curves, early stopping, diagnostics, test metrics, verdict,
+    calibration) plus the test images the network got wrong and the first convolution's
+    filters. ``run``: ``history``, ``diagnostics``, ``result``, ``verdict``, ``calibration``,
+    ``pred`` (the test images' predictions, computed once by ``train``)."""
+    from ..glassbox.report import write_report
+
+    history, task, sp = run["history"], source.task, data.split
+    n = len(sp.train) + len(sp.val) + len(sp.test)
+    what = f"{len(source.classes)} classes" if source.classes else task
+    summary = {
+        "input": f"{args.data} ({source.kind})",
+        "images": n,
+        "target": f"{source.target} ({what}: {source.reason})",
+        "split": f"{len(sp.train)} train / {len(sp.val)} validation / {len(sp.test)} test"
+        + (" (stratified)" if sp.stratified else ""),
+        "network input": " x ".join(map(str, data.X_train.shape[1:])) + " (height x width x "
+        "channels)",
+    }  # fmt: skip
+    steps = [prep.summary()]
+    if args.augment:
+        flips = ", mirrored left-right at random" if args.flip else ""
+        steps.append(f"training augmentation: each epoch, every training image shifted by up "
+                     f"to {args.shift} pixels{flips} (seeded)")  # fmt: skip
+    extras: dict[str, Any] = {
+        "restored_best": len(data.X_val) > 0 and history.best_epoch is not None,
+        "target_scaling": history.params.get("target_scaling"),
+        "verdict": run["verdict"],
+        "calibration": run["calibration"],
+        "target": source.target,
+    }
+    if run["pred"] is not None and len(data.X_test):
+        extras["test_images"] = _report_images(model, data, source, run["pred"])
+        if task == "regression":
+            extras["y_true"], extras["y_pred"] = data.y_test, run["pred"]
+    with cm._user_errors("--report"):
+        write_report(
+            args.report, model=model, history=history, data_summary=summary,
+            preparation=steps, hyperparameters=model.metadata["training"],
+            test_metrics=run["result"], diagnostics=run["diagnostics"],
+            overwrite=args.overwrite, title=f"Training report: {model.name} (images)", **extras,
+        )  # fmt: skip
+    cm._say(f"Report written to '{args.report}'")
+
+
+def _report_images(model: Any, data: Any, source: ImageSource, pred: np.ndarray) -> dict:
+    """The report's ``test_images``: the test images, their labels and predictions, the
+    predicted class's probability and the file names."""
+    images: dict[str, Any] = {"X": data.X_test, "y_true": data.y_test, "y_pred": pred}
+    if source.task == "classification":
+        logits = model.predict_logits(data.X_test).astype(np.float64)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        images["confidence"] = (p / p.sum(axis=1, keepdims=True))[np.arange(len(pred)), pred]
+        images["classes"] = source.classes
+    else:
+        images["classes"] = None
+    names = getattr(data, "test_names", None)
+    if names is not None:
+        images["names"] = names
+    return images
+
+
 # ------------------------------------------------------------------------------------------------
 # predict / evaluate
 # ------------------------------------------------------------------------------------------------
@@ -669,8 +738,50 @@ def cmd_evaluate(
     return 0
 
 
+#: where the labels of each kind of input come from (explain's first line)
+_LABELS_FROM = {
+    "folder": "its class sub-folder",
+    "idx": "the IDX labels file",
+    "files": "the file",
+}
+
+
+def model_rows(
+    args: argparse.Namespace, meta: dict[str, Any], prep: im.ImagePreparation, rows: slice
+) -> tuple[np.ndarray, np.ndarray | None, list[str], int, str]:
+    """For ``explain`` and ``gradcheck``: the images ``rows`` of ``args.data`` (in the order
+    ``predict`` lists them) prepared as the model was trained, only those decoded.
+
+    Returns:
+        ``(X, y, names, total, labels_from)``: float32 ``(k, h, w, c)`` images, their labels
+        in the model's encoding (None when the input has none: no class sub-folders, no
+        target column, no labels file), their names, the number of images in the input and
+        where the labels came from (said by ``explain``).
+    """
+    from dataclasses import replace
+
+    source = read_source(args, meta, labelled=True)
+    total = len(source.names)
+    picked = range(total)[rows]
+    source = replace(
+        source,
+        paths=None if source.paths is None else source.paths[rows],
+        pixels=None if source.pixels is None else source.pixels[rows],
+        y=None if source.y is None else source.y[rows],
+        names=source.names[rows],
+        frame=None,
+    )
+    if not len(picked):  # the caller says which row is out of range
+        return np.zeros((0, *prep.shape), np.float32), source.y, [], total, ""
+    X, kept = load_pixels(source, prep, getattr(args, "skip_unreadable", False))
+    y = None if source.y is None else source.y[kept]
+    where = _LABELS_FROM.get(source.kind, f"the column {source.target!r}")
+    return X, y, [source.names[i] for i in kept], total, where
+
+
 # the commands module consults this table and never imports this module (no import cycle);
 # lucidnet/cli/__init__.py imports this module, so the table is filled whenever the CLI runs
 cm.IMAGE_COMMANDS.update(
-    wants=wants_images, train=cmd_train, predict=cmd_predict, evaluate=cmd_evaluate
-)
+    wants=wants_images, train=cmd_train, predict=cmd_predict, evaluate=cmd_evaluate,
+    rows=model_rows,
+)  # fmt: skip

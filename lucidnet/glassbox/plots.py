@@ -34,6 +34,8 @@ __all__ = [
     "loss_surface",
     "WeightTracker",
     "figure_to_png",
+    "image_to_png",
+    "filter_tiles",
 ]
 
 _INSTALL_HINT = "plots need matplotlib: pip install lucidnet[plot] (or pip install matplotlib)"
@@ -67,6 +69,106 @@ def figure_to_png(fig: Any, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# small images without matplotlib: thumbnails of inputs, convolution filters
+# --------------------------------------------------------------------------------------------
+
+
+def image_to_png(image: Any, min_size: int = 48) -> bytes:
+    """One small image as PNG bytes, enlarged by a whole factor (each pixel a square block,
+    no smoothing) until its longer side is at least ``min_size``. Needs neither matplotlib nor
+    Pillow (the PNG is written with :mod:`zlib`).
+
+    Args:
+        image: ``(h, w)``, ``(h, w, 1)`` (gray) or ``(h, w, 3)`` (RGB); floats in [0, 1]
+            (clipped) or uint8.
+        min_size: the smallest longer side of the result, in pixels.
+
+    Returns:
+        The PNG file's bytes (8-bit gray or RGB).
+    """
+    import struct
+    import zlib
+
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3) or 0 in a.shape[:2]:
+        raise ValueError(f"image must be (h, w), (h, w, 1) or (h, w, 3), got shape {a.shape}")
+    if a.dtype != np.uint8:
+        f = np.nan_to_num(a.astype(np.float64), nan=0.0)
+        a = np.rint(np.clip(f, 0.0, 1.0) * 255).astype(np.uint8)
+    k = max(1, -(-check_positive_int(min_size, "min_size") // max(a.shape[:2])))
+    a = np.repeat(np.repeat(a, k, axis=0), k, axis=1)
+    h, w = a.shape[:2]
+    rows = np.ascontiguousarray(a).reshape(h, -1)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter 0
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    color = 0 if a.ndim == 2 else 2  # gray, RGB
+    header = struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def filter_tiles(W: Any) -> tuple[list[np.ndarray], list[str], str]:
+    """The kernels of a ``Conv2D`` as small RGB images, one per filter (and input channel).
+
+    Three input channels (an RGB image): each filter drawn as a colour image, its weights
+    scaled to [0, 1] filter by filter (what the filter responds to most, in colour). Any other
+    number of channels: each channel of each filter drawn on one diverging scale shared by all
+    (blue negative, white 0, red positive), so that strong and weak filters compare.
+
+    Args:
+        W: the kernel, ``(kh, kw, c_in, filters)``.
+
+    Returns:
+        ``(tiles, labels, how)``: uint8 ``(kh, kw, 3)`` images, a label for each
+        (``"filter 3"`` or ``"filter 3, channel 1"``) and one sentence on the colours.
+    """
+    W = check_array(W, "W", dtype=np.float64, min_ndim=4, max_ndim=4)
+    kh, kw, c_in, n = W.shape
+    if c_in == 3:
+        tiles, labels = [], []
+        for f in range(n):
+            k = W[:, :, :, f]
+            span = float(k.max() - k.min())
+            tiles.append(_unit_to_uint8((k - k.min()) / span if span > 0 else k * 0 + 0.5))
+            labels.append(f"filter {f}")
+        return tiles, labels, "each filter's weights scaled to [0, 1] as an RGB colour image"
+    top = float(np.abs(W).max()) or 1.0
+    tiles, labels = [], []
+    for f in range(n):
+        for c in range(c_in):
+            tiles.append(_diverging(W[:, :, c, f] / top))
+            labels.append(f"filter {f}" if c_in == 1 else f"filter {f}, channel {c}")
+    how = f"blue: negative, white: 0, red: positive weights; one scale for all (|w| <= {top:.3g})"
+    return tiles, labels, how
+
+
+def _unit_to_uint8(a: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _diverging(v: np.ndarray) -> np.ndarray:
+    """Values in [-1, 1] as RGB: -1 blue (0, 0, 1) through white to 1 red (1, 0, 0)."""
+    v = np.clip(v, -1.0, 1.0)
+    pos, neg = np.clip(v, 0, None), np.clip(-v, 0, None)
+    rgb = np.stack([1.0 - neg, 1.0 - pos - neg, 1.0 - pos], axis=-1)
+    return _unit_to_uint8(rgb)
 
 
 def _integer_ticks(ax: Any) -> None:

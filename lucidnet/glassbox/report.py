@@ -53,6 +53,11 @@ img { max-width: 100%; height: auto; display: block; margin: .5em 0; }
 .card .ci { font-size: 0.8em; color: #555; }
 .verdict { background: #eef3f9; border-left: 5px solid #3b6ea5; padding: .6em 1em;
            margin: 1em 0; font-size: 1.1em; }
+.thumbs { display: flex; flex-wrap: wrap; gap: .6em; }
+.thumb { margin: 0; width: 7.5em; text-align: center; font-size: 0.8em; overflow-wrap: anywhere; }
+.thumb img { image-rendering: pixelated; width: 64px; margin: 0 auto .2em auto; }
+.thumb.filter { width: 4.5em; }
+.thumb.filter img { width: 40px; }
 """
 
 _NUM = ' class="num"'
@@ -153,6 +158,7 @@ def render_report(
     calibration: dict[str, Any] | None = None,
     feature_names: list[str] | None = None,
     X_test: Any = None,
+    test_images: dict[str, Any] | None = None,
 ) -> str:
     """The report as an HTML string (see :func:`write_report` for the arguments)."""
     if not isinstance(model, Sequential):
@@ -177,9 +183,12 @@ def render_report(
     parts += _training(history, values, meta, plots, scaled)
     end = _end_weights(model, weights_before_scaling, scaled)
     parts += _diagnostics(diagnostics, diag, warnings_list, plots, end, scaled is not None)
+    images = _checked_images(test_images, class_names)
+    parts += _conv_filters(model, None if images is None else images["X"])
     parts += _test_metrics(metrics, cm, class_names, plots, verdict)
     parts += _per_class(per_class)
     parts += _regression_plots(y_true, y_pred, target, plots)
+    parts += _test_image_grid(images)
     parts += _baselines(verdict)
     parts += _calibration(calibration, plots)
     parts += _feature_effects(model, X_test, feature_names)
@@ -791,6 +800,13 @@ def write_report(
               "accuracy"}``: the ECE line and the reliability diagram.
             - ``feature_names`` and ``X_test``: the inputs' names and test rows in the
               model's input space: the inputs that move the predictions, by name.
+            - ``test_images``: the test images of an image model, ``{"X": (n, h, w, c)
+              pixels in [0, 1], "y_true": (n,), "y_pred": (n,)}`` and optionally
+              ``"classes"`` (class names, for class-index targets: a classification),
+              ``"confidence"`` ((n,) probability of the predicted class) and ``"names"`` (n
+              file names): a grid of the misclassified images (most confident first), or of
+              a regression's worst-predicted ones, at most 24; the first convolution's filters
+              are drawn in any case, marked with how many of these images each responds to.
 
             ``test_metrics`` may also hold ``"per_class"`` (class -> precision / recall /
             f1 / support) or the CLI's ``"details"``.
@@ -818,3 +834,155 @@ def write_report(
     # left it behind), with the permissions open() gives
     write_text_atomically(target, text, encoding="utf-8")
     return target
+
+
+# ------------------------------------------------------------------------------------------------
+# image models: the test images got wrong, the first convolution's filters
+# ------------------------------------------------------------------------------------------------
+
+#: the most test images drawn in the grid, and the most filter tiles drawn
+MAX_IMAGES = 24
+MAX_FILTER_TILES = 96
+
+
+def _checked_images(test_images: Any, class_names: Any) -> dict[str, Any] | None:
+    """``test_images`` checked: arrays of one length, images ``(n, h, w, 1 or 3)``."""
+    d = _checked_dict(test_images, "test_images")
+    if d is None:
+        return None
+    missing = {"X", "y_true", "y_pred"} - set(d)
+    if missing:
+        raise ValueError(f"test_images needs the keys X, y_true, y_pred; missing {sorted(missing)}")
+    X = np.asarray(d["X"])
+    if X.ndim != 4 or X.shape[3] not in (1, 3):
+        raise ValueError(f"test_images['X'] must be (n, h, w, 1 or 3) images, got shape {X.shape}")
+    out = {
+        "X": X,
+        "y_true": np.asarray(d["y_true"]).ravel(),
+        "y_pred": np.asarray(d["y_pred"]).ravel(),
+    }
+    for key in ("confidence", "names"):
+        if d.get(key) is not None:
+            out[key] = np.asarray(d[key]) if key == "confidence" else [str(v) for v in d[key]]
+    for key in ("y_true", "y_pred", "confidence", "names"):
+        if key in out and len(out[key]) != len(X):
+            raise ValueError(
+                f"test_images[{key!r}] has {len(out[key])} entries for {len(X)} images"
+            )
+    classes = d.get("classes", class_names)
+    out["classes"] = None if classes is None else [str(c) for c in classes]
+    return out
+
+
+def _thumb(image: np.ndarray, caption: list[str], cls: str = "thumb", size: int = 48) -> str:
+    from .plots import image_to_png
+
+    data = base64.b64encode(image_to_png(image, min_size=size)).decode("ascii")
+    alt = "; ".join(caption)
+    text = "<br>".join(_e(c) for c in caption)
+    return (
+        f'<figure class="{cls}"><img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{text}</figcaption></figure>"
+    )
+
+
+def _test_image_grid(images: dict[str, Any] | None) -> list[str]:
+    """The misclassified test images (most confident first) or, for values, the worst
+    predicted, each with its true and predicted label."""
+    if images is None:
+        return []
+    X, yt, yp, classes = images["X"], images["y_true"], images["y_pred"], images["classes"]
+    conf, names = images.get("confidence"), images.get("names")
+    n = len(X)
+    if classes is not None:
+        wrong = np.flatnonzero(yt != yp)
+        order = wrong if conf is None else wrong[np.argsort(-conf[wrong], kind="stable")]
+        head = "<h2>Test images the network got wrong</h2>"
+        if not len(wrong):
+            return [head, f'<div class="ok">All {n:,} test images are classified correctly.</div>']
+        how = "most confident first" if conf is not None else "in test-set order"
+        intro = f"{len(wrong):,} of {n:,} test images misclassified"
+    else:
+        err = np.abs(yp.astype(np.float64) - yt.astype(np.float64))
+        order = np.argsort(-err, kind="stable")
+        head = "<h2>Test images predicted worst</h2>"
+        how, intro = "largest error first", f"The {n:,} test images by |predicted - actual|"
+    shown = order[:MAX_IMAGES]
+    figs = []
+    for i in shown:
+        if classes is not None:
+            cap = [f"true {classes[int(yt[i])]}", f"predicted {classes[int(yp[i])]}"]
+            if conf is not None:
+                cap[1] += f" ({float(conf[i]):.0%})"
+        else:
+            cap = [f"actual {_fmt(float(yt[i]))}", f"predicted {_fmt(float(yp[i]))}"]
+        if names is not None:
+            cap.append(Path(names[i]).name)
+        figs.append(_thumb(X[i], cap))
+    note = f"; the first {len(shown)} shown" if len(order) > len(shown) else ""
+    return [head, f"<p>{_e(intro)} ({_e(how)}{_e(note)}), as the network saw them.</p>",
+            '<div class="thumbs">', *figs, "</div>"]  # fmt: skip
+
+
+def _first_conv(model: Sequential) -> tuple[int, Any] | None:
+    from ..convolution import Conv2D
+
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Conv2D):
+            return i, layer
+    return None
+
+
+def _conv_filters(model: Sequential, X: np.ndarray | None) -> list[str]:
+    """The first ``Conv2D``'s kernels as small images; with test images (and a ReLU), how many
+    of them each filter responds to (positive somewhere): a filter that never does is dead."""
+    found = _first_conv(model) if model.built else None
+    if found is None:
+        return []
+    from .plots import filter_tiles
+
+    i, layer = found
+    W = model.get_weights()[f"{layer.name}/W"]
+    tiles, labels, how = filter_tiles(W)
+    active = _filter_activity(model, i, X) if X is not None and len(X) else None
+    kh, kw, c_in, n = W.shape
+    where = "the pixels" if i == 0 else f"the output of {model.layers[i - 1].name}"
+    parts = [
+        f"<h2>First convolution's filters ({_e(layer.name)})</h2>",
+        f"<p>{n} filters of {kh}x{kw} over {c_in} channel(s) of {_e(where)}; {_e(how)}.</p>",
+    ]
+    if active is not None:
+        share, m = active
+        dead = int((share == 0).sum())
+        parts.append(
+            f"<p>Under each: on how many of {m:,} test images the filter's ReLU output is "
+            "positive somewhere. "
+            + (f"<b>{dead} filter(s) never respond</b> (dead: they pass nothing on and get no "
+               "gradient)." if dead else "Every filter responds to some image.")
+            + "</p>"
+        )  # fmt: skip
+    figs = []
+    for j, (tile, label) in enumerate(zip(tiles[:MAX_FILTER_TILES], labels, strict=False)):
+        cap = [label]
+        if active is not None:
+            f = j if c_in == 3 else j // c_in
+            cap.append(f"{active[0][f]:.0%} of images")
+        figs.append(_thumb(tile, cap, "thumb filter", size=30))
+    if len(tiles) > MAX_FILTER_TILES:
+        parts.append(f'<p class="note">the first {MAX_FILTER_TILES} of {len(tiles)} shown</p>')
+    return parts + ['<div class="thumbs">', *figs, "</div>"]
+
+
+def _filter_activity(
+    model: Sequential, index: int, X: np.ndarray, rows: int = 512
+) -> tuple[np.ndarray, int] | None:
+    """Per filter of layer ``index`` (a convolution with a ReLU), the fraction of (at most
+    ``rows``) images on which its output is positive somewhere; None without a ReLU."""
+    layer = model.layers[index]
+    if getattr(getattr(layer, "activation", None), "key", None) != "relu":
+        return None
+    a = np.asarray(X[:rows], dtype=np.float32)
+    for lay in model.layers[: index + 1]:
+        a = lay.forward(a, training=False)
+    on = (a > 0).reshape(len(a), -1, a.shape[-1]).any(axis=1)
+    return on.mean(axis=0), len(a)
