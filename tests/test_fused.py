@@ -355,3 +355,49 @@ def test_a_large_step_takes_the_step_loop(epochs, monkeypatch):
             assert bool(epochs) is runs, limit
     finally:
         kernels.set_mode(previous)
+
+
+_VARIANT_RUN = """
+import json, numpy as np, lucidnet as ln
+from lucidnet import fused, kernels
+kernels.set_mode("1")
+rng = np.random.default_rng(0)
+out = {}
+for dtype in ("float32", "float64"):
+    X = rng.standard_normal((96, 7)).astype(dtype)
+    y = rng.integers(0, 3, 96)
+    model = ln.Sequential([ln.Dense(9, activation="relu"), ln.Dense(5, activation="tanh"),
+                           ln.Dense(3)], dtype=dtype)
+    model.fit(X, y, loss="cross_entropy", epochs=3, batch_size=32, seed=1, verbose=0)
+    out[dtype] = model.flat_parameters()[0].astype(float).tolist()
+out["variant"] = fused._State.kernel.py_func.__name__
+out["epochs"] = fused._State.epochs
+print(json.dumps(out))
+"""
+
+
+@needs_numba
+def test_products_through_numpys_blas_or_numbas_give_the_same_training():
+    """The kernel's matrix products call NumPy's own BLAS where NumPy's wheel ships it (the
+    library and thread settings of the step loop's np.matmul), else numba's np.dot; both
+    variants train to the same weights (float64: to rounding), in fresh processes since the
+    choice is made once per process (LUCIDNET_NUMPY_BLAS=0 forces numba's)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    runs = {}
+    for flag in ("1", "0"):
+        env = {**os.environ, "LUCIDNET_NUMPY_BLAS": flag}
+        done = subprocess.run(
+            [sys.executable, "-c", _VARIANT_RUN], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[flag] = json.loads(done.stdout.strip().splitlines()[-1])
+        assert runs[flag]["epochs"] == 6  # every epoch fused (3 per dtype)
+    assert runs["0"]["variant"] == "_epoch"
+    if fused._numpy_blas_path() is not None:  # NumPy's wheel: its BLAS is called
+        assert runs["1"]["variant"] == "_epoch_numpy_blas"
+    np.testing.assert_allclose(runs["1"]["float64"], runs["0"]["float64"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(runs["1"]["float32"], runs["0"]["float32"], rtol=1e-4, atol=1e-5)
