@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 import os
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,9 @@ IMPORT_S, COMPILE_S, LOAD_S = 0.3, 5.0, 0.05
 #: 2-core Xeon: B, 64-32-10 at batch 32, ~75 us per step; A, 784-256-128-10 at batch 128,
 #: ~1.2 ms per step).
 STEP_S, LAYER_S, MAC_S = 20e-6, 25e-6, 0.012e-9
+
+#: seconds of steps per call of the kernel (Fused.epoch), as long as the thread tuner's blocks
+BLOCK_SECONDS = 0.1
 
 #: the largest step (multiply-adds of its forward products at the widest batch) the kernel
 #: takes. It saves the step loop's Python and NumPy call overhead, which matters for small
@@ -386,12 +390,15 @@ def _declare_numpy_blas(numba: Any) -> bool:
     global _sgemm, _dgemm
     if os.environ.get("LUCIDNET_NUMPY_BLAS", "1") == "0":
         return False
-    path = _numpy_blas_path()
-    if path is None:
+    addresses = _numpy_blas_addresses()
+    if addresses is None:
         return False
     from llvmlite import binding  # type: ignore[import-untyped]
 
-    binding.load_library_permanently(path)
+    # the two functions only, by address: loading the library globally (dlopen's RTLD_GLOBAL)
+    # would let its other symbols take the place of SciPy's (SciPy's LAPACK then failed)
+    for name, address in zip(_NUMPY_CBLAS, addresses):
+        binding.add_symbol(name, address)
     t = numba.types
     ints = (t.int32, t.int32, t.int32, t.int64, t.int64, t.int64)
     for name, real in zip(_NUMPY_CBLAS, (t.float32, t.float64)):
@@ -402,6 +409,18 @@ def _declare_numpy_blas(numba: Any) -> bool:
         else:
             _dgemm = function
     return True
+
+
+def _numpy_blas_addresses() -> tuple[int, int] | None:
+    """The addresses of :data:`_NUMPY_CBLAS` in NumPy's BLAS (:func:`_numpy_blas_path`)."""
+    import ctypes
+
+    path = _numpy_blas_path()
+    if path is None:
+        return None
+    library = ctypes.CDLL(path)  # loaded by NumPy already: the same handle, symbols local
+    sgemm, dgemm = (ctypes.cast(getattr(library, n), ctypes.c_void_p).value for n in _NUMPY_CBLAS)
+    return (sgemm, dgemm) if sgemm and dgemm else None
 
 
 def _numpy_blas_path() -> str | None:
@@ -506,20 +525,39 @@ class Fused:
         """Whether the kernel for these array types is compiled (or loaded) in this process."""
         return self.signature in _State.signatures
 
-    def epoch(self, order: np.ndarray) -> tuple[list[float], float, float, int]:
+    def epoch(
+        self, order: np.ndarray, block_done: Callable[[int], None] | None = None
+    ) -> tuple[list[float], float, float, int]:
         """One epoch over the rows in ``order``: ``(the steps' losses, their sum weighted by
         the batch sizes, the samples classified right, the samples seen)``; fewer steps than
-        planned when the loss sum became non-finite."""
+        planned when the loss sum became non-finite.
+
+        The steps run in blocks of about :data:`BLOCK_SECONDS` (one call for a small network's
+        whole epoch), ``block_done(steps)`` called after each: the thread tuner times blocks
+        of steps and changes the BLAS threads between them, within an epoch, as it does in the
+        step loop (another process taking a core mid-epoch costs one block, not an epoch)."""
         opt, steps = self.optimizer, len(self.sizes)
         p, g, s1, s2 = opt.fused_vectors(self.model)  # as the step does: slots made if need be
         per_step, consts, nesterov, lrs = opt.fused_schedule(steps, p.dtype)
         values, correct, norm = np.empty(steps), np.empty(steps), np.zeros(1)
-        done = _compiled()(
-            self.X, self.labels, self.targets, np.ascontiguousarray(order, np.int64),
-            self.starts, self.layout, self.codes, p, g, s1, s2, *self._buffers(p.dtype),
-            self.loss_code, self.opt_code, per_step, consts, nesterov, values, correct, norm,
-        )  # fmt: skip
-        _State.signatures.add(self.signature)
+        order = np.ascontiguousarray(order, np.int64)
+        kernel, buffers = _compiled(), self._buffers(p.dtype)
+        block = max(1, int(BLOCK_SECONDS * steps / self.epoch_s))
+        done = 0
+        for first in range(0, steps, block):
+            last = min(first + block, steps)
+            ran = kernel(
+                self.X, self.labels, self.targets, order, self.starts[first : last + 1],
+                self.layout, self.codes, p, g, s1, s2, *buffers, self.loss_code,
+                self.opt_code, per_step[first:last], consts, nesterov, values[first:last],
+                correct[first:last], norm,
+            )  # fmt: skip
+            done += ran
+            _State.signatures.add(self.signature)
+            if block_done is not None:
+                block_done(ran)
+            if ran < last - first:  # the loss sum turned non-finite: stopped, as the loop would
+                break
         _State.epochs += 1
         opt.fused_done(done, lrs[done - 1], float(norm[0]))
         losses = values[:done].tolist()

@@ -20,8 +20,8 @@ def epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     original = fused.Fused.epoch
 
-    def spy(self, order):
-        out = original(self, order)
+    def spy(self, order, block_done=None):
+        out = original(self, order, block_done)
         seen.append(len(out[0]))
         return out
 
@@ -389,7 +389,7 @@ def test_products_through_numpys_blas_or_numbas_give_the_same_training():
 
     runs = {}
     for flag in ("1", "0"):
-        env = {**os.environ, "LUCIDNET_NUMPY_BLAS": flag}
+        env = {**os.environ, "LUCIDNET_NUMPY_BLAS": flag, "PYTHONPATH": os.pathsep.join(sys.path)}
         done = subprocess.run(
             [sys.executable, "-c", _VARIANT_RUN], env=env, capture_output=True, text=True
         )
@@ -401,3 +401,63 @@ def test_products_through_numpys_blas_or_numbas_give_the_same_training():
         assert runs["1"]["variant"] == "_epoch_numpy_blas"
     np.testing.assert_allclose(runs["1"]["float64"], runs["0"]["float64"], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(runs["1"]["float32"], runs["0"]["float32"], rtol=1e-4, atol=1e-5)
+
+
+@needs_numba
+def test_an_epoch_in_blocks_of_steps_equals_one_call_and_lets_the_tuner_time_them(monkeypatch):
+    """The kernel runs an epoch in blocks of about BLOCK_SECONDS of steps, the thread tuner
+    called after each (so it can change the threads within an epoch, as in the step loop):
+    blocks of one step give the same training as one call per epoch."""
+    from lucidnet import threads
+
+    calls: list[int] = []
+    original = threads.ThreadControl.step_done
+
+    def spy(self, steps=1, warm=False):
+        calls.append(steps)
+        return original(self, steps, warm)
+
+    monkeypatch.setattr(threads.ThreadControl, "step_done", spy)
+    runs = []
+    for block_seconds in (1e9, 1e-12):  # one call per epoch; one call per step
+        monkeypatch.setattr(fused, "BLOCK_SECONDS", block_seconds)
+        calls.clear()
+        runs.append(_fit("1", LAYERS["relu"], "cross_entropy", ln.Adam, "float64"))
+        steps = -(-50 // 16)  # 50 rows, batch 16
+        assert calls == ([steps] * 4 if block_seconds > 1 else [1] * (4 * steps)), calls
+    _same_run(runs[0], runs[1], "float64")
+
+
+_LAPACK_AFTER_FUSED = """
+import numpy as np, lucidnet as ln
+from lucidnet import fused, kernels
+kernels.set_mode("1")
+X = np.random.default_rng(0).standard_normal((50, 6))
+ln.Sequential([ln.Dense(8, activation="relu"), ln.Dense(3)]).fit(
+    X, np.arange(50) % 3, loss="cross_entropy", epochs=1, verbose=0)
+assert fused._State.kernel is not None
+from sklearn.datasets import load_diabetes  # SciPy loaded after the kernel
+from sklearn.linear_model import LinearRegression
+X, y = load_diabetes(return_X_y=True)
+coef32 = LinearRegression().fit(X.astype(np.float32), y).coef_
+np.testing.assert_allclose(coef32, LinearRegression().fit(X, y).coef_, rtol=1e-3)
+print("ok")
+"""
+
+
+@needs_numba
+def test_calling_numpys_blas_leaves_scipys_lapack_working():
+    """The kernel reaches NumPy's BLAS by two registered addresses, not by loading that library
+    globally, which let its symbols take the place of those of libraries loaded afterwards
+    (SciPy's float32 least squares then failed: "Too large work array required"). In a fresh
+    process, so that SciPy is loaded after the kernel."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+    done = subprocess.run(
+        [sys.executable, "-c", _LAPACK_AFTER_FUSED], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
