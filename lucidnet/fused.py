@@ -75,11 +75,13 @@ STEP_S, LAYER_S, MAC_S = 20e-6, 25e-6, 0.012e-9
 BLOCK_SECONDS = 0.1
 
 #: the largest step (multiply-adds of its forward products at the widest batch) the kernel
-#: takes. It saves the step loop's Python and NumPy call overhead, which matters for small
-#: steps; for large ones the step loop's own BLAS calls and kernels are as fast or faster.
-#: Measured on a quiet 2-core Xeon (epoch time fused / step loop, both compiled): 0.08 M
-#: multiply-adds per step 0.33, 0.54 M 0.61, 3.2 M 0.77-0.84, 7.5 M 0.99, 13 M 0.97,
-#: 30 M (workload A) 1.21, so the kernel stops short of that.
+#: takes when its products go through numba's ``np.dot`` (SciPy's BLAS): it saves the step
+#: loop's Python and NumPy call overhead, which matters for small steps, but SciPy's older
+#: OpenBLAS is slower on large products. Measured on a quiet 2-core Xeon (epoch time fused /
+#: step loop, both compiled): 0.08 M multiply-adds per step 0.33, 0.54 M 0.61, 3.2 M
+#: 0.77-0.84, 7.5 M 0.99, 13 M 0.97, 30 M (workload A) 1.21. Through NumPy's own BLAS
+#: (``_gemm_numpy_blas``) the kernel takes every size: 6.7 M 0.76, 30 M 0.86, 68 M 0.91,
+#: 341 M 0.78 (2 BLAS threads, a loaded machine, interleaved).
 MAX_STEP_MACS = 8_000_000
 
 _ACTIVATIONS = {type(None): 0, Linear: 0, ReLU: 1, Tanh: 2, Sigmoid: 3}
@@ -355,6 +357,7 @@ class _State:
     work_s = 0.0  # estimated NumPy-path seconds spent by fits that could have used the kernel
     cached: bool | None = None  # whether the kernel is in numba's disk cache (asked once)
     epochs = 0  # epochs run through the kernel in this process (the benchmark reports it)
+    numpy_blas: bool | None = None  # whether NumPy's BLAS can be called (_numpy_blas_available)
 
 
 def _compiled() -> Any:
@@ -388,10 +391,11 @@ def _declare_numpy_blas(numba: Any) -> bool:
     dgemm; ``False`` (numba's ``np.dot`` then) where NumPy's BLAS is not that library (another
     build of NumPy, another BLAS) or ``LUCIDNET_NUMPY_BLAS=0``."""
     global _sgemm, _dgemm
-    if os.environ.get("LUCIDNET_NUMPY_BLAS", "1") == "0":
+    if not _numpy_blas_available():
         return False
     addresses = _numpy_blas_addresses()
     if addresses is None:
+        _State.numpy_blas = False
         return False
     from llvmlite import binding  # type: ignore[import-untyped]
 
@@ -409,6 +413,14 @@ def _declare_numpy_blas(numba: Any) -> bool:
         else:
             _dgemm = function
     return True
+
+
+def _numpy_blas_available() -> bool:
+    """Whether the kernel will call NumPy's BLAS (asked once a process)."""
+    if _State.numpy_blas is None:
+        allowed = os.environ.get("LUCIDNET_NUMPY_BLAS", "1") != "0"
+        _State.numpy_blas = allowed and _numpy_blas_path() is not None
+    return _State.numpy_blas
 
 
 def _numpy_blas_addresses() -> tuple[int, int] | None:
@@ -590,8 +602,9 @@ def prepare(model: Any, run: Any) -> Fused | None:
     layout = _layout(model)
     if layout is None:
         return None
-    if run.batch_size * int((layout[:, 2] * layout[:, 3]).sum()) > MAX_STEP_MACS:
-        return None  # a large step: the step loop is as fast (MAX_STEP_MACS)
+    step_macs = run.batch_size * int((layout[:, 2] * layout[:, 3]).sum())
+    if step_macs > MAX_STEP_MACS and not _numpy_blas_available():
+        return None  # a large step on SciPy's BLAS: the step loop is as fast (MAX_STEP_MACS)
     return Fused(model, run, codes, layout, loss_code, opt_code)
 
 

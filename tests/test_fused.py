@@ -339,14 +339,19 @@ def test_the_thread_control_times_fused_epochs_as_blocks(monkeypatch):
 
 
 @needs_numba
-def test_a_large_step_takes_the_step_loop(epochs, monkeypatch):
-    """Above MAX_STEP_MACS multiply-adds per step the step loop is as fast (measured): the
-    kernel declines; at the limit it runs."""
+@pytest.mark.parametrize("numpy_blas", [False, True])
+def test_a_large_step_takes_the_step_loop_unless_numpys_blas_is_called(
+    epochs, monkeypatch, numpy_blas
+):
+    """Above MAX_STEP_MACS multiply-adds per step the step loop is as fast as the kernel on
+    SciPy's BLAS (measured): the kernel declines; at the limit it runs. On NumPy's BLAS it
+    takes every size."""
     X, y = _data("cross_entropy")
     macs = 16 * (6 * 8 + 8 * 3)  # batch 16, 6-8-3
+    monkeypatch.setattr(fused, "_numpy_blas_available", lambda: numpy_blas)
     previous = kernels.set_mode("1")
     try:
-        for limit, runs in ((macs - 1, False), (macs, True)):
+        for limit, runs in ((macs - 1, numpy_blas), (macs, True)):
             monkeypatch.setattr(fused, "MAX_STEP_MACS", limit)
             epochs.clear()
             ln.Sequential(LAYERS["relu"]()).fit(
