@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import math
 import os
+import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +71,17 @@ IMPORT_S, COMPILE_S, LOAD_S = 0.3, 5.0, 0.05
 #: ~1.2 ms per step).
 STEP_S, LAYER_S, MAC_S = 20e-6, 25e-6, 0.012e-9
 
+#: seconds of steps per call of the kernel (Fused.epoch), as long as the thread tuner's blocks
+BLOCK_SECONDS = 0.1
+
 #: the largest step (multiply-adds of its forward products at the widest batch) the kernel
-#: takes. It saves the step loop's Python and NumPy call overhead, which matters for small
-#: steps; for large ones the step loop's own BLAS calls and kernels are as fast or faster.
-#: Measured on a quiet 2-core Xeon (epoch time fused / step loop, both compiled): 0.08 M
-#: multiply-adds per step 0.33, 0.54 M 0.61, 3.2 M 0.77-0.84, 7.5 M 0.99, 13 M 0.97,
-#: 30 M (workload A) 1.21, so the kernel stops short of that.
+#: takes when its products go through numba's ``np.dot`` (SciPy's BLAS): it saves the step
+#: loop's Python and NumPy call overhead, which matters for small steps, but SciPy's older
+#: OpenBLAS is slower on large products. Measured on a quiet 2-core Xeon (epoch time fused /
+#: step loop, both compiled): 0.08 M multiply-adds per step 0.33, 0.54 M 0.61, 3.2 M
+#: 0.77-0.84, 7.5 M 0.99, 13 M 0.97, 30 M (workload A) 1.21. Through NumPy's own BLAS
+#: (``_gemm_numpy_blas``) the kernel takes every size: 6.7 M 0.76, 30 M 0.86, 68 M 0.91,
+#: 341 M 0.78 (2 BLAS threads, a loaded machine, interleaved).
 MAX_STEP_MACS = 8_000_000
 
 _ACTIVATIONS = {type(None): 0, Linear: 0, ReLU: 1, Tanh: 2, Sigmoid: 3}
@@ -105,11 +112,51 @@ def _slope(a: Any, code: int, zero: Any, one: Any) -> Any:
     return one
 
 
+def _gemm(trans_a: bool, trans_b: bool, A: Any, B: Any, C: Any) -> None:
+    """C = op(A) op(B) (op: transposed where asked) for C-contiguous matrices, by numba's
+    ``np.dot`` (the BLAS SciPy ships). Replaced by :func:`_gemm_numpy_blas` where NumPy's own
+    BLAS can be called (``_compiled``)."""
+    a = A.T if trans_a else A
+    b = B.T if trans_b else B
+    np.dot(a, b, C)
+
+
+#: NumPy's OpenBLAS's ``cblas_sgemm`` / ``cblas_dgemm`` as numba external functions
+#: (``_compiled`` declares them when NumPy's wheel ships that library).
+_sgemm: Any = None
+_dgemm: Any = None
+
+
+def _gemm_numpy_blas(trans_a: bool, trans_b: bool, A: Any, B: Any, C: Any) -> None:
+    """``_gemm`` through the BLAS NumPy itself calls (CBLAS, row-major): the same library, the
+    same thread settings (``lucidnet.threads`` sets them through threadpoolctl) and the same
+    kernels as the step loop's ``np.matmul``. numba's ``np.dot`` calls SciPy's copy of
+    OpenBLAS instead, an older build (0.3.30 against NumPy's 0.3.31 here) whose products of
+    workload A's shapes took 14% longer. The pointers travel as integers (the C ABI passes
+    both in the same registers)."""
+    m, n = C.shape
+    k = A.shape[0] if trans_a else A.shape[1]
+    ta, tb = 112 if trans_a else 111, 112 if trans_b else 111  # CblasTrans / CblasNoTrans
+    a, b, c = A.ctypes.data, B.ctypes.data, C.ctypes.data
+    if C.itemsize == 4:
+        _sgemm(101, ta, tb, m, n, k, np.float32(1), a, A.shape[1], b, B.shape[1], np.float32(0),
+               c, n)  # fmt: skip
+    else:
+        _dgemm(101, ta, tb, m, n, k, 1.0, a, A.shape[1], b, B.shape[1], 0.0, c, n)
+
+
 def _forward(x: Any, W: Any, b: Any, code: int, out: Any, zero: Any, one: Any) -> None:
     """out = f(x W + b) for the batch: the product by BLAS (numba calls it without Python in
-    between, into ``out``), then the bias and the activation in one pass."""
-    np.dot(x, W, out)
+    between, into ``out``), then the bias and the activation in one pass. ReLU's loop is
+    written out: with the activation chosen inside the loop LLVM does not vectorise it."""
+    _gemm(False, False, x, W, out)
     m, k_out = out.shape
+    if code == 1:
+        for i in range(m):
+            for j in range(k_out):
+                v = out[i, j] + b[j]
+                out[i, j] = zero if v <= zero else v  # NaN kept, as _activate
+        return
     for i in range(m):
         for j in range(k_out):
             out[i, j] = _activate(out[i, j] + b[j], code, zero, one)
@@ -121,7 +168,7 @@ def _backward(
     """gW = x^T dz, gb = sum over the batch of dz (rows added in order); with a ``dx`` of
     rows (all but the first layer) dx = (dz W^T) * f'(x), dL/dz of the layer below (x is its
     output)."""
-    np.dot(x.T, dz, gW)
+    _gemm(True, False, x, dz, gW)
     m, k_out = dz.shape
     for j in range(k_out):
         gb[j] = zero
@@ -130,7 +177,12 @@ def _backward(
             gb[j] += dz[i, j]
     if dx.shape[0] == 0:
         return
-    np.dot(dz, W.T, dx)
+    _gemm(False, True, dz, W, dx)
+    if code_x == 1:  # ReLU written out, as in _forward
+        for i in range(m):
+            for k in range(dx.shape[1]):
+                dx[i, k] = dx[i, k] * (one if x[i, k] > zero else zero)
+        return
     for i in range(m):
         for k in range(dx.shape[1]):
             dx[i, k] = dx[i, k] * _slope(x[i, k], code_x, zero, one)
@@ -295,7 +347,7 @@ def _epoch(
 # -- compiling -----------------------------------------------------------------------------------
 #: the kernel's helpers, compiled (and inlined) before it; the optimizers' kernels come from
 #: kernels.py, so that an update here is the very loop the step path's kernel runs.
-_HELPERS = ("_activate", "_slope", "_forward", "_backward", "_loss", "_update")
+_HELPERS = ("_activate", "_slope", "_gemm", "_forward", "_backward", "_loss", "_update")
 _OPTIMIZER_KERNELS = {"_adam": "adam", "_sgd": "sgd", "_sgd_momentum": "sgd_momentum"}
 
 
@@ -305,27 +357,112 @@ class _State:
     work_s = 0.0  # estimated NumPy-path seconds spent by fits that could have used the kernel
     cached: bool | None = None  # whether the kernel is in numba's disk cache (asked once)
     epochs = 0  # epochs run through the kernel in this process (the benchmark reports it)
+    numpy_blas: bool | None = None  # whether NumPy's BLAS can be called (_numpy_blas_available)
 
 
 def _compiled() -> Any:
-    """The epoch kernel, compiled on first use (numba imported then)."""
+    """The epoch kernel, compiled on first use (numba imported then); its products through
+    NumPy's own BLAS where that can be called (:func:`_gemm_numpy_blas`)."""
     if _State.kernel is None:
         numba = _kernels._load_numba()
         names = globals()
         for name, kernel_name in _OPTIMIZER_KERNELS.items():
             names[name] = _kernels.kernel(kernel_name)  # serial: one step's update
+        epoch = _epoch
+        if _declare_numpy_blas(numba):
+            names["_gemm"] = _gemm_numpy_blas
+            # another name, so that numba's disk cache keeps the two variants apart
+            epoch = types.FunctionType(_epoch.__code__, names, "_epoch_numpy_blas")
+            epoch.__qualname__ = "_epoch_numpy_blas"
         for name in _HELPERS:
             if not hasattr(names[name], "py_func"):
                 names[name] = numba.njit(inline="always", error_model="numpy")(names[name])
-        _State.kernel = _kernels._compile(_epoch, parallel=False)
+        _State.kernel = _kernels._compile(epoch, parallel=False)
     return _State.kernel
+
+
+#: NumPy's wheels ship OpenBLAS as ``scipy-openblas64``, whose CBLAS symbols carry a prefix and
+#: a suffix (64-bit integers).
+_NUMPY_CBLAS = ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_")
+
+
+def _declare_numpy_blas(numba: Any) -> bool:
+    """Make the BLAS library NumPy calls visible to numba's linker and declare its sgemm /
+    dgemm; ``False`` (numba's ``np.dot`` then) where NumPy's BLAS is not that library (another
+    build of NumPy, another BLAS) or ``LUCIDNET_NUMPY_BLAS=0``."""
+    global _sgemm, _dgemm
+    if not _numpy_blas_available():
+        return False
+    addresses = _numpy_blas_addresses()
+    if addresses is None:
+        _State.numpy_blas = False
+        return False
+    from llvmlite import binding  # type: ignore[import-untyped]
+
+    # the two functions only, by address: loading the library globally (dlopen's RTLD_GLOBAL)
+    # would let its other symbols take the place of SciPy's (SciPy's LAPACK then failed)
+    for name, address in zip(_NUMPY_CBLAS, addresses):
+        binding.add_symbol(name, address)
+    t = numba.types
+    ints = (t.int32, t.int32, t.int32, t.int64, t.int64, t.int64)
+    for name, real in zip(_NUMPY_CBLAS, (t.float32, t.float64)):
+        pointers = (t.intp, t.int64, t.intp, t.int64, real, t.intp, t.int64)
+        function = t.ExternalFunction(name, t.void(*ints, real, *pointers))
+        if real is t.float32:
+            _sgemm = function
+        else:
+            _dgemm = function
+    return True
+
+
+def _numpy_blas_available() -> bool:
+    """Whether the kernel will call NumPy's BLAS (asked once a process)."""
+    if _State.numpy_blas is None:
+        allowed = os.environ.get("LUCIDNET_NUMPY_BLAS", "1") != "0"
+        _State.numpy_blas = allowed and _numpy_blas_path() is not None
+    return _State.numpy_blas
+
+
+def _numpy_blas_addresses() -> tuple[int, int] | None:
+    """The addresses of :data:`_NUMPY_CBLAS` in NumPy's BLAS (:func:`_numpy_blas_path`)."""
+    import ctypes
+
+    path = _numpy_blas_path()
+    if path is None:
+        return None
+    library = ctypes.CDLL(path)  # loaded by NumPy already: the same handle, symbols local
+    sgemm, dgemm = (ctypes.cast(getattr(library, n), ctypes.c_void_p).value for n in _NUMPY_CBLAS)
+    return (sgemm, dgemm) if sgemm and dgemm else None
+
+
+def _numpy_blas_path() -> str | None:
+    """The file of the OpenBLAS that NumPy's wheel ships (in ``numpy.libs`` or
+    ``numpy/.dylibs``) if it exports :data:`_NUMPY_CBLAS`, found among the loaded BLAS
+    libraries by threadpoolctl."""
+    import ctypes
+
+    try:
+        from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    for info in threadpool_info():
+        path = str(info.get("filepath") or "")
+        if info.get("internal_api") != "openblas" or "numpy" not in Path(path).parent.name:
+            continue
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if all(hasattr(library, name) for name in _NUMPY_CBLAS):
+            return path
+    return None
 
 
 def _cached_on_disk() -> bool:
     """Whether numba's disk cache seems to hold the epoch kernel (its index files, named after
     it), in the package's ``__pycache__`` or under ``NUMBA_CACHE_DIR``; asked once a process."""
     if _State.cached is None:
-        pattern = "fused._epoch-*.nbi"
+        pattern = "fused._epoch*.nbi"  # both variants (_compiled)
         found = False
         try:
             found = next((Path(__file__).parent / "__pycache__").glob(pattern), None) is not None
@@ -400,20 +537,39 @@ class Fused:
         """Whether the kernel for these array types is compiled (or loaded) in this process."""
         return self.signature in _State.signatures
 
-    def epoch(self, order: np.ndarray) -> tuple[list[float], float, float, int]:
+    def epoch(
+        self, order: np.ndarray, block_done: Callable[[int], None] | None = None
+    ) -> tuple[list[float], float, float, int]:
         """One epoch over the rows in ``order``: ``(the steps' losses, their sum weighted by
         the batch sizes, the samples classified right, the samples seen)``; fewer steps than
-        planned when the loss sum became non-finite."""
+        planned when the loss sum became non-finite.
+
+        The steps run in blocks of about :data:`BLOCK_SECONDS` (one call for a small network's
+        whole epoch), ``block_done(steps)`` called after each: the thread tuner times blocks
+        of steps and changes the BLAS threads between them, within an epoch, as it does in the
+        step loop (another process taking a core mid-epoch costs one block, not an epoch)."""
         opt, steps = self.optimizer, len(self.sizes)
         p, g, s1, s2 = opt.fused_vectors(self.model)  # as the step does: slots made if need be
         per_step, consts, nesterov, lrs = opt.fused_schedule(steps, p.dtype)
         values, correct, norm = np.empty(steps), np.empty(steps), np.zeros(1)
-        done = _compiled()(
-            self.X, self.labels, self.targets, np.ascontiguousarray(order, np.int64),
-            self.starts, self.layout, self.codes, p, g, s1, s2, *self._buffers(p.dtype),
-            self.loss_code, self.opt_code, per_step, consts, nesterov, values, correct, norm,
-        )  # fmt: skip
-        _State.signatures.add(self.signature)
+        order = np.ascontiguousarray(order, np.int64)
+        kernel, buffers = _compiled(), self._buffers(p.dtype)
+        block = max(1, int(BLOCK_SECONDS * steps / self.epoch_s))
+        done = 0
+        for first in range(0, steps, block):
+            last = min(first + block, steps)
+            ran = kernel(
+                self.X, self.labels, self.targets, order, self.starts[first : last + 1],
+                self.layout, self.codes, p, g, s1, s2, *buffers, self.loss_code,
+                self.opt_code, per_step[first:last], consts, nesterov, values[first:last],
+                correct[first:last], norm,
+            )  # fmt: skip
+            done += ran
+            _State.signatures.add(self.signature)
+            if block_done is not None:
+                block_done(ran)
+            if ran < last - first:  # the loss sum turned non-finite: stopped, as the loop would
+                break
         _State.epochs += 1
         opt.fused_done(done, lrs[done - 1], float(norm[0]))
         losses = values[:done].tolist()
@@ -446,8 +602,9 @@ def prepare(model: Any, run: Any) -> Fused | None:
     layout = _layout(model)
     if layout is None:
         return None
-    if run.batch_size * int((layout[:, 2] * layout[:, 3]).sum()) > MAX_STEP_MACS:
-        return None  # a large step: the step loop is as fast (MAX_STEP_MACS)
+    step_macs = run.batch_size * int((layout[:, 2] * layout[:, 3]).sum())
+    if step_macs > MAX_STEP_MACS and not _numpy_blas_available():
+        return None  # a large step on SciPy's BLAS: the step loop is as fast (MAX_STEP_MACS)
     return Fused(model, run, codes, layout, loss_code, opt_code)
 
 

@@ -481,11 +481,11 @@ def _fused_epoch(model: TrainableModel, run: _Run, fused: _fused.Fused) -> tuple
     """The epoch's steps in one compiled call (lucidnet.fused), with the step loop's records:
     the steps' losses, and the NaN guard called for the step where the loss sum turned
     non-finite (the kernel stopped after it, as the loop would)."""
-    warm = fused.compiled()  # nothing to compile: the thread tuner may time this epoch
-    losses, loss_sum, correct, seen = fused.epoch(fused.source.order(run.rng))
+    warm = fused.compiled()  # nothing to compile: the thread tuner may time the first block
+    control = run.control  # the products run on BLAS's threads, as the steps': timed per block
+    done = None if control is None else (lambda steps: control.step_done(steps, warm))
+    losses, loss_sum, correct, seen = fused.epoch(fused.source.order(run.rng), done)
     run.history.iteration_loss.extend(losses)
-    if run.control is not None:  # its matrix products run on BLAS's threads, as the steps'
-        run.control.step_done(len(losses), warm)
     if not math.isfinite(loss_sum) and run.batch_hooks:
         m = fused.sizes[len(losses) - 1]
         _batch_end(

@@ -20,8 +20,8 @@ def epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     original = fused.Fused.epoch
 
-    def spy(self, order):
-        out = original(self, order)
+    def spy(self, order, block_done=None):
+        out = original(self, order, block_done)
         seen.append(len(out[0]))
         return out
 
@@ -339,14 +339,19 @@ def test_the_thread_control_times_fused_epochs_as_blocks(monkeypatch):
 
 
 @needs_numba
-def test_a_large_step_takes_the_step_loop(epochs, monkeypatch):
-    """Above MAX_STEP_MACS multiply-adds per step the step loop is as fast (measured): the
-    kernel declines; at the limit it runs."""
+@pytest.mark.parametrize("numpy_blas", [False, True])
+def test_a_large_step_takes_the_step_loop_unless_numpys_blas_is_called(
+    epochs, monkeypatch, numpy_blas
+):
+    """Above MAX_STEP_MACS multiply-adds per step the step loop is as fast as the kernel on
+    SciPy's BLAS (measured): the kernel declines; at the limit it runs. On NumPy's BLAS it
+    takes every size."""
     X, y = _data("cross_entropy")
     macs = 16 * (6 * 8 + 8 * 3)  # batch 16, 6-8-3
+    monkeypatch.setattr(fused, "_numpy_blas_available", lambda: numpy_blas)
     previous = kernels.set_mode("1")
     try:
-        for limit, runs in ((macs - 1, False), (macs, True)):
+        for limit, runs in ((macs - 1, numpy_blas), (macs, True)):
             monkeypatch.setattr(fused, "MAX_STEP_MACS", limit)
             epochs.clear()
             ln.Sequential(LAYERS["relu"]()).fit(
@@ -355,3 +360,109 @@ def test_a_large_step_takes_the_step_loop(epochs, monkeypatch):
             assert bool(epochs) is runs, limit
     finally:
         kernels.set_mode(previous)
+
+
+_VARIANT_RUN = """
+import json, numpy as np, lucidnet as ln
+from lucidnet import fused, kernels
+kernels.set_mode("1")
+rng = np.random.default_rng(0)
+out = {}
+for dtype in ("float32", "float64"):
+    X = rng.standard_normal((96, 7)).astype(dtype)
+    y = rng.integers(0, 3, 96)
+    model = ln.Sequential([ln.Dense(9, activation="relu"), ln.Dense(5, activation="tanh"),
+                           ln.Dense(3)], dtype=dtype)
+    model.fit(X, y, loss="cross_entropy", epochs=3, batch_size=32, seed=1, verbose=0)
+    out[dtype] = model.flat_parameters()[0].astype(float).tolist()
+out["variant"] = fused._State.kernel.py_func.__name__
+out["epochs"] = fused._State.epochs
+print(json.dumps(out))
+"""
+
+
+@needs_numba
+def test_products_through_numpys_blas_or_numbas_give_the_same_training():
+    """The kernel's matrix products call NumPy's own BLAS where NumPy's wheel ships it (the
+    library and thread settings of the step loop's np.matmul), else numba's np.dot; both
+    variants train to the same weights (float64: to rounding), in fresh processes since the
+    choice is made once per process (LUCIDNET_NUMPY_BLAS=0 forces numba's)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    runs = {}
+    for flag in ("1", "0"):
+        env = {**os.environ, "LUCIDNET_NUMPY_BLAS": flag, "PYTHONPATH": os.pathsep.join(sys.path)}
+        done = subprocess.run(
+            [sys.executable, "-c", _VARIANT_RUN], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[flag] = json.loads(done.stdout.strip().splitlines()[-1])
+        assert runs[flag]["epochs"] == 6  # every epoch fused (3 per dtype)
+    assert runs["0"]["variant"] == "_epoch"
+    if fused._numpy_blas_path() is not None:  # NumPy's wheel: its BLAS is called
+        assert runs["1"]["variant"] == "_epoch_numpy_blas"
+    np.testing.assert_allclose(runs["1"]["float64"], runs["0"]["float64"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(runs["1"]["float32"], runs["0"]["float32"], rtol=1e-4, atol=1e-5)
+
+
+@needs_numba
+def test_an_epoch_in_blocks_of_steps_equals_one_call_and_lets_the_tuner_time_them(monkeypatch):
+    """The kernel runs an epoch in blocks of about BLOCK_SECONDS of steps, the thread tuner
+    called after each (so it can change the threads within an epoch, as in the step loop):
+    blocks of one step give the same training as one call per epoch."""
+    from lucidnet import threads
+
+    calls: list[int] = []
+    original = threads.ThreadControl.step_done
+
+    def spy(self, steps=1, warm=False):
+        calls.append(steps)
+        return original(self, steps, warm)
+
+    monkeypatch.setattr(threads.ThreadControl, "step_done", spy)
+    runs = []
+    for block_seconds in (1e9, 1e-12):  # one call per epoch; one call per step
+        monkeypatch.setattr(fused, "BLOCK_SECONDS", block_seconds)
+        calls.clear()
+        runs.append(_fit("1", LAYERS["relu"], "cross_entropy", ln.Adam, "float64"))
+        steps = -(-50 // 16)  # 50 rows, batch 16
+        assert calls == ([steps] * 4 if block_seconds > 1 else [1] * (4 * steps)), calls
+    _same_run(runs[0], runs[1], "float64")
+
+
+_LAPACK_AFTER_FUSED = """
+import numpy as np, lucidnet as ln
+from lucidnet import fused, kernels
+kernels.set_mode("1")
+X = np.random.default_rng(0).standard_normal((50, 6))
+ln.Sequential([ln.Dense(8, activation="relu"), ln.Dense(3)]).fit(
+    X, np.arange(50) % 3, loss="cross_entropy", epochs=1, verbose=0)
+assert fused._State.kernel is not None
+from sklearn.datasets import load_diabetes  # SciPy loaded after the kernel
+from sklearn.linear_model import LinearRegression
+X, y = load_diabetes(return_X_y=True)
+coef32 = LinearRegression().fit(X.astype(np.float32), y).coef_
+np.testing.assert_allclose(coef32, LinearRegression().fit(X, y).coef_, rtol=1e-3)
+print("ok")
+"""
+
+
+@needs_numba
+def test_calling_numpys_blas_leaves_scipys_lapack_working():
+    """The kernel reaches NumPy's BLAS by two registered addresses, not by loading that library
+    globally, which let its symbols take the place of those of libraries loaded afterwards
+    (SciPy's float32 least squares then failed: "Too large work array required"). In a fresh
+    process, so that SciPy is loaded after the kernel."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+    done = subprocess.run(
+        [sys.executable, "-c", _LAPACK_AFTER_FUSED], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
