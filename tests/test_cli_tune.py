@@ -319,3 +319,40 @@ def test_two_workers_join_one_postgresql_study(csv, tmp_path, postgres):
     assert_one_clean_study(study, 6)
     for i in range(2):
         assert tuned_trial(tmp_path / f"pg{i}.lnet") == study.best_trial.number
+
+
+def test_a_worker_waits_for_the_other_workers_running_trials(monkeypatch, capsys):
+    """Once it has no trial left to start, a worker waits while other workers' trials still
+    run (then its --out gets the study's final best), marking stale ones failed as it polls;
+    Ctrl-C stops the wait."""
+    from types import SimpleNamespace
+
+    from lucidnet.cli import tune
+
+    stale_checks: list[object] = []
+    monkeypatch.setattr(optuna.storages, "fail_stale_trials", stale_checks.append)
+
+    class Study:
+        def __init__(self, running: list[int]) -> None:
+            self.running = running  # trials still running at each poll
+
+        def get_trials(self, deepcopy: bool, states: tuple) -> list[object]:
+            assert [s.name for s in states] == ["RUNNING"]
+            return [object()] * self.running.pop(0)
+
+    args = SimpleNamespace(quiet=False)
+    study = Study([2, 1, 0])
+    tune._wait_for_other_workers(args, study, poll_s=0.0)
+    assert study.running == [] and stale_checks == [study, study]
+    assert "Waiting for 2 trial(s) still running in other workers" in capsys.readouterr().out
+
+    class Interrupted(Study):
+        def get_trials(self, deepcopy: bool, states: tuple) -> list[object]:
+            if not self.running:
+                raise KeyboardInterrupt
+            return super().get_trials(deepcopy, states)
+
+    tune._wait_for_other_workers(args, Interrupted([1]), poll_s=0.0)
+    assert "Stopped waiting (Ctrl-C)" in capsys.readouterr().out
+    tune._wait_for_other_workers(args, Study([0]), poll_s=0.0)  # nothing running: no wait
+    assert capsys.readouterr().out == ""

@@ -44,6 +44,7 @@ def test_entries_at_a_relu_kink_are_left_out_and_said():
     assert report["second/W"].at_kinks == 0 and report["second/W"].rel_error < 1e-7
     text = report.to_text()
     assert "5 checked entries left out (dense_0/b: 5)" in text and "kink" in text
+    assert "1 not compared (every sampled entry at a kink: dense_0/b)" in text
     assert report.to_dict()["entries"][1]["at_kinks"] == 5
 
 

@@ -64,9 +64,32 @@ def cmd_tune(args: argparse.Namespace) -> int:
         )
         raise cmd._InterruptedInFit from None
     seconds = time.perf_counter() - start
+    _wait_for_other_workers(args, study)
     cmd._say("", trials_table(study), "", f"This worker ran {ran} trials in {seconds:.1f} s.")
     _finish(args, study, objective, writer)
     return 0
+
+
+def _wait_for_other_workers(args: argparse.Namespace, study: Any, poll_s: float = 0.5) -> None:
+    """Once this worker has no trial left to start, wait while other workers' trials of the
+    study still run: then every worker ends with the study's final best model in its --out
+    (a trial that finishes after a worker exited would otherwise be in the other workers'
+    files only). A killed worker's trial does not hold the wait for ever: its heartbeat goes
+    stale and it is marked failed (``tuning.GRACE_SECONDS``). Ctrl-C stops the wait: the
+    best trial known then is saved."""
+    import optuna
+    from optuna.trial import TrialState
+
+    said = False
+    try:
+        while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if not said and not args.quiet:
+                cmd._say(f"Waiting for {len(running)} trial(s) still running in other workers")
+            said = True
+            optuna.storages.fail_stale_trials(study)
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        cmd._say("Stopped waiting (Ctrl-C): saving the best trial finished so far.")
 
 
 def _outputs(args: argparse.Namespace) -> tuple[str, str, str]:

@@ -190,7 +190,15 @@ class GradCheckReport:
                 "the data make them common), where finite differences measure no gradient"
             )
         if self.passed:
-            lines.append(f"PASSED: all {len(self.entries)} arrays agree")
+            unchecked = [e.name for e in self.entries if e.checked == 0 and e.at_kinks]
+            if unchecked:  # agreeing on no entry is not agreeing: say which were not compared
+                lines.append(
+                    f"PASSED: {len(self.entries) - len(unchecked)} arrays agree; "
+                    f"{len(unchecked)} not compared (every sampled entry at a kink: "
+                    f"{', '.join(unchecked)})"
+                )
+            else:
+                lines.append(f"PASSED: all {len(self.entries)} arrays agree")
         else:
             bad = ", ".join(
                 f"{e.name} (rel. error {e.rel_error:.2e}, worst entry {list(e.worst_index)})"
