@@ -216,7 +216,7 @@ def warm_kernel_cache(log) -> None:
 
 def fused_epochs() -> int:
     """Epochs run so far in this process by lucidnet's fused epoch kernel (``lucidnet.fused``:
-    one compiled call per epoch, chosen by its compile-when-it-pays gate)."""
+    an epoch in compiled calls of ~0.1 s of steps, chosen by its compile-when-it-pays gate)."""
     from lucidnet import fused
 
     return fused._State.epochs
@@ -737,11 +737,11 @@ def write_markdown(path: Path, lines: list[str], headline: list[str], args) -> N
         "too, so its difference from PyTorch on the same seed isolates the training arithmetic "
         "from the luck of the initial draw.",
         "- lucidnet chooses its path itself, as for a user: the step loop (NumPy, with compiled "
-        "kernels once they pay) or, for these all-Dense networks, one compiled call per epoch "
-        "(`lucidnet.fused`) once its gate says the switch pays; each workload says how many "
-        "lucidnet epochs ran fused. Before the workloads a child process fills numba's disk "
-        "cache (what any earlier use of lucidnet on the machine does), so the gates weigh "
-        "loading the kernels, not a first compile.",
+        "kernels once they pay) or, for these all-Dense networks, an epoch as compiled calls of "
+        "~0.1 s of steps (`lucidnet.fused`) once its gate says the switch pays; each workload "
+        "says how many lucidnet epochs ran fused. Before the workloads a child process fills "
+        "numba's disk cache (what any earlier use of lucidnet on the machine does), so the gates "
+        "weigh loading the kernels, not a first compile.",
         "- The machine is shared with other work: the min-max column shows the spread; compare "
         "medians, and re-run (`make bench`) before quoting a number.",
         "",

@@ -419,7 +419,7 @@ def _epochs(model: TrainableModel, run: _Run) -> None:
     loss_fn, opt, history, track = run.loss, run.optimizer, run.history, model.metrics
     threads, source = run.control, run.source
     assert source is not None  # _batches made one of the arrays, or _source_data checks the user's
-    fused = _fused.prepare(model, run)  # one compiled call per epoch, or None: the step loop
+    fused = _fused.prepare(model, run)  # compiled calls of blocks of steps, or None: the step loop
     for cb in run.callbacks:
         cb.on_train_begin()
     try:
