@@ -445,10 +445,14 @@ def _numpy_blas_path() -> str | None:
         from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
     except ImportError:
         return None
+    package = Path(np.__file__).resolve().parent  # .../site-packages/numpy
+    homes = (package, package.parent / "numpy.libs")  # macOS: numpy/.dylibs; Linux: numpy.libs
     for info in threadpool_info():
         path = str(info.get("filepath") or "")
-        if info.get("internal_api") != "openblas" or "numpy" not in Path(path).parent.name:
+        if info.get("internal_api") != "openblas" or not path:
             continue
+        if not any(Path(path).resolve().is_relative_to(home) for home in homes):
+            continue  # another package's copy (SciPy's), not the one NumPy calls
         try:
             library = ctypes.CDLL(path)
         except OSError:

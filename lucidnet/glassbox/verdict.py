@@ -594,7 +594,7 @@ def _clause(metric: str, b: dict[str, Any]) -> str:
     if hi < 0:  # said from the baseline's side, so its interval is flipped
         who = "gradient-boosted trees are" if b["kind"] == "trees" else f"{name} is"
         return (
-            f"{who} {_amount(metric, d)} better on this table "
+            f"{who} {_amount(metric, d)} better on these test rows "
             f"({_interval(metric, -hi, -lo)}: the network loses)"
         )
     if _level(metric, d):
