@@ -551,10 +551,9 @@ def _statistics_pass(
             raise ValueError(
                 f"target column {t!r} not found; available columns: {list(df.columns)}"
             )
-        has = df[t].notna().to_numpy()
-        dropped += int((~has).sum())
-        parts = split.parts(start + np.flatnonzero(has))
-        df = df.loc[has]
+        rows_with_target, parts = _labelled_parts(df, start, t, split)
+        dropped += len(df) - len(rows_with_target)
+        df = rows_with_target
         for p, name in enumerate(("train", "val", "test")):
             split.counts[name] += int((parts == p).sum())
         if not regression:
@@ -608,6 +607,14 @@ def _fit_from_statistics(
     prep.report_["leakage"] = leakage
 
 
+def _labelled_parts(df: Any, start: int, target: str, split: StreamSplit) -> tuple[Any, np.ndarray]:
+    """The rows of a record batch (file rows ``start``, ``start + 1``, ...) that have a
+    target, and each one's split part (0 train, 1 validation, 2 test) from its file row
+    number: every pass over the file sees the same rows in the same parts."""
+    has = df[target].notna().to_numpy()
+    return df.loc[has], split.parts(start + np.flatnonzero(has))
+
+
 def _held_out(
     reader: TableReader, prep: TabularPreparer, split: StreamSplit
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -615,9 +622,7 @@ def _held_out(
     t = prep.target
     got: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {1: [], 2: []}
     for start, df in reader.frames():
-        has = df[t].notna().to_numpy()
-        parts = split.parts(start + np.flatnonzero(has))
-        df = df.loc[has]
+        df, parts = _labelled_parts(df, start, t, split)
         for p in (1, 2):
             rows = df.loc[parts == p]
             if len(rows):
@@ -696,9 +701,8 @@ class StreamSource:
         """Prepared ``(X, y)`` of the training rows of each record batch."""
         t = self.preparer.target
         for start, df in self.reader.frames(rng):
-            has = df[t].notna().to_numpy()
-            keep = self.split.parts(start + np.flatnonzero(has)) == self.part
-            rows = df.loc[has].loc[keep]
+            labelled, parts = _labelled_parts(df, start, t, self.split)
+            rows = labelled.loc[parts == self.part]
             if len(rows):
                 yield self.preparer.transform(rows), _encode(self.preparer, rows[t])
 
