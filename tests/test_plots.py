@@ -209,3 +209,14 @@ def test_predicted_vs_actual_and_residuals(tmp_path):
     assert sum(patch.get_height() for patch in fig.axes[1].patches) == 4  # every residual
     with pytest.raises(ValueError, match="as many values, got 4 and 3"):
         plots.plot_residuals(y, p[:3])
+
+
+def test_the_sampling_interval_reads_as_english():
+    from lucidnet.glassbox.plots import _every
+
+    said = [_every(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 111)]
+    assert said == [
+        "every step", "every 2nd step", "every 3rd step", "every 4th step", "every 11th step",
+        "every 12th step", "every 13th step", "every 21st step", "every 22nd step",
+        "every 23rd step", "every 111th step",
+    ]  # fmt: skip

@@ -303,6 +303,14 @@ def _diag_dict(diagnostics: Any) -> dict[str, Any]:
     )
 
 
+def _every(n: int) -> str:
+    """"every step", "every 2nd step", "every 11th step", "every 23rd step"."""
+    if n == 1:
+        return "every step"
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"every {n}{suffix} step"
+
+
 def plot_gradient_norms(diagnostics: Any, path: str | os.PathLike | None = None) -> Any:
     """Per-layer gradient norms over the sampled training steps (log scale), from
     :class:`lucidnet.diagnostics.Diagnostics` (or its ``to_dict()``)."""
@@ -318,7 +326,7 @@ def plot_gradient_norms(diagnostics: Any, path: str | os.PathLike | None = None)
         v[v <= 0] = np.nan  # log scale: a zero gradient shows as a gap
         ax.plot(steps[: v.size], v, label=name, linewidth=1.2)
     ax.set_yscale("log")
-    ax.set_xlabel(f"training step (every {d.get('every', 1)}th)")
+    ax.set_xlabel(f"training step ({_every(int(d.get('every', 1)))})")
     ax.set_ylabel("gradient L2 norm")
     ax.set_title("Gradient norm per layer")
     ax.grid(alpha=0.3, which="both")
