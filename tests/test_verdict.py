@@ -114,7 +114,8 @@ def test_sentence_says_when_the_baseline_wins():
     r = v.compare(
         "classification", y, net, [v.Baseline("gradient-boosted trees", "trees", base, 0)]
     )
-    assert "Gradient-boosted trees are" in r["sentence"] and "better on these test rows" in r["sentence"]
+    assert "Gradient-boosted trees are" in r["sentence"]
+    assert "better on these test rows" in r["sentence"]
     assert r["baselines"][0]["margin"]["ci95"][1] < 0
 
 
