@@ -304,7 +304,7 @@ def _diag_dict(diagnostics: Any) -> dict[str, Any]:
 
 
 def _every(n: int) -> str:
-    """"every step", "every 2nd step", "every 11th step", "every 23rd step"."""
+    """ "every step", "every 2nd step", "every 11th step", "every 23rd step"."""
     if n == 1:
         return "every step"
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
