@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -278,6 +279,7 @@ def _epoch(
     values: Any,
     correct: Any,
     last_norm: Any,
+    carry: Any,
 ) -> int:
     """Every step of an epoch; returns the number of steps done (fewer than planned when the
     running loss sum turns non-finite: the step loop's NaN guard stops there too).
@@ -288,11 +290,13 @@ def _epoch(
     without one: row 0 zeros, row 1 its gradient, discarded. ``per_step[s]`` = the
     optimizer's scalars of step s (Adam: step size, eps_hat, decay; SGD: learning rate);
     ``consts`` = (b1, 1 - b1, b2, 1 - b2, momentum, clip_value, coupled weight decay, flush
-    threshold, 1, 0)."""
+    threshold, 1, 0). ``carry[0]``: the epoch's loss sum so far (weighted by the batch sizes),
+    read at the start and written at the end: an epoch runs in several calls, and the NaN stop
+    looks at the sum over the whole epoch, as the step loop's guard does."""
     n_layers, steps = layout.shape[0], starts.shape[0] - 1
     zero, one = consts[9], consts[8]
     half = grads.shape[0] // 2
-    running = 0.0
+    running = carry[0]
     for s in range(steps):
         rows = order[starts[s] : starts[s + 1]]
         m = rows.shape[0]
@@ -340,7 +344,9 @@ def _epoch(
             last_norm[0] = math.sqrt(total)
         _update(opt_code, p, g, s1, s2, per_step[s], consts, nesterov)
         if not math.isfinite(running):
+            carry[0] = running
             return s + 1
+    carry[0] = running
     return steps
 
 
@@ -363,22 +369,33 @@ class _State:
 def _compiled() -> Any:
     """The epoch kernel, compiled on first use (numba imported then); its products through
     NumPy's own BLAS where that can be called (:func:`_gemm_numpy_blas`)."""
-    if _State.kernel is None:
-        numba = _kernels._load_numba()
-        names = globals()
-        for name, kernel_name in _OPTIMIZER_KERNELS.items():
-            names[name] = _kernels.kernel(kernel_name)  # serial: one step's update
-        epoch = _epoch
-        if _declare_numpy_blas(numba):
-            names["_gemm"] = _gemm_numpy_blas
-            # another name, so that numba's disk cache keeps the two variants apart
-            epoch = types.FunctionType(_epoch.__code__, names, "_epoch_numpy_blas")
-            epoch.__qualname__ = "_epoch_numpy_blas"
-        for name in _HELPERS:
-            if not hasattr(names[name], "py_func"):
-                names[name] = numba.njit(inline="always", error_model="numpy")(names[name])
-        _State.kernel = _kernels._compile(epoch, parallel=False)
+    with _COMPILING:  # two threads fitting at once compile it once
+        if _State.kernel is None:
+            _State.kernel = _compile_epoch()
     return _State.kernel
+
+
+#: held while the epoch kernel is compiled (it replaces this module's helpers by their
+#: compiled versions)
+_COMPILING = threading.Lock()
+
+
+def _compile_epoch() -> Any:
+    """Compile (or load from numba's disk cache) the epoch kernel and its helpers."""
+    numba = _kernels._load_numba()
+    names = globals()
+    for name, kernel_name in _OPTIMIZER_KERNELS.items():
+        names[name] = _kernels.kernel(kernel_name)  # serial: one step's update
+    epoch = _epoch
+    if _declare_numpy_blas(numba):
+        names["_gemm"] = _gemm_numpy_blas
+        # another name, so that numba's disk cache keeps the two variants apart
+        epoch = types.FunctionType(_epoch.__code__, names, "_epoch_numpy_blas")
+        epoch.__qualname__ = "_epoch_numpy_blas"
+    for name in _HELPERS:
+        if not hasattr(names[name], "py_func"):
+            names[name] = numba.njit(inline="always", error_model="numpy")(names[name])
+    return _kernels._compile(epoch, parallel=False)
 
 
 #: NumPy's wheels ship OpenBLAS as ``scipy-openblas64``, whose CBLAS symbols carry a prefix and
@@ -466,7 +483,8 @@ def _cached_on_disk() -> bool:
     """Whether numba's disk cache seems to hold the epoch kernel (its index files, named after
     it), in the package's ``__pycache__`` or under ``NUMBA_CACHE_DIR``; asked once a process."""
     if _State.cached is None:
-        pattern = "fused._epoch*.nbi"  # both variants (_compiled)
+        variant = "_epoch_numpy_blas" if _numpy_blas_available() else "_epoch"  # _compiled
+        pattern = f"fused.{variant}-*.nbi"
         found = False
         try:
             found = next((Path(__file__).parent / "__pycache__").glob(pattern), None) is not None
@@ -555,7 +573,7 @@ class Fused:
         opt, steps = self.optimizer, len(self.sizes)
         p, g, s1, s2 = opt.fused_vectors(self.model)  # as the step does: slots made if need be
         per_step, consts, nesterov, lrs = opt.fused_schedule(steps, p.dtype)
-        values, correct, norm = np.empty(steps), np.empty(steps), np.zeros(1)
+        values, correct, norm, carry = np.empty(steps), np.empty(steps), np.zeros(1), np.zeros(1)
         order = np.ascontiguousarray(order, np.int64)
         kernel, buffers = _compiled(), self._buffers(p.dtype)
         block = max(1, int(BLOCK_SECONDS * steps / self.epoch_s))
@@ -566,14 +584,14 @@ class Fused:
                 self.X, self.labels, self.targets, order, self.starts[first : last + 1],
                 self.layout, self.codes, p, g, s1, s2, *buffers, self.loss_code,
                 self.opt_code, per_step[first:last], consts, nesterov, values[first:last],
-                correct[first:last], norm,
+                correct[first:last], norm, carry,
             )  # fmt: skip
             done += ran
             _State.signatures.add(self.signature)
             if block_done is not None:
                 block_done(ran)
-            if ran < last - first:  # the loss sum turned non-finite: stopped, as the loop would
-                break
+            if not math.isfinite(carry[0]):  # the loss sum turned non-finite: stopped after
+                break  # that step (the last of this call, or earlier), as the loop would
         _State.epochs += 1
         opt.fused_done(done, lrs[done - 1], float(norm[0]))
         losses = values[:done].tolist()

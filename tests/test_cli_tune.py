@@ -324,35 +324,67 @@ def test_two_workers_join_one_postgresql_study(csv, tmp_path, postgres):
 def test_a_worker_waits_for_the_other_workers_running_trials(monkeypatch, capsys):
     """Once it has no trial left to start, a worker waits while other workers' trials still
     run (then its --out gets the study's final best), marking stale ones failed as it polls;
-    Ctrl-C stops the wait."""
+    not after --timeout ran out; at most twice the longest finished trial (at least the
+    heartbeat grace period: a trial without heartbeats is not waited for forever); Ctrl-C
+    stops the wait, SIGTERM still ends the command."""
+    import datetime
     from types import SimpleNamespace
 
-    from lucidnet.cli import tune
+    from lucidnet.cli import commands, tune
+    from lucidnet.interop import tuning
 
     stale_checks: list[object] = []
     monkeypatch.setattr(optuna.storages, "fail_stale_trials", stale_checks.append)
+    finished_trial = SimpleNamespace(duration=datetime.timedelta(seconds=100), number=0)
 
     class Study:
         def __init__(self, running: list[int]) -> None:
-            self.running = running  # trials still running at each poll
+            self.running = running  # trials still running at each poll (the last repeats)
 
-        def get_trials(self, deepcopy: bool, states: tuple) -> list[object]:
+        def get_trials(self, deepcopy: bool, states: tuple | None = None) -> list[object]:
+            if states is None:  # every trial: their durations
+                return [finished_trial]
             assert [s.name for s in states] == ["RUNNING"]
-            return [object()] * self.running.pop(0)
+            count = self.running.pop(0) if len(self.running) > 1 else self.running[0]
+            return [SimpleNamespace(number=7, duration=None)] * count
 
     args = SimpleNamespace(quiet=False)
     study = Study([2, 1, 0])
     tune._wait_for_other_workers(args, study, poll_s=0.0)
-    assert study.running == [] and stale_checks == [study, study]
+    assert stale_checks == [study, study]
     assert "Waiting for 2 trial(s) still running in other workers" in capsys.readouterr().out
 
+    tune._wait_for_other_workers(args, Study([1]), timed_out=True, poll_s=0.0)  # time spent
+    assert capsys.readouterr().out == ""
+
+    now = [0.0]
+
+    def clock() -> float:  # each poll takes 30 s
+        now[0] += 30.0
+        return now[0]
+
+    limit = max(tuning.GRACE_SECONDS, 200)
+    tune._wait_for_other_workers(args, Study([1]), poll_s=0.0, clock=clock)  # never finishes
+    out = capsys.readouterr().out
+    assert f"Gave up waiting after {limit} s for trial(s) #7" in out
+    assert now[0] <= limit + 90  # gave up at the first poll past the limit
+
     class Interrupted(Study):
-        def get_trials(self, deepcopy: bool, states: tuple) -> list[object]:
-            if not self.running:
-                raise KeyboardInterrupt
+        def __init__(self, error: type[BaseException]) -> None:
+            super().__init__([1])
+            self.error, self.polls = error, 0
+
+        def get_trials(self, deepcopy: bool, states: tuple | None = None) -> list[object]:
+            if states is not None:
+                self.polls += 1
+                if self.polls > 1:
+                    raise self.error
             return super().get_trials(deepcopy, states)
 
-    tune._wait_for_other_workers(args, Interrupted([1]), poll_s=0.0)
+    tune._wait_for_other_workers(args, Interrupted(KeyboardInterrupt), poll_s=0.0)
     assert "Stopped waiting (Ctrl-C)" in capsys.readouterr().out
+    with pytest.raises(commands._Terminated):
+        tune._wait_for_other_workers(args, Interrupted(commands._Terminated), poll_s=0.0)
+    capsys.readouterr()
     tune._wait_for_other_workers(args, Study([0]), poll_s=0.0)  # nothing running: no wait
     assert capsys.readouterr().out == ""

@@ -314,6 +314,34 @@ def test_max_pool_kernel_keeps_the_first_maximum_and_nan(dtype, jit):
     np.testing.assert_array_equal(dx[finite], textbook.backward(dy)[finite])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_max_pool_kernel_equals_the_numpy_fast_path_on_every_nan_and_tie(dtype):
+    """Every 2 x 2 window of values from {NaN, -inf, 0, 1, 2, inf} (6^4 windows, NaN at each
+    offset among them): the compiled kernel's maximum, the offset it keeps and the gradient it
+    routes equal the NumPy fast path's."""
+    from lucidnet import kernels
+
+    if not kernels.available():
+        pytest.skip("numba is not installed")
+    values = np.array([np.nan, -np.inf, 0.0, 1.0, 2.0, np.inf], dtype)
+    windows = np.stack(np.meshgrid(*[values] * 4, indexing="ij"), -1).reshape(-1, 2, 2)
+    n = len(windows)  # 1,296 windows as one-channel 2 x 2 images
+    x = windows[:, :, :, None]
+    dy = np.arange(1, n + 1, dtype=dtype).reshape(n, 1, 1, 1)
+    got = {}
+    for mode in ("0", "1"):
+        previous = kernels.set_mode(mode)
+        try:
+            pool = _build(lambda: ln.MaxPool2D(2), (2, 2, 1), dtype, 0)
+            y = pool.fast_forward(x).copy()
+            got[mode] = (y, pool._where.copy(), pool.fast_backward(dy).copy())
+        finally:
+            kernels.set_mode(previous)
+    for name, numpy_path, kernel in zip(("y", "where", "dx"), got["0"], got["1"]):
+        np.testing.assert_array_equal(kernel, numpy_path, err_msg=name)
+    assert np.isnan(got["1"][0]).sum() == n - 5**4  # every window with a NaN gives NaN
+
+
 @pytest.mark.parametrize("rows_per_image", [64, 49], ids=["whole-chunks", "remainder"])
 def test_long_weight_products_summed_in_chunks_equal_the_textbook(rows_per_image):
     """A convolution's weight gradient sums over batch x positions rows (here 8,192 or 6,272

@@ -169,9 +169,13 @@ def test_callbacks_validation_and_threads_at_epoch_granularity(epochs):
 
 
 @needs_numba
-def test_a_loss_that_turns_nan_stops_where_the_step_loop_stops(epochs):
+@pytest.mark.parametrize("block_seconds", [0.1, 1e-12], ids=["one-call", "one-step-calls"])
+def test_a_loss_that_turns_nan_stops_where_the_step_loop_stops(epochs, monkeypatch, block_seconds):
     """The kernel stops after the step whose loss makes the sum non-finite and the NaN guard
-    restores the epoch's starting weights: the same state as the step loop."""
+    restores the epoch's starting weights: the same state as the step loop, also when the
+    epoch runs in calls of one step (the sum carried across calls: a NaN on a call's last step
+    stops the epoch too)."""
+    monkeypatch.setattr(fused, "BLOCK_SECONDS", block_seconds)
 
     def run(mode):
         with pytest.warns(RuntimeWarning, match="loss became"), np.errstate(over="ignore"):

@@ -64,30 +64,52 @@ def cmd_tune(args: argparse.Namespace) -> int:
         )
         raise cmd._InterruptedInFit from None
     seconds = time.perf_counter() - start
-    _wait_for_other_workers(args, study)
+    _wait_for_other_workers(args, study, args.timeout is not None and seconds >= args.timeout)
     cmd._say("", trials_table(study), "", f"This worker ran {ran} trials in {seconds:.1f} s.")
     _finish(args, study, objective, writer)
     return 0
 
 
-def _wait_for_other_workers(args: argparse.Namespace, study: Any, poll_s: float = 0.5) -> None:
+def _wait_for_other_workers(
+    args: argparse.Namespace,
+    study: Any,
+    timed_out: bool = False,
+    poll_s: float = 0.5,
+    clock: Any = time.monotonic,
+) -> None:
     """Once this worker has no trial left to start, wait while other workers' trials of the
     study still run: then every worker ends with the study's final best model in its --out
     (a trial that finishes after a worker exited would otherwise be in the other workers'
-    files only). A killed worker's trial does not hold the wait for ever: its heartbeat goes
-    stale and it is marked failed (``tuning.GRACE_SECONDS``). Ctrl-C stops the wait: the
-    best trial known then is saved."""
+    files only). Not after ``--timeout`` ran out (the time is spent). The wait is bounded: a
+    killed worker's trial is marked failed once its heartbeat is stale
+    (``tuning.GRACE_SECONDS``), and a trial without heartbeats (a worker that never sent one,
+    a study run elsewhere) is given up after twice the longest finished trial (at least the
+    grace period). Ctrl-C stops the wait: the best trial finished so far is saved."""
     import optuna
     from optuna.trial import TrialState
 
-    said = False
+    if timed_out:
+        return
+    durations = [t.duration.total_seconds() for t in study.get_trials(deepcopy=False)
+                 if t.duration is not None]  # fmt: skip
+    limit = max(tuning.GRACE_SECONDS, 2 * max(durations, default=0.0))
+    start, said = clock(), False
     try:
         while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if clock() - start > limit:
+                numbers = ", ".join(f"#{t.number}" for t in running)
+                cmd._say(
+                    f"Gave up waiting after {limit:.0f} s for trial(s) {numbers} (their "
+                    "workers may have stopped): saving the best trial finished so far."
+                )
+                return
             if not said and not args.quiet:
                 cmd._say(f"Waiting for {len(running)} trial(s) still running in other workers")
             said = True
             optuna.storages.fail_stale_trials(study)
             time.sleep(poll_s)
+    except cmd._Terminated:
+        raise
     except KeyboardInterrupt:
         cmd._say("Stopped waiting (Ctrl-C): saving the best trial finished so far.")
 
