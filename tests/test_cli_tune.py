@@ -106,8 +106,11 @@ def test_two_workers_share_one_sqlite_study(csv, tmp_path):
     assert_one_clean_study(study, 8)
     ran = [int(out.split("This worker ran ")[1].split()[0]) for out, _ in results]
     assert sum(ran) == 8, ran  # nothing lost, nothing counted twice
+    # both asked for 8 and 8 were run in all: they shared the study. Usually both ran some; on
+    # a loaded machine one may finish all 8 before the other has read its data (CI saw that):
+    # then that one ran 0 and still saves the study's best (below)
     workers = {t.user_attrs["worker"] for t in finished(study)}
-    assert workers == {f"{socket.gethostname()}:{p.pid}" for p in procs}  # both took part
+    assert workers and workers <= {f"{socket.gethostname()}:{p.pid}" for p in procs}
     # each worker's --out is a normal model file holding the study's best trial
     best = study.best_trial.number
     for i in range(2):
