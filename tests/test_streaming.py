@@ -202,3 +202,53 @@ def test_cli_train_streams_a_large_file_and_predict_streams_its_output(tmp_path,
     assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 1201
     assert main([*argv, "--class-weight", "balanced", "--out", str(tmp_path / "x.lnet")]) == 2
     assert "not available when streaming" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("regression", [False, True], ids=["classification", "regression"])
+def test_evaluate_streams_a_large_file_to_the_in_memory_metrics(tmp_path, capsys, regression):
+    """``evaluate`` on a file read in record batches (a batch whose targets are all empty
+    among them) gives the in-memory command's metrics, intervals and calibration; a file
+    without any target is the same one-line error."""
+    import json
+
+    from lucidnet.cli.commands import main
+
+    df = _frame(1200, seed=4, regression=regression)
+    df.loc[300:599, "y"] = None  # the second record batch has no labelled row
+    data = tmp_path / "big.parquet"
+    df.to_parquet(data, row_group_size=300)
+    model = tmp_path / "m.lnet"
+    train = ["train", str(data), "--target", "y", "--epochs", "2", "--out", str(model), "--quiet"]
+    assert main(train) == 0
+    docs = []
+    for i, how in enumerate((["--stream"], ["--stream-above", "none"])):
+        out = tmp_path / f"e{i}.json"
+        assert main(["evaluate", str(model), str(data), *how, "--metrics-json", str(out)]) == 0
+        docs.append(json.loads(out.read_text()))
+    printed = capsys.readouterr().out
+    assert "(streamed)" in printed
+    for key in ("test_metrics", "rows", "verdict", "calibration"):
+        _assert_close(docs[0].get(key), docs[1].get(key), key)
+    assert docs[0]["rows"] == int(df["y"].notna().sum())
+    empty = tmp_path / "empty.parquet"
+    df.assign(y=None).to_parquet(empty, row_group_size=300)
+    assert main(["evaluate", str(model), str(empty), "--stream"]) == 2
+    assert "entirely empty" in capsys.readouterr().err
+
+
+def _assert_close(a, b, where: str) -> None:
+    """Nested dicts / lists equal, numbers to 1e-6 (predictions in batches of another size
+    round differently in float32), timings ignored."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            if k != "seconds":
+                _assert_close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=1e-6, abs=1e-9), where
+    else:
+        assert a == b, where

@@ -614,6 +614,7 @@ def _add_evaluate(sub: Any) -> None:
     _add_image_options(p, train=False)
     p.add_argument("--metrics-json", metavar="PATH")
     p.add_argument("--overwrite", action="store_true", help="replace an existing metrics file")
+    _add_streaming(p, train=False)
 
 
 def _add_info(sub: Any) -> None:

@@ -1204,25 +1204,67 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, meta, preparer = _load_model(args.model, images=True)
     if "images" in meta:
         return IMAGE_COMMANDS["evaluate"](args, model, meta, preparer)
-    df, y = _labelled(preparer, meta, _read_csv(args, meta)[0], args.data)
-    X = _features(preparer, df, args.data, drift=True)
     task = meta["task"]  # checked against the preparation by _load_model
-    pred = network_predictions(task, model, X)
+    if _streams(args):  # larger than memory: the rows in record batches, predictions kept
+        y, pred, proba = _evaluated_streamed(args, model, meta, preparer)
+        title = f"'{args.data}' (streamed)"
+    else:
+        df, y = _labelled(preparer, meta, _read_csv(args, meta)[0], args.data)
+        X = _features(preparer, df, args.data, drift=True)
+        pred = network_predictions(task, model, X)
+        proba = _probabilities(model, X) if task == "classification" else None
+        title = f"'{args.data}'"
     result = test_metrics(task, y, pred, _class_names(meta))
-    _say(format_metrics(task, result, len(y), title=f"'{args.data}'"))
-    extra = _evaluation_extras(task, model, X, y, pred, len(_class_names(meta)))
+    _say(format_metrics(task, result, len(y), title=title))
+    extra = _evaluation_extras(task, y, pred, proba, len(_class_names(meta)))
     if args.metrics_json:
         doc = _metrics_document(task, result, rows=len(y), data_file=args.data, **extra)
         _write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
     return 0
 
 
+def _probabilities(model: Any, X: np.ndarray) -> np.ndarray:
+    """The classifier's predicted probabilities (softmax, or one sigmoid) on ``X``."""
+    from ..glassbox.calibration import probabilities
+
+    return probabilities(model.predict_logits(X))
+
+
+def _evaluated_streamed(
+    args: argparse.Namespace, model: Any, meta: dict[str, Any], prep: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``evaluate`` on a file larger than memory: record batches in; the targets, predictions
+    and (classifier) probabilities kept, a few numbers per row, for the metrics, intervals and
+    calibration on all rows. Rows without a target are left out, as in memory; drift is
+    reported for the first batch."""
+    from ..data.streaming import frame_chunks
+
+    task, target = meta["task"], meta.get("target") or prep.target
+    ys, preds, probas, seen = [], [], [], 0
+    with _user_errors(f"'{args.data}'"):
+        for df in frame_chunks(args.data, sep=getattr(args, "sep", None)):
+            if target in df.columns and df[target].isna().all():
+                continue  # a batch without labelled rows (an all-empty file is an error below)
+            df, y = _labelled(prep, meta, df, args.data)
+            X = _features(prep, df, args.data, drift=seen == 0)
+            seen += len(y)
+            ys.append(y)
+            preds.append(network_predictions(task, model, X))
+            if task == "classification":
+                probas.append(_probabilities(model, X))
+    if not seen:
+        raise CLIError(f"'{args.data}': target column {target!r} is entirely empty")
+    proba = np.concatenate(probas) if probas else None
+    return np.concatenate(ys), np.concatenate(preds), proba
+
+
 def _evaluation_extras(
-    task: str, model: Any, X: np.ndarray, y: np.ndarray, pred: np.ndarray, n_classes: int
+    task: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, n_classes: int
 ) -> dict[str, Any]:
     """For ``evaluate``: the metrics' bootstrap 95% intervals (no baselines: they need the
-    training rows) and, for a classifier, its calibration error on these rows; printed, and
-    returned for the metrics file as ``{"verdict", "calibration"}``."""
+    training rows) and, for a classifier, its calibration error on these rows (from
+    ``proba``, its predicted probabilities); printed, and returned for the metrics file as
+    ``{"verdict", "calibration"}``."""
     from ..glassbox import verdict as vd
 
     intervals = vd.intervals(
@@ -1235,9 +1277,10 @@ def _evaluation_extras(
     _say(vd.format_verdict(intervals))
     out: dict[str, Any] = {"verdict": intervals}
     if task == "classification":
-        from ..glassbox.calibration import calibration_report, format_calibration
+        from ..glassbox.calibration import calibration_of_probabilities, format_calibration
 
-        out["calibration"] = calibration_report(model, X, y, rows="test")
+        assert proba is not None
+        out["calibration"] = calibration_of_probabilities(proba, y, rows="test")
         where = f"the {len(y)} rows of the file"
         _say(format_calibration(out["calibration"], where=where, hint=False))
     return out

@@ -731,7 +731,8 @@ def cmd_evaluate(
     pred = cm.network_predictions(task, model, X)
     result = cm.test_metrics(task, source.y, pred, cm._class_names(meta))
     cm._say(cm.format_metrics(task, result, len(source.y), title=f"'{args.data}'"))
-    extra = cm._evaluation_extras(task, model, X, source.y, pred, len(cm._class_names(meta)))
+    proba = cm._probabilities(model, X) if task == "classification" else None
+    extra = cm._evaluation_extras(task, source.y, pred, proba, len(cm._class_names(meta)))
     if args.metrics_json:
         doc = cm._metrics_document(task, result, rows=len(source.y), data_file=args.data, **extra)
         cm._write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")

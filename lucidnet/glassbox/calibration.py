@@ -264,6 +264,27 @@ def _proba(model: Any, X: np.ndarray) -> np.ndarray:
     return probabilities(model.predict_logits(X))
 
 
+def calibration_of_probabilities(
+    proba: np.ndarray, y: Any, *, rows: str = "test", n_bins: int = DEFAULT_BINS
+) -> dict[str, Any]:
+    """:func:`calibration_report` without a temperature, from predicted probabilities
+    (``(n, classes)``, or ``(n,)`` / ``(n, 1)`` of one sigmoid) gathered elsewhere, e.g. chunk by
+    chunk from a file larger than memory."""
+    if rows not in ("test", "validation"):
+        raise ValueError(f"rows must be 'test' or 'validation', got {describe(rows)}")
+    return {
+        "ece_before": expected_calibration_error(proba, y, n_bins),
+        "ece_after": None,
+        "temperature": None,
+        "bins": reliability_bins(proba, y, n_bins),
+        "bins_after": None,
+        "n_rows": len(proba),
+        "rows": rows,
+        "n_bins": n_bins,
+        "fitted_on": None,
+    }
+
+
 def calibration_report(
     model: Any,
     X_eval: np.ndarray,
@@ -288,20 +309,7 @@ def calibration_report(
     Returns:
         The dict of the module docstring.
     """
-    if rows not in ("test", "validation"):
-        raise ValueError(f"rows must be 'test' or 'validation', got {describe(rows)}")
-    before = _proba(model, X_eval)
-    out: dict[str, Any] = {
-        "ece_before": expected_calibration_error(before, y_eval, n_bins),
-        "ece_after": None,
-        "temperature": None,
-        "bins": reliability_bins(before, y_eval, n_bins),
-        "bins_after": None,
-        "n_rows": len(before),
-        "rows": rows,
-        "n_bins": n_bins,
-        "fitted_on": None,
-    }
+    out = calibration_of_probabilities(_proba(model, X_eval), y_eval, rows=rows, n_bins=n_bins)
     if X_fit is None or len(X_fit) == 0:
         return out
     T = fit_temperature(model.predict_logits(X_fit), y_fit)
