@@ -8,7 +8,6 @@ entry point in a subprocess to check real exit codes and stderr.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import run
 
 import lucidnet as ln
 from lucidnet.cli import commands as cli
@@ -60,14 +60,6 @@ def make_frame(n: int = N_ROWS, seed: int = 0) -> pd.DataFrame:
     df.loc[::7, "city"] = None
     df.loc[::11, "review"] = None
     return df
-
-
-def run(argv: list[str]) -> tuple[int, str, str]:
-    """``main(argv)`` with stdout / stderr captured (usable in module-scoped fixtures)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_user_error(code: int, err: str, *fragments: str) -> None:

@@ -5,27 +5,17 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import run
 
 import lucidnet as ln
-from lucidnet.cli import commands as cli
 from lucidnet.cli import defaults
 from lucidnet.cli.args import options_given
-
-
-def run(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
 
 # ---- the rule ---------------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ on stderr, exit status 2). Every image is generated here; nothing reads ../share
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
@@ -15,20 +14,13 @@ import struct
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import run
 from PIL import Image
 
 import lucidnet as ln
-from lucidnet.cli import commands as cli
 
 PER_CLASS = 30  # digits images per class written (4 classes: quick, and still learnable)
 CLASSES = (0, 1, 4, 7)
-
-
-def run(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_user_error(code: int, err: str, *fragments: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import io
 import os
 import shutil
 import signal
@@ -27,7 +26,7 @@ import pytest
 optuna = pytest.importorskip("optuna")
 pd = pytest.importorskip("pandas")
 
-from lucidnet.cli import commands as cli  # noqa: E402
+from _cli import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -53,13 +52,6 @@ def csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tune") / "data.csv"
     df.to_csv(path, index=False)
     return path
-
-
-def run(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def worker(csv: Path, *args) -> subprocess.Popen:

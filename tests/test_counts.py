@@ -3,16 +3,14 @@ task decision for non-negative integer targets, and count regression through the
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import run
 from _gradcheck_util import numerical_gradient, rel_error
 
 import lucidnet as ln
-from lucidnet import cli, losses
+from lucidnet import losses
 from lucidnet.data.columns import _infer_target, infer_task
 from lucidnet.glassbox.gradcheck import check_gradients
 from lucidnet.io import load
@@ -180,13 +178,6 @@ def test_task_set_by_user_regression_on_counts():
 
 
 # -- the CLI ----------------------------------------------------------------------------------
-
-
-def run(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import json
 import os
 import struct
@@ -28,22 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import run
 
 import lucidnet as ln
 from lucidnet.callbacks import History
-from lucidnet.cli import commands as cli
 from lucidnet.cli import saving
 from lucidnet.data import limits, prep
 from lucidnet.data.prep import TabularPreparer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_error_line(code: int, err: str) -> str:

@@ -8,6 +8,17 @@ import numpy as np
 import pytest
 
 import lucidnet as ln
+from lucidnet.convolution import (
+    AvgPool1D,
+    AvgPool2D,
+    Conv1D,
+    Conv2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    MaxPool1D,
+    MaxPool2D,
+    Reshape,
+)
 from lucidnet.interop.onnx_export import export_model_file, export_onnx, to_onnx
 
 onnx = pytest.importorskip("onnx")
@@ -196,3 +207,127 @@ def test_errors(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"pip install lucidnet\[onnx\]"):
         export_onnx(model, tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# convolutions and pooling (lucidnet/convolution.py), run in ONNX Runtime
+# --------------------------------------------------------------------------------------------
+
+ONNX_CASES = [
+    ("conv2d_valid", lambda: [Conv2D(4, 3, activation="relu"), ln.Flatten(), ln.Dense(3)],
+     (8, 7, 2), "cross_entropy"),
+    ("conv2d_same_stride2_asymmetric", lambda: [Conv2D(3, (3, 2), stride=2, padding="same"),
+                                                ln.Flatten(), ln.Dense(2)], (8, 7, 3), "mse"),
+    ("conv2d_int_pad_dilation", lambda: [Conv2D(2, 3, padding=(2, 1), dilation=(2, 1),
+                                                stride=(1, 2), activation="tanh"),
+                                         Conv2D(3, 2, padding=1, activation="gelu"),
+                                         ln.Flatten(), ln.Dense(1)], (9, 8, 1),
+     "binary_cross_entropy"),
+    ("conv2d_pools_batchnorm", lambda: [Conv2D(4, 3, padding="same", use_bias=False),
+                                        ln.BatchNorm(), ln.ReLU(),
+                                        MaxPool2D(3, stride=2, padding="same"),
+                                        AvgPool2D(2, padding="same"), ln.Flatten(),
+                                        ln.Dense(3)], (9, 7, 2), "cross_entropy"),
+    ("conv2d_gap_avg_valid", lambda: [Conv2D(3, 2, activation="elu"), AvgPool2D((2, 3), stride=1),
+                                      MaxPool2D(2), GlobalAveragePooling2D(), ln.Dense(2)],
+     (8, 8, 3), "cross_entropy"),
+    ("reshape_flat_pixels", lambda: [Reshape((6, 6, 1)), Conv2D(2, 3, activation="sigmoid"),
+                                     ln.Flatten(), ln.Dense(2)], (36,), "cross_entropy"),
+    ("conv1d_same_stride", lambda: [Conv1D(3, 4, stride=2, padding="same", activation="relu"),
+                                    MaxPool1D(2, padding="same"), ln.Flatten(), ln.Dense(2)],
+     (11, 2), "cross_entropy"),
+    ("conv1d_dilation_pools", lambda: [Conv1D(4, 3, dilation=2, padding=2), ln.BatchNorm(),
+                                       AvgPool1D(3, stride=2, padding="same"),
+                                       MaxPool1D(2, stride=1), GlobalAveragePooling1D(),
+                                       ln.Dense(1)], (12, 3), "poisson"),
+    # pools first, on inputs below 0 (shifted by INPUT_SHIFT): "same" padding must never win a
+    # max (-inf, not 0) nor count in a mean
+    ("pools_same_on_negatives_2d", lambda: [MaxPool2D((3, 2), stride=2, padding="same"),
+                                            AvgPool2D(2, padding="same"), ln.Flatten(),
+                                            ln.Dense(2)], (7, 6, 2), "mse"),
+    ("pools_same_on_negatives_1d", lambda: [MaxPool1D(3, stride=2, padding="same"),
+                                            AvgPool1D(3, stride=2, padding="same"), ln.Flatten(),
+                                            ln.Dense(2)], (9, 2), "mse"),
+    ("reshape_minus_one", lambda: [ln.Flatten(), Reshape((-1, 4)), Conv1D(2, 2), ln.Flatten(),
+                                   ln.Dense(2)], (4, 2, 2), "mse"),
+]  # fmt: skip
+
+
+INPUT_SHIFT = {"pools_same_on_negatives_2d": -3.0, "pools_same_on_negatives_1d": -3.0}
+
+
+@pytest.mark.parametrize("case", ONNX_CASES, ids=[c[0] for c in ONNX_CASES])
+def test_onnx_export_of_convolutions_matches_predict(case):
+    name, layers, shape, loss = case
+    for dtype, opset in (("float32", 17), ("float64", 20)):
+        model = ln.Sequential(layers(), dtype=dtype)
+        model.build(shape, seed=0)
+        model.compile(loss)
+        _randomise(model, seed=1)
+        proto = to_onnx(model, opset=opset)
+        onnx.checker.check_model(proto, full_check=True)
+        session = ort.InferenceSession(
+            proto.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        x = np.random.default_rng(2).normal(INPUT_SHIFT.get(name, 0.0), size=(5, *shape))
+        x = x.astype(dtype)
+        got = session.run(None, {"input": x})[0]
+        expected = model.predict(x)
+        assert got.shape == expected.shape and got.dtype == np.dtype(dtype)
+        tol = 2e-5 if dtype == "float32" else 1e-11
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+def test_onnx_conv_graph_keeps_channels_last_between_layers():
+    model = ln.Sequential([Conv2D(2, 3, padding="same"), MaxPool2D(2), ln.Flatten(), ln.Dense(1)])
+    model.build((4, 4, 1), seed=0)
+    ops = [n.op_type for n in to_onnx(model).graph.node]
+    assert ops == [
+        "Transpose",
+        "Conv",
+        "Transpose",
+        "Transpose",
+        "MaxPool",
+        "Transpose",
+        "Flatten",
+        "MatMul",
+        "Add",
+        "Identity",
+    ]
+    assert onnx.__version__
+
+
+def test_onnx_export_of_a_trained_digits_cnn():
+    """A CNN trained on scikit-learn's 8x8 digits (flat pixels reshaped to images): ONNX
+    Runtime predicts what ``predict`` does, to float32 rounding, on every image."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    model = ln.Sequential([
+        Reshape((8, 8, 1)),
+        Conv2D(8, 3, padding="same", activation="relu"),
+        ln.BatchNorm(),
+        MaxPool2D(2),
+        Conv2D(16, 3, activation="relu"),
+        GlobalAveragePooling2D(),
+        ln.Dense(10),
+    ])  # fmt: skip
+    model.fit(
+        X[:1400],
+        y[:1400],
+        loss="cross_entropy",
+        optimizer=ln.Adam(lr=0.01),
+        epochs=3,
+        batch_size=32,
+        seed=0,
+        verbose=0,
+    )
+    assert model.evaluate(X[1400:], y[1400:])["accuracy"] > 0.8
+    session = ort.InferenceSession(
+        to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    got = session.run(None, {"input": X})[0]
+    expected = model.predict(X)
+    assert np.abs(got - expected).max() <= 1e-5
+    np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))

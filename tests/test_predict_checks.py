@@ -10,7 +10,6 @@ and network, the way ``cmd_predict`` built it).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 from pathlib import Path
@@ -18,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import run
 
 import lucidnet as ln
-from lucidnet.cli import commands as cli
 from lucidnet.data.prep import InputDrift, TabularPreparer
 
 N_ROWS = 240
@@ -59,13 +58,6 @@ def drifted_frame() -> pd.DataFrame:
     df["comment"] = "nothing to see"
     df["weather"] = 3.5
     return df
-
-
-def run(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_user_error(code: int, err: str, *fragments: str) -> None:

@@ -6,7 +6,6 @@ that cannot be read. Every file is generated here."""
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import io
 import json
@@ -16,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import run
 
 import lucidnet as ln
-from lucidnet.cli import commands as cli
 from lucidnet.data.columns import ReadOptions, infer_roles, read_csv, read_table
 
 TRAIN = ["--target", "label", "--epochs", "8", "--hidden", "16", "--seed", "0"]
@@ -32,13 +31,6 @@ def make_frame(n: int = 240, seed: int = 0) -> pd.DataFrame:
     score = (a - 20.0) + 0.5 * (b - 20.0) + 2.0 * (site == "north")
     label = np.where(score > 2.0, "high", np.where(score < -1.0, "low", "mid"))
     return pd.DataFrame({"a": a, "b": b, "c": c, "site": site, "label": label})
-
-
-def run(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:

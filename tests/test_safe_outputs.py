@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import run
 
 import lucidnet as ln
 from lucidnet import _files
@@ -81,14 +82,6 @@ def mode_open_gives(directory: Path, mask: int) -> int:
 def leftovers(directory: Path) -> list[str]:
     """Temporary files a writer left behind (hidden ``.*.tmp``, or the old ``*.tmp``)."""
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
-
-
-def run(argv: list) -> tuple[int, str, str]:
-    """``lucidnet ARGV`` in-process, output captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 # ---- the writer: permissions ------------------------------------------------------------------
