@@ -319,6 +319,17 @@ def network_predictions(task: str, model: Any, X: np.ndarray) -> np.ndarray:
     return model.predict(X).ravel()
 
 
+def network_outputs(task: str, model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`network_predictions` and, for a classifier, its predicted probabilities (softmax,
+    or one sigmoid as two columns), from one forward pass."""
+    if task != "classification":
+        return network_predictions(task, model, X), None
+    from ..glassbox.calibration import probabilities
+
+    logits = model.predict_logits(X)
+    return logits.argmax(axis=1), probabilities(logits)
+
+
 def test_metrics(task: str, y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
     """Classification: ``{"accuracy", "f1_macro"}`` plus ``details`` (per-class precision /
     recall / F1 / support and the confusion matrix); regression: ``{"mae", "rmse", "r2"}``.
@@ -1211,8 +1222,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         df, y = _labelled(preparer, meta, _read_csv(args, meta)[0], args.data)
         X = _features(preparer, df, args.data, drift=True)
-        pred = network_predictions(task, model, X)
-        proba = _probabilities(model, X) if task == "classification" else None
+        pred, proba = network_outputs(task, model, X)
         title = f"'{args.data}'"
     result = test_metrics(task, y, pred, _class_names(meta))
     _say(format_metrics(task, result, len(y), title=title))
@@ -1221,13 +1231,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         doc = _metrics_document(task, result, rows=len(y), data_file=args.data, **extra)
         _write_text(args.metrics_json, json.dumps(doc, indent=2) + "\n")
     return 0
-
-
-def _probabilities(model: Any, X: np.ndarray) -> np.ndarray:
-    """The classifier's predicted probabilities (softmax, or one sigmoid) on ``X``."""
-    from ..glassbox.calibration import probabilities
-
-    return probabilities(model.predict_logits(X))
 
 
 def _evaluated_streamed(
@@ -1249,9 +1252,10 @@ def _evaluated_streamed(
             X = _features(prep, df, args.data, drift=seen == 0)
             seen += len(y)
             ys.append(y)
-            preds.append(network_predictions(task, model, X))
-            if task == "classification":
-                probas.append(_probabilities(model, X))
+            pred, proba = network_outputs(task, model, X)
+            preds.append(pred)
+            if proba is not None:
+                probas.append(proba)
     if not seen:
         raise CLIError(f"'{args.data}': target column {target!r} is entirely empty")
     proba = np.concatenate(probas) if probas else None

@@ -379,9 +379,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cm.saving.check_disk_space(out, saving_bound + 200_000)  # + history and metrics
     history, seconds, best, scaling, diagnostics = cm._fit(args, data, model, optimizer, task)
     calibration = cm._calibration(args, data, model) if task == "classification" else None
-    result = verdict = pred = None
+    result = verdict = pred = proba = None
     if len(data.X_test):
-        pred = cm.network_predictions(task, model, data.X_test)
+        pred, proba = cm.network_outputs(task, model, data.X_test)
         result = cm.test_metrics(task, data.y_test, pred, classes)
         text = cm.format_metrics(task, result, len(data.X_test))
         cm._say(text.splitlines()[0] if args.quiet else "\n" + text)
@@ -407,7 +407,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cm._say(f"Metrics written to '{args.metrics_json}'")
     if args.report:
         run = {"history": history, "diagnostics": diagnostics, "result": result,
-               "verdict": verdict, "calibration": calibration, "pred": pred}  # fmt: skip
+               "verdict": verdict, "calibration": calibration, "pred": pred,
+               "proba": proba}  # fmt: skip
         _write_report(args, model, data, source, prep, run)
     return 0
 
@@ -618,7 +619,8 @@ def _write_report(
     table report shows (curves, early stopping, diagnostics, test metrics, verdict,
     calibration) plus the test images the network got wrong and the first convolution's
     filters. ``run``: ``history``, ``diagnostics``, ``result``, ``verdict``, ``calibration``,
-    ``pred`` (the test images' predictions, computed once by ``train``)."""
+    ``pred``, ``proba`` (the test images' predictions and probabilities, computed once by
+    ``train``)."""
     from ..glassbox.report import write_report
 
     history, task, sp = run["history"], source.task, data.split
@@ -646,7 +648,7 @@ def _write_report(
         "target": source.target,
     }
     if run["pred"] is not None and len(data.X_test):
-        extras["test_images"] = _report_images(model, data, source, run["pred"])
+        extras["test_images"] = _report_images(data, source, run["pred"], run["proba"])
         if task == "regression":
             extras["y_true"], extras["y_pred"] = data.y_test, run["pred"]
     with cm._user_errors("--report"):
@@ -659,14 +661,14 @@ def _write_report(
     cm._say(f"Report written to '{args.report}'")
 
 
-def _report_images(model: Any, data: Any, source: ImageSource, pred: np.ndarray) -> dict:
+def _report_images(
+    data: Any, source: ImageSource, pred: np.ndarray, proba: np.ndarray | None
+) -> dict:
     """The report's ``test_images``: the test images, their labels and predictions, the
     predicted class's probability and the file names."""
     images: dict[str, Any] = {"X": data.X_test, "y_true": data.y_test, "y_pred": pred}
-    if source.task == "classification":
-        logits = model.predict_logits(data.X_test).astype(np.float64)
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        images["confidence"] = (p / p.sum(axis=1, keepdims=True))[np.arange(len(pred)), pred]
+    if proba is not None:
+        images["confidence"] = proba[np.arange(len(pred)), pred]
         images["classes"] = source.classes
     else:
         images["classes"] = None
@@ -728,10 +730,9 @@ def cmd_evaluate(
             "files with their labels file"
         )
     task = meta["task"]
-    pred = cm.network_predictions(task, model, X)
+    pred, proba = cm.network_outputs(task, model, X)
     result = cm.test_metrics(task, source.y, pred, cm._class_names(meta))
     cm._say(cm.format_metrics(task, result, len(source.y), title=f"'{args.data}'"))
-    proba = cm._probabilities(model, X) if task == "classification" else None
     extra = cm._evaluation_extras(task, source.y, pred, proba, len(cm._class_names(meta)))
     if args.metrics_json:
         doc = cm._metrics_document(task, result, rows=len(source.y), data_file=args.data, **extra)
