@@ -203,6 +203,16 @@ def _crop(dxp: np.ndarray, pads: Pads) -> np.ndarray:
     return dxp[(slice(None),) + inner]
 
 
+def _cropped(layer: Layer, dxp: np.ndarray, pads: Pads, x_shape: tuple[int, ...]) -> np.ndarray:
+    """A fast backward's dL/dx from dL/dxpad: the padding cut off (into the layer's workspace
+    of the input's ``x_shape``), or ``dxp`` itself without padding."""
+    if not any(lo or hi for lo, hi in pads):
+        return dxp
+    dx = layer._workspace("dx", x_shape, dxp.dtype)
+    dx[...] = _crop(dxp, pads)
+    return dx
+
+
 def _image_axes(sizes: tuple[int, ...]) -> tuple[int, ...]:
     """Per-axis sizes of a 1-D or 2-D layer as an image's (height, width): the compiled kernels
     are written for images, and a sequence is an image of height 1."""
@@ -453,7 +463,7 @@ class _Conv(KernelLayer):
                 *_image_axes(self.stride),
                 *_image_axes(self.dilation),
             )
-            return self._cropped(dxp)
+            return _cropped(self, dxp, self.pads, self._x_shape)
         # (*kernel, rows, c_in): one (rows, f) @ (f, c_in) product per kernel offset
         Q = self._workspace("dQ", (*self.kernel_size, dz.shape[0], c), dz.dtype)
         if c == 1:  # all offsets in one product: Q (K, rows) = W (K, f) dz^T
@@ -468,15 +478,7 @@ class _Conv(KernelLayer):
                 for o, d, s, m in zip(offset, self.dilation, self.stride, self._out)
             )
             dxp[(slice(None),) + target] += Q[offset].reshape(n, *self._out, c)
-        return self._cropped(dxp)
-
-    def _cropped(self, dxp: np.ndarray) -> np.ndarray:
-        """dL/dx from dL/dxpad: the padding cut off (into a workspace), or ``dxp`` itself."""
-        if not any(lo or hi for lo, hi in self.pads):
-            return dxp
-        dx = self._workspace("dx", self._x_shape, dxp.dtype)
-        dx[...] = _crop(dxp, self.pads)
-        return dx
+        return _cropped(self, dxp, self.pads, self._x_shape)
 
     # -- persistence ----------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -695,7 +697,7 @@ class _MaxPool(_Pool):
         if self._two_by_two and _kernel_ready(self, "max_pool_2x2", "pool", dxp.size, dy):
             kernel = _kernels.kernel("max_pool_2x2_backward", dxp.size)
             kernel(dy, where, dxp, *self.stride, dy.dtype.type(0))
-            return self._cropped(dxp)
+            return _cropped(self, dxp, self._pads, self._x_shape)
         overlap = any(s < p for s, p in zip(self.stride, self.pool_size))
         mask = self._workspace("mask", dy.shape, np.bool_)
         part = self._workspace("part", dy.shape, dy.dtype)
@@ -709,15 +711,7 @@ class _MaxPool(_Pool):
                 target += np.multiply(dy, mask, out=part)
             else:  # each input position is in one window at most
                 np.multiply(dy, mask, out=target)
-        return self._cropped(dxp)
-
-    def _cropped(self, dxp: np.ndarray) -> np.ndarray:
-        """dL/dx from dL/dxpad: the padding cut off (into a workspace), or ``dxp`` itself."""
-        if not any(lo or hi for lo, hi in self._pads):
-            return dxp
-        dx = self._workspace("dx", self._x_shape, dxp.dtype)
-        dx[...] = _crop(dxp, self._pads)
-        return dx
+        return _cropped(self, dxp, self._pads, self._x_shape)
 
 
 class _AvgPool(_Pool):

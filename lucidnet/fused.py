@@ -234,7 +234,9 @@ def _loss(
     return total / (m * k), right
 
 
-#: the optimizers' kernels: kernels.py's loops, replaced by their compiled versions in _compiled()
+#: kernels.py's loops (the optimizers' and the mini-batch gather), replaced by their compiled
+#: versions in _compiled()
+_gather_rows: Any = _kernels._gather_rows
 _adam: Any = _kernels._adam
 _sgd: Any = _kernels._sgd
 _sgd_momentum: Any = _kernels._sgd_momentum
@@ -301,9 +303,7 @@ def _epoch(
         rows = order[starts[s] : starts[s + 1]]
         m = rows.shape[0]
         x = xb[: m * X.shape[1]].reshape((m, X.shape[1]))
-        for i in range(m):  # the mini-batch: rows of X in the shuffled order
-            for k in range(X.shape[1]):
-                x[i, k] = X[rows[i], k]
+        _gather_rows(X, rows, x)  # the mini-batch: rows of X in the shuffled order
         for layer in range(n_layers):  # forward, first layer first
             w_off, b_off, k_in, k_out, a_off = layout[layer]
             W = p[w_off : w_off + k_in * k_out].reshape((k_in, k_out))
@@ -351,10 +351,16 @@ def _epoch(
 
 
 # -- compiling -----------------------------------------------------------------------------------
-#: the kernel's helpers, compiled (and inlined) before it; the optimizers' kernels come from
-#: kernels.py, so that an update here is the very loop the step path's kernel runs.
+#: the kernel's helpers, compiled (and inlined) before it; the optimizers' kernels and the
+#: gather come from kernels.py, so that an update here is the very loop the step path's
+#: kernel runs.
 _HELPERS = ("_activate", "_slope", "_gemm", "_forward", "_backward", "_loss", "_update")
-_OPTIMIZER_KERNELS = {"_adam": "adam", "_sgd": "sgd", "_sgd_momentum": "sgd_momentum"}
+_KERNELS = {
+    "_gather_rows": "gather_rows",
+    "_adam": "adam",
+    "_sgd": "sgd",
+    "_sgd_momentum": "sgd_momentum",
+}
 
 
 class _State:
@@ -384,8 +390,8 @@ def _compile_epoch() -> Any:
     """Compile (or load from numba's disk cache) the epoch kernel and its helpers."""
     numba = _kernels._load_numba()
     names = globals()
-    for name, kernel_name in _OPTIMIZER_KERNELS.items():
-        names[name] = _kernels.kernel(kernel_name)  # serial: one step's update
+    for name, kernel_name in _KERNELS.items():
+        names[name] = _kernels.kernel(kernel_name)  # serial: one step's work
     epoch = _epoch
     if _declare_numpy_blas(numba):
         names["_gemm"] = _gemm_numpy_blas
