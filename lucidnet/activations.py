@@ -219,9 +219,7 @@ class ReLU(Activation):
     # instead of five NumPy passes: 32 x 32: 17 -> 8 us, 128 x 256: 100 -> 71 us (float32,
     # benchmarks/kernels.py on a shared 2-core Xeon)
     def fast_forward_bias(self, z: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-        gate = self.__dict__.get("_gate")
-        if gate is None:
-            gate = self._gate = _kernels.Gate("activation", "bias_relu")
+        gate = _kernels.gate_for(self, "activation", "bias_relu")
         if not gate.ready(z.size) or not z.flags.c_contiguous:
             self._fused = False
             return None

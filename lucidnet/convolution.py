@@ -227,10 +227,7 @@ def _as_image(a: np.ndarray) -> np.ndarray:
 def _kernel_ready(layer: Layer, name: str, kind: str, size: int, *arrays: np.ndarray) -> bool:
     """Whether ``layer`` runs the compiled kernel ``name`` now on ``size`` elements
     (:class:`lucidnet.kernels.Gate`, one per layer and kernel) with C-contiguous ``arrays``."""
-    gates = layer.__dict__.setdefault("_gates", {})
-    gate = gates.get(name)
-    if gate is None:
-        gate = gates[name] = _kernels.Gate(kind, name)
+    gate = _kernels.gate_for(layer, kind, name)
     return gate.ready(size) and all(a.flags.c_contiguous for a in arrays)
 
 

@@ -543,6 +543,16 @@ class Gate:
         return self.work_ns >= 0.1 * COMPILE_AFTER_S * 1e9 and available()
 
 
+def gate_for(owner: Any, kind: str, name: str) -> Gate:
+    """The :class:`Gate` of kernel ``name`` for ``owner`` (a layer, an activation, a loss), made
+    on first use and kept in the owner's ``__dict__`` (under ``"_gates"``)."""
+    gates = owner.__dict__.setdefault("_gates", {})
+    gate = gates.get(name)
+    if gate is None:
+        gate = gates[name] = Gate(kind, name)
+    return gate
+
+
 # -- the calls: constants rounded to the arrays' dtype -----------------------------------------
 def gradient_terms(
     dtype: np.dtype, scale: float, clip: float | None, wd: float

@@ -690,9 +690,7 @@ class BinaryCrossEntropy(Loss):
 
 def _kernel_ready(loss: Loss, name: str, y_pred: np.ndarray) -> bool:
     """Whether ``loss`` should run the compiled kernel ``name`` on ``y_pred`` now."""
-    gate = loss.__dict__.get("_gate")
-    if gate is None:
-        gate = loss.__dict__["_gate"] = _kernels.Gate("loss", name)
+    gate = _kernels.gate_for(loss, "loss", name)
     return gate.ready(y_pred.size) and y_pred.flags.c_contiguous and y_pred.dtype.kind == "f"
 
 
