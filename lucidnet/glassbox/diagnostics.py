@@ -93,7 +93,7 @@ import numpy as np
 from .._validation import check_float, check_positive_int
 from ..callbacks import Callback
 from ..convolution import Conv1D, Conv2D
-from ..layers import BatchNorm, Dense, Dropout
+from ..layers import BatchNorm, Dense, Dropout, KernelLayer
 from ..losses import LOSSES
 
 __all__ = ["Diagnostics", "TrainingWarning", "WARNING_KINDS"]
@@ -702,7 +702,7 @@ class Diagnostics(Callback):
         """
         layers = list(getattr(self.model, "layers", []) or [])
         # the layers with L1 / L2 penalties: Dense and the convolutions
-        dense = [layer for layer in layers if isinstance(layer, Dense) or _has_kernel(layer)]
+        dense = [layer for layer in layers if isinstance(layer, KernelLayer)]
         opt = getattr(self.model, "optimizer", None)
         lr = getattr(opt, "lr", None)
         history = getattr(self.model, "history", None)

@@ -49,7 +49,7 @@ from .. import optimizers as _optimizers
 from .._validation import check_array, check_positive_int, check_same_length, describe
 from ..activations import sigmoid, softmax
 from ..base import Layer
-from ..layers import Dense, Dropout
+from ..layers import Dense, Dropout, KernelLayer
 from ..model import Sequential
 from ..training import prepare_targets, train_step
 from .explain_conv import (
@@ -848,7 +848,7 @@ def _update_formulas(opt: _optimizers.Optimizer, t: int) -> tuple[list[str], dic
 def _describe_layer(layer: Layer) -> str:
     text = repr(layer)
     l1, l2 = getattr(layer, "l1", 0.0), getattr(layer, "l2", 0.0)  # Dense and convolutions
-    if isinstance(layer, (Dense, *CONVOLUTIONS)) and (l1 or l2):
+    if isinstance(layer, KernelLayer) and (l1 or l2):
         text += f" + reg(l1={l1:g}, l2={l2:g})"
     return text
 

@@ -98,8 +98,7 @@ def image_to_png(image: Any, min_size: int = 48) -> bytes:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3) or 0 in a.shape[:2]:
         raise ValueError(f"image must be (h, w), (h, w, 1) or (h, w, 3), got shape {a.shape}")
     if a.dtype != np.uint8:
-        f = np.nan_to_num(a.astype(np.float64), nan=0.0)
-        a = np.rint(np.clip(f, 0.0, 1.0) * 255).astype(np.uint8)
+        a = _unit_to_uint8(np.nan_to_num(a.astype(np.float64), nan=0.0))
     k = max(1, -(-check_positive_int(min_size, "min_size") // max(a.shape[:2])))
     a = np.repeat(np.repeat(a, k, axis=0), k, axis=1)
     h, w = a.shape[:2]
