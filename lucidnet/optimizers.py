@@ -365,12 +365,9 @@ class Optimizer:
     def _fused_constants(
         self, dtype: np.dtype, b1: float = 0.0, b2: float = 0.0, mu: float = 0.0
     ) -> np.ndarray:
-        clip = math.inf if self.clip_value is None else self.clip_value
         wd = self.weight_decay if self.coupled_decay else 0.0
-        consts = [b1, 1.0 - b1, b2, 1.0 - b2, mu, clip, wd, 0.0, 1.0, 0.0]
-        out = np.array(consts, dtype)
-        out[7] = self._tiny
-        return out
+        _, clip, wd = _kernels.gradient_terms(dtype, 1.0, self.clip_value, wd)
+        return np.array([b1, 1.0 - b1, b2, 1.0 - b2, mu, clip, wd, self._tiny, 1.0, 0.0], dtype)
 
     def fused_done(self, steps: int, lr: float, grad_norm: float) -> None:
         """Account for ``steps`` updates the fused kernel made: the step counter, and
