@@ -1399,16 +1399,7 @@ def _guard_leakage(
 
     if not isinstance(keep, bool):
         raise TypeError(f"keep_leaks must be True or False, got {describe(keep)}")
-    roles = infer_roles(
-        train,
-        prep.target,
-        numeric=prep.numeric,
-        categorical=prep.categorical,
-        text=prep.text,
-        drop=prep.drop,
-        dates=prep.dates,
-        excluded=prep.exclude,
-    )
+    roles = prep._infer_roles(train)
     assert prep.target_ is not None  # prepare_target ran
     task = prep.target_["task"]
     leaks, sampled = find_leaks(train, y, task, roles, seed=seed, classes=prep.classes_)

@@ -508,8 +508,7 @@ def _sample_roles(
     """Task, leakage guard and column roles (and their dtypes) from the first rows' training
     part."""
     df, y = prep.prepare_target(head)
-    rows = np.flatnonzero(head[prep.target].notna().to_numpy())  # file rows of df's rows
-    train = split.parts(rows) == 0
+    train = _labelled_parts(head, 0, prep.target, split)[1] == 0  # df's rows: those labelled
     if not train.any():
         raise ValueError("the first rows have no training rows: raise sample_rows")
     sample = df.loc[train].reset_index(drop=True)
