@@ -75,6 +75,7 @@ import contextlib
 import numbers
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -955,6 +956,15 @@ def _cat_array(s: pd.Series) -> np.ndarray:
         )
     out[mask] = np.nan
     return out
+
+
+def _category_counts(s: pd.Series) -> tuple[Counter, int]:
+    """How often each category string of ``s`` occurs (:func:`_cat_array`'s strings), and
+    how many values are missing: what a categorical column's fitted state is made of (in
+    memory, or added up over a file's record batches when streaming)."""
+    raw = _cat_array(s)
+    miss = _pd().isna(raw)
+    return Counter(raw[~miss].tolist()), int(miss.sum())
 
 
 def _num_array(s: pd.Series, name: str) -> np.ndarray:

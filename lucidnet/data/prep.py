@@ -45,6 +45,7 @@ from .columns import (
     ColumnRole,
     _as_list,
     _cat_array,
+    _category_counts,
     _infer_target,
     _label_key,
     _num_array,
@@ -495,10 +496,9 @@ class TabularPreparer:
         state's ``missing`` entry says which); otherwise the most frequent value."""
         counts, missing = [], []
         for c in columns:
-            raw = _cat_array(df[c])
-            miss = _pd().isna(raw)
-            counts.append(Counter(raw[~miss].tolist()))
-            missing.append(int(miss.sum()))
+            column_counts, n_missing = _category_counts(df[c])
+            counts.append(column_counts)
+            missing.append(n_missing)
         return self._categorical_state(columns, counts, missing, imputed, indicators)
 
     def _categorical_state(

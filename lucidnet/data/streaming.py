@@ -51,7 +51,7 @@ from .._validation import check_float, check_positive_int
 from .columns import (
     HEAVY_TAIL_MIN_DISTINCT,
     HEAVY_TAIL_RATIO,
-    _cat_array,
+    _category_counts,
     _label_key,
     _num_array,
     _pd,
@@ -300,10 +300,9 @@ class StreamStats:
                 self.distinct[j].update(np.unique(x)[:HEAVY_TAIL_MIN_DISTINCT].tolist())
             self._sample(j, x)
         for j, c in enumerate(self.categorical):
-            raw = _cat_array(df[c])
-            miss = _pd().isna(raw)
-            self.cat_missing[j] += int(miss.sum())
-            self.counts[j].update(raw[~miss].tolist())
+            counts, n_missing = _category_counts(df[c])
+            self.cat_missing[j] += n_missing
+            self.counts[j].update(counts)
         if y is not None:
             self.target.add(0, y.astype(np.float64))
 
