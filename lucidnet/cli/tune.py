@@ -180,8 +180,7 @@ def _open_study(url: str, name: str, first: dict[str, Any]) -> Any:
 
 def _defaults(args: argparse.Namespace) -> dict[str, Any]:
     """The command's values of the parameters (those the search space leaves alone)."""
-    keys = ("hidden", "lr", "batch_size", "dropout", "l2", "optimizer", "activation", "batch_norm")
-    return {k: getattr(args, k) for k in keys}
+    return {k: getattr(args, k) for k in tuning.DEFAULTS}
 
 
 def _objective(
@@ -248,7 +247,8 @@ def _trial_line(args: argparse.Namespace) -> Any:
             return
         value = "" if trial.value is None else f"val_loss {trial.value:.4f} "
         try:
-            best = f"best {study.best_value:.4f} (#{study.best_trial.number})"
+            leader = study.best_trial  # one query (best_value asks for it again)
+            best = f"best {leader.value:.4f} (#{leader.number})"
         except ValueError:
             best = "no best yet"
         ua = trial.user_attrs
@@ -262,14 +262,19 @@ def _trial_line(args: argparse.Namespace) -> Any:
     return line
 
 
+def _last_value(trial: Any) -> float | None:
+    """A trial's value, or a pruned trial's last reported value (None: neither)."""
+    if trial.value is not None or not trial.intermediate_values:
+        return trial.value
+    return trial.intermediate_values[max(trial.intermediate_values)]
+
+
 def trials_table(study: Any) -> str:
     """Every trial of the study: number, state, value, epochs, seconds, parameters."""
     rows = ["trial  state      val_loss  epochs  seconds  parameters"]
     for t in study.get_trials(deepcopy=False):
         state = "surplus" if t.user_attrs.get("surplus") else t.state.name.lower()
-        value = t.value
-        if value is None and t.intermediate_values:  # pruned: its last reported value
-            value = t.intermediate_values[max(t.intermediate_values)]
+        value = _last_value(t)
         shown = "" if value is None else f"{value:.4f}"
         rows.append(
             f"{t.number:>5}  {state:<9}  {shown:>8}  {t.user_attrs.get('epochs', ''):>6}  "
@@ -409,10 +414,7 @@ def _history_figure(study: Any) -> Any:
     ax = fig.add_subplot()
     best, xs, ys = math.inf, [], []
     for t in study.get_trials(deepcopy=False, states=tuning.finished_states()):
-        done = t.value is not None
-        value = (
-            t.value if done else t.intermediate_values.get(max(t.intermediate_values, default=0))
-        )
+        done, value = t.value is not None, _last_value(t)
         if value is None:
             continue
         ax.plot(t.number, value, "o" if done else "x", color="C0" if done else "C3")
