@@ -845,12 +845,15 @@ def _config_defaults(
     return out
 
 
-def options_given(argv: list[str] | None, command: str) -> frozenset[str]:
+def options_given(
+    argv: list[str] | None, command: str, configured: dict[str, Any] | None = None
+) -> frozenset[str]:
     """The option destinations the user set for ``command``: on the command line ``argv``
     (``sys.argv[1:]`` when None; parsed again with every default suppressed, so an abbreviated
     or ``--opt=value`` flag counts, and a value equal to the static default still counts as
-    given) or as keys of its ``--config`` file. The image and text defaults change only the
-    options not given (``cli/images.py``, ``cli/defaults.py``)."""
+    given) or as keys of its ``--config`` file (``configured``: those already read, as
+    :func:`parse_args` has them; None: read the file named on the command line). The image and
+    text defaults change only the options not given (``cli/images.py``, ``cli/defaults.py``)."""
     import sys
 
     tokens = sys.argv[1:] if argv is None else [str(t) for t in argv]
@@ -860,7 +863,9 @@ def options_given(argv: list[str] | None, command: str) -> frozenset[str]:
         action.default = argparse.SUPPRESS
     seen = vars(parser.parse_args(tokens))
     given = set(seen) - {"command"}
-    if seen.get("config"):
+    if configured is not None:
+        given |= set(configured)
+    elif seen.get("config"):
         shared = frozenset(_long_options(subs.choices["train"]))
         given |= set(_config_defaults(subs.choices[command], seen["config"], shared))
     return frozenset(given)
@@ -891,7 +896,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         sub.set_defaults(**configured)
         args = parser.parse_args(argv)
     if args.command == "train":  # image or text input changes the defaults of options not set
-        args.options_set = options_given(argv, args.command)
+        args.options_set = options_given(argv, args.command, configured)
     if hasattr(args, "target") and not args.target and not _labels_in_data(args):
         raise CLIError(
             f"{args.command} needs --target COLUMN (on the command line or in the config file)"
