@@ -133,16 +133,22 @@ def _outputs(args: argparse.Namespace) -> tuple[str, str, str]:
     return out, url, name
 
 
-def _tuning_of(path: str) -> dict[str, Any]:
-    """The ``tuning`` record (study, trial) of a model file ``lucidnet tune`` wrote; empty for
-    any other file, or one missing or unreadable."""
+def _metadata_of(path: str) -> dict[str, Any]:
+    """A model file's metadata; empty for a file missing or unreadable."""
     from ..io import load
 
     try:
         meta = load(path).metadata
     except Exception:  # noqa: BLE001 (any unreadable file is "not ours")
         return {}
-    tuned = meta.get("tuning") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _tuning_of(path: str | dict[str, Any]) -> dict[str, Any]:
+    """The ``tuning`` record (study, trial) of a model file ``lucidnet tune`` wrote (a path, or
+    its metadata already read); empty for any other file, or one missing or unreadable."""
+    meta = _metadata_of(path) if isinstance(path, str) else path
+    tuned = meta.get("tuning")
     return tuned if isinstance(tuned, dict) else {}
 
 
@@ -354,8 +360,10 @@ def _finish(
     except ValueError:
         cmd._say("No trial completed: no model was saved.")
         return
+    held_file: dict[str, Any] = {}  # the metadata of what --out holds, read once
     if writer.written != best.number:
-        held = _tuning_of(writer.out)
+        held_file = _metadata_of(writer.out)
+        held = _tuning_of(held_file)
         if held.get("study") == writer.study_name and held.get("trial") == best.number:
             cmd._say(f"'{writer.out}' already holds the best trial #{best.number}.")
         else:
@@ -367,10 +375,8 @@ def _finish(
         f"Model saved to '{writer.out}' (the study's best so far; 'lucidnet info {writer.out}')",
     )
     result = writer.result
-    if result is None and writer.written is None:
-        from .model_meta import read_trained_model
-
-        result = read_trained_model(writer.out).metadata.get("test_metrics")
+    if result is None and writer.written is None:  # --out already held the best trial
+        result = held_file.get("test_metrics")
     if result is not None:
         text = cmd.format_metrics(writer.task, result, len(writer.data.X_test))
         cmd._say(text.splitlines()[0] if args.quiet else text)
