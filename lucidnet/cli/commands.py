@@ -1098,16 +1098,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def write_predictions(table: Any, out: str | None) -> None:
     """The predictions table as CSV, to ``out`` (streamed to a temporary file, renamed into
     place when complete) or to standard output."""
-    options = {"index": False, "float_format": "%.6g", "lineterminator": csv_line_end(table)}
+    _write_prediction_tables([table], out)
+
+
+def _write_prediction_tables(tables: Any, out: str | None, how: str = "") -> None:
+    """Predictions tables (an iterable: the chunks of one table, computed as they are written)
+    as one CSV, the header and line end of the first, to ``out`` (a temporary file renamed
+    into place when complete) or to standard output; ``how`` is added to the message."""
+    rows, options = 0, {"index": False, "float_format": "%.6g"}
+    with contextlib.ExitStack() as stack:
+        fh: Any = sys.stdout
+        if out:
+            try:
+                fh = stack.enter_context(open_atomically(out, "w", encoding="utf-8", newline=""))
+            except OSError as exc:
+                raise CLIError(f"cannot write {_os_msg(exc)}") from None
+        for table in tables:
+            if rows == 0:
+                options["lineterminator"] = csv_line_end(table)
+            try:
+                table.to_csv(fh, header=rows == 0, **options)
+            except OSError as exc:
+                raise CLIError(f"cannot write {_os_msg(exc)}") from None
+            rows += len(table)
     if out:
-        try:
-            with open_atomically(out, "w", encoding="utf-8", newline="") as fh:
-                table.to_csv(fh, **options)
-        except OSError as exc:
-            raise CLIError(f"cannot write {_os_msg(exc)}") from None
-        print(f"{len(table)} predictions written to '{out}'", file=sys.stderr)
-    else:
-        table.to_csv(sys.stdout, **options)
+        print(f"{rows} predictions written to '{out}'{how}", file=sys.stderr)
 
 
 def _prediction_table(
@@ -1143,24 +1158,13 @@ def _predict_streamed(args: argparse.Namespace, model: Any, meta: dict[str, Any]
     drift is reported for the first chunk only; the line end is the first chunk's)."""
     from ..data.streaming import frame_chunks
 
-    rows, options = 0, {"index": False, "float_format": "%.6g"}
-    with contextlib.ExitStack() as stack:
-        fh: Any = sys.stdout
-        if args.out:  # written to a temporary file, renamed into place when complete
-            try:
-                fh = stack.enter_context(open_atomically(args.out, "w", newline=""))
-            except OSError as exc:
-                raise CLIError(f"cannot write {_os_msg(exc)}") from None
+    def tables() -> Iterator[Any]:
         with _user_errors(f"'{args.data}'"):
             chunks = frame_chunks(args.data, sep=getattr(args, "sep", None))
-            for df in chunks:
-                table = _prediction_table(args, model, meta, prep, df, drift=rows == 0)
-                if rows == 0:
-                    options["lineterminator"] = csv_line_end(table)
-                table.to_csv(fh, header=rows == 0, **options)
-                rows += len(table)
-    if args.out:
-        print(f"{rows} predictions written to '{args.out}' (streamed)", file=sys.stderr)
+            for i, df in enumerate(chunks):
+                yield _prediction_table(args, model, meta, prep, df, drift=i == 0)
+
+    _write_prediction_tables(tables(), args.out, " (streamed)")
     return 0
 
 
