@@ -441,24 +441,32 @@ def _prepare(args: argparse.Namespace, df: Any) -> Any:
             return prepare(
                 df,
                 args.target,
-                test_size=args.test_size,
-                val_size=args.val_size,
-                seed=args.seed,
-                task=None if args.task == "auto" else args.task,
-                categorical=args.categorical,
-                text=args.text,
-                numeric=args.numeric,
-                drop=args.drop,
-                dates=getattr(args, "date", []),
-                scaling=args.scaling,
+                **_preparation_options(args),
                 max_features=args.max_features,
-                max_categories=args.max_categories,
                 max_classes=args.max_classes,
                 max_memory=args.max_memory,
-                keep_leaks=getattr(args, "keep_leaks", False),
             )
         except LimitError as exc:  # the same message, with the command's option names
             raise CLIError(f"'{args.data}': {exc.message(cli_option)}") from None
+
+
+def _preparation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's options of the data preparation, in memory or streamed: split, task,
+    column roles, scaling, categories, the leakage guard."""
+    return {
+        "test_size": args.test_size,
+        "val_size": args.val_size,
+        "seed": args.seed,
+        "task": None if args.task == "auto" else args.task,
+        "categorical": args.categorical,
+        "text": args.text,
+        "numeric": args.numeric,
+        "drop": args.drop,
+        "dates": getattr(args, "date", []),
+        "scaling": args.scaling,
+        "max_categories": args.max_categories,
+        "keep_leaks": getattr(args, "keep_leaks", False),
+    }
 
 
 def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -587,12 +595,8 @@ def _setup_streamed(args: argparse.Namespace) -> tuple[Any, Any, Any, str, list[
     t0 = time.perf_counter()
     with _user_errors(f"'{args.data}'"):
         data = stream_prepare(
-            args.data, args.target, test_size=args.test_size, val_size=args.val_size,
-            seed=args.seed, batch_size=args.batch_size, buffer_rows=args.shuffle_buffer,
-            sep=getattr(args, "sep", None), task=None if args.task == "auto" else args.task,
-            categorical=args.categorical, numeric=args.numeric, drop=args.drop,
-            text=args.text, dates=getattr(args, "date", []), scaling=args.scaling,
-            max_categories=args.max_categories, keep_leaks=getattr(args, "keep_leaks", False),
+            args.data, args.target, **_preparation_options(args), batch_size=args.batch_size,
+            buffer_rows=args.shuffle_buffer, sep=getattr(args, "sep", None),
         )  # fmt: skip
     prep = data.preparer
     task, classes = prep.target_["task"], [str(c) for c in prep.classes_ or []]
