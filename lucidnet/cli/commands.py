@@ -88,6 +88,18 @@ def _say(*lines: str) -> None:
         print(line, file=sys.stdout)
 
 
+def check_train_outputs(args: argparse.Namespace, out: str) -> None:
+    """``train``'s outputs (the model file ``out``, ``--metrics-json``, ``--report``), each
+    checked before any work (:func:`_check_output`), and different files."""
+    outputs = [(out, "model file"), (args.metrics_json, "metrics file"), (args.report, "report")]
+    for path, what in outputs:
+        if path:
+            _check_output(path, args.overwrite, (args.data,), what)
+    given = [os.path.realpath(p) for p, _ in outputs if p]
+    if len(set(given)) < len(given):
+        raise CLIError("--out, --metrics-json and --report must be different files")
+
+
 def _check_output(path: str, overwrite: bool, inputs: tuple[str, ...] = (), what: str = "") -> None:
     """Refuse an output path that is an input file (always), exists (without --overwrite), is a
     directory, or lies in a missing directory; checked before any time is spent."""
@@ -733,12 +745,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if wants_images is not None and wants_images(args):  # a folder, image paths, IDX files
         return IMAGE_COMMANDS["train"](args)  # checks its own outputs (its default name)
     out = args.out or f"{Path(args.data).stem}.lnet"
-    outputs = [(out, "model file"), (args.metrics_json, "metrics file"), (args.report, "report")]
-    for path, what in outputs:
-        if path:
-            _check_output(path, args.overwrite, (args.data,), what)
-    if len({os.path.realpath(p) for p, _ in outputs if p}) < sum(1 for p, _ in outputs if p):
-        raise CLIError("--out, --metrics-json and --report must be different files")
+    check_train_outputs(args, out)
     data, model, optimizer, task, classes = _setup(args)
     if getattr(args, "calibrate", False) and task != "classification":
         raise CLIError("--calibrate needs a classification task; the target is regression")

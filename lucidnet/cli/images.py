@@ -421,13 +421,7 @@ def _check_train_outputs(args: argparse.Namespace) -> str:
         )
     stem = Path(args.data).name.split(".")[0] or "images"
     out = args.out or f"{stem}.lnet"
-    outputs = [(out, "model file"), (args.metrics_json, "metrics file"), (args.report, "report")]
-    for path, what in outputs:
-        if path:
-            cm._check_output(path, args.overwrite, (args.data,), what)
-    given = [os.path.realpath(p) for p, _ in outputs if p]
-    if len(set(given)) < len(given):
-        raise CLIError("--out, --metrics-json and --report must be different files")
+    cm.check_train_outputs(args, out)
     return out
 
 
