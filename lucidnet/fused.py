@@ -16,8 +16,20 @@ numba that reads like the textbook step, layer by layer::
 The matrix products are BLAS's (``np.dot`` with ``out``, which numba compiles to a direct call
 of the BLAS that SciPy ships, no Python in between): plain loops were 3-4x slower than BLAS
 already at 32 x 100 x 128, so the fused path wins for large networks as well (it saves the same
-~70 us of Python per step and does the elementwise work in single passes). Bias, activation,
-loss and gradient sums are loops, as the formulas read.
+~70 us of Python per step and does the elementwise work in single passes). Where NumPy's wheel
+ships its OpenBLAS, the kernel calls that one instead (:func:`_gemm_numpy_blas`). Bias,
+activation, loss and gradient sums are loops, as the formulas read.
+
+Threads: the kernel comes in two versions. The serial one runs the step on the calling thread
+and lets BLAS split each product over its own threads (as set by ``lucidnet.threads``). The
+parallel one (where the fit may use more than one thread: :func:`can_split`) runs the same
+code with the products cut into bands, one single-threaded BLAS call per band, and the gather
+and the optimizer's update split too, all on numba's threads while BLAS is set to one thread:
+the elementwise work, serial beside a threaded BLAS, then uses every core as well, and one pool
+of threads instead of two wait on each other. Measured on A's epoch (784-256-128-10, batch
+128, 2-core Xeon, quiet): 0.40-0.41 s against 0.46-0.52 s with BLAS's threads (Adam alone: 0.030
+against 0.067 s per epoch on two threads or one). The thread tuner chooses between them
+(1 thread: serial kernel; more: parallel) on timed blocks of steps, as in the step loop.
 
 It runs only where it gives what the step-by-step fast path gives (tests/test_fused.py: the same
 parameters, optimizer state, losses and metrics, float64 to 1e-10, float32 to rounding over
@@ -37,10 +49,11 @@ hundreds of steps), and :func:`prepare` declines, so that the step loop runs, fo
 When (:meth:`Fused.ready`): ``LUCIDNET_JIT=0`` never, ``1`` always; ``auto`` when the NumPy
 path's work that it replaces (estimated from the sizes, so that a seeded run switches at the
 same epoch every time) repays what switching costs: importing numba (unless loaded) and
-compiling the kernel for these array types (unless compiled in this process, or cached on
-disk, which loads in milliseconds). The work counted is the work done so far in this process
-plus what the current ``fit`` will still do (its remaining epochs): the ski-rental rule with
-the rent known in advance. numba is imported only then: ``import lucidnet`` never loads it.
+compiling the kernel for these array types, and its parallel version where it may run
+(unless compiled in this process, or cached on disk, which loads in milliseconds). The work
+counted is the work done so far in this process plus what the current ``fit`` will still do
+(its remaining epochs): the ski-rental rule with the rent known in advance. numba is
+imported only then: ``import lucidnet`` never loads it.
 """
 
 from __future__ import annotations
@@ -64,8 +77,11 @@ from .sources import ArraySource
 
 #: seconds to import numba in a fresh process (measured 0.28 s), to compile the epoch kernel
 #: for one set of array types with the optimizers' kernels (measured 7-10 s on a busy 2-core
-#: machine), and to load them from numba's disk cache.
+#: machine, 5.8 s on a quiet one), and to load them from numba's disk cache.
 IMPORT_S, COMPILE_S, LOAD_S = 0.3, 5.0, 0.05
+#: seconds to compile the parallel kernel with the parallel versions of the optimizers'
+#: kernels and the gather (measured 15.8 s on a quiet 2-core Xeon, float32)
+PARALLEL_COMPILE_S = 15.0
 #: estimated seconds per step of the NumPy fast path this replaces: per step, per layer and per
 #: multiply-add of the step's matrix products (fitted to benchmarks/run.py's workloads on a
 #: 2-core Xeon: B, 64-32-10 at batch 32, ~75 us per step; A, 784-256-128-10 at batch 128,
@@ -113,44 +129,90 @@ def _slope(a: Any, code: int, zero: Any, one: Any) -> Any:
     return one
 
 
-def _gemm(trans_a: bool, trans_b: bool, A: Any, B: Any, C: Any) -> None:
+def _gemm(trans_a: bool, trans_b: bool, A: Any, B: Any, C: Any, bands: int) -> None:
     """C = op(A) op(B) (op: transposed where asked) for C-contiguous matrices, by numba's
-    ``np.dot`` (the BLAS SciPy ships). Replaced by :func:`_gemm_numpy_blas` where NumPy's own
-    BLAS can be called (``_compiled``)."""
+    ``np.dot`` (the BLAS SciPy ships) in one call: ``np.dot`` needs contiguous arrays, so
+    ``bands`` is ignored (the parallel kernel is built on NumPy's BLAS only). Replaced by
+    :func:`_gemm_numpy_blas` where NumPy's own BLAS can be called (``_compile_epoch``)."""
     a = A.T if trans_a else A
     b = B.T if trans_b else B
     np.dot(a, b, C)
 
 
 #: NumPy's OpenBLAS's ``cblas_sgemm`` / ``cblas_dgemm`` as numba external functions
-#: (``_compiled`` declares them when NumPy's wheel ships that library).
+#: (``_compile_epoch`` declares them when NumPy's wheel ships that library).
 _sgemm: Any = None
 _dgemm: Any = None
 
+#: the fewest multiply-adds a band of a product gets in the parallel kernel (fewer bands
+#: otherwise): measured on A's epoch, splitting products from 1 M multiply-adds on (bands of
+#: 0.5 M) gave 0.395-0.41 s, only those from 20 M on 0.44 s, all of them 0.41 s.
+BAND_MACS = 500_000
 
-def _gemm_numpy_blas(trans_a: bool, trans_b: bool, A: Any, B: Any, C: Any) -> None:
-    """``_gemm`` through the BLAS NumPy itself calls (CBLAS, row-major): the same library, the
-    same thread settings (``lucidnet.threads`` sets them through threadpoolctl) and the same
-    kernels as the step loop's ``np.matmul``. numba's ``np.dot`` calls SciPy's copy of
-    OpenBLAS instead, an older build (0.3.30 against NumPy's 0.3.31 here) whose products of
-    workload A's shapes took 14% longer. The pointers travel as integers (the C ABI passes
-    both in the same registers)."""
+
+def _cblas(trans_a: bool, trans_b: bool, A: Any, B: Any, C: Any) -> None:
+    """C = op(A) op(B) by one call of NumPy's BLAS (CBLAS, row-major) for matrices whose rows
+    may lie apart (bands of larger matrices): the leading dimensions are the row strides.
+    The pointers travel as integers (the C ABI passes both in the same registers)."""
     m, n = C.shape
     k = A.shape[0] if trans_a else A.shape[1]
     ta, tb = 112 if trans_a else 111, 112 if trans_b else 111  # CblasTrans / CblasNoTrans
     a, b, c = A.ctypes.data, B.ctypes.data, C.ctypes.data
+    lda, ldb = A.strides[0] // A.itemsize, B.strides[0] // B.itemsize
+    ldc = C.strides[0] // C.itemsize
     if C.itemsize == 4:
-        _sgemm(101, ta, tb, m, n, k, np.float32(1), a, A.shape[1], b, B.shape[1], np.float32(0),
-               c, n)  # fmt: skip
+        _sgemm(101, ta, tb, m, n, k, np.float32(1), a, lda, b, ldb, np.float32(0), c, ldc)
     else:
-        _dgemm(101, ta, tb, m, n, k, 1.0, a, A.shape[1], b, B.shape[1], 0.0, c, n)
+        _dgemm(101, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc)
 
 
-def _forward(x: Any, W: Any, b: Any, code: int, out: Any, zero: Any, one: Any) -> None:
+def _gemm_numpy_blas(trans_a: bool, trans_b: bool, A: Any, B: Any, C: Any, bands: int) -> None:
+    """``_gemm`` through the BLAS NumPy itself calls: the same library, the same thread
+    settings (``lucidnet.threads`` sets them through threadpoolctl) and the same kernels as the
+    step loop's ``np.matmul``. numba's ``np.dot`` calls SciPy's copy of OpenBLAS instead, an
+    older build (0.3.30 against NumPy's 0.3.31 here) whose products of workload A's shapes
+    took 14% longer. One call (BLAS splits it over its own threads, as set);
+    :func:`_gemm_bands` in the parallel kernel."""
+    _cblas(trans_a, trans_b, A, B, C)
+
+
+def _gemm_bands(trans_a: bool, trans_b: bool, A: Any, B: Any, C: Any, bands: int) -> None:
+    """``_gemm`` in the parallel kernel: up to ``bands`` bands of C (:func:`_bands`) on
+    numba's threads, BLAS itself on one thread meanwhile; fewer bands where each would get
+    under :data:`BAND_MACS` multiply-adds, one call below that."""
+    m, n = C.shape
+    k = A.shape[0] if trans_a else A.shape[1]
+    parts = min(bands, max(1, m * n * k // BAND_MACS), max(m, n))
+    if parts <= 1:
+        _cblas(trans_a, trans_b, A, B, C)
+    else:
+        _bands(trans_a, trans_b, A, B, C, parts)
+
+
+def _bands(trans_a: bool, trans_b: bool, A: Any, B: Any, C: Any, parts: int) -> None:
+    """C = op(A) op(B) as ``parts`` single-threaded BLAS calls, one per band of C's columns
+    (or of its rows, whichever side is longer), in parallel (compiled with ``prange``): a band
+    of C's columns is op(A) times the same columns of op(B), a band of rows the same rows of
+    op(A) times op(B). Each entry is the same dot product as in one call (its rounding may
+    differ: BLAS picks its blocking by the sizes)."""
+    m, n = C.shape
+    for t in prange(parts):
+        if n >= m:  # bands of C's columns
+            lo, hi = t * n // parts, (t + 1) * n // parts
+            b = B[lo:hi] if trans_b else B[:, lo:hi]
+            _cblas(trans_a, trans_b, A, b, C[:, lo:hi])
+        else:  # bands of C's rows
+            lo, hi = t * m // parts, (t + 1) * m // parts
+            a = A[:, lo:hi] if trans_a else A[lo:hi]
+            _cblas(trans_a, trans_b, a, B, C[lo:hi])
+
+
+def _forward(x: Any, W: Any, b: Any, code: int, out: Any, zero: Any, one: Any, bands: int) -> None:
     """out = f(x W + b) for the batch: the product by BLAS (numba calls it without Python in
-    between, into ``out``), then the bias and the activation in one pass. ReLU's loop is
-    written out: with the activation chosen inside the loop LLVM does not vectorise it."""
-    _gemm(False, False, x, W, out)
+    between, into ``out``; in up to ``bands`` bands in the parallel kernel), then the bias and
+    the activation in one pass. ReLU's loop is written out: with the activation chosen inside
+    the loop LLVM does not vectorise it."""
+    _gemm(False, False, x, W, out, bands)
     m, k_out = out.shape
     if code == 1:
         for i in range(m):
@@ -164,12 +226,21 @@ def _forward(x: Any, W: Any, b: Any, code: int, out: Any, zero: Any, one: Any) -
 
 
 def _backward(
-    x: Any, dz: Any, W: Any, gW: Any, gb: Any, code_x: int, dx: Any, zero: Any, one: Any
+    x: Any,
+    dz: Any,
+    W: Any,
+    gW: Any,
+    gb: Any,
+    code_x: int,
+    dx: Any,
+    zero: Any,
+    one: Any,
+    bands: int,
 ) -> None:
     """gW = x^T dz, gb = sum over the batch of dz (rows added in order); with a ``dx`` of
     rows (all but the first layer) dx = (dz W^T) * f'(x), dL/dz of the layer below (x is its
     output)."""
-    _gemm(True, False, x, dz, gW)
+    _gemm(True, False, x, dz, gW, bands)
     m, k_out = dz.shape
     for j in range(k_out):
         gb[j] = zero
@@ -178,7 +249,7 @@ def _backward(
             gb[j] += dz[i, j]
     if dx.shape[0] == 0:
         return
-    _gemm(False, True, dz, W, dx)
+    _gemm(False, True, dz, W, dx, bands)
     if code_x == 1:  # ReLU written out, as in _forward
         for i in range(m):
             for k in range(dx.shape[1]):
@@ -235,7 +306,7 @@ def _loss(
 
 
 #: kernels.py's loops (the optimizers' and the mini-batch gather), replaced by their compiled
-#: versions in _compiled()
+#: versions in _compile_epoch (the parallel versions in the parallel kernel)
 _gather_rows: Any = _kernels._gather_rows
 _adam: Any = _kernels._adam
 _sgd: Any = _kernels._sgd
@@ -282,6 +353,7 @@ def _epoch(
     correct: Any,
     last_norm: Any,
     carry: Any,
+    bands: Any,
 ) -> int:
     """Every step of an epoch; returns the number of steps done (fewer than planned when the
     running loss sum turns non-finite: the step loop's NaN guard stops there too).
@@ -294,7 +366,8 @@ def _epoch(
     ``consts`` = (b1, 1 - b1, b2, 1 - b2, momentum, clip_value, coupled weight decay, flush
     threshold, 1, 0). ``carry[0]``: the epoch's loss sum so far (weighted by the batch sizes),
     read at the start and written at the end: an epoch runs in several calls, and the NaN stop
-    looks at the sum over the whole epoch, as the step loop's guard does."""
+    looks at the sum over the whole epoch, as the step loop's guard does. ``bands``: the
+    threads of the parallel kernel, as many bands per large product (1 in the serial one)."""
     n_layers, steps = layout.shape[0], starts.shape[0] - 1
     zero, one = consts[9], consts[8]
     half = grads.shape[0] // 2
@@ -309,7 +382,7 @@ def _epoch(
             W = p[w_off : w_off + k_in * k_out].reshape((k_in, k_out))
             b = p[b_off : b_off + k_out] if b_off >= 0 else no_bias[0, :k_out]
             out = acts[a_off : a_off + m * k_out].reshape((m, k_out))
-            _forward(x, W, b, codes[layer], out, zero, one)
+            _forward(x, W, b, codes[layer], out, zero, one, bands)
             x = out
         k = layout[n_layers - 1][3]
         z = acts[layout[n_layers - 1][4] : layout[n_layers - 1][4] + m * k].reshape((m, k))
@@ -330,12 +403,12 @@ def _epoch(
             gb = g[b_off : b_off + k_out] if b_off >= 0 else no_bias[1, :k_out]
             if layer == 0:
                 x = xb[: m * k_in].reshape((m, k_in))
-                _backward(x, dz, W, gW, gb, 0, dz[:0], zero, one)  # no dL/dX
+                _backward(x, dz, W, gW, gb, 0, dz[:0], zero, one, bands)  # no dL/dX
             else:
                 x_off = layout[layer - 1][4]
                 x = acts[x_off : x_off + m * k_in].reshape((m, k_in))
                 dx = grads[half - dz_at : half - dz_at + m * k_in].reshape((m, k_in))
-                _backward(x, dz, W, gW, gb, codes[layer - 1], dx, zero, one)
+                _backward(x, dz, W, gW, gb, codes[layer - 1], dx, zero, one, bands)
                 dz_at = half - dz_at
         if s == steps - 1 or not math.isfinite(running):
             total = 0.0  # the gradients' norm before the update, for Optimizer.last_step
@@ -354,31 +427,37 @@ def _epoch(
 #: the kernel's helpers, compiled (and inlined) before it; the optimizers' kernels and the
 #: gather come from kernels.py, so that an update here is the very loop the step path's
 #: kernel runs.
-_HELPERS = ("_activate", "_slope", "_gemm", "_forward", "_backward", "_loss", "_update")
+_HELPERS = ("_activate", "_slope", "_cblas", "_gemm", "_forward", "_backward", "_loss", "_update")
 _KERNELS = {
     "_gather_rows": "gather_rows",
     "_adam": "adam",
     "_sgd": "sgd",
     "_sgd_momentum": "sgd_momentum",
 }
+#: numba's ``prange`` once the kernel is compiled
+prange = range
 
 
 class _State:
-    kernel: Any = None
+    kernel: Any = None  # the serial kernel (BLAS splits the products itself, if it may)
+    parallel: Any = None  # the parallel kernel, once compiled
+    split: bool | None = None  # whether the parallel kernel may run (None: not known yet)
     signatures: set[tuple[str, ...]] = set()  # array types compiled (or loaded) in this process
     work_s = 0.0  # estimated NumPy-path seconds spent by fits that could have used the kernel
-    cached: bool | None = None  # whether the kernel is in numba's disk cache (asked once)
+    cached: dict[str, bool] = {}  # variant -> whether numba's disk cache holds it (asked once)
     epochs = 0  # epochs run through the kernel in this process (the benchmark reports it)
     numpy_blas: bool | None = None  # whether NumPy's BLAS can be called (_numpy_blas_available)
 
 
-def _compiled() -> Any:
-    """The epoch kernel, compiled on first use (numba imported then); its products through
-    NumPy's own BLAS where that can be called (:func:`_gemm_numpy_blas`)."""
+def _compiled(parallel: bool = False) -> Any:
+    """The epoch kernel (serial, or parallel), compiled on first use (numba imported then);
+    its products through NumPy's own BLAS where that can be called (:func:`_gemm_numpy_blas`)."""
     with _COMPILING:  # two threads fitting at once compile it once
         if _State.kernel is None:
             _State.kernel = _compile_epoch()
-    return _State.kernel
+        if parallel and _State.parallel is None:
+            _State.parallel = _compile_parallel()
+    return _State.parallel if parallel else _State.kernel
 
 
 #: held while the epoch kernel is compiled (it replaces this module's helpers by their
@@ -386,22 +465,52 @@ def _compiled() -> Any:
 _COMPILING = threading.Lock()
 
 
+def _variant(parallel: bool = False) -> str:
+    """The kernel's name: products through NumPy's BLAS or numba's ``np.dot``; parallel."""
+    name = "_epoch_numpy_blas" if _numpy_blas_available() else "_epoch"
+    return name + "_split" if parallel else name
+
+
 def _compile_epoch() -> Any:
     """Compile (or load from numba's disk cache) the epoch kernel and its helpers."""
     numba = _kernels._load_numba()
     names = globals()
+    names["prange"] = numba.prange
     for name, kernel_name in _KERNELS.items():
-        names[name] = _kernels.kernel(kernel_name)  # serial: one step's work
-    epoch = _epoch
+        names[name] = _kernels.version(kernel_name, parallel=False)  # serial: one step's work
     if _declare_numpy_blas(numba):
         names["_gemm"] = _gemm_numpy_blas
-        # another name, so that numba's disk cache keeps the two variants apart
-        epoch = types.FunctionType(_epoch.__code__, names, "_epoch_numpy_blas")
-        epoch.__qualname__ = "_epoch_numpy_blas"
     for name in _HELPERS:
         if not hasattr(names[name], "py_func"):
             names[name] = numba.njit(inline="always", error_model="numpy")(names[name])
-    return _kernels._compile(epoch, parallel=False)
+    return _kernels._compile(_bound(_epoch, names, _variant()), parallel=False)
+
+
+def _compile_parallel() -> Any:
+    """The parallel kernel: the serial kernel's code with other functions behind its names:
+    the products in bands (:func:`_gemm_bands`), the gather and the optimizers' parallel
+    versions from kernels.py, all on numba's threads. Only the small loops over bands and
+    elements are compiled with numba's ``parallel=True``; the step itself is the serial one
+    (a parallel compile of the whole kernel took 20 s against 5 s)."""
+    numba = _kernels._load_numba()
+    names = dict(globals())  # after _compile_epoch: NumPy's BLAS declared, prange numba's
+    for name, kernel_name in _KERNELS.items():
+        names[name] = _kernels.version(kernel_name, parallel=True)
+    names["_gemm"] = _gemm_bands
+    for name in _HELPERS:  # the same helpers, reading these names
+        source = getattr(names[name], "py_func", names[name])
+        names[name] = numba.njit(inline="always", error_model="numpy")(_bound(source, names, name))
+    names["_bands"] = _kernels._compile(_bound(_bands, names, "_bands"), parallel=True)
+    return _kernels._compile(_bound(_epoch, names, _variant(parallel=True)), parallel=False)
+
+
+def _bound(function: Any, names: dict[str, Any], name: str) -> Any:
+    """``function``'s code under ``name`` reading its globals from ``names`` (numba compiles
+    what the names hold then; its disk cache keeps functions apart by name)."""
+    bound = types.FunctionType(function.__code__, names, name)
+    bound.__qualname__ = name
+    bound.__doc__ = function.__doc__
+    return bound
 
 
 #: NumPy's wheels ship OpenBLAS as ``scipy-openblas64``, whose CBLAS symbols carry a prefix and
@@ -485,11 +594,11 @@ def _numpy_blas_path() -> str | None:
     return None
 
 
-def _cached_on_disk() -> bool:
+def _cached_on_disk(parallel: bool = False) -> bool:
     """Whether numba's disk cache seems to hold the epoch kernel (its index files, named after
     it), in the package's ``__pycache__`` or under ``NUMBA_CACHE_DIR``; asked once a process."""
-    if _State.cached is None:
-        variant = "_epoch_numpy_blas" if _numpy_blas_available() else "_epoch"  # _compiled
+    variant = _variant(parallel)
+    if variant not in _State.cached:
         pattern = f"fused.{variant}-*.nbi"
         found = False
         try:
@@ -499,8 +608,21 @@ def _cached_on_disk() -> bool:
                 found = next(Path(env).rglob(pattern), None) is not None
         except OSError:
             pass
-        _State.cached = found
-    return _State.cached
+        _State.cached[variant] = found
+    return _State.cached[variant]
+
+
+def can_split() -> bool:
+    """Whether epochs may run the parallel kernel (module notes): its products call NumPy's
+    BLAS, numba may start more than one thread, this process is no fork of one whose numba
+    threads ran (GNU OpenMP ends such a child when it starts them: ``kernels.forked``) and
+    numba's threading layer is known not to be ``workqueue`` (which took ~0.1 ms to start each
+    parallel loop against ~2 us for ``omp``: the kernel starts about ten per step)."""
+    if _State.split is False or not _numpy_blas_available() or _kernels.forked():
+        return False
+    if not _kernels.is_loaded():
+        return True  # numba's thread count is asked once it is loaded (not loaded for this)
+    return bool(_kernels._load_numba().config.NUMBA_NUM_THREADS > 1)
 
 
 # -- when and how fit uses it ------------------------------------------------------------------
@@ -515,8 +637,10 @@ class Fused:
         layout: np.ndarray,
         loss_code: int,
         opt_code: int,
+        split: bool = False,
     ) -> None:
         X, y, opt = run.X, run.y, run.optimizer
+        self.split = split  # whether the parallel kernel may run too (compiled with the serial)
         self.model, self.X, self.optimizer, self.source = model, X, opt, run.source
         self.opt_code, self.loss_code = opt_code, loss_code
         dtype = np.dtype(model.dtype)
@@ -533,6 +657,7 @@ class Fused:
         self.epoch_s = run.steps * (STEP_S + LAYER_S * len(codes) + MAC_S * 3 * macs)
         self.signature = (dtype.char,)  # what numba compiles the kernel for (cheaper than .name)
         self.buffers: tuple[np.ndarray, ...] = ()  # made by the first epoch
+        self._numba_threads = 0  # numba's thread count before the parallel kernel set it
 
     def _buffers(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
         """The workspaces, made once: every layer's outputs, dL/dz of two layers, the
@@ -556,17 +681,28 @@ class Fused:
         cost = 0.0 if _kernels.is_loaded() else IMPORT_S
         if self.signature not in _State.signatures:
             cost += LOAD_S if _cached_on_disk() else COMPILE_S
+        if self.split and self._parallel_signature not in _State.signatures:
+            cost += LOAD_S if _cached_on_disk(parallel=True) else PARALLEL_COMPILE_S
         if _State.work_s + epochs_left * self.epoch_s >= cost and _kernels.available():
             return True
         _State.work_s += self.epoch_s
         return False
 
     def compiled(self) -> bool:
-        """Whether the kernel for these array types is compiled (or loaded) in this process."""
-        return self.signature in _State.signatures
+        """Whether the kernel for these array types is compiled (or loaded) in this process
+        (and its parallel version, where it may run)."""
+        parallel = not self.split or self._parallel_signature in _State.signatures
+        return parallel and self.signature in _State.signatures
+
+    @property
+    def _parallel_signature(self) -> tuple[str, ...]:
+        return (*self.signature, "parallel")
 
     def epoch(
-        self, order: np.ndarray, block_done: Callable[[int], None] | None = None
+        self,
+        order: np.ndarray,
+        block_done: Callable[[int], None] | None = None,
+        threads: Callable[[], int] | None = None,
     ) -> tuple[list[float], float, float, int]:
         """One epoch over the rows in ``order``: ``(the steps' losses, their sum weighted by
         the batch sizes, the samples classified right, the samples seen)``; fewer steps than
@@ -574,30 +710,43 @@ class Fused:
 
         The steps run in blocks of about :data:`BLOCK_SECONDS` (one call for a small network's
         whole epoch), ``block_done(steps)`` called after each: the thread tuner times blocks
-        of steps and changes the BLAS threads between them, within an epoch, as it does in the
-        step loop (another process taking a core mid-epoch costs one block, not an epoch)."""
+        of steps and changes the threads between them, within an epoch, as it does in the
+        step loop (another process taking a core mid-epoch costs one block, not an epoch).
+        ``threads()``, when given, says how many threads the next block may use: above 1 the
+        parallel kernel runs on that many (the caller has set BLAS to one thread), else the
+        serial kernel (whose products BLAS splits as it is set)."""
         opt, steps = self.optimizer, len(self.sizes)
         p, g, s1, s2 = opt.fused_vectors(self.model)  # as the step does: slots made if need be
         per_step, consts, nesterov, lrs = opt.fused_schedule(steps, p.dtype)
         values, correct, norm, carry = np.empty(steps), np.empty(steps), np.zeros(1), np.zeros(1)
         order = np.ascontiguousarray(order, np.int64)
-        kernel, buffers = _compiled(), self._buffers(p.dtype)
-        block = max(1, int(BLOCK_SECONDS * steps / self.epoch_s))
-        done = 0
-        for first in range(0, steps, block):
-            last = min(first + block, steps)
-            ran = kernel(
+        buffers = self._buffers(p.dtype)
+
+        def arguments(first: int, last: int) -> tuple[Any, ...]:  # steps first to last - 1
+            return (
                 self.X, self.labels, self.targets, order, self.starts[first : last + 1],
                 self.layout, self.codes, p, g, s1, s2, *buffers, self.loss_code,
                 self.opt_code, per_step[first:last], consts, nesterov, values[first:last],
                 correct[first:last], norm, carry,
             )  # fmt: skip
-            done += ran
-            _State.signatures.add(self.signature)
-            if block_done is not None:
-                block_done(ran)
-            if not math.isfinite(carry[0]):  # the loss sum turned non-finite: stopped after
-                break  # that step (the last of this call, or earlier), as the loop would
+
+        block = max(1, int(BLOCK_SECONDS * steps / self.epoch_s))
+        done = 0
+        try:
+            for first in range(0, steps, block):
+                last = min(first + block, steps)
+                n = 1 if threads is None else threads()
+                kernel, bands = self._kernel(n, arguments(first, first))
+                ran = kernel(*arguments(first, last), bands)
+                done += ran
+                if block_done is not None:
+                    block_done(ran)
+                if not math.isfinite(carry[0]):  # the loss sum turned non-finite: stopped
+                    break  # after that step (the last of this call, or earlier), as the loop
+        finally:
+            if self._numba_threads:  # numba's thread count of this thread, as it was
+                _kernels._load_numba().set_num_threads(self._numba_threads)
+                self._numba_threads = 0
         _State.epochs += 1
         opt.fused_done(done, lrs[done - 1], float(norm[0]))
         losses = values[:done].tolist()
@@ -606,11 +755,32 @@ class Fused:
             loss_sum = loss_sum + value * m
         return losses, loss_sum, float(correct[:done].sum()), int(self.starts[done])
 
+    def _kernel(self, threads: int, no_steps: tuple[Any, ...]) -> tuple[Any, int]:
+        """The kernel for a block at ``threads`` threads and its bands per product: the
+        parallel one (numba's threads set to that many) where it may run, else the serial
+        one. The parallel kernel's first call in a process runs ``no_steps`` (no step) and
+        starts numba's threads, which tells the threading layer (:func:`can_split`)."""
+        if threads > 1 and can_split():
+            numba = _kernels._load_numba()
+            kernel = _compiled(parallel=True)
+            threads = min(threads, numba.config.NUMBA_NUM_THREADS)
+            self._numba_threads = self._numba_threads or numba.get_num_threads()
+            numba.set_num_threads(threads)
+            if _State.split is None:
+                kernel(*no_steps, 1)
+                _State.split = numba.threading_layer() in ("omp", "tbb")
+            _State.signatures.add(self._parallel_signature)
+            if _State.split:
+                return kernel, threads
+        kernel = _compiled()
+        _State.signatures.add(self.signature)
+        return kernel, 1
+
 
 def prepare(model: Any, run: Any) -> Fused | None:
     """The fused epochs for this ``fit``, or ``None`` where they do not apply (module notes):
     then the step loop runs. ``run`` is ``training``'s prepared run (X, y, weights, loss,
-    optimizer, batch size, steps, batch hooks)."""
+    optimizer, batch size, steps, batch hooks, thread control)."""
     if _kernels.mode() == "0" or run.weights is not None or not _kernels.available():
         return None
     if any(type(cb) is not NaNGuard for cb in run.batch_hooks):
@@ -633,7 +803,9 @@ def prepare(model: Any, run: Any) -> Fused | None:
     step_macs = run.batch_size * int((layout[:, 2] * layout[:, 3]).sum())
     if step_macs > MAX_STEP_MACS and not _numpy_blas_available():
         return None  # a large step on SciPy's BLAS: the step loop is as fast (MAX_STEP_MACS)
-    return Fused(model, run, codes, layout, loss_code, opt_code)
+    # the parallel kernel may run where the run's threads may go above one
+    split = run.control is not None and run.control.may_split() and can_split()
+    return Fused(model, run, codes, layout, loss_code, opt_code, split)
 
 
 def _layer_codes(layers: list[Any]) -> list[int] | None:

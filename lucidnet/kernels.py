@@ -52,6 +52,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -408,6 +409,7 @@ class _State:
     parallel: dict[str, Any] = {}
     compiled: set[str] = set()  # names with a serial or parallel version compiled
     work_ns: float = 0.0  # every gate's estimated NumPy work while numba is not loaded
+    forked: bool = False  # a fork of a process whose numba threads had started (forked())
 
 
 def mode() -> str:
@@ -476,15 +478,17 @@ def _compile(source: Callable[..., Any], parallel: bool) -> Any:
 def kernel(name: str, size: int = 0) -> Any:
     """The compiled kernel ``name`` (compiled now if needed), its parallel version for ``size``
     elements and above ``PARALLEL_MIN_SIZE`` when more than one kernel thread is allowed."""
-    source, has_parallel = _SOURCES[name]
-    if has_parallel and size >= PARALLEL_MIN_SIZE and kernel_threads() > 1:
-        table = _State.parallel
-        parallel = True
-    else:
-        table, parallel = _State.serial, False
+    parallel = size >= PARALLEL_MIN_SIZE and kernel_threads() > 1 and not forked()
+    return version(name, parallel and _SOURCES[name][1])
+
+
+def version(name: str, parallel: bool) -> Any:
+    """The serial or the parallel (``prange`` on numba's threads) version of the kernel
+    ``name``, compiled now if needed."""
+    table = _State.parallel if parallel else _State.serial
     compiled = table.get(name)
     if compiled is None:
-        compiled = table[name] = _compile(source, parallel)
+        compiled = table[name] = _compile(_SOURCES[name][0], parallel)
         _State.compiled.add(name)
     return compiled
 
@@ -500,6 +504,24 @@ def set_kernel_threads(n: int | None) -> None:
         numba.set_num_threads(
             numba.config.NUMBA_NUM_THREADS if n is None else min(n, numba.config.NUMBA_NUM_THREADS)
         )
+
+
+def forked() -> bool:
+    """Whether this process is a fork of one in which numba's threads had started: GNU OpenMP
+    (numba's ``omp`` threading layer) ends such a child (SIGTERM, "fork() called from a
+    process already using GNU OpenMP") when it starts parallel work, so the parallel kernels
+    are not used there."""
+    return _State.forked
+
+
+def _after_fork_in_child() -> None:
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is not None and getattr(parallel, "_is_initialized", True):
+        _State.forked = True
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def kernel_threads() -> int:

@@ -23,8 +23,10 @@ The pieces, each testable without a real clock or a real load:
   against the best seen since the last decision (another process took a core) and now and then
   to find out whether more threads pay again (probes back off while they keep losing).
 * :class:`ThreadControl`: applies the decisions around ``fit`` (threadpoolctl for the BLAS; the
-  compiled kernels stay serial, see :meth:`_Settings.apply`), times blocks of steps for
-  the tuner, records the count of every epoch, and restores the previous settings afterwards.
+  step loop's compiled kernels stay serial, see :meth:`_Settings.apply`; the fused epoch's
+  parallel kernel takes the count for its own threads with BLAS on one,
+  :meth:`ThreadControl.split_in_kernel`), times blocks of steps for the tuner, records the
+  count of every epoch, and restores the previous settings afterwards.
 * :func:`limited`: the plan alone (no tuning) around ``predict`` / ``evaluate``.
 
 threadpoolctl is imported when a fit or a prediction first needs it, never by ``import lucidnet``;
@@ -366,7 +368,7 @@ class _Settings:
             limiter = ctl.limit(limits=n)
             if self._saved is None:
                 self._saved = limiter  # restoring it restores the settings before lucidnet's
-        # The compiled kernels stay serial (``kernels.set_kernel_threads`` is the user's
+        # The step loop's compiled kernels stay serial (``kernels.set_kernel_threads`` is the user's
         # choice, 1 by default): their parallel versions beside a multi-threaded BLAS spin on
         # the same cores. Measured on 2 cores, an A-shaped epoch (30,000 samples) with 2 BLAS
         # threads took 2.5-2.9 s with 2 kernel threads against 0.28 s with serial kernels.
@@ -462,6 +464,8 @@ class ThreadControl:
     record: dict[str, Any] = field(default_factory=dict)
     holder: bool = False
     _current: int = 1
+    _top: int = 1  # the most threads this fit may use
+    _split: bool = False  # the threads are a kernel's, which splits the work itself (BLAS: 1)
     _chosen: int = 1  # the tuner's choice (a probe block runs another count for a while)
     _steps: int = 0  # steps in the current block
     _spent: float = 0.0  # seconds of steps in the current block before this epoch
@@ -498,6 +502,7 @@ class ThreadControl:
                     f"auto: continuing the last fit's choice ({self.tuner.current})",
                 )
         self._current = self._chosen = p.threads
+        self._top = max(p.candidates)
         SETTINGS.apply(p.threads)
         self.record = {"setting": self.setting, "start": p.threads, "reason": p.reason}
         self.record.update(per_epoch=[], changes=[], probes=0)
@@ -526,7 +531,7 @@ class ThreadControl:
         if not self._warm and not warm:
             self._warm = True
             SETTINGS.blas(refresh=True)  # libraries loaded by the first step (numba's calls to
-            SETTINGS.apply(self._current)  # SciPy's BLAS in lucidnet.fused) get it too
+            self._apply(self._current)  # SciPy's BLAS in lucidnet.fused) get it too
             self._t0 = now
             return
         self._warm = True
@@ -545,8 +550,34 @@ class ThreadControl:
             self.record["changes"].append(f"epoch {self._epoch + 1}: {self.tuner.reason}")
         self.record["probes"] = self.tuner.probes
         if n != self._current:
-            SETTINGS.apply(n)
+            self._apply(n)
             self._current = n
+
+    def _apply(self, n: int) -> None:
+        SETTINGS.apply(1 if self._split else n)
+
+    @property
+    def current(self) -> int:
+        """The thread count the next steps run with."""
+        return self._current
+
+    def may_split(self) -> bool:
+        """Whether this fit may run a kernel that splits the work over its own threads
+        (:meth:`split_in_kernel`): only the holder of the settings, and only with more than
+        one thread among the counts it may choose."""
+        return self.holder and self._top > 1
+
+    def split_in_kernel(self, on: bool) -> bool:
+        """While ``on``, the threads are those of a kernel that splits the products and the
+        elementwise work itself (``lucidnet.fused``'s parallel kernel, which reads
+        :attr:`current` before every block): BLAS runs one thread meanwhile, since two pools
+        of threads spinning on the same cores slow each other down many times over. Off: BLAS
+        gets the count again. Returns whether it is on (see :meth:`may_split`)."""
+        on = on and self.may_split()
+        if on != self._split:
+            self._split = on
+            self._apply(self._current)
+        return on
 
     def epoch_end(self) -> None:
         """Stop the block's timer; record the count that ran most of the epoch's steps."""

@@ -482,9 +482,16 @@ def _fused_epoch(model: TrainableModel, run: _Run, fused: _fused.Fused) -> tuple
     the steps' losses, and the NaN guard called for the step where the loss sum turned
     non-finite (the kernel stopped after it, as the loop would)."""
     warm = fused.compiled()  # nothing to compile: the thread tuner may time the first block
-    control = run.control  # the products run on BLAS's threads, as the steps': timed per block
+    control = run.control  # the threads are timed per block, as the steps'
     done = None if control is None else (lambda steps: control.step_done(steps, warm))
-    losses, loss_sum, correct, seen = fused.epoch(fused.source.order(run.rng), done)
+    # the tuner's count: the parallel kernel's threads (BLAS on one), or BLAS's as in the loop
+    split = control is not None and fused.split and control.split_in_kernel(True)
+    try:
+        threads = (lambda: control.current) if split and control is not None else None
+        losses, loss_sum, correct, seen = fused.epoch(fused.source.order(run.rng), done, threads)
+    finally:
+        if split and control is not None:
+            control.split_in_kernel(False)  # validation and callbacks: BLAS's threads again
     run.history.iteration_loss.extend(losses)
     if not math.isfinite(loss_sum) and run.batch_hooks:
         m = fused.sizes[len(losses) - 1]

@@ -4,6 +4,8 @@ runs when its gate says it pays."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -20,8 +22,8 @@ def epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     original = fused.Fused.epoch
 
-    def spy(self, order, block_done=None):
-        out = original(self, order, block_done)
+    def spy(self, order, block_done=None, threads=None):
+        out = original(self, order, block_done, threads)
         seen.append(len(out[0]))
         return out
 
@@ -269,7 +271,7 @@ class _Run:
     def __init__(self, X, y, **kw):
         self.X, self.y, self.weights, self.batch_hooks = X, y, None, []
         self.loss, self.optimizer = ln.CrossEntropy(), ln.Adam()
-        self.batch_size, self.steps, self.epochs = 16, 4, 10
+        self.batch_size, self.steps, self.epochs, self.control = 16, 4, 10, None
         self.__dict__.update(kw)
         self.source = ArraySource(self.X, self.y, None, self.batch_size)
 
@@ -293,7 +295,7 @@ def test_auto_compiles_once_the_numpy_work_repays_it(monkeypatch):
         per_epoch = plan.epoch_s
         assert 4 * 20e-6 < per_epoch < 4 * 1e-3
         monkeypatch.setattr(kernels, "is_loaded", lambda: False)
-        monkeypatch.setattr(fused, "_cached_on_disk", lambda: False)
+        monkeypatch.setattr(fused, "_cached_on_disk", lambda parallel=False: False)
         cost = fused.IMPORT_S + fused.COMPILE_S
         epochs_to_pay = int(np.ceil(cost / per_epoch))
         assert not plan.ready(epochs_to_pay - 1)  # this fit alone does not repay it
@@ -301,11 +303,21 @@ def test_auto_compiles_once_the_numpy_work_repays_it(monkeypatch):
         assert plan.ready(epochs_to_pay)  # with what has been done, it does
         fused._State.work_s = 0.0
         monkeypatch.setattr(kernels, "is_loaded", lambda: True)
-        monkeypatch.setattr(fused, "_cached_on_disk", lambda: True)
+        monkeypatch.setattr(fused, "_cached_on_disk", lambda parallel=False: True)
         cheap = int(np.ceil(fused.LOAD_S / per_epoch))
         assert not plan.ready(cheap - 1) and plan.ready(cheap)
         fused._State.signatures.add(plan.signature)  # compiled in this process: free
         assert plan.ready(1)
+        # where the parallel kernel may run too, compiling it counts as well
+        fused._State.work_s = 0.0
+        plan.split = True
+        monkeypatch.setattr(fused, "_cached_on_disk", lambda parallel=False: False)
+        both = int(np.ceil(fused.PARALLEL_COMPILE_S / per_epoch))
+        assert not plan.ready(both - 1) and not plan.compiled()
+        fused._State.work_s = 0.0
+        assert plan.ready(both)
+        fused._State.signatures.add((*plan.signature, "parallel"))
+        assert plan.ready(1) and plan.compiled()
     finally:
         kernels.set_mode(previous)
 
@@ -470,3 +482,125 @@ def test_calling_numpys_blas_leaves_scipys_lapack_working():
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def _bands_kernel():
+    """fused._bands compiled as the parallel kernel compiles it (after the serial kernel:
+    NumPy's BLAS declared, the helpers compiled)."""
+    fused._compiled()
+    return kernels._compile(fused._bands, parallel=True)
+
+
+@needs_numba
+@pytest.mark.skipif(not fused.can_split(), reason="the parallel kernel needs NumPy's BLAS")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_product_in_bands_equals_the_whole_product(dtype):
+    """C = op(A) op(B) cut into 1-3 bands of C's columns (C wider than tall) or rows (taller
+    than wide), A and B transposed or not, band widths that do not divide evenly: every entry
+    as NumPy's product gives it (rounding), and nothing outside C written."""
+    bands = _bands_kernel()
+    rng = np.random.default_rng(0)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+    for m, n, k in ((5, 11, 7), (13, 4, 6)):
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+                B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+                expected = (A.T if trans_a else A) @ (B.T if trans_b else B)
+                for parts in (1, 2, 3):
+                    padded = np.full((m + 2, n + 3), 7.0, dtype)  # C a view inside it
+                    bands(trans_a, trans_b, A, B, padded[1 : m + 1, 2 : n + 2], parts)
+                    np.testing.assert_allclose(padded[1 : m + 1, 2 : n + 2], expected, **tol)
+                    outside = padded.copy()
+                    outside[1 : m + 1, 2 : n + 2] = 7.0
+                    assert (outside == 7.0).all(), (m, n, trans_a, trans_b, parts)
+
+
+@needs_numba
+def test_the_parallel_kernel_gives_the_step_paths_numbers(monkeypatch):
+    """threads=2 on a network whose products are large enough to be cut into bands (forward,
+    dW and dL/dX, C's rows and columns): the parallel kernel (bands, gather and Adam on
+    numba's threads, BLAS on one) trains to the step loop's numbers; BLAS's threads are back
+    at 2 after each epoch. Where it may not run (no NumPy BLAS, numba's workqueue layer) the
+    serial kernel does, to the same numbers."""
+    from lucidnet import threads as T
+
+    used: list[int] = []
+    original = fused.Fused._kernel
+
+    def spy(self, threads, no_steps):
+        kernel, bands = original(self, threads, no_steps)
+        used.append(bands)
+        return kernel, bands
+
+    monkeypatch.setattr(fused.Fused, "_kernel", spy)
+    applied: list[int] = []
+    apply = T.SETTINGS.apply
+    monkeypatch.setattr(T.SETTINGS, "apply", lambda n: (applied.append(n), apply(n)))
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((48, 1024)), rng.integers(0, 3, 48)
+
+    def run(mode):
+        previous = kernels.set_mode(mode)
+        try:
+            model = ln.Sequential(
+                [ln.Dense(512, activation="relu"), ln.Dense(512, activation="tanh"), ln.Dense(3)],
+                dtype="float64",
+            )
+            history = model.fit(
+                X, y, loss="cross_entropy", optimizer=ln.Adam(1e-3), epochs=2, batch_size=16,
+                seed=1, verbose=0, threads=2,
+            )  # fmt: skip
+        finally:
+            kernels.set_mode(previous)
+        return model, history
+
+    reference = run("0")
+    applied.clear()
+    _same_run(reference, run("1"), "float64")
+    assert len(used) == 2  # one block per epoch
+    if fused._State.split:
+        assert used == [2, 2]
+        assert applied == [2, 1, 2, 1, 2], applied  # fit: 2; each epoch 1, then 2 again
+    else:
+        assert used == [1, 1] and not fused.can_split()
+
+
+_FORK_AFTER_PARALLEL = """
+import os, numpy as np, lucidnet as ln
+from lucidnet import fused, kernels
+kernels.set_mode("1")
+rng = np.random.default_rng(0)
+X, y = rng.standard_normal((48, 1024)), rng.integers(0, 3, 48)
+def fit():
+    m = ln.Sequential([ln.Dense(512, activation="relu"), ln.Dense(3)])
+    m.fit(X, y, loss="cross_entropy", epochs=1, batch_size=16, verbose=0, threads=2)
+    return m.flat_parameters()[0]
+fit()
+print("parent split", fused._State.split, "forked", kernels.forked(), flush=True)
+pid = os.fork()
+if pid == 0:
+    ok = np.isfinite(fit()).all() and kernels.forked() and not fused.can_split()
+    os._exit(0 if ok else 3)
+print("child status", os.waitpid(pid, 0)[1], flush=True)
+"""
+
+
+@needs_numba
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_child_forked_after_the_parallel_kernel_trains_with_the_serial_one():
+    """GNU OpenMP (numba's omp layer) ends a forked child that starts parallel work when the
+    parent's threads ran ("fork() called from a process already using GNU OpenMP"): a child
+    forked after a parallel fit knows it (kernels.forked) and trains with the serial kernel.
+    In a fresh process: the fork must follow this process's first parallel work."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_AFTER_PARALLEL], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "parent split True forked False" or "split False" in lines[0], lines
+    assert lines[-1] == "child status 0", (lines, done.stderr[-2000:])
