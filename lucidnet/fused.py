@@ -732,11 +732,13 @@ class Fused:
 
         block = max(1, int(BLOCK_SECONDS * steps / self.epoch_s))
         done = 0
+        if threads is not None:  # before the first block (its time is not taken for the tuner)
+            self._start_parallel(arguments(0, 0))
         try:
             for first in range(0, steps, block):
                 last = min(first + block, steps)
                 n = 1 if threads is None else threads()
-                kernel, bands = self._kernel(n, arguments(first, first))
+                kernel, bands = self._kernel(n)
                 ran = kernel(*arguments(first, last), bands)
                 done += ran
                 if block_done is not None:
@@ -755,23 +757,25 @@ class Fused:
             loss_sum = loss_sum + value * m
         return losses, loss_sum, float(correct[:done].sum()), int(self.starts[done])
 
-    def _kernel(self, threads: int, no_steps: tuple[Any, ...]) -> tuple[Any, int]:
+    def _start_parallel(self, no_steps: tuple[Any, ...]) -> None:
+        """Compile (or load) the parallel kernel and call it once with ``no_steps`` (no step)
+        on its first use in this process: that starts numba's threads and tells the threading
+        layer (:func:`can_split`)."""
+        if _State.split is None and can_split():
+            layer = _kernels.start_threads(lambda: _compiled(parallel=True)(*no_steps, 1))
+            _State.split = layer in ("omp", "tbb")
+        _State.signatures.add(self._parallel_signature)
+
+    def _kernel(self, threads: int) -> tuple[Any, int]:
         """The kernel for a block at ``threads`` threads and its bands per product: the
         parallel one (numba's threads set to that many) where it may run, else the serial
-        one. The parallel kernel's first call in a process runs ``no_steps`` (no step) and
-        starts numba's threads, which tells the threading layer (:func:`can_split`)."""
-        if threads > 1 and can_split():
+        one."""
+        if threads > 1 and _State.split and can_split():
             numba = _kernels._load_numba()
-            kernel = _compiled(parallel=True)
             threads = min(threads, numba.config.NUMBA_NUM_THREADS)
             self._numba_threads = self._numba_threads or numba.get_num_threads()
             numba.set_num_threads(threads)
-            if _State.split is None:
-                kernel(*no_steps, 1)
-                _State.split = numba.threading_layer() in ("omp", "tbb")
-            _State.signatures.add(self._parallel_signature)
-            if _State.split:
-                return kernel, threads
+            return _compiled(parallel=True), threads
         kernel = _compiled()
         _State.signatures.add(self.signature)
         return kernel, 1

@@ -556,7 +556,6 @@ class ThreadControl:
     def _apply(self, n: int) -> None:
         SETTINGS.apply(1 if self._split else n)
 
-    @property
     def current(self) -> int:
         """The thread count the next steps run with."""
         return self._current
@@ -569,8 +568,8 @@ class ThreadControl:
 
     def split_in_kernel(self, on: bool) -> bool:
         """While ``on``, the threads are those of a kernel that splits the products and the
-        elementwise work itself (``lucidnet.fused``'s parallel kernel, which reads
-        :attr:`current` before every block): BLAS runs one thread meanwhile, since two pools
+        elementwise work itself (``lucidnet.fused``'s parallel kernel, which asks
+        :meth:`current` before every block): BLAS runs one thread meanwhile, since two pools
         of threads spinning on the same cores slow each other down many times over. Off: BLAS
         gets the count again. Returns whether it is on (see :meth:`may_split`)."""
         on = on and self.may_split()

@@ -247,6 +247,37 @@ def test_an_inner_holder_keeps_the_settings_in_force(applied):
     assert nested.record["per_epoch"] == [] and not nested.holder
 
 
+def test_a_kernel_that_splits_the_work_gets_the_count_and_blas_one_thread(applied):
+    """split_in_kernel: while on, BLAS is set to one thread and the tuner's decisions go to the
+    kernel (``current``), not to BLAS; off, BLAS gets the count again. Never on for a fit that
+    may use one thread only, or that keeps an enclosing fit's settings."""
+    clock = FakeClock()
+    plan = lambda setting, work: T.Plan(2, (2, 1), "auto: test plan")  # noqa: E731
+    control = T.ThreadControl("auto", BIG, clock=clock, plan_fn=plan)
+    with control:
+        assert applied == [2] and control.may_split()
+        control.epoch_begin(0)
+        assert control.split_in_kernel(True) and applied == [2, 1]
+        for _ in range(60):  # the calibration's blocks: 2 threads, then 1 (the kernel's)
+            clock.t += 0.005 if control.current() == 2 else 0.004
+            control.step_done()
+        assert control.current() == 1 and set(applied[2:]) == {1}  # BLAS stayed at one
+        assert not control.split_in_kernel(False) and applied[-1] == 1  # the count: 1
+        control.split_in_kernel(True)
+        control._choose(2)
+        assert applied[-1] == 1 and control.current() == 2
+        control.split_in_kernel(False)
+        assert applied[-1] == 2
+        control.epoch_end()
+    for one in (T.ThreadControl(1, BIG, clock=clock, plan_fn=T._machine_plan), None):
+        if one is None:  # a fit inside a fit: not the holder
+            T.SETTINGS.holders = 1
+            one = T.ThreadControl(2, BIG, clock=clock, plan_fn=T._machine_plan)
+        with one:
+            before = list(applied)
+            assert not one.may_split() and not one.split_in_kernel(True) and applied == before
+
+
 # -- the real BLAS setting -------------------------------------------------------------------
 def blas_threads() -> list[int]:
     """The thread count of NumPy's BLAS (the one lucidnet's products use)."""
