@@ -441,6 +441,7 @@ prange = range
 class _State:
     kernel: Any = None  # the serial kernel (BLAS splits the products itself, if it may)
     parallel: Any = None  # the parallel kernel, once compiled
+    bands: Any = None  # the parallel kernel's _bands, compiled (tests call it alone)
     split: bool | None = None  # whether the parallel kernel may run (None: not known yet)
     signatures: set[tuple[str, ...]] = set()  # array types compiled (or loaded) in this process
     work_s = 0.0  # estimated NumPy-path seconds spent by fits that could have used the kernel
@@ -453,15 +454,14 @@ def _compiled(parallel: bool = False) -> Any:
     """The epoch kernel (serial, or parallel), compiled on first use (numba imported then);
     its products through NumPy's own BLAS where that can be called (:func:`_gemm_numpy_blas`)."""
     with _COMPILING:  # two threads fitting at once compile it once
-        if _State.kernel is None:
-            _State.kernel = _compile_epoch()
         if parallel and _State.parallel is None:
-            _State.parallel = _compile_parallel()
+            _State.parallel = _compile_epoch(parallel=True)
+        if not parallel and _State.kernel is None:
+            _State.kernel = _compile_epoch(parallel=False)
     return _State.parallel if parallel else _State.kernel
 
 
-#: held while the epoch kernel is compiled (it replaces this module's helpers by their
-#: compiled versions)
+#: held while an epoch kernel is compiled
 _COMPILING = threading.Lock()
 
 
@@ -471,37 +471,28 @@ def _variant(parallel: bool = False) -> str:
     return name + "_split" if parallel else name
 
 
-def _compile_epoch() -> Any:
-    """Compile (or load from numba's disk cache) the epoch kernel and its helpers."""
+def _compile_epoch(parallel: bool) -> Any:
+    """Compile (or load from numba's disk cache) an epoch kernel: this module's ``_epoch``
+    with its helpers compiled and inlined, reading its names from a copy of the module's
+    globals in which they are bound to what this version calls: the optimizers' kernels and
+    the gather from kernels.py (their serial or parallel versions), the products through
+    NumPy's BLAS (:func:`_gemm_numpy_blas`, or in bands: :func:`_gemm_bands`) or numba's
+    ``np.dot``. In the parallel version only the small loops over bands and elements are
+    compiled with numba's ``parallel=True``; the step is the serial one's code (a parallel
+    compile of the whole kernel took 20 s against 5 s)."""
     numba = _kernels._load_numba()
-    names = globals()
-    names["prange"] = numba.prange
+    numpy_blas = _declare_numpy_blas(numba)  # before the copy: it sets _sgemm / _dgemm
+    names = dict(globals(), prange=numba.prange)
     for name, kernel_name in _KERNELS.items():
-        names[name] = _kernels.version(kernel_name, parallel=False)  # serial: one step's work
-    if _declare_numpy_blas(numba):
-        names["_gemm"] = _gemm_numpy_blas
+        names[name] = _kernels.version(kernel_name, parallel)
+    if numpy_blas:
+        names["_gemm"] = _gemm_bands if parallel else _gemm_numpy_blas
     for name in _HELPERS:
-        if not hasattr(names[name], "py_func"):
-            names[name] = numba.njit(inline="always", error_model="numpy")(names[name])
-    return _kernels._compile(_bound(_epoch, names, _variant()), parallel=False)
-
-
-def _compile_parallel() -> Any:
-    """The parallel kernel: the serial kernel's code with other functions behind its names:
-    the products in bands (:func:`_gemm_bands`), the gather and the optimizers' parallel
-    versions from kernels.py, all on numba's threads. Only the small loops over bands and
-    elements are compiled with numba's ``parallel=True``; the step itself is the serial one
-    (a parallel compile of the whole kernel took 20 s against 5 s)."""
-    numba = _kernels._load_numba()
-    names = dict(globals())  # after _compile_epoch: NumPy's BLAS declared, prange numba's
-    for name, kernel_name in _KERNELS.items():
-        names[name] = _kernels.version(kernel_name, parallel=True)
-    names["_gemm"] = _gemm_bands
-    for name in _HELPERS:  # the same helpers, reading these names
-        source = getattr(names[name], "py_func", names[name])
-        names[name] = numba.njit(inline="always", error_model="numpy")(_bound(source, names, name))
-    names["_bands"] = _kernels._compile(_bound(_bands, names, "_bands"), parallel=True)
-    return _kernels._compile(_bound(_epoch, names, _variant(parallel=True)), parallel=False)
+        compiled = _bound(names[name], names, name)
+        names[name] = numba.njit(inline="always", error_model="numpy")(compiled)
+    if parallel:
+        names["_bands"] = _State.bands = _kernels._compile(_bound(_bands, names, "_bands"), True)
+    return _kernels._compile(_bound(_epoch, names, _variant(parallel)), parallel=False)
 
 
 def _bound(function: Any, names: dict[str, Any], name: str) -> Any:
@@ -681,7 +672,7 @@ class Fused:
         cost = 0.0 if _kernels.is_loaded() else IMPORT_S
         if self.signature not in _State.signatures:
             cost += LOAD_S if _cached_on_disk() else COMPILE_S
-        if self.split and self._parallel_signature not in _State.signatures:
+        if self._splits() and self._parallel_signature not in _State.signatures:
             cost += LOAD_S if _cached_on_disk(parallel=True) else PARALLEL_COMPILE_S
         if _State.work_s + epochs_left * self.epoch_s >= cost and _kernels.available():
             return True
@@ -691,8 +682,13 @@ class Fused:
     def compiled(self) -> bool:
         """Whether the kernel for these array types is compiled (or loaded) in this process
         (and its parallel version, where it may run)."""
-        parallel = not self.split or self._parallel_signature in _State.signatures
+        parallel = not self._splits() or self._parallel_signature in _State.signatures
         return parallel and self.signature in _State.signatures
+
+    def _splits(self) -> bool:
+        """Whether this fit's epochs may run the parallel kernel (:func:`can_split`, asked
+        again: the threading layer is known after the first parallel call)."""
+        return self.split and can_split()
 
     @property
     def _parallel_signature(self) -> tuple[str, ...]:
@@ -702,7 +698,7 @@ class Fused:
         self,
         order: np.ndarray,
         block_done: Callable[[int], None] | None = None,
-        threads: Callable[[], int] | None = None,
+        control: Any = None,
     ) -> tuple[list[float], float, float, int]:
         """One epoch over the rows in ``order``: ``(the steps' losses, their sum weighted by
         the batch sizes, the samples classified right, the samples seen)``; fewer steps than
@@ -712,9 +708,11 @@ class Fused:
         whole epoch), ``block_done(steps)`` called after each: the thread tuner times blocks
         of steps and changes the threads between them, within an epoch, as it does in the
         step loop (another process taking a core mid-epoch costs one block, not an epoch).
-        ``threads()``, when given, says how many threads the next block may use: above 1 the
-        parallel kernel runs on that many (the caller has set BLAS to one thread), else the
-        serial kernel (whose products BLAS splits as it is set)."""
+        ``control`` is the fit's :class:`lucidnet.threads.ThreadControl`, if any: where the
+        parallel kernel may run, the tuner's count becomes that kernel's threads for the
+        epoch (``control.split_in_kernel``: BLAS on one thread meanwhile), asked before every
+        block (1: the serial kernel); elsewhere the serial kernel runs and BLAS splits its
+        products as the count says."""
         opt, steps = self.optimizer, len(self.sizes)
         p, g, s1, s2 = opt.fused_vectors(self.model)  # as the step does: slots made if need be
         per_step, consts, nesterov, lrs = opt.fused_schedule(steps, p.dtype)
@@ -730,15 +728,14 @@ class Fused:
                 correct[first:last], norm, carry,
             )  # fmt: skip
 
+        self._load(arguments(0, 0), parallel=control is not None and control.may_split())
+        split = control is not None and self._splits() and control.split_in_kernel(True)
         block = max(1, int(BLOCK_SECONDS * steps / self.epoch_s))
         done = 0
-        if threads is not None:  # before the first block (its time is not taken for the tuner)
-            self._start_parallel(arguments(0, 0))
         try:
             for first in range(0, steps, block):
                 last = min(first + block, steps)
-                n = 1 if threads is None else threads()
-                kernel, bands = self._kernel(n)
+                kernel, bands = self._kernel(control.current() if split else 1)
                 ran = kernel(*arguments(first, last), bands)
                 done += ran
                 if block_done is not None:
@@ -746,6 +743,8 @@ class Fused:
                 if not math.isfinite(carry[0]):  # the loss sum turned non-finite: stopped
                     break  # after that step (the last of this call, or earlier), as the loop
         finally:
+            if split:
+                control.split_in_kernel(False)  # validation and callbacks: BLAS's threads
             if self._numba_threads:  # numba's thread count of this thread, as it was
                 _kernels._load_numba().set_num_threads(self._numba_threads)
                 self._numba_threads = 0
@@ -757,28 +756,35 @@ class Fused:
             loss_sum = loss_sum + value * m
         return losses, loss_sum, float(correct[:done].sum()), int(self.starts[done])
 
-    def _start_parallel(self, no_steps: tuple[Any, ...]) -> None:
-        """Compile (or load) the parallel kernel and call it once with ``no_steps`` (no step)
-        on its first use in this process: that starts numba's threads and tells the threading
-        layer (:func:`can_split`)."""
-        if _State.split is None and can_split():
+    def _load(self, no_steps: tuple[Any, ...], parallel: bool) -> None:
+        """Compile (or load) the kernels this epoch may call (the parallel one too where
+        ``parallel`` and it may run), each called once with ``no_steps`` (no step), before the
+        first block: a compile inside a block would be timed by the thread tuner. The
+        parallel kernel's first call in this process starts numba's threads and tells the
+        threading layer (:func:`can_split`)."""
+        if self.signature not in _State.signatures:
+            _compiled()(*no_steps, 1)
+            _State.signatures.add(self.signature)
+        if not parallel or not self._splits() or self._parallel_signature in _State.signatures:
+            return
+        if _State.split is None:
             layer = _kernels.start_threads(lambda: _compiled(parallel=True)(*no_steps, 1))
             _State.split = layer in ("omp", "tbb")
+        else:
+            _compiled(parallel=True)(*no_steps, 1)
         _State.signatures.add(self._parallel_signature)
 
     def _kernel(self, threads: int) -> tuple[Any, int]:
         """The kernel for a block at ``threads`` threads and its bands per product: the
-        parallel one (numba's threads set to that many) where it may run, else the serial
+        parallel one (numba's threads set to that many) above one thread, else the serial
         one."""
-        if threads > 1 and _State.split and can_split():
-            numba = _kernels._load_numba()
-            threads = min(threads, numba.config.NUMBA_NUM_THREADS)
-            self._numba_threads = self._numba_threads or numba.get_num_threads()
-            numba.set_num_threads(threads)
-            return _compiled(parallel=True), threads
-        kernel = _compiled()
-        _State.signatures.add(self.signature)
-        return kernel, 1
+        if threads == 1:
+            return _compiled(), 1
+        numba = _kernels._load_numba()
+        threads = min(threads, numba.config.NUMBA_NUM_THREADS)
+        self._numba_threads = self._numba_threads or numba.get_num_threads()
+        numba.set_num_threads(threads)
+        return _compiled(parallel=True), threads
 
 
 def prepare(model: Any, run: Any) -> Fused | None:

@@ -450,8 +450,9 @@ def _load_numba() -> Any:
             if not hasattr(helper, "py_func"):  # not compiled yet (numba loaded a second time)
                 globals()[name] = numba.njit(inline="always", error_model="numpy")(helper)
         _State.numba = numba
-        if _State.threads is not None:
-            numba.set_num_threads(min(_State.threads, numba.config.NUMBA_NUM_THREADS))
+        if _State.threads is not None:  # it starts numba's threads
+            count = min(_State.threads, numba.config.NUMBA_NUM_THREADS)
+            start_threads(lambda: numba.set_num_threads(count))
     return _State.numba
 
 
@@ -500,10 +501,9 @@ def set_kernel_threads(n: int | None) -> None:
         raise ValueError(f"kernel threads must be a positive int or None, got {n!r}")
     _State.threads = n
     numba = _State.numba
-    if numba is not None:
-        numba.set_num_threads(
-            numba.config.NUMBA_NUM_THREADS if n is None else min(n, numba.config.NUMBA_NUM_THREADS)
-        )
+    if numba is not None:  # it starts numba's threads
+        most = numba.config.NUMBA_NUM_THREADS
+        start_threads(lambda: numba.set_num_threads(most if n is None else min(n, most)))
 
 
 def forked() -> bool:
@@ -515,8 +515,7 @@ def forked() -> bool:
 
 
 def _after_fork_in_child() -> None:
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    if parallel is not None and getattr(parallel, "_is_initialized", True):
+    if _threads_started():
         _State.forked = True
 
 
@@ -525,24 +524,32 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 
 def start_threads(first_call: Callable[[], Any]) -> str:
-    """Run ``first_call`` (which compiles or loads a parallel kernel and calls it: that starts
-    numba's threads if none ran yet) and return numba's threading layer (``"omp"``, ``"tbb"``
-    or ``"workqueue"``).
+    """Run ``first_call`` (anything that may start numba's threads: a parallel kernel's
+    first call or compile, ``numba.set_num_threads``) and return numba's threading layer
+    (``"omp"``, ``"tbb"`` or ``"workqueue"``; ``""`` while no thread has started).
 
     numba's ``omp`` layer turns on nested parallelism (OpenMP's max active levels 255) in GNU
     OpenMP when it starts its threads. The process may share that libgomp with others: PyTorch
     imported afterwards links to it, and its nested parallel regions then put 4 threads on 2
     cores (a PyTorch epoch of A's network on 20,000 samples: 0.9 s instead of 0.26 s after a
-    parallel fit). So the setting found before the start is put back after it."""
+    parallel fit). So when the threads start here, the setting found before is put back."""
     numba = _load_numba()
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    openmp = None if parallel and getattr(parallel, "_is_initialized", True) else _libgomp()
+    openmp = None if _threads_started() else _libgomp()
     levels = openmp.omp_get_max_active_levels() if openmp is not None else None
-    first_call()
-    layer = str(numba.threading_layer())
-    if openmp is not None and layer == "omp":
-        openmp.omp_set_max_active_levels(levels)
+    try:
+        first_call()
+    finally:
+        layer = str(numba.threading_layer()) if _threads_started() else ""
+        if openmp is not None and layer == "omp":
+            openmp.omp_set_max_active_levels(levels)
     return layer
+
+
+def _threads_started() -> bool:
+    """Whether numba's threads have started in this process (or in the one it was forked
+    from); True when numba no longer says (its internals changed)."""
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    return parallel is not None and bool(getattr(parallel, "_is_initialized", True))
 
 
 def _libgomp() -> Any:

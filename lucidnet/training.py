@@ -484,15 +484,7 @@ def _fused_epoch(model: TrainableModel, run: _Run, fused: _fused.Fused) -> tuple
     warm = fused.compiled()  # nothing to compile: the thread tuner may time the first block
     control = run.control  # the threads are timed per block, as the steps'
     done = None if control is None else (lambda steps: control.step_done(steps, warm))
-    threads = None  # the serial kernel: the tuner's count is BLAS's, as in the step loop
-    if control is not None and fused.split and _fused.can_split():
-        if control.split_in_kernel(True):
-            threads = control.current  # the parallel kernel's threads, BLAS on one meanwhile
-    try:
-        losses, loss_sum, correct, seen = fused.epoch(fused.source.order(run.rng), done, threads)
-    finally:
-        if threads is not None and control is not None:
-            control.split_in_kernel(False)  # validation and callbacks: BLAS's threads again
+    losses, loss_sum, correct, seen = fused.epoch(fused.source.order(run.rng), done, control)
     run.history.iteration_loss.extend(losses)
     if not math.isfinite(loss_sum) and run.batch_hooks:
         m = fused.sizes[len(losses) - 1]

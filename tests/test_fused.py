@@ -22,8 +22,8 @@ def epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     original = fused.Fused.epoch
 
-    def spy(self, order, block_done=None, threads=None):
-        out = original(self, order, block_done, threads)
+    def spy(self, order, block_done=None, control=None):
+        out = original(self, order, block_done, control)
         seen.append(len(out[0]))
         return out
 
@@ -485,10 +485,9 @@ def test_calling_numpys_blas_leaves_scipys_lapack_working():
 
 
 def _bands_kernel():
-    """fused._bands compiled as the parallel kernel compiles it (after the serial kernel:
-    NumPy's BLAS declared, the helpers compiled)."""
-    fused._compiled()
-    return kernels._compile(fused._bands, parallel=True)
+    """The parallel kernel's own fused._bands (compiled with it)."""
+    kernels.start_threads(lambda: fused._compiled(parallel=True))
+    return fused._State.bands
 
 
 @needs_numba
@@ -612,3 +611,70 @@ def test_a_child_forked_after_the_parallel_kernel_trains_with_the_serial_one():
     levels = [line.split() for line in lines if line.startswith("levels")]
     assert all(before == after for _, before, after in levels), lines
     assert lines[-1] == "child status 0", (lines, done.stderr[-2000:])
+
+
+def _wide_fit(threads=2, epochs: int = 2, **kwargs):
+    """A network whose products are cut into bands by the parallel kernel (kernels on)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((48, 1024)), rng.integers(0, 3, 48)
+    model = ln.Sequential([ln.Dense(512, activation="relu"), ln.Dense(3)], dtype="float64")
+    previous = kernels.set_mode("1")
+    try:
+        return model.fit(
+            X, y, loss="cross_entropy", epochs=epochs, batch_size=16, seed=1, verbose=0,
+            threads=threads, **kwargs,
+        )  # fmt: skip
+    finally:
+        kernels.set_mode(previous)
+
+
+@needs_numba
+def test_the_kernels_are_loaded_before_the_first_timed_block(monkeypatch):
+    """Compiling (or loading) the serial and the parallel kernel happens before the epoch's
+    first block, never inside a block the thread tuner times (a compile there made the
+    tuner take 2 threads for slower than 1)."""
+    from lucidnet import threads as T
+
+    events: list[str] = []
+    compile_epoch, step_done = fused._compile_epoch, T.ThreadControl.step_done
+
+    def compiling(parallel):
+        events.append(f"compile {parallel}")
+        return compile_epoch(parallel)
+
+    def block(self, steps=1, warm=False):
+        events.append("block")
+        return step_done(self, steps, warm)
+
+    monkeypatch.setattr(fused, "_compile_epoch", compiling)
+    monkeypatch.setattr(T.ThreadControl, "step_done", block)
+    for name in ("kernel", "parallel"):
+        monkeypatch.setattr(fused._State, name, None)
+    monkeypatch.setattr(fused._State, "signatures", set())
+    plan = lambda setting, work: T.Plan(1, (2, 1), "auto: test plan")  # noqa: E731
+    monkeypatch.setattr(T, "_machine_plan", plan)
+    _wide_fit(threads="auto", epochs=1)
+    wanted = ["compile False"] + (["compile True"] if fused.can_split() else [])
+    assert events[: len(wanted)] == wanted and "compile" not in " ".join(events[2:]), events
+
+
+@needs_numba
+def test_an_error_in_an_epoch_leaves_the_threads_as_they_were(monkeypatch):
+    """A kernel that fails mid-epoch: BLAS's threads, numba's and the holder count are back
+    as before the fit."""
+    from lucidnet import threads as T
+
+    original = fused.Fused._kernel
+
+    def failing(self, threads):
+        original(self, threads)  # numba's threads set for the parallel kernel
+        raise RuntimeError("kernel failed")
+
+    before = T.SETTINGS.blas_threads()
+    numba = kernels._load_numba()
+    numba_before = numba.get_num_threads()
+    monkeypatch.setattr(fused.Fused, "_kernel", failing)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        _wide_fit(threads=2)
+    assert T.SETTINGS.holders == 0 and T.SETTINGS.blas_threads() == before
+    assert numba.get_num_threads() == numba_before
