@@ -91,6 +91,12 @@ STEP_S, LAYER_S, MAC_S = 20e-6, 25e-6, 0.012e-9
 #: seconds of steps per call of the kernel (Fused.epoch), as long as the thread tuner's blocks
 BLOCK_SECONDS = 0.1
 
+#: the smallest step (multiply-adds of its forward products at the widest batch) for the
+#: parallel kernel: below, starting its parallel loops (a few microseconds each) costs more
+#: than the split saves. Measured at threads=2 (epoch, parallel / serial kernel with BLAS's
+#: threads): 0.14 M per step 1.5, 0.8 M 1.3, 2.6 M 0.87, 3.2 M 0.81, 30 M (A) 0.85, 539 M 0.88.
+SPLIT_MIN_MACS = 2_000_000
+
 #: the largest step (multiply-adds of its forward products at the widest batch) the kernel
 #: takes when its products go through numba's ``np.dot`` (SciPy's BLAS): it saves the step
 #: loop's Python and NumPy call overhead, which matters for small steps, but SciPy's older
@@ -813,8 +819,10 @@ def prepare(model: Any, run: Any) -> Fused | None:
     step_macs = run.batch_size * int((layout[:, 2] * layout[:, 3]).sum())
     if step_macs > MAX_STEP_MACS and not _numpy_blas_available():
         return None  # a large step on SciPy's BLAS: the step loop is as fast (MAX_STEP_MACS)
-    # the parallel kernel may run where the run's threads may go above one
-    split = run.control is not None and run.control.may_split() and can_split()
+    # the parallel kernel may run where the run's threads may go above one and the step is
+    # large enough to repay starting its parallel loops
+    split = step_macs >= SPLIT_MIN_MACS and run.control is not None and run.control.may_split()
+    split = split and can_split()
     return Fused(model, run, codes, layout, loss_code, opt_code, split)
 
 

@@ -678,3 +678,25 @@ def test_an_error_in_an_epoch_leaves_the_threads_as_they_were(monkeypatch):
         _wide_fit(threads=2)
     assert T.SETTINGS.holders == 0 and T.SETTINGS.blas_threads() == before
     assert numba.get_num_threads() == numba_before
+
+
+@needs_numba
+def test_a_small_step_keeps_the_serial_kernel_even_at_two_threads(monkeypatch):
+    """Below SPLIT_MIN_MACS multiply-adds per step, starting the parallel loops costs more
+    than splitting saves (measured 1.3-1.5x slower epochs): threads=2 runs the serial kernel
+    (BLAS splits its products as it is set); at the limit the parallel kernel runs."""
+    used: list[int] = []
+    original = fused.Fused._kernel
+
+    def spy(self, threads):
+        kernel, bands = original(self, threads)
+        used.append(bands)
+        return kernel, bands
+
+    monkeypatch.setattr(fused.Fused, "_kernel", spy)
+    step_macs = 16 * (1024 * 512 + 512 * 3)  # _wide_fit's network at batch 16
+    for limit, parallel in ((step_macs + 1, False), (step_macs, True)):
+        monkeypatch.setattr(fused, "SPLIT_MIN_MACS", limit)
+        used.clear()
+        _wide_fit(threads=2, epochs=1)
+        assert used == ([2] if parallel and fused.can_split() else [1]), (limit, used)
