@@ -641,7 +641,7 @@ class Fused:
         self.model, self.X, self.optimizer, self.source = model, X, opt, run.source
         self.opt_code, self.loss_code = opt_code, loss_code
         dtype = np.dtype(model.dtype)
-        self.labels = y if loss_code == 0 else np.empty(0, np.int64)
+        self.labels = np.ascontiguousarray(y) if loss_code == 0 else np.empty(0, np.int64)
         self.targets = np.ascontiguousarray(y) if loss_code else np.empty((0, 0), dtype)
         self.starts = np.append(np.arange(run.steps, dtype=np.int64) * run.batch_size, len(X))
         bounds = self.starts.tolist()
@@ -734,11 +734,13 @@ class Fused:
                 correct[first:last], norm, carry,
             )  # fmt: skip
 
-        self._load(arguments(0, 0), parallel=control is not None and control.may_split())
-        split = control is not None and self._splits() and control.split_in_kernel(True)
+        loaded = self._load(arguments(0, 0), control is not None and control.may_split())
+        if loaded and control is not None:
+            control.untimed()  # the tuner times steps, not the compile (or the disk cache)
         block = max(1, int(BLOCK_SECONDS * steps / self.epoch_s))
-        done = 0
+        done, split = 0, False
         try:
+            split = control is not None and self._splits() and control.split_in_kernel(True)
             for first in range(0, steps, block):
                 last = min(first + block, steps)
                 kernel, bands = self._kernel(control.current() if split else 1)
@@ -749,11 +751,13 @@ class Fused:
                 if not math.isfinite(carry[0]):  # the loss sum turned non-finite: stopped
                     break  # after that step (the last of this call, or earlier), as the loop
         finally:
-            if split:
-                control.split_in_kernel(False)  # validation and callbacks: BLAS's threads
-            if self._numba_threads:  # numba's thread count of this thread, as it was
-                _kernels._load_numba().set_num_threads(self._numba_threads)
-                self._numba_threads = 0
+            try:
+                if split:
+                    control.split_in_kernel(False)  # validation and callbacks: BLAS's threads
+            finally:
+                if self._numba_threads:  # numba's thread count of this thread, as it was
+                    _kernels._load_numba().set_num_threads(self._numba_threads)
+                    self._numba_threads = 0
         _State.epochs += 1
         opt.fused_done(done, lrs[done - 1], float(norm[0]))
         losses = values[:done].tolist()
@@ -762,23 +766,30 @@ class Fused:
             loss_sum = loss_sum + value * m
         return losses, loss_sum, float(correct[:done].sum()), int(self.starts[done])
 
-    def _load(self, no_steps: tuple[Any, ...], parallel: bool) -> None:
+    def _load(self, no_steps: tuple[Any, ...], parallel: bool) -> bool:
         """Compile (or load) the kernels this epoch may call (the parallel one too where
         ``parallel`` and it may run), each called once with ``no_steps`` (no step), before the
         first block: a compile inside a block would be timed by the thread tuner. The
         parallel kernel's first call in this process starts numba's threads and tells the
-        threading layer (:func:`can_split`)."""
-        if self.signature not in _State.signatures:
+        threading layer (:func:`can_split`; a layer numba cannot load, such as
+        ``NUMBA_THREADING_LAYER=tbb`` without tbb, leaves the serial kernel). Returns whether
+        anything was compiled or loaded."""
+        loaded = self.signature not in _State.signatures
+        if loaded:
             _compiled()(*no_steps, 1)
             _State.signatures.add(self.signature)
         if not parallel or not self._splits() or self._parallel_signature in _State.signatures:
-            return
+            return loaded
         if _State.split is None:
-            layer = _kernels.start_threads(lambda: _compiled(parallel=True)(*no_steps, 1))
+            try:
+                layer = _kernels.start_threads(lambda: _compiled(parallel=True)(*no_steps, 1))
+            except ValueError:  # numba: "No threading layer could be loaded"
+                layer = ""
             _State.split = layer in ("omp", "tbb")
         else:
             _compiled(parallel=True)(*no_steps, 1)
         _State.signatures.add(self._parallel_signature)
+        return True
 
     def _kernel(self, threads: int) -> tuple[Any, int]:
         """The kernel for a block at ``threads`` threads and its bands per product: the

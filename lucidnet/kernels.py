@@ -547,9 +547,17 @@ def start_threads(first_call: Callable[[], Any]) -> str:
 
 def _threads_started() -> bool:
     """Whether numba's threads have started in this process (or in the one it was forked
-    from); True when numba no longer says (its internals changed)."""
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    return parallel is not None and bool(getattr(parallel, "_is_initialized", True))
+    from): numba names its threading layer only then."""
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return False
+    try:
+        numba.threading_layer()
+    except ValueError:  # "Threading layer is not initialized."
+        return False
+    except Exception:  # noqa: BLE001 - another numba: assume they have (the safe side)
+        return True
+    return True
 
 
 def _libgomp() -> Any:

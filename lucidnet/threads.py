@@ -574,9 +574,15 @@ class ThreadControl:
         gets the count again. Returns whether it is on (see :meth:`may_split`)."""
         on = on and self.may_split()
         if on != self._split:
+            SETTINGS.apply(1 if on else self._current)
             self._split = on
-            self._apply(self._current)
         return on
+
+    def untimed(self) -> None:
+        """The time since the block's timer last ran (or this epoch began) is not the
+        steps': a kernel was compiled or loaded meanwhile."""
+        if self.tuner is not None:
+            self._t0 = self.clock()
 
     def epoch_end(self) -> None:
         """Stop the block's timer; record the count that ran most of the epoch's steps."""

@@ -631,8 +631,9 @@ def _wide_fit(threads=2, epochs: int = 2, **kwargs):
 @needs_numba
 def test_the_kernels_are_loaded_before_the_first_timed_block(monkeypatch):
     """Compiling (or loading) the serial and the parallel kernel happens before the epoch's
-    first block, never inside a block the thread tuner times (a compile there made the
-    tuner take 2 threads for slower than 1)."""
+    first block, and the block's timer starts after it (ThreadControl.untimed), so the thread
+    tuner never times a compile (one there made it take 2 threads for slower than 1, and a
+    fit that switched to the kernel after a step-loop epoch timed the whole compile)."""
     from lucidnet import threads as T
 
     events: list[str] = []
@@ -646,16 +647,24 @@ def test_the_kernels_are_loaded_before_the_first_timed_block(monkeypatch):
         events.append("block")
         return step_done(self, steps, warm)
 
+    untimed = T.ThreadControl.untimed
+
+    def restarted(self):
+        events.append("untimed")
+        return untimed(self)
+
     monkeypatch.setattr(fused, "_compile_epoch", compiling)
     monkeypatch.setattr(T.ThreadControl, "step_done", block)
+    monkeypatch.setattr(T.ThreadControl, "untimed", restarted)
     for name in ("kernel", "parallel"):
         monkeypatch.setattr(fused._State, name, None)
     monkeypatch.setattr(fused._State, "signatures", set())
     plan = lambda setting, work: T.Plan(1, (2, 1), "auto: test plan")  # noqa: E731
     monkeypatch.setattr(T, "_machine_plan", plan)
     _wide_fit(threads="auto", epochs=1)
-    wanted = ["compile False"] + (["compile True"] if fused.can_split() else [])
-    assert events[: len(wanted)] == wanted and "compile" not in " ".join(events[2:]), events
+    wanted = ["compile False"] + (["compile True"] if fused.can_split() else []) + ["untimed"]
+    assert events[: len(wanted)] == wanted, events  # the block's timer restarted after them
+    assert "compile" not in " ".join(events[len(wanted) :]), events
 
 
 @needs_numba

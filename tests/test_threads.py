@@ -278,6 +278,34 @@ def test_a_kernel_that_splits_the_work_gets_the_count_and_blas_one_thread(applie
             assert not one.may_split() and not one.split_in_kernel(True) and applied == before
 
 
+def test_untimed_leaves_a_compile_out_of_the_tuners_block(applied, monkeypatch):
+    """A kernel compiled (1 s) between the epoch's start and its steps, after the fit's first
+    (untimed) epoch: untimed() restarts the block's timer, so the blocks record the steps'
+    4 ms each, not the compile (without it: ~40 ms per step)."""
+    clock = FakeClock()
+    plan = lambda setting, work: T.Plan(2, (2, 1), "auto: test plan")  # noqa: E731
+    recorded: list[float] = []
+    record = T.ThreadTuner.record
+
+    def spy(self, threads, seconds):
+        recorded.append(seconds)
+        return record(self, threads, seconds)
+
+    monkeypatch.setattr(T.ThreadTuner, "record", spy)
+    control = T.ThreadControl("auto", BIG, clock=clock, plan_fn=plan)
+    with control:
+        for epoch in range(2):
+            control.epoch_begin(epoch)
+            if epoch:
+                clock.t += 1.0  # compiling the kernel
+                control.untimed()
+            for _ in range(30):
+                clock.t += 0.004
+                control.step_done()
+            control.epoch_end()
+    assert recorded and max(recorded) == pytest.approx(0.004), recorded
+
+
 # -- the real BLAS setting -------------------------------------------------------------------
 def blas_threads() -> list[int]:
     """The thread count of NumPy's BLAS (the one lucidnet's products use)."""
