@@ -484,6 +484,21 @@ def test_calling_numpys_blas_leaves_scipys_lapack_working():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+@pytest.fixture
+def bands_used(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The bands of every block's kernel (1: the serial kernel), in order."""
+    used: list[int] = []
+    original = fused.Fused._kernel
+
+    def spy(self, threads):
+        kernel, bands = original(self, threads)
+        used.append(bands)
+        return kernel, bands
+
+    monkeypatch.setattr(fused.Fused, "_kernel", spy)
+    return used
+
+
 def _bands_kernel():
     """The parallel kernel's own fused._bands (compiled with it)."""
     kernels.start_threads(lambda: fused._compiled(parallel=True))
@@ -516,7 +531,7 @@ def test_a_product_in_bands_equals_the_whole_product(dtype):
 
 
 @needs_numba
-def test_the_parallel_kernel_gives_the_step_paths_numbers(monkeypatch):
+def test_the_parallel_kernel_gives_the_step_paths_numbers(monkeypatch, bands_used):
     """threads=2 on a network whose products are large enough to be cut into bands (forward,
     dW and dL/dX, C's rows and columns): the parallel kernel (bands, gather and Adam on
     numba's threads, BLAS on one) trains to the step loop's numbers; BLAS's threads are back
@@ -524,15 +539,6 @@ def test_the_parallel_kernel_gives_the_step_paths_numbers(monkeypatch):
     serial kernel does, to the same numbers."""
     from lucidnet import threads as T
 
-    used: list[int] = []
-    original = fused.Fused._kernel
-
-    def spy(self, threads):
-        kernel, bands = original(self, threads)
-        used.append(bands)
-        return kernel, bands
-
-    monkeypatch.setattr(fused.Fused, "_kernel", spy)
     applied: list[int] = []
     apply = T.SETTINGS.apply
     monkeypatch.setattr(T.SETTINGS, "apply", lambda n: (applied.append(n), apply(n)))
@@ -557,12 +563,12 @@ def test_the_parallel_kernel_gives_the_step_paths_numbers(monkeypatch):
     reference = run("0")
     applied.clear()
     _same_run(reference, run("1"), "float64")
-    assert len(used) == 2  # one block per epoch
+    assert len(bands_used) == 2  # one block per epoch
     if fused._State.split:
-        assert used == [2, 2]
+        assert bands_used == [2, 2]
         assert applied == [2, 1, 2, 1, 2], applied  # fit: 2; each epoch 1, then 2 again
     else:
-        assert used == [1, 1] and not fused.can_split()
+        assert bands_used == [1, 1] and not fused.can_split()
 
 
 _FORK_AFTER_PARALLEL = """
@@ -690,22 +696,13 @@ def test_an_error_in_an_epoch_leaves_the_threads_as_they_were(monkeypatch):
 
 
 @needs_numba
-def test_a_small_step_keeps_the_serial_kernel_even_at_two_threads(monkeypatch):
+def test_a_small_step_keeps_the_serial_kernel_even_at_two_threads(monkeypatch, bands_used):
     """Below SPLIT_MIN_MACS multiply-adds per step, starting the parallel loops costs more
     than splitting saves (measured 1.3-1.5x slower epochs): threads=2 runs the serial kernel
     (BLAS splits its products as it is set); at the limit the parallel kernel runs."""
-    used: list[int] = []
-    original = fused.Fused._kernel
-
-    def spy(self, threads):
-        kernel, bands = original(self, threads)
-        used.append(bands)
-        return kernel, bands
-
-    monkeypatch.setattr(fused.Fused, "_kernel", spy)
     step_macs = 16 * (1024 * 512 + 512 * 3)  # _wide_fit's network at batch 16
     for limit, parallel in ((step_macs + 1, False), (step_macs, True)):
         monkeypatch.setattr(fused, "SPLIT_MIN_MACS", limit)
-        used.clear()
+        bands_used.clear()
         _wide_fit(threads=2, epochs=1)
-        assert used == ([2] if parallel and fused.can_split() else [1]), (limit, used)
+        assert bands_used == ([2] if parallel and fused.can_split() else [1]), (limit, bands_used)
