@@ -499,8 +499,17 @@ def bands_used(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return used
 
 
+def _numba_threads_or_skip() -> None:
+    numba = kernels._load_numba()
+    try:
+        kernels.start_threads(numba.get_num_threads)
+    except ValueError as exc:  # NUMBA_THREADING_LAYER names a layer that cannot be loaded
+        pytest.skip(f"numba cannot start its threads here: {exc}")
+
+
 def _bands_kernel():
     """The parallel kernel's own fused._bands (compiled with it)."""
+    _numba_threads_or_skip()
     kernels.start_threads(lambda: fused._compiled(parallel=True))
     return fused._State.bands
 
@@ -589,7 +598,9 @@ if openmp is not None:  # numba's omp layer turned nesting on; put back as it wa
     print("levels", levels, openmp.omp_get_max_active_levels(), flush=True)
 pid = os.fork()
 if pid == 0:
-    ok = np.isfinite(fit()).all() and kernels.forked() and not fused.can_split()
+    parent_split = fused._State.split  # False where numba's threads could not run at all
+    ok = np.isfinite(fit()).all()
+    ok = ok and (not parent_split or (kernels.forked() and not fused.can_split()))
     os._exit(0 if ok else 3)
 print("child status", os.waitpid(pid, 0)[1], flush=True)
 """
@@ -668,9 +679,12 @@ def test_the_kernels_are_loaded_before_the_first_timed_block(monkeypatch):
     plan = lambda setting, work: T.Plan(1, (2, 1), "auto: test plan")  # noqa: E731
     monkeypatch.setattr(T, "_machine_plan", plan)
     _wide_fit(threads="auto", epochs=1)
-    wanted = ["compile False"] + (["compile True"] if fused.can_split() else []) + ["untimed"]
-    assert events[: len(wanted)] == wanted, events  # the block's timer restarted after them
-    assert "compile" not in " ".join(events[len(wanted) :]), events
+    # the parallel kernel is compiled where it may run, and also where its first call finds
+    # it may not (numba's workqueue layer): either way before the timer restarts
+    before = ["compile False"] + (["compile True"] if "compile True" in events else [])
+    assert events[: len(before) + 1] == before + ["untimed"], events
+    assert "compile" not in " ".join(events[len(before) + 1 :]), events
+    assert "compile True" in events or not fused.can_split(), events
 
 
 @needs_numba
@@ -685,6 +699,7 @@ def test_an_error_in_an_epoch_leaves_the_threads_as_they_were(monkeypatch):
         original(self, threads)  # numba's threads set for the parallel kernel
         raise RuntimeError("kernel failed")
 
+    _numba_threads_or_skip()
     before = T.SETTINGS.blas_threads()
     numba = kernels._load_numba()
     numba_before = numba.get_num_threads()
