@@ -539,6 +539,24 @@ def test_a_product_in_bands_equals_the_whole_product(dtype):
                     assert (outside == 7.0).all(), (m, n, trans_a, trans_b, parts)
 
 
+def _wide_fit(threads=2, epochs: int = 2, mode: str = "1", hidden=("relu",), **kwargs):
+    """``(model, history)`` of a float64 network whose products (1024 inputs, layers of 512)
+    are cut into bands by the parallel kernel; kernels on (``mode`` "1") or off ("0")."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((48, 1024)), rng.integers(0, 3, 48)
+    layers = [ln.Dense(512, activation=name) for name in hidden] + [ln.Dense(3)]
+    model = ln.Sequential(layers, dtype="float64")
+    previous = kernels.set_mode(mode)
+    try:
+        history = model.fit(
+            X, y, loss="cross_entropy", epochs=epochs, batch_size=16, seed=1, verbose=0,
+            threads=threads, **kwargs,
+        )  # fmt: skip
+    finally:
+        kernels.set_mode(previous)
+    return model, history
+
+
 @needs_numba
 def test_the_parallel_kernel_gives_the_step_paths_numbers(monkeypatch, bands_used):
     """threads=2 on a network whose products are large enough to be cut into bands (forward,
@@ -551,23 +569,9 @@ def test_the_parallel_kernel_gives_the_step_paths_numbers(monkeypatch, bands_use
     applied: list[int] = []
     apply = T.SETTINGS.apply
     monkeypatch.setattr(T.SETTINGS, "apply", lambda n: (applied.append(n), apply(n)))
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((48, 1024)), rng.integers(0, 3, 48)
 
     def run(mode):
-        previous = kernels.set_mode(mode)
-        try:
-            model = ln.Sequential(
-                [ln.Dense(512, activation="relu"), ln.Dense(512, activation="tanh"), ln.Dense(3)],
-                dtype="float64",
-            )
-            history = model.fit(
-                X, y, loss="cross_entropy", optimizer=ln.Adam(1e-3), epochs=2, batch_size=16,
-                seed=1, verbose=0, threads=2,
-            )  # fmt: skip
-        finally:
-            kernels.set_mode(previous)
-        return model, history
+        return _wide_fit(2, 2, mode, ("relu", "tanh"), optimizer=ln.Adam(1e-3))
 
     reference = run("0")
     applied.clear()
@@ -628,21 +632,6 @@ def test_a_child_forked_after_the_parallel_kernel_trains_with_the_serial_one():
     levels = [line.split() for line in lines if line.startswith("levels")]
     assert all(before == after for _, before, after in levels), lines
     assert lines[-1] == "child status 0", (lines, done.stderr[-2000:])
-
-
-def _wide_fit(threads=2, epochs: int = 2, **kwargs):
-    """A network whose products are cut into bands by the parallel kernel (kernels on)."""
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((48, 1024)), rng.integers(0, 3, 48)
-    model = ln.Sequential([ln.Dense(512, activation="relu"), ln.Dense(3)], dtype="float64")
-    previous = kernels.set_mode("1")
-    try:
-        return model.fit(
-            X, y, loss="cross_entropy", epochs=epochs, batch_size=16, seed=1, verbose=0,
-            threads=threads, **kwargs,
-        )  # fmt: skip
-    finally:
-        kernels.set_mode(previous)
 
 
 @needs_numba
